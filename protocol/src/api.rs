@@ -1,0 +1,219 @@
+//! Bodies of the command-center HTTP API (DESIGN.md §3), shared by the hub and the
+//! console client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::code::GridCode;
+use crate::error::ErrorCode;
+use crate::frame::{IncidentView, Targets};
+use crate::model::{Category, Level, Role, Status};
+
+/// `POST /v1/incidents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateIncident {
+    /// Short title (1–200 characters).
+    pub title: String,
+    /// Message body (at most 16,000 characters).
+    #[serde(default)]
+    pub body: String,
+    /// Emergency level.
+    pub level: Level,
+    /// Emergency category.
+    pub category: Category,
+    /// True for drills.
+    #[serde(default)]
+    pub drill: bool,
+    /// Areas and roles.
+    pub targets: Targets,
+    /// Ack window in seconds (1–86,400); the level's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_within_s: Option<u32>,
+}
+
+/// `201` answer to `POST /v1/incidents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedIncident {
+    /// Incident id.
+    pub id: String,
+    /// Its rev.
+    pub rev: u64,
+    /// How many leads it was issued to.
+    pub recipients: usize,
+    /// How many of them had a session open when it was fanned out.
+    pub online: usize,
+}
+
+/// Counts of recipients by latest status; each recipient counted once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// No receipt yet.
+    pub pending: usize,
+    /// Received, not answered.
+    pub delivered: usize,
+    /// Accepted.
+    pub accepted: usize,
+    /// Declined.
+    pub declined: usize,
+}
+
+impl Counts {
+    /// Adds one recipient in `status`.
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Pending => self.pending += 1,
+            Status::Delivered => self.delivered += 1,
+            Status::Accepted => self.accepted += 1,
+            Status::Declined => self.declined += 1,
+        }
+    }
+
+    /// All recipients.
+    pub fn total(&self) -> usize {
+        self.pending + self.delivered + self.accepted + self.declined
+    }
+}
+
+/// One grid's rollup in `GET /v1/incidents/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridRollup {
+    /// The grid or micro-grid of the recipients' assignments.
+    pub code: GridCode,
+    /// Recipients through this grid.
+    pub recipients: usize,
+    /// Of them, delivered and not answered.
+    pub delivered: usize,
+    /// Of them, accepted.
+    pub accepted: usize,
+    /// Of them, declined.
+    pub declined: usize,
+}
+
+/// `GET /v1/incidents/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentDetail {
+    /// The incident.
+    pub incident: IncidentView,
+    /// Counts by status.
+    pub counts: Counts,
+    /// Per-grid rollup, by code.
+    pub grids: Vec<GridRollup>,
+}
+
+/// `GET /v1/incidents?state=…`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentList {
+    /// Incidents, newest first, with counts.
+    pub incidents: Vec<IncidentSummary>,
+}
+
+/// One row of the incident list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    /// The incident.
+    pub incident: IncidentView,
+    /// Counts by status.
+    pub counts: Counts,
+}
+
+/// One recipient in `GET /v1/incidents/{id}/recipients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientRow {
+    /// Lead id.
+    pub lead: String,
+    /// Grid of the matching assignment.
+    pub grid: GridCode,
+    /// Role of the matching assignment.
+    pub role: Role,
+    /// Latest status.
+    pub status: Status,
+    /// When the receipt (or first ack) arrived (RFC 3339), if it did.
+    pub delivered_at: Option<String>,
+    /// When the latest ack arrived (RFC 3339), if any.
+    pub acked_at: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}/recipients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientList {
+    /// Recipients in registry order.
+    pub recipients: Vec<RecipientRow>,
+}
+
+/// One event on an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// When (RFC 3339).
+    pub at: String,
+    /// `issued`, `delivered`, `acked`, …
+    pub kind: String,
+    /// Who caused it: an operator or lead id, or `hub`.
+    pub actor: String,
+    /// The lead concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<String>,
+    /// More about it (an ack's answer and note, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}/timeline`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// Events in order.
+    pub events: Vec<TimelineEvent>,
+}
+
+/// `GET /v1/presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The area asked about (empty = whole city).
+    pub prefix: String,
+    /// Leads online with an assignment inside it (each counted once).
+    pub online: usize,
+    /// One row per child area that has a registered grid.
+    pub children: Vec<PresenceChild>,
+    /// With `leads=true`: each online lead's first assignment inside the area.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leads: Option<Vec<PresenceLead>>,
+}
+
+/// A child area in `GET /v1/presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceChild {
+    /// Child prefix.
+    pub code: String,
+    /// Leads online inside it.
+    pub online: usize,
+}
+
+/// An online lead in `GET /v1/presence?leads=true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceLead {
+    /// Lead id.
+    pub id: String,
+    /// Grid of its first assignment in the area.
+    pub grid: GridCode,
+    /// Role of that assignment.
+    pub role: Role,
+    /// Transports it is connected on (`ws`, `mqtt`).
+    pub channels: Vec<String>,
+}
+
+/// Body of every HTTP error: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error inside [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Contract code.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+    /// Every problem, for a refused registry document (extension).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}

@@ -1,0 +1,22 @@
+//! gridcast protocol v1: the wire contract shared by the hub, the clients and the drill
+//! tool.
+//!
+//! Everything here is pure: serde types, grid codes and validation. No tokio, no I/O, so
+//! any program that speaks to a hub can depend on it. The contract itself is written in
+//! `docs/protocol.md`; field names and values here must match it exactly.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod code;
+pub mod error;
+pub mod frame;
+pub mod model;
+pub mod registry;
+pub mod time;
+
+pub use code::{CodeError, GridCode, Target};
+pub use error::ErrorCode;
+pub use model::{Category, Level, Role, Status};
+
+/// Largest decoded message, in bytes, that a hub or client accepts (64 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
