@@ -1,1 +1,262 @@
-//! placeholder
+//! gridcast hub: the emergency dispatch server.
+//!
+//! A library with a thin binary: [`run`] serves a hub on a bound listener until the
+//! shutdown token fires; tests and the drill tool start hubs through it on port 0.
+//!
+//! The folder tree is the architecture: `transport/` (WebSocket) ends in `session` and
+//! `presence`; `incident` and `registry` are the core; `store/` (embedded) and `bus/`
+//! (local) are backends behind the core's traits; `api` is the command center's HTTP API.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod console;
+pub mod incident;
+pub mod metrics;
+pub mod presence;
+pub mod ratelimit;
+pub mod registry;
+pub mod sample;
+pub mod session;
+pub mod store;
+pub mod transport;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+use crate::auth::Auth;
+use crate::bus::Bus;
+use crate::console::Console;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::ratelimit::ConnectLimiter;
+use crate::registry::{RegistryHandle, RegistryIndex};
+use crate::store::Store;
+
+/// Why a hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The store could not open.
+    #[error(transparent)]
+    Store(#[from] store::embedded::OpenError),
+    /// The registry could not be read or is invalid.
+    #[error("registry {0}")]
+    Registry(String),
+    /// The JWT secret could not be read or created.
+    #[error("jwt secret: {0}")]
+    Secret(std::io::Error),
+    /// Serving failed.
+    #[error("serve: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Shared state of one hub node. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub(Arc<Inner>);
+
+/// What a hub holds.
+pub struct Inner {
+    /// Settings.
+    pub config: Config,
+    /// Token signer/verifier.
+    pub auth: Auth,
+    /// Registry in force.
+    pub registry: RegistryHandle,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// This node's sessions.
+    pub presence: Arc<Presence>,
+    /// Fan-out.
+    pub bus: Arc<dyn Bus>,
+    /// Console stream.
+    pub console: Console,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Root of every task's cancellation.
+    pub shutdown: CancellationToken,
+    /// Every session and background task, to wait for at shutdown.
+    pub tracker: TaskTracker,
+    /// Session slots.
+    pub sessions: Arc<Semaphore>,
+    /// Connection attempts per address.
+    pub connects: ConnectLimiter,
+    /// This node's name.
+    pub node_id: String,
+}
+
+impl std::ops::Deref for Hub {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The token key: `--jwt-secret`, else a random key kept in `data_dir/jwt-secret`
+/// (created on first use, readable by the owner only), so that the embedded default
+/// and `gridcast-hub token` agree without any flag.
+pub fn load_or_create_secret(config_secret: Option<&str>, data_dir: &Path) -> std::io::Result<Vec<u8>> {
+    if let Some(s) = config_secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join("jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut raw = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    use std::io::Write;
+    opts.open(&path)?.write_all(hex.as_bytes())?;
+    Ok(hex.into_bytes())
+}
+
+impl Hub {
+    /// Opens the store, loads the registry and builds a hub (nothing is served yet).
+    pub async fn open(config: Config, shutdown: CancellationToken) -> Result<Hub, StartError> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let secret = {
+            let s = config.jwt_secret.clone();
+            let d = data_dir.clone();
+            tokio::task::spawn_blocking(move || load_or_create_secret(s.as_deref(), &d))
+                .await
+                .map_err(|e| StartError::Secret(std::io::Error::other(e)))?
+                .map_err(StartError::Secret)?
+        };
+        let store = {
+            let d = data_dir.clone();
+            tokio::task::spawn_blocking(move || store::embedded::EmbeddedStore::open(&d))
+                .await
+                .map_err(|e| StartError::Registry(e.to_string()))??
+        };
+        let store: Arc<dyn Store> = Arc::new(store);
+        let (doc, source) = match &config.registry {
+            Some(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
+                let doc = serde_json::from_slice(&bytes)
+                    .map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
+                (doc, path.display().to_string())
+            }
+            None => match store.load_registry().await.map_err(|e| StartError::Registry(e.to_string()))? {
+                Some(doc) => (doc, "the data dir (last PUT /v1/registry)".to_owned()),
+                None => (sample::sample_city(), "the built-in sample city".to_owned()),
+            },
+        };
+        let registry = doc
+            .validate()
+            .map_err(|problems| StartError::Registry(format!("from {source} is invalid:\n  {}", problems.join("\n  "))))?;
+        let index = RegistryIndex::new(registry);
+        tracing::info!(source = %source, summary = %index.summary(), "registry loaded");
+        let presence = Arc::new(Presence::default());
+        let metrics = Arc::new(Metrics::default());
+        let bus: Arc<dyn Bus> = Arc::new(bus::local::LocalBus::new(presence.clone(), metrics.clone()));
+        let node_id = config.node_id.clone().unwrap_or_else(|| format!("hub-{:x}", now_ms() & 0xffffff));
+        Ok(Hub(Arc::new(Inner {
+            auth: Auth::new(&secret),
+            registry: RegistryHandle::new(index),
+            store,
+            presence,
+            bus,
+            console: Console::default(),
+            metrics,
+            shutdown,
+            tracker: TaskTracker::new(),
+            sessions: Arc::new(Semaphore::new(config.max_sessions)),
+            connects: ConnectLimiter::new(config.connect_rate, config.connect_burst),
+            node_id,
+            config,
+        })))
+    }
+}
+
+/// How long shutdown waits for sessions and tasks to finish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Serves `hub` on `listener` until its shutdown token fires, then ends every session
+/// with "going away" and waits (with a deadline) for them.
+pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
+    let app = api::router(hub.clone());
+    hub.tracker.spawn(console_ticker(hub.clone()));
+    tracing::info!(addr = ?listener.local_addr().ok(), node = %hub.node_id, "gridcast hub listening");
+    let token = hub.shutdown.clone();
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await;
+    // axum's graceful shutdown does not wait for upgraded sockets: sessions are ours.
+    hub.presence.end_all(gridcast_protocol::error::close::GOING_AWAY);
+    hub.tracker.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, hub.tracker.wait()).await.is_err() {
+        tracing::warn!(still_running = hub.tracker.len(), "shutdown deadline passed with tasks still running");
+    }
+    served.map_err(StartError::Serve)
+}
+
+/// Opens a hub with `config` and serves it on `listener` until `shutdown` fires.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
+    let hub = Hub::open(config, shutdown).await?;
+    serve(hub, listener).await
+}
+
+/// Turns dirty incidents and grids into aggregated console events a few times a second.
+async fn console_ticker(hub: Hub) {
+    let mut tick = tokio::time::interval(console::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = hub.shutdown.cancelled() => return,
+        }
+        let (incidents, grids) = hub.console.take_dirty();
+        for id in incidents {
+            if let Ok(Some(snap)) = hub.store.incident(&id).await {
+                let counts = incident::counts(&snap.recipients);
+                let state = if snap.meta.state == gridcast_protocol::model::IncidentState::Active { "active" } else { "closed" };
+                hub.console.emit(
+                    "progress",
+                    snap.meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+                    console::progress(&id, snap.meta.rev, state, &counts),
+                );
+            }
+        }
+        if !grids.is_empty() {
+            let rows: Vec<serde_json::Value> = grids
+                .iter()
+                .map(|g| serde_json::json!({ "code": g, "online": hub.presence.grid_online(g) }))
+                .collect();
+            hub.console.emit(
+                "presence",
+                Vec::new(),
+                serde_json::json!({ "online": hub.presence.online_leads(), "grids": rows }),
+            );
+        }
+    }
+}

@@ -1,1 +1,92 @@
-fn main() {}
+//! `gridcast-hub`: runs a hub (`gridcast-hub [serve] …`) or mints a token
+//! (`gridcast-hub token --sub L0001 --role lead`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gridcast_hub::auth::{Auth, Claims, TokenRole};
+use gridcast_hub::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "gridcast-hub", version, about = "gridcast emergency dispatch hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub (the default).
+    Serve,
+    /// Mint a token signed with the hub's key (--jwt-secret, or the data dir's key).
+    Token {
+        /// Lead or operator id.
+        #[arg(long)]
+        sub: String,
+        /// lead, operator, supervisor or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: TokenRole,
+        /// An operator's jurisdiction prefix (empty = whole city).
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
+}
+
+fn parse_role(s: &str) -> Result<TokenRole, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("{s:?} is not lead, operator, supervisor or admin"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token { sub, role, scope, ttl_hours }) => {
+            if !scope.is_empty() {
+                gridcast_protocol::Target::parse(&scope).context("--scope")?;
+            }
+            let secret = gridcast_hub::load_or_create_secret(cli.config.jwt_secret.as_deref(), &cli.config.data_dir)
+                .context("reading the token key")?;
+            let exp = gridcast_hub::now_ms() / 1000 + ttl_hours * 3600;
+            println!("{}", Auth::new(&secret).sign(&Claims { sub, role, scope, exp }));
+            Ok(())
+        }
+        None | Some(Command::Serve) => serve(cli.config),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRIDCAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        gridcast_hub::run(config, listener, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}

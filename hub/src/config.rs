@@ -1,0 +1,114 @@
+//! The hub's configuration: one typed struct, every limit in it, each flag with an
+//! environment twin (`--listen` ↔ `GRIDCAST_LISTEN`). Validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything a hub needs to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP API, WebSocket and web pages.
+    #[arg(long, env = "GRIDCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Registry document to load (default: the stored one, else the built-in sample city).
+    #[arg(long, env = "GRIDCAST_REGISTRY")]
+    pub registry: Option<PathBuf>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "GRIDCAST_DATA_DIR", default_value = "./gridcast-data")]
+    pub data_dir: PathBuf,
+    /// Cluster mode through this Redis (not in this release).
+    #[arg(long, env = "GRIDCAST_REDIS")]
+    pub redis: Option<String>,
+    /// Serve MQTT leads through this broker (not in this release).
+    #[arg(long, env = "GRIDCAST_MQTT")]
+    pub mqtt: Option<String>,
+    /// This node's name (default: random).
+    #[arg(long, env = "GRIDCAST_NODE_ID")]
+    pub node_id: Option<String>,
+    /// HS256 key for tokens (default: a random key kept in the data dir).
+    #[arg(long, env = "GRIDCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Seconds between WebSocket pings; a session silent for two intervals is dropped.
+    #[arg(long, env = "GRIDCAST_HEARTBEAT_S", default_value_t = 20)]
+    pub heartbeat_s: u32,
+    /// Milliseconds a new connection has to send `hello`.
+    #[arg(long, env = "GRIDCAST_HELLO_TIMEOUT_MS", default_value_t = 5000)]
+    pub hello_timeout_ms: u64,
+    /// Most concurrent lead sessions (each holds a file descriptor).
+    #[arg(long, env = "GRIDCAST_MAX_SESSIONS", default_value_t = 50_000)]
+    pub max_sessions: usize,
+    /// Frames a session may have queued before it counts as a slow consumer.
+    #[arg(long, env = "GRIDCAST_SESSION_QUEUE", default_value_t = 256)]
+    pub session_queue: usize,
+    /// Upstream frames per second per session.
+    #[arg(long, env = "GRIDCAST_UPSTREAM_RATE", default_value_t = 20)]
+    pub upstream_rate: u32,
+    /// Upstream burst per session.
+    #[arg(long, env = "GRIDCAST_UPSTREAM_BURST", default_value_t = 50)]
+    pub upstream_burst: u32,
+    /// WebSocket connection attempts per second per source address (carrier NATs and
+    /// drills put thousands of phones behind one address).
+    #[arg(long, env = "GRIDCAST_CONNECT_RATE", default_value_t = 2_000)]
+    pub connect_rate: u32,
+    /// Burst of connection attempts per source address.
+    #[arg(long, env = "GRIDCAST_CONNECT_BURST", default_value_t = 20_000)]
+    pub connect_burst: u32,
+    /// Largest HTTP request body, except registry uploads.
+    #[arg(long, env = "GRIDCAST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest registry upload.
+    #[arg(long, env = "GRIDCAST_MAX_REGISTRY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_registry_bytes: usize,
+    /// Hours a closed incident stays in a lead's sync.
+    #[arg(long, env = "GRIDCAST_CLOSED_SYNC_HOURS", default_value_t = 24)]
+    pub closed_sync_hours: u64,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults, as the flags document them, with the store in `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            c: Config,
+        }
+        let mut c = <P as clap::Parser>::parse_from(["gridcast-hub"]).c;
+        c.data_dir = data_dir.into();
+        c
+    }
+
+    /// Checks the settings together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError(m.to_owned()));
+        if self.redis.is_some() {
+            return bad("--redis (cluster mode) is not available in this release yet; run without it for the embedded store");
+        }
+        if self.mqtt.is_some() {
+            return bad("--mqtt is not available in this release yet; leads connect over WebSocket");
+        }
+        if self.heartbeat_s == 0 || self.heartbeat_s > 3600 {
+            return bad("--heartbeat-s must be 1..=3600");
+        }
+        if self.hello_timeout_ms == 0 {
+            return bad("--hello-timeout-ms must be positive");
+        }
+        if self.session_queue < 8 {
+            return bad("--session-queue must be at least 8");
+        }
+        if self.upstream_rate == 0 || self.upstream_burst == 0 || self.connect_rate == 0 || self.connect_burst == 0 {
+            return bad("rate limits must be positive");
+        }
+        if self.max_sessions == 0 {
+            return bad("--max-sessions must be positive");
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("--jwt-secret must have at least 16 characters");
+        }
+        Ok(())
+    }
+}

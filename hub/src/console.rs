@@ -1,0 +1,100 @@
+//! The command center's live stream (`GET /v1/console/events`, server-sent events).
+//!
+//! Changes mark an incident or a grid as dirty; a ticker turns the dirty sets into a few
+//! aggregated events a second (`progress` with an incident's counts, `presence` with the
+//! changed grids' online counts), never one event per ack. Issues go out at once
+//! (`incident`). Each stream filters events by the operator's jurisdiction.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gridcast_protocol::api::Counts;
+use gridcast_protocol::GridCode;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+/// One console event.
+#[derive(Debug, Clone)]
+pub struct ConsoleEvent {
+    /// SSE event name: `incident`, `progress`, `presence`.
+    pub name: &'static str,
+    /// Codes the event is about; a stream shows it if any lies in its jurisdiction.
+    pub codes: Arc<[String]>,
+    /// The JSON data.
+    pub data: Arc<serde_json::Value>,
+}
+
+impl ConsoleEvent {
+    /// The event as seen by an operator with jurisdiction `scope`; `None` if none of it
+    /// is inside. Presence events are narrowed to the grids inside the scope.
+    pub fn for_scope(&self, scope: &str) -> Option<serde_json::Value> {
+        if scope.is_empty() {
+            return Some((*self.data).clone());
+        }
+        if self.name == "presence" {
+            let grids: Vec<&serde_json::Value> = self.data["grids"]
+                .as_array()?
+                .iter()
+                .filter(|g| g["code"].as_str().is_some_and(|c| c.starts_with(scope)))
+                .collect();
+            return (!grids.is_empty()).then(|| json!({ "grids": grids }));
+        }
+        self.codes.iter().all(|c| c.starts_with(scope)).then(|| (*self.data).clone())
+    }
+}
+
+/// The console hub: dirty sets and the broadcast channel.
+pub struct Console {
+    tx: broadcast::Sender<ConsoleEvent>,
+    dirty_incidents: Mutex<HashSet<String>>,
+    dirty_grids: Mutex<HashSet<GridCode>>,
+}
+
+/// How often aggregated events go out.
+pub const TICK: Duration = Duration::from_millis(250);
+
+impl Default for Console {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(1024).0, dirty_incidents: Mutex::default(), dirty_grids: Mutex::default() }
+    }
+}
+
+impl Console {
+    /// A new stream of events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ConsoleEvent> {
+        self.tx.subscribe()
+    }
+
+    /// Sends an event now.
+    pub fn emit(&self, name: &'static str, codes: Vec<String>, data: serde_json::Value) {
+        // No console connected is fine: events are a view, the store is the record.
+        let _ = self.tx.send(ConsoleEvent { name, codes: codes.into(), data: Arc::new(data) });
+    }
+
+    /// An incident's counts changed.
+    pub fn incident_changed(&self, id: &str) {
+        let mut d = self.dirty_incidents.lock().unwrap_or_else(|p| p.into_inner());
+        if !d.contains(id) {
+            d.insert(id.to_owned());
+        }
+    }
+
+    /// Online counts of these grids changed.
+    pub fn grids_changed<'a>(&self, grids: impl IntoIterator<Item = &'a GridCode>) {
+        let mut d = self.dirty_grids.lock().unwrap_or_else(|p| p.into_inner());
+        d.extend(grids.into_iter().cloned());
+    }
+
+    /// Takes the dirty sets.
+    pub fn take_dirty(&self) -> (Vec<String>, Vec<GridCode>) {
+        let i = std::mem::take(&mut *self.dirty_incidents.lock().unwrap_or_else(|p| p.into_inner()));
+        let g = std::mem::take(&mut *self.dirty_grids.lock().unwrap_or_else(|p| p.into_inner()));
+        (i.into_iter().collect(), g.into_iter().collect())
+    }
+}
+
+/// The `progress` event data.
+pub fn progress(id: &str, rev: u64, state: &str, counts: &Counts) -> serde_json::Value {
+    json!({ "incident": id, "rev": rev, "state": state, "counts": counts })
+}

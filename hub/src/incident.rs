@@ -1,0 +1,232 @@
+//! The core of an activation: issue (resolve, record durably, then fan out), receipts and
+//! acks (durable before `ok`), a lead's sync, and the operators' views.
+//!
+//! Nothing here knows a transport or a backend: it speaks to the [`Store`](crate::store)
+//! and the [`Bus`](crate::bus) traits and returns contract error codes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use gridcast_protocol::api::{
+    Counts, CreateIncident, CreatedIncident, GridRollup, IncidentDetail, RecipientRow,
+};
+use gridcast_protocol::frame::{Me, ServerFrame};
+use gridcast_protocol::model::IncidentState;
+use gridcast_protocol::time::rfc3339;
+use gridcast_protocol::{ErrorCode, GridCode, Status};
+
+use crate::auth::Claims;
+use crate::bus::BusEvent;
+use crate::session::{encode, Frame};
+use crate::store::{IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, StoreError};
+use crate::{now_ms, Hub};
+
+/// A refusal with a contract code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Contract error code.
+    pub code: ErrorCode,
+    /// Why.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store unavailable");
+        Refusal::new(ErrorCode::Unavailable, "the hub could not record this; retry")
+    }
+}
+
+/// Longest title, body and ack note accepted.
+pub const MAX_TITLE: usize = 200;
+/// Longest body.
+pub const MAX_BODY: usize = 16_000;
+/// Longest note on an ack.
+pub const MAX_NOTE: usize = 1_000;
+/// Most target codes in one activation.
+pub const MAX_TARGETS: usize = 100;
+
+/// Counts of recipients by status.
+pub fn counts(recipients: &[RecipientState]) -> Counts {
+    let mut c = Counts::default();
+    recipients.iter().for_each(|r| c.add(r.status));
+    c
+}
+
+/// True when an operator with jurisdiction `scope` may see the incident: every target
+/// lies inside the scope.
+pub fn visible(scope: &str, meta: &IncidentMeta) -> bool {
+    meta.targets.codes.iter().all(|t| t.as_str().starts_with(scope))
+}
+
+/// The operator view of an incident.
+pub fn detail(snap: &IncidentSnapshot) -> IncidentDetail {
+    let mut grids: BTreeMap<&GridCode, GridRollup> = BTreeMap::new();
+    for r in snap.recipients.iter() {
+        let g = grids.entry(&r.grid).or_insert_with(|| GridRollup {
+            code: r.grid.clone(),
+            recipients: 0,
+            delivered: 0,
+            accepted: 0,
+            declined: 0,
+        });
+        g.recipients += 1;
+        match r.status {
+            Status::Pending => {}
+            Status::Delivered => g.delivered += 1,
+            Status::Accepted => g.accepted += 1,
+            Status::Declined => g.declined += 1,
+        }
+    }
+    IncidentDetail {
+        incident: snap.meta.view(),
+        counts: counts(&snap.recipients),
+        grids: grids.into_values().collect(),
+    }
+}
+
+/// A recipient row of the operator API.
+pub fn recipient_row(r: &RecipientState) -> RecipientRow {
+    RecipientRow {
+        lead: r.lead.clone(),
+        grid: r.grid.clone(),
+        role: r.role,
+        status: r.status,
+        delivered_at: r.delivered_at.map(rfc3339),
+        acked_at: r.acked_at.map(rfc3339),
+    }
+}
+
+/// The incident frame a lead gets, with its own status.
+pub fn lead_frame(meta: &IncidentMeta, r: &RecipientState) -> Frame {
+    encode(&ServerFrame::Incident {
+        incident: meta.view(),
+        me: Some(Me { status: r.status, grid: r.grid.clone(), role: r.role }),
+    })
+}
+
+fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Refusal> {
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(Refusal::new(ErrorCode::BadRequest, format!("{field} must have {min} to {max} characters (has {n})")));
+    }
+    Ok(())
+}
+
+impl Hub {
+    /// Issues an activation for `operator`: checks it, resolves the recipients from the
+    /// registry in force, records it durably, then fans it out.
+    pub async fn issue(&self, operator: &Claims, req: CreateIncident) -> Result<CreatedIncident, Refusal> {
+        check_text("title", &req.title, 1, MAX_TITLE)?;
+        check_text("body", &req.body, 0, MAX_BODY)?;
+        if req.targets.codes.len() > MAX_TARGETS {
+            return Err(Refusal::new(ErrorCode::BadRequest, format!("at most {MAX_TARGETS} target codes")));
+        }
+        let window = match req.ack_within_s {
+            Some(s) if !(1..=86_400).contains(&s) => {
+                return Err(Refusal::new(ErrorCode::BadRequest, "ack_within_s must be 1 to 86400"));
+            }
+            Some(s) => s,
+            None => req.level.default_ack_window_s(),
+        };
+        if let Some(t) = req.targets.codes.iter().find(|t| !t.as_str().starts_with(&operator.scope)) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("target {t} is outside your jurisdiction {:?}", operator.scope),
+            ));
+        }
+        let mut targets = req.targets;
+        targets.codes.dedup();
+        targets.roles.sort_by_key(|r| r.as_str());
+        targets.roles.dedup();
+        let recipients = self
+            .registry
+            .current()
+            .resolve(&targets)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        let now = now_ms();
+        let new = NewIncident {
+            meta: IncidentMeta {
+                id: String::new(),
+                rev: 0,
+                state: IncidentState::Active,
+                title: req.title,
+                body: req.body,
+                level: req.level,
+                category: req.category,
+                drill: req.drill,
+                issued_at: now,
+                ack_by: now + u64::from(window) * 1000,
+                targets,
+                issued_by: operator.sub.clone(),
+                closed_at: None,
+            },
+            recipients,
+        };
+        let started = Instant::now();
+        let snap = self.store.create_incident(new).await?;
+        self.metrics.store_seconds.observe(started.elapsed());
+        self.metrics.incidents_issued.fetch_add(1, Relaxed);
+        let online = self.bus.publish(BusEvent::Incident { meta: snap.meta.clone(), recipients: snap.recipients.clone() });
+        let meta = &snap.meta;
+        tracing::info!(
+            incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
+            recipients = snap.recipients.len(), online, "incident issued"
+        );
+        self.console.emit(
+            "incident",
+            meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+            serde_json::json!({
+                "incident": meta.view(), "recipients": snap.recipients.len(), "online": online,
+                "counts": counts(&snap.recipients),
+            }),
+        );
+        Ok(CreatedIncident { id: meta.id.clone(), rev: meta.rev, recipients: snap.recipients.len(), online })
+    }
+
+    /// Applies a lead's receipt or ack. Resolves only once the change is durable.
+    pub async fn mark(&self, lead: &str, incident: &str, mark: Mark) -> Result<(), Refusal> {
+        if let Mark::Ack { note: Some(n), .. } = &mark {
+            check_text("note", n, 0, MAX_NOTE)?;
+        }
+        let is_ack = matches!(mark, Mark::Ack { .. });
+        let started = Instant::now();
+        let outcome = self.store.mark(incident, lead, mark, now_ms()).await?;
+        match outcome {
+            MarkOutcome::Changed(meta, state) => {
+                self.metrics.store_seconds.observe(started.elapsed());
+                self.console.incident_changed(&meta.id);
+                if is_ack {
+                    self.metrics.acks.fetch_add(1, Relaxed);
+                    // Every device of the lead learns the new answer.
+                    self.bus.publish(BusEvent::Recipient { meta, state });
+                } else {
+                    self.metrics.receipts.fetch_add(1, Relaxed);
+                }
+                Ok(())
+            }
+            MarkOutcome::Unchanged(..) => Ok(()),
+            MarkOutcome::NotFound | MarkOutcome::NotRecipient => Err(Refusal::new(
+                ErrorCode::NotRecipient,
+                format!("you are not a recipient of incident {incident:?}"),
+            )),
+            MarkOutcome::Closed => Err(Refusal::new(ErrorCode::IncidentClosed, format!("incident {incident} is closed"))),
+        }
+    }
+
+    /// The incident frames of a lead's sync: every active incident it is a recipient of
+    /// and every one closed within the configured hours, with its own status.
+    pub async fn sync_frames(&self, lead: &str) -> Result<Vec<Frame>, StoreError> {
+        let since = now_ms().saturating_sub(self.config.closed_sync_hours * 3_600_000);
+        let list = self.store.incidents_for_lead(lead, since).await?;
+        Ok(list.iter().map(|(meta, r)| lead_frame(meta, r)).collect())
+    }
+}

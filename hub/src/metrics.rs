@@ -1,0 +1,143 @@
+//! Prometheus metrics, rendered by the hub's own `/metrics` route.
+//!
+//! A handful of atomics and two fixed-bucket histograms: no registry, no labels with ids
+//! (label sets are bounded by construction), nothing on the hot path but relaxed adds.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A histogram with fixed buckets in seconds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_us: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|&b| s <= b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+const FANOUT_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const STORE_BOUNDS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+
+/// Every metric the hub exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Open lead sessions.
+    pub sessions: AtomicI64,
+    /// Sessions ever opened (after a good hello).
+    pub sessions_opened: AtomicU64,
+    /// Sessions refused at hello (bad token, unknown lead, timeout, bad first frame).
+    pub sessions_refused: AtomicU64,
+    /// Frames received from leads.
+    pub frames_in: AtomicU64,
+    /// Frames queued to leads.
+    pub frames_out: AtomicU64,
+    /// Client frames answered with `error`.
+    pub frame_errors: AtomicU64,
+    /// Receipts that changed a status.
+    pub receipts: AtomicU64,
+    /// Acks that changed a status.
+    pub acks: AtomicU64,
+    /// Sessions dropped because their send queue was full.
+    pub slow_consumer_drops: AtomicU64,
+    /// Incidents issued.
+    pub incidents_issued: AtomicU64,
+    /// Console events lost by a lagging console stream.
+    pub console_lagged: AtomicU64,
+    /// Time from durable issue to every local session's queue holding the frame.
+    pub fanout_seconds: Histogram,
+    /// Time for a store write to become durable, as seen by the caller.
+    pub store_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            sessions: AtomicI64::new(0),
+            sessions_opened: AtomicU64::new(0),
+            sessions_refused: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            frame_errors: AtomicU64::new(0),
+            receipts: AtomicU64::new(0),
+            acks: AtomicU64::new(0),
+            slow_consumer_drops: AtomicU64::new(0),
+            incidents_issued: AtomicU64::new(0),
+            console_lagged: AtomicU64::new(0),
+            fanout_seconds: Histogram::new(FANOUT_BOUNDS),
+            store_seconds: Histogram::new(STORE_BOUNDS),
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let g = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let c = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        };
+        g(&mut out, "gridcast_sessions", "Open lead sessions.", self.sessions.load(Relaxed));
+        c(&mut out, "gridcast_sessions_opened_total", "Lead sessions opened.", &self.sessions_opened);
+        c(&mut out, "gridcast_sessions_refused_total", "Sessions refused at hello.", &self.sessions_refused);
+        c(&mut out, "gridcast_frames_in_total", "Frames received from leads.", &self.frames_in);
+        c(&mut out, "gridcast_frames_out_total", "Frames queued to leads.", &self.frames_out);
+        c(&mut out, "gridcast_frame_errors_total", "Client frames answered with error.", &self.frame_errors);
+        c(&mut out, "gridcast_receipts_total", "Receipts that changed a status.", &self.receipts);
+        c(&mut out, "gridcast_acks_total", "Acks that changed a status.", &self.acks);
+        c(&mut out, "gridcast_slow_consumer_drops_total", "Sessions dropped for a full send queue.", &self.slow_consumer_drops);
+        c(&mut out, "gridcast_incidents_issued_total", "Incidents issued.", &self.incidents_issued);
+        c(&mut out, "gridcast_console_lagged_total", "Console events skipped by lagging streams.", &self.console_lagged);
+        self.fanout_seconds.render("gridcast_fanout_seconds", "Time to queue an incident frame to every local recipient session.", &mut out);
+        self.store_seconds.render("gridcast_store_write_seconds", "Time for a store write to become durable.", &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.fanout_seconds.observe(Duration::from_micros(700));
+        m.fanout_seconds.observe(Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("gridcast_fanout_seconds_bucket{le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("gridcast_fanout_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(text.contains("gridcast_fanout_seconds_count 2"));
+    }
+}

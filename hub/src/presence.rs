@@ -1,0 +1,210 @@
+//! Who is online on this node: lead → open sessions, and grid → online leads.
+//!
+//! The fan-out path reads this index once per recipient with no allocation per
+//! recipient: frames are serialised once per distinct (grid, role, status) and shared.
+//! DashMap guards are never held across `.await` or while touching the same map again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use gridcast_protocol::api::{Presence as PresenceBody, PresenceChild, PresenceLead};
+use gridcast_protocol::frame::{Assignment, Me, ServerFrame};
+use gridcast_protocol::{GridCode, Role, Status, Target};
+
+use crate::registry::RegistryIndex;
+use crate::session::{encode, Frame, PushError, SessionHandle};
+use crate::store::{IncidentMeta, RecipientState};
+
+struct LeadEntry {
+    assignments: Arc<[Assignment]>,
+    sessions: Vec<SessionHandle>,
+}
+
+/// The presence index of this node.
+#[derive(Default)]
+pub struct Presence {
+    leads: DashMap<String, LeadEntry>,
+    grid_online: DashMap<GridCode, u32>,
+}
+
+/// What a fan-out reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// Recipients with at least one session here.
+    pub online: usize,
+    /// Frames queued.
+    pub frames: usize,
+    /// Sessions dropped because their queue was full.
+    pub dropped: usize,
+}
+
+impl Presence {
+    /// Adds a session; returns true when the lead just came online.
+    pub fn register(&self, lead: &str, assignments: Arc<[Assignment]>, session: SessionHandle) -> bool {
+        let mut came_online = false;
+        self.leads
+            .entry(lead.to_owned())
+            .or_insert_with(|| {
+                came_online = true;
+                LeadEntry { assignments: assignments.clone(), sessions: Vec::new() }
+            })
+            .sessions
+            .push(session);
+        if came_online {
+            for g in distinct_grids(&assignments) {
+                *self.grid_online.entry(g).or_insert(0) += 1;
+            }
+        }
+        came_online
+    }
+
+    /// Removes a session; returns the lead's assignments when it just went offline.
+    pub fn unregister(&self, lead: &str, session_id: u64) -> Option<Arc<[Assignment]>> {
+        let removed = self.leads.remove_if_mut(lead, |_, e| {
+            e.sessions.retain(|s| s.id != session_id);
+            e.sessions.is_empty()
+        });
+        let (_, entry) = removed?;
+        for g in distinct_grids(&entry.assignments) {
+            let now_zero = self.grid_online.get_mut(&g).map(|mut n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+            if now_zero == Some(true) {
+                self.grid_online.remove_if(&g, |_, n| *n == 0);
+            }
+        }
+        Some(entry.assignments)
+    }
+
+    /// Online leads with an assignment in `grid` (exact code).
+    pub fn grid_online(&self, grid: &GridCode) -> u32 {
+        self.grid_online.get(grid).map(|n| *n).unwrap_or(0)
+    }
+
+    /// Number of open sessions of a lead.
+    pub fn sessions_of(&self, lead: &str) -> usize {
+        self.leads.get(lead).map(|e| e.sessions.len()).unwrap_or(0)
+    }
+
+    /// Queues a frame to every session of one lead; returns how many took it.
+    pub fn send_to_lead(&self, lead: &str, frame: &Frame) -> usize {
+        let Some(e) = self.leads.get(lead) else { return 0 };
+        e.sessions.iter().filter(|s| s.push(frame.clone()).is_ok()).count()
+    }
+
+    /// Queues an incident frame, with each recipient's own `me`, to every session here.
+    pub fn fanout(&self, meta: &IncidentMeta, recipients: &[RecipientState]) -> Reach {
+        let view = meta.view();
+        let mut frames: HashMap<(&GridCode, Role, Status), Frame> = HashMap::new();
+        let mut reach = Reach::default();
+        for r in recipients {
+            let Some(entry) = self.leads.get(&r.lead) else { continue };
+            reach.online += 1;
+            let frame = frames.entry((&r.grid, r.role, r.status)).or_insert_with(|| {
+                encode(&ServerFrame::Incident {
+                    incident: view.clone(),
+                    me: Some(Me { status: r.status, grid: r.grid.clone(), role: r.role }),
+                })
+            });
+            for s in &entry.sessions {
+                match s.push(frame.clone()) {
+                    Ok(()) => reach.frames += 1,
+                    Err(PushError::Full) => reach.dropped += 1,
+                    Err(PushError::Closed) => {}
+                }
+            }
+        }
+        reach
+    }
+
+    /// `GET /v1/presence`: online leads inside `prefix`, per child area, optionally listed.
+    pub fn body(&self, prefix: &Target, registry: &RegistryIndex, with_leads: bool) -> PresenceBody {
+        let children = registry.child_areas(prefix);
+        let child_len = children.first().map(String::len);
+        let mut per_child: HashMap<&str, usize> = children.iter().map(|c| (c.as_str(), 0)).collect();
+        let mut online = 0;
+        let mut leads = Vec::new();
+        for e in self.leads.iter() {
+            let inside: Vec<&Assignment> =
+                e.assignments.iter().filter(|a| prefix.covers(a.grid.as_str())).collect();
+            let Some(first) = inside.first() else { continue };
+            online += 1;
+            if let Some(len) = child_len {
+                let mine: HashSet<&str> = inside
+                    .iter()
+                    .filter(|a| a.grid.as_str().len() >= len)
+                    .map(|a| &a.grid.as_str()[..len])
+                    .collect();
+                for c in mine {
+                    if let Some(n) = per_child.get_mut(c) {
+                        *n += 1;
+                    }
+                }
+            }
+            if with_leads {
+                let mut channels: Vec<String> = e.sessions.iter().map(|s| s.channel.as_str().to_owned()).collect();
+                channels.sort();
+                channels.dedup();
+                leads.push(PresenceLead { id: e.key().clone(), grid: first.grid.clone(), role: first.role, channels });
+            }
+        }
+        leads.sort_by(|a, b| a.id.cmp(&b.id));
+        PresenceBody {
+            prefix: prefix.to_string(),
+            online,
+            children: children.iter().map(|c| PresenceChild { code: c.clone(), online: per_child[c.as_str()] }).collect(),
+            leads: with_leads.then_some(leads),
+        }
+    }
+
+    /// After a registry change: new assignments for leads still known, and the sessions
+    /// of leads no longer in the registry ended with `code`.
+    pub fn refresh(&self, registry: &RegistryIndex, code: u16) {
+        let ids: Vec<String> = self.leads.iter().map(|e| e.key().clone()).collect();
+        for id in ids {
+            match registry.person(&id) {
+                None => {
+                    if let Some(e) = self.leads.get(&id) {
+                        e.sessions.iter().for_each(|s| s.end(code));
+                    }
+                }
+                Some(p) => {
+                    let fresh = crate::registry::assignments(p);
+                    let old = self.leads.get_mut(&id).map(|mut e| std::mem::replace(&mut e.assignments, fresh.clone()));
+                    if let Some(old) = old {
+                        for g in distinct_grids(&old) {
+                            if let Some(mut n) = self.grid_online.get_mut(&g) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
+                        for g in distinct_grids(&fresh) {
+                            *self.grid_online.entry(g).or_insert(0) += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.grid_online.retain(|_, n| *n > 0);
+    }
+
+    /// Ends every session (shutdown).
+    pub fn end_all(&self, code: u16) {
+        for e in self.leads.iter() {
+            e.sessions.iter().for_each(|s| s.end(code));
+        }
+    }
+
+    /// Online leads in all.
+    pub fn online_leads(&self) -> usize {
+        self.leads.len()
+    }
+}
+
+fn distinct_grids(assignments: &[Assignment]) -> Vec<GridCode> {
+    let mut v: Vec<GridCode> = assignments.iter().map(|a| a.grid.clone()).collect();
+    v.sort();
+    v.dedup();
+    v
+}

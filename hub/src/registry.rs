@@ -1,0 +1,193 @@
+//! The registry in force: grids, staff and task kinds, indexed for the hot paths
+//! (lead by id, recipients of a target).
+//!
+//! The registry is replaced whole (`PUT /v1/registry`): readers hold an `Arc` of the
+//! index they started with, so a change never shows half-applied, and incidents keep the
+//! recipients they were issued to because those are stored with the incident.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use gridcast_protocol::frame::{Assignment, Targets};
+use gridcast_protocol::registry::{Person, Registry};
+use gridcast_protocol::{GridCode, Role, Target};
+
+/// Why targets resolve to nobody.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No target given.
+    #[error("targets.codes must name at least one area")]
+    NoTargets,
+    /// A target names no grid of the registry.
+    #[error("target {0} names no grid of the registry")]
+    UnknownArea(String),
+    /// Every target is known but nobody matches (e.g. the role filter).
+    #[error("the activation resolves to nobody: no staff with a matching assignment")]
+    Nobody,
+}
+
+/// A registry with its lookup tables.
+#[derive(Debug, Default)]
+pub struct RegistryIndex {
+    /// The registry.
+    pub registry: Registry,
+    leads: HashMap<String, usize>,
+}
+
+impl RegistryIndex {
+    /// Indexes a validated registry.
+    pub fn new(registry: Registry) -> Self {
+        let leads = registry.staff.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+        Self { registry, leads }
+    }
+
+    /// A person by lead id.
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.leads.get(id).map(|&i| &self.registry.staff[i])
+    }
+
+    /// True when some grid of the registry lies inside `target`.
+    pub fn area_exists(&self, target: &Target) -> bool {
+        self.registry.grids.iter().any(|g| target.covers(g.code.as_str()))
+    }
+
+    /// The recipients of an activation, in registry order, each with the first of its
+    /// assignments that matches (grid inside a target and, with a role filter, the role).
+    pub fn resolve(&self, targets: &Targets) -> Result<Vec<(String, GridCode, Role)>, ResolveError> {
+        if targets.codes.is_empty() {
+            return Err(ResolveError::NoTargets);
+        }
+        if let Some(t) = targets.codes.iter().find(|t| !self.area_exists(t)) {
+            return Err(ResolveError::UnknownArea(t.to_string()));
+        }
+        let out: Vec<_> = self
+            .registry
+            .staff
+            .iter()
+            .filter_map(|p| {
+                p.assignments
+                    .iter()
+                    .find(|a| {
+                        (targets.roles.is_empty() || targets.roles.contains(&a.role))
+                            && targets.codes.iter().any(|t| t.covers(a.grid.as_str()))
+                    })
+                    .map(|a| (p.id.clone(), a.grid.clone(), a.role))
+            })
+            .collect();
+        if out.is_empty() {
+            return Err(ResolveError::Nobody);
+        }
+        Ok(out)
+    }
+
+    /// The child areas of `prefix` (at the next boundary) that hold at least one grid.
+    pub fn child_areas(&self, prefix: &Target) -> Vec<String> {
+        let Some(len) = prefix.child_len() else { return Vec::new() };
+        let set: HashSet<&str> = self
+            .registry
+            .grids
+            .iter()
+            .map(|g| g.code.as_str())
+            .filter(|c| prefix.covers(c) && c.len() >= len)
+            .map(|c| &c[..len])
+            .collect();
+        let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    /// Number of grids and micro-grids, staff, per role (for logs and `/readyz`).
+    pub fn summary(&self) -> String {
+        let roles: BTreeMap<&str, usize> =
+            self.registry.role_counts().into_iter().map(|(r, n)| (r.as_str(), n)).collect();
+        format!(
+            "{} grids, {} staff, {} task kinds, assignments {roles:?}",
+            self.registry.grids.len(),
+            self.registry.staff.len(),
+            self.registry.task_kinds.len()
+        )
+    }
+}
+
+/// The registry in force; cheap to read, replaced whole.
+#[derive(Debug, Default)]
+pub struct RegistryHandle {
+    current: RwLock<Arc<RegistryIndex>>,
+}
+
+impl RegistryHandle {
+    /// A handle holding `index`.
+    pub fn new(index: RegistryIndex) -> Self {
+        Self { current: RwLock::new(Arc::new(index)) }
+    }
+
+    /// The registry in force now.
+    pub fn current(&self) -> Arc<RegistryIndex> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts a new registry in force.
+    pub fn replace(&self, index: RegistryIndex) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
+    }
+}
+
+/// A lead's assignments, shared with its sessions.
+pub fn assignments(p: &Person) -> Arc<[Assignment]> {
+    p.assignments.clone().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridcast_protocol::registry::RegistryDoc;
+
+    fn index() -> RegistryIndex {
+        let doc: RegistryDoc = serde_json::from_value(serde_json::json!({
+            "grids": [
+                {"code": "3301060040051012", "kind": "community"},
+                {"code": "3301060040051012001"},
+                {"code": "3301060050002001", "kind": "rural"}
+            ],
+            "staff": [
+                {"id": "A", "assignments": [{"grid": "3301060040051012", "role": "grid_lead"}]},
+                {"id": "B", "assignments": [{"grid": "3301060040051012001", "role": "micro_lead"}]},
+                {"id": "C", "assignments": [
+                    {"grid": "3301060050002001", "role": "instructor"},
+                    {"grid": "3301060040051012", "role": "instructor"}
+                ]}
+            ]
+        }))
+        .unwrap();
+        RegistryIndex::new(doc.validate().unwrap())
+    }
+
+    fn targets(codes: &[&str], roles: &[Role]) -> Targets {
+        Targets { codes: codes.iter().map(|c| Target::parse(c).unwrap()).collect(), roles: roles.to_vec() }
+    }
+
+    #[test]
+    fn resolve_takes_the_first_matching_assignment() {
+        let idx = index();
+        let r = idx.resolve(&targets(&["330106004"], &[])).unwrap();
+        let ids: Vec<(&str, &str)> = r.iter().map(|(l, g, _)| (l.as_str(), g.as_str())).collect();
+        assert_eq!(ids, [("A", "3301060040051012"), ("B", "3301060040051012001"), ("C", "3301060040051012")]);
+        let r = idx.resolve(&targets(&["330106"], &[Role::Instructor])).unwrap();
+        assert_eq!(r, vec![("C".into(), GridCode::parse("3301060050002001").unwrap(), Role::Instructor)]);
+    }
+
+    #[test]
+    fn unknown_areas_and_empty_fan_outs_are_refused() {
+        let idx = index();
+        assert_eq!(idx.resolve(&targets(&["34"], &[])), Err(ResolveError::UnknownArea("34".into())));
+        assert_eq!(idx.resolve(&targets(&["330106005"], &[Role::MicroLead])), Err(ResolveError::Nobody));
+        assert_eq!(idx.resolve(&targets(&[], &[])), Err(ResolveError::NoTargets));
+    }
+
+    #[test]
+    fn child_areas_stop_at_the_next_boundary() {
+        let idx = index();
+        assert_eq!(idx.child_areas(&Target::parse("330106").unwrap()), ["330106004", "330106005"]);
+        assert_eq!(idx.child_areas(&Target::parse("3301060040051012").unwrap()), ["3301060040051012001"]);
+    }
+}

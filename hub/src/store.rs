@@ -1,0 +1,256 @@
+//! Durable state: incidents, recipient states and timelines.
+//!
+//! The core talks to a [`Store`] only; the embedded store (default) keeps state in memory
+//! and makes every change durable in an append-only log before answering, and a Redis
+//! store (cluster mode) will implement the same trait. A store decides status changes
+//! atomically (so two devices acking at once cannot lose one) and answers only once the
+//! change is durable: an `ok` to a phone is sent after the future resolves.
+
+pub mod embedded;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::frame::{IncidentView, Targets};
+use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role, Status};
+use gridcast_protocol::registry::RegistryDoc;
+use gridcast_protocol::time::rfc3339;
+use gridcast_protocol::GridCode;
+use serde::{Deserialize, Serialize};
+
+/// A boxed future, so that `Store` can be used as `dyn Store`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why the store could not do what was asked. Callers answer `unavailable` and keep
+/// nothing in memory that the store did not confirm.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Writing or syncing failed; the store refuses further writes until restarted.
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    /// The store's writer has stopped (shutdown).
+    #[error("store is shut down")]
+    Closed,
+}
+
+/// What does not change about an incident after issue (plus its `rev` and state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentMeta {
+    /// Incident id.
+    pub id: String,
+    /// Revision.
+    pub rev: u64,
+    /// Active or closed.
+    pub state: IncidentState,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Level.
+    pub level: Level,
+    /// Category.
+    pub category: Category,
+    /// Drill.
+    pub drill: bool,
+    /// Issue time, Unix ms.
+    pub issued_at: u64,
+    /// End of the ack window, Unix ms.
+    pub ack_by: u64,
+    /// Targets as requested.
+    pub targets: Targets,
+    /// Operator who issued it.
+    pub issued_by: String,
+    /// When it was closed, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<u64>,
+}
+
+impl IncidentMeta {
+    /// The wire view.
+    pub fn view(&self) -> IncidentView {
+        IncidentView {
+            id: self.id.clone(),
+            rev: self.rev,
+            state: self.state,
+            title: self.title.clone(),
+            body: self.body.clone(),
+            level: self.level,
+            category: self.category,
+            drill: self.drill,
+            issued_at: rfc3339(self.issued_at),
+            ack_by: rfc3339(self.ack_by),
+            targets: self.targets.clone(),
+        }
+    }
+}
+
+/// A new incident, before the store gives it an id.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    /// Everything but `id` and `rev` (ignored).
+    pub meta: IncidentMeta,
+    /// Recipients resolved from the registry at issue time, in registry order.
+    pub recipients: Vec<(String, GridCode, Role)>,
+}
+
+/// One recipient's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    /// Lead id.
+    pub lead: String,
+    /// Grid of the matching assignment.
+    pub grid: GridCode,
+    /// Role of the matching assignment.
+    pub role: Role,
+    /// Latest status.
+    pub status: Status,
+    /// Unix ms of the receipt (or first ack).
+    pub delivered_at: Option<u64>,
+    /// Unix ms of the latest ack.
+    pub acked_at: Option<u64>,
+}
+
+/// An incident and all its recipients, as of one moment.
+#[derive(Debug, Clone)]
+pub struct IncidentSnapshot {
+    /// The incident.
+    pub meta: Arc<IncidentMeta>,
+    /// Recipients in registry order.
+    pub recipients: Arc<Vec<RecipientState>>,
+}
+
+/// A change a lead makes to its own status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Mark {
+    /// The phone has the incident.
+    Receipt,
+    /// The person answered.
+    Ack {
+        /// Accept or decline.
+        response: Response,
+        /// Optional note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+}
+
+/// What a [`Mark`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarkOutcome {
+    /// Recorded durably; the recipient's new state.
+    Changed(Arc<IncidentMeta>, RecipientState),
+    /// Nothing to record (a retry, or a receipt after an answer); already durable.
+    Unchanged(Arc<IncidentMeta>, RecipientState),
+    /// No such incident.
+    NotFound,
+    /// The lead is not a recipient.
+    NotRecipient,
+    /// The incident is closed (acks only; receipts of closed incidents are harmless).
+    Closed,
+}
+
+/// Durable incident state. See the module docs.
+pub trait Store: Send + Sync + 'static {
+    /// Records a new incident and returns it with its id and `rev` 1, once durable.
+    fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot>;
+    /// Applies a lead's receipt or ack; durable before the future resolves.
+    fn mark<'a>(&'a self, incident: &'a str, lead: &'a str, mark: Mark, at: u64) -> StoreFuture<'a, MarkOutcome>;
+    /// One incident.
+    fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>>;
+    /// All incidents, newest first, optionally of one state.
+    fn incidents(&self, state: Option<IncidentState>) -> StoreFuture<'_, Vec<IncidentSnapshot>>;
+    /// The incidents a lead is a recipient of that are active, or closed at or after
+    /// `closed_since` (Unix ms), with the lead's own state; oldest first.
+    fn incidents_for_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        closed_since: u64,
+    ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>>;
+    /// An incident's timeline, in order.
+    fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>>;
+    /// Persists the registry in force (so a restart keeps run-time changes).
+    fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()>;
+    /// The last registry saved, if any.
+    fn load_registry(&self) -> StoreFuture<'_, Option<RegistryDoc>>;
+    /// False once the store has failed and refuses writes.
+    fn healthy(&self) -> bool;
+}
+
+/// Applies a mark to a recipient; `None` when nothing changes. Shared by every store so
+/// the rules (a receipt never undoes an answer; the latest answer counts) live once.
+pub fn apply_mark(r: &RecipientState, mark: &Mark, at: u64) -> Option<RecipientState> {
+    let mut next = r.clone();
+    match mark {
+        Mark::Receipt => {
+            next.status = r.status.after_receipt();
+            if next.status == r.status {
+                return None;
+            }
+            next.delivered_at = Some(at);
+        }
+        Mark::Ack { response, .. } => {
+            if r.status == response.status() {
+                return None;
+            }
+            next.status = response.status();
+            next.delivered_at.get_or_insert(at);
+            next.acked_at = Some(at);
+        }
+    }
+    Some(next)
+}
+
+/// The timeline event a mark adds.
+pub fn mark_event(lead: &str, mark: &Mark, at: u64) -> TimelineEvent {
+    let (kind, detail) = match mark {
+        Mark::Receipt => ("delivered", None),
+        Mark::Ack { response, note } => {
+            let answer = match response {
+                Response::Accept => "accept",
+                Response::Decline => "decline",
+            };
+            let detail = match note {
+                Some(n) if !n.is_empty() => format!("{answer}: {n}"),
+                _ => answer.to_owned(),
+            };
+            ("acked", Some(detail))
+        }
+    };
+    TimelineEvent { at: rfc3339(at), kind: kind.into(), actor: lead.into(), lead: Some(lead.into()), detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> RecipientState {
+        RecipientState {
+            lead: "L1".into(),
+            grid: GridCode::parse("3301060040051012").unwrap(),
+            role: Role::GridLead,
+            status: Status::Pending,
+            delivered_at: None,
+            acked_at: None,
+        }
+    }
+
+    #[test]
+    fn marks_follow_the_contract() {
+        let r = pending();
+        let d = apply_mark(&r, &Mark::Receipt, 5).unwrap();
+        assert_eq!((d.status, d.delivered_at), (Status::Delivered, Some(5)));
+        assert_eq!(apply_mark(&d, &Mark::Receipt, 6), None, "receipt retry is a no-op");
+        let accept = Mark::Ack { response: Response::Accept, note: None };
+        let a = apply_mark(&d, &accept, 7).unwrap();
+        assert_eq!((a.status, a.delivered_at, a.acked_at), (Status::Accepted, Some(5), Some(7)));
+        assert_eq!(apply_mark(&a, &accept, 8), None, "ack retry is a no-op");
+        assert_eq!(apply_mark(&a, &Mark::Receipt, 8), None, "receipt never undoes an answer");
+        let decline = Mark::Ack { response: Response::Decline, note: None };
+        assert_eq!(apply_mark(&a, &decline, 9).unwrap().status, Status::Declined, "latest answer counts");
+        let direct = apply_mark(&r, &decline, 3).unwrap();
+        assert_eq!(direct.delivered_at, Some(3), "an ack implies delivery");
+    }
+}

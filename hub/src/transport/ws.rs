@@ -1,0 +1,287 @@
+//! Lead sessions over WebSocket (`GET /v1/lead/ws`), exactly as the contract says:
+//! `hello` within the deadline, `welcome`, the sync, `synced`, then live frames.
+//!
+//! Each session is two halves that end together: this task reads and answers client
+//! frames; a writer task drains the session's bounded queue to the socket, batching what
+//! is queued into one flush, and sends heartbeats. Fan-out only ever `try_send`s into the
+//! queue, so a phone that stops reading fills its own queue and is dropped; nobody else
+//! waits for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use gridcast_protocol::error::close;
+use gridcast_protocol::frame::{decode_client, Assignment, ClientFrame, ServerFrame};
+use gridcast_protocol::ErrorCode;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tracing::Instrument;
+
+use crate::api::ApiError;
+use crate::auth::TokenRole;
+use crate::incident::Refusal;
+use crate::ratelimit::TokenBucket;
+use crate::session::{encode, Channel, Frame, SessionHandle};
+use crate::store::Mark;
+use crate::{now_ms, Hub};
+
+/// Largest message tungstenite will assemble; the contract's 64 KiB limit is enforced
+/// above it with a `too_large` error so that the connection stays usable.
+const MAX_WIRE_MESSAGE: usize = 1024 * 1024;
+/// Read chunk size: small, since phones send little (tungstenite's default is 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
+/// Most bytes queued inside tungstenite before a write fails (a stalled peer).
+const MAX_WRITE_BUFFER: usize = 512 * 1024;
+
+/// Upgrades a lead connection after the per-address and session-count bounds.
+pub async fn upgrade(
+    State(hub): State<Hub>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !hub.connects.allow(addr.ip()) {
+        return ApiError::new(ErrorCode::RateLimited, "too many connection attempts from this address").into_response();
+    }
+    let Ok(permit) = hub.sessions.clone().try_acquire_owned() else {
+        return ApiError::new(ErrorCode::RateLimited, "the hub is at its session limit").into_response();
+    };
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_WIRE_MESSAGE)
+        .max_frame_size(MAX_WIRE_MESSAGE)
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!("ws", peer = %addr);
+            let tracker = hub.tracker.clone();
+            async move {
+                // Tracked so that shutdown waits for sessions (axum does not).
+                let _ = tracker.spawn(session(hub, socket, permit).instrument(span)).await;
+            }
+        })
+}
+
+async fn close_with(mut socket: WebSocket, code: u16, error: Option<(ErrorCode, String)>) {
+    if let Some((code, message)) = error {
+        let frame = encode(&ServerFrame::Error { reference: None, code, message });
+        let _ = socket.send(Message::Text(frame)).await;
+    }
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: "".into() }))).await;
+}
+
+enum HelloOutcome {
+    Ok { lead: String, assignments: Arc<[Assignment]> },
+    Refused(u16, Option<(ErrorCode, String)>),
+    Gone,
+}
+
+async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
+    let deadline = Duration::from_millis(hub.config.hello_timeout_ms);
+    let first = match tokio::time::timeout(deadline, socket.recv()).await {
+        Err(_) => return HelloOutcome::Refused(close::HELLO_TIMEOUT, None),
+        Ok(None | Some(Err(_))) => return HelloOutcome::Gone,
+        Ok(Some(Ok(m))) => m,
+    };
+    let bad = |m: &str| HelloOutcome::Refused(close::BAD_REQUEST, Some((ErrorCode::BadRequest, m.to_owned())));
+    let Message::Text(text) = first else { return bad("the first frame must be a text hello frame") };
+    let token = match decode_client(&text) {
+        Ok(ClientFrame::Hello { token, .. }) => token,
+        Ok(_) => return bad("the first frame must be hello"),
+        Err(e) => return bad(&format!("the first frame must be hello: {}", e.message)),
+    };
+    let claims = match hub.auth.verify(&token, now_ms() / 1000) {
+        Ok(c) => c,
+        Err(e) => return HelloOutcome::Refused(close::UNAUTHORIZED, Some((ErrorCode::Unauthorized, e.to_string()))),
+    };
+    if claims.role != TokenRole::Lead {
+        return HelloOutcome::Refused(close::FORBIDDEN, Some((ErrorCode::Forbidden, "not a lead token".into())));
+    }
+    match hub.registry.current().person(&claims.sub) {
+        Some(p) => HelloOutcome::Ok { lead: claims.sub, assignments: crate::registry::assignments(p) },
+        None => HelloOutcome::Refused(
+            close::FORBIDDEN,
+            Some((ErrorCode::Forbidden, format!("lead {} is not in the registry", claims.sub))),
+        ),
+    }
+}
+
+async fn session(hub: Hub, mut socket: WebSocket, _permit: OwnedSemaphorePermit) {
+    let (lead, assignments) = match hello(&hub, &mut socket).await {
+        HelloOutcome::Ok { lead, assignments } => (lead, assignments),
+        HelloOutcome::Refused(code, error) => {
+            hub.metrics.sessions_refused.fetch_add(1, Relaxed);
+            tracing::info!(close = code, "session refused at hello");
+            close_with(socket, code, error).await;
+            return;
+        }
+        HelloOutcome::Gone => return,
+    };
+    let (handle, rx) = SessionHandle::new(Channel::Ws, hub.config.session_queue, &hub.shutdown);
+    // Welcome goes first into the empty queue; then the session is visible to fan-out,
+    // and only then is the sync read, so an incident issued meanwhile is in one or both.
+    let welcome = ServerFrame::Welcome {
+        lead: lead.clone(),
+        assignments: assignments.to_vec(),
+        heartbeat_s: hub.config.heartbeat_s,
+    };
+    let _ = handle.push(encode(&welcome));
+    if hub.presence.register(&lead, assignments.clone(), handle.clone()) {
+        hub.console.grids_changed(assignments.iter().map(|a| &a.grid));
+    }
+    hub.metrics.sessions.fetch_add(1, Relaxed);
+    hub.metrics.sessions_opened.fetch_add(1, Relaxed);
+    tracing::info!(lead = %lead, session = handle.id, "session opened");
+
+    let (sink, stream) = socket.split();
+    let last_seen = Arc::new(AtomicU64::new(now_ms()));
+    let writer = hub.tracker.spawn(write_loop(hub.clone(), sink, rx, handle.clone(), last_seen.clone()));
+
+    match hub.sync_frames(&lead).await {
+        Ok(frames) => {
+            for f in frames {
+                if handle.send(f).await.is_err() {
+                    break;
+                }
+            }
+            let _ = handle.send(encode(&ServerFrame::Synced)).await;
+        }
+        Err(e) => {
+            tracing::error!(lead = %lead, error = %e, "sync failed; ending session so the phone retries");
+            handle.end(close::GOING_AWAY);
+        }
+    }
+
+    read_loop(&hub, &lead, stream, &handle, &last_seen).await;
+
+    handle.end(close::GOING_AWAY);
+    let _ = writer.await;
+    if let Some(assignments) = hub.presence.unregister(&lead, handle.id) {
+        hub.console.grids_changed(assignments.iter().map(|a| &a.grid));
+    }
+    hub.metrics.sessions.fetch_sub(1, Relaxed);
+    tracing::info!(lead = %lead, session = handle.id, close = handle.close_code(), "session closed");
+}
+
+async fn read_loop(
+    hub: &Hub,
+    lead: &str,
+    mut stream: SplitStream<WebSocket>,
+    handle: &SessionHandle,
+    last_seen: &AtomicU64,
+) {
+    let mut bucket = TokenBucket::new(hub.config.upstream_rate, hub.config.upstream_burst);
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            () = handle.killed() => return,
+        };
+        let text = match msg {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(m)) => {
+                last_seen.store(now_ms(), Relaxed);
+                match m {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        reply_error(hub, handle, None, ErrorCode::BadRequest, "frames are JSON text frames").await;
+                        continue;
+                    }
+                    _ => continue,
+                }
+            }
+        };
+        hub.metrics.frames_in.fetch_add(1, Relaxed);
+        let frame = match decode_client(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                reply_error(hub, handle, e.reference, e.code, &e.message).await;
+                continue;
+            }
+        };
+        if !bucket.try_take() {
+            let r = frame.reference().map(str::to_owned);
+            reply_error(hub, handle, r, ErrorCode::RateLimited, "over the upstream frame rate; slow down and retry").await;
+            continue;
+        }
+        let reference = frame.reference().map(str::to_owned);
+        let result = match frame {
+            ClientFrame::Ping { reference } => {
+                let _ = handle.send(encode(&ServerFrame::Pong { reference })).await;
+                continue;
+            }
+            ClientFrame::Hello { .. } => Err(Refusal::new(ErrorCode::BadRequest, "already authenticated")),
+            ClientFrame::Receipt { incident, .. } => hub.mark(lead, &incident, Mark::Receipt).await,
+            ClientFrame::Ack { incident, response, note, .. } => {
+                hub.mark(lead, &incident, Mark::Ack { response, note }).await
+            }
+            ClientFrame::TaskUpdate { task, .. } => {
+                Err(Refusal::new(ErrorCode::NotFound, format!("no task {task:?}")))
+            }
+            ClientFrame::Report { .. } => Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "this hub version does not take reports yet; phone them in to the command center",
+            )),
+        };
+        match (result, reference) {
+            (Ok(()), Some(r)) => {
+                let _ = handle.send(encode(&ServerFrame::Ok { reference: r })).await;
+            }
+            (Ok(()), None) => {}
+            (Err(e), r) => reply_error(hub, handle, r, e.code, &e.message).await,
+        }
+    }
+}
+
+async fn reply_error(hub: &Hub, handle: &SessionHandle, reference: Option<String>, code: ErrorCode, message: &str) {
+    hub.metrics.frame_errors.fetch_add(1, Relaxed);
+    let frame = ServerFrame::Error { reference, code, message: message.to_owned() };
+    let _ = handle.send(encode(&frame)).await;
+}
+
+async fn write_loop(
+    hub: Hub,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Frame>,
+    handle: SessionHandle,
+    last_seen: Arc<AtomicU64>,
+) {
+    let interval = Duration::from_secs(u64::from(hub.config.heartbeat_s));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let step = async {
+            tokio::select! {
+                f = rx.recv() => {
+                    let Some(f) = f else { return Err(()) };
+                    sink.feed(Message::Text(f)).await.map_err(drop)?;
+                    // Everything already queued goes out in the same flush.
+                    while let Ok(f) = rx.try_recv() {
+                        sink.feed(Message::Text(f)).await.map_err(drop)?;
+                    }
+                    sink.flush().await.map_err(drop)
+                }
+                _ = tick.tick() => {
+                    let silent = now_ms().saturating_sub(last_seen.load(Relaxed));
+                    if silent > 2 * interval.as_millis() as u64 {
+                        handle.end(close::HEARTBEAT_TIMEOUT);
+                        return Ok(());
+                    }
+                    sink.send(Message::Ping(Default::default())).await.map_err(drop)
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            () = handle.killed() => break,
+            r = step => if r.is_err() { handle.end(close::GOING_AWAY); return; }
+        }
+    }
+    // Tell the phone why, if its socket still takes writes.
+    let code = handle.close_code();
+    let close_frame = Message::Close(Some(CloseFrame { code, reason: "".into() }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_frame)).await;
+}
