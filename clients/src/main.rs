@@ -1,1 +1,186 @@
-fn main() {}
+//! `gridcast`: the command line for operators and for testing as a phone.
+//!
+//! ```text
+//! gridcast activate --title "Flood" --level II --category natural --codes 330106004
+//! gridcast incident show INC-000001
+//! gridcast lead --token "$LEAD" --ack accept
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gridcast_clients::console::ConsoleClient;
+use gridcast_clients::lead::LeadClient;
+use gridcast_protocol::api::CreateIncident;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame, Targets};
+use gridcast_protocol::model::Response;
+use gridcast_protocol::{Category, Level, Role, Target};
+
+#[derive(Parser)]
+#[command(name = "gridcast", version, about = "gridcast command line")]
+struct Cli {
+    /// Hub base URL.
+    #[arg(long, env = "GRIDCAST_HUB", default_value = "http://127.0.0.1:8080", global = true)]
+    hub: String,
+    /// Token (an operator's for activate/incident, a lead's for lead).
+    #[arg(long, env = "GRIDCAST_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Issue an activation.
+    Activate {
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Body.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// Level: I, II, III or IV.
+        #[arg(long, value_parser = parse_json::<Level>)]
+        level: Level,
+        /// Category: natural, accident, public_health or social_safety.
+        #[arg(long, value_parser = parse_json::<Category>)]
+        category: Category,
+        /// Target codes (comma separated).
+        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_target)]
+        codes: Vec<Target>,
+        /// Only these roles (comma separated).
+        #[arg(long, value_delimiter = ',', value_parser = parse_json::<Role>)]
+        roles: Vec<Role>,
+        /// Mark as a drill.
+        #[arg(long)]
+        drill: bool,
+        /// Ack window in seconds.
+        #[arg(long)]
+        ack_within_s: Option<u32>,
+    },
+    /// Look at incidents.
+    Incident {
+        #[command(subcommand)]
+        what: IncidentCmd,
+    },
+    /// Connect as a lead's phone and print every frame as a JSON line.
+    Lead {
+        /// Do not send receipts automatically.
+        #[arg(long)]
+        no_receipt: bool,
+        /// Answer every active incident with accept or decline.
+        #[arg(long, value_parser = parse_json::<Response>)]
+        ack: Option<Response>,
+        /// Leave after `synced` instead of staying connected.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCmd {
+    /// Counts and per-grid rollup of one incident.
+    Show {
+        /// Incident id.
+        id: String,
+    },
+    /// Incidents, newest first.
+    List {
+        /// active or closed.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Recipients of an incident, optionally of one status.
+    Recipients {
+        /// Incident id.
+        id: String,
+        /// pending, delivered, accepted or declined.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Timeline of an incident.
+    Timeline {
+        /// Incident id.
+        id: String,
+    },
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("{s:?} is not a valid value"))
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).map_err(|e| e.to_string())
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let token = cli.token.clone().context("a token is needed: --token or GRIDCAST_TOKEN")?;
+    match cli.command {
+        Command::Activate { title, body, level, category, codes, roles, drill, ack_within_s } => {
+            let c = ConsoleClient::new(&cli.hub, &token);
+            let req = CreateIncident { title, body, level, category, drill, targets: Targets { codes, roles }, ack_within_s };
+            let created = c.activate(&req).await?;
+            print_json(&created);
+        }
+        Command::Incident { what } => {
+            let c = ConsoleClient::new(&cli.hub, &token);
+            match what {
+                IncidentCmd::Show { id } => {
+                    let d = c.incident(&id).await?;
+                    let n = d.counts;
+                    println!("{} rev {} {:?} {:?} level {:?}{}: {}", d.incident.id, d.incident.rev, d.incident.state, d.incident.category, d.incident.level, if d.incident.drill { " DRILL" } else { "" }, d.incident.title);
+                    println!("recipients {}  pending {}  delivered {}  accepted {}  declined {}", n.total(), n.pending, n.delivered, n.accepted, n.declined);
+                    println!("{:<20} {:>10} {:>10} {:>9} {:>9}", "grid", "recipients", "delivered", "accepted", "declined");
+                    for g in d.grids {
+                        println!("{:<20} {:>10} {:>10} {:>9} {:>9}", g.code.as_str(), g.recipients, g.delivered, g.accepted, g.declined);
+                    }
+                }
+                IncidentCmd::List { state } => print_json(&c.incidents(state.as_deref()).await?),
+                IncidentCmd::Recipients { id, status } => print_json(&c.recipients(&id, status.as_deref()).await?),
+                IncidentCmd::Timeline { id } => print_json(&c.timeline(&id).await?),
+            }
+        }
+        Command::Lead { no_receipt, ack, once } => {
+            let url = format!("{}/v1/lead/ws", cli.hub.replacen("http", "ws", 1));
+            let (mut lead, welcome) = LeadClient::connect(&url, &token).await?;
+            eprintln!("connected as {} ({} assignments)", welcome.lead, welcome.assignments.len());
+            let mut n = 0u64;
+            let mut synced = false;
+            loop {
+                let frame = lead.next().await?;
+                println!("{}", serde_json::to_string(&frame)?);
+                match &frame {
+                    ServerFrame::Synced => {
+                        synced = true;
+                        if once {
+                            break;
+                        }
+                    }
+                    ServerFrame::Incident { incident, me } => {
+                        n += 1;
+                        if !no_receipt {
+                            let f = ClientFrame::Receipt { incident: incident.id.clone(), rev: incident.rev, reference: Some(format!("r{n}")) };
+                            lead.send(&f).await?;
+                        }
+                        let answered = me.as_ref().is_some_and(|m| m.status.as_str() == "accepted" || m.status.as_str() == "declined");
+                        if let (Some(response), false) = (ack, answered) {
+                            if incident.state == gridcast_protocol::model::IncidentState::Active {
+                                let f = ClientFrame::Ack { incident: incident.id.clone(), response, note: None, reference: Some(format!("a{n}")) };
+                                lead.send(&f).await?;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let _ = synced;
+            }
+            lead.close().await;
+        }
+    }
+    Ok(())
+}

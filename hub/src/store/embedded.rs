@@ -229,8 +229,15 @@ impl EmbeddedStore {
         let io = |e| OpenError::Io(dir.to_owned(), e);
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io)?;
-        if lock.try_lock().is_err() {
-            return Err(OpenError::Locked(dir.to_owned()));
+        // A store closed a moment ago in this process may still be finishing its last
+        // batch on its writer thread, which holds the lock until it ends: wait briefly.
+        let mut tries = 0;
+        while lock.try_lock().is_err() {
+            tries += 1;
+            if tries > 100 {
+                return Err(OpenError::Locked(dir.to_owned()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let path = dir.join(LOG_FILE);
         let (state, valid) = replay(&path)?;

@@ -1,0 +1,148 @@
+//! Test support: hubs on 127.0.0.1:0 with their own data dirs, tokens, and generated
+//! registries. Every wait is on an event with a timeout, never a sleep.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gridcast_clients::console::ConsoleClient;
+use gridcast_hub::auth::{Auth, Claims, TokenRole};
+use gridcast_hub::Config;
+use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-0123456789";
+
+/// Town prefixes of the generated city.
+pub const TOWN_A: &str = "330106004";
+pub const TOWN_B: &str = "330106101";
+
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gridcast-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+pub fn auth() -> Auth {
+    Auth::new(SECRET.as_bytes())
+}
+
+pub fn token(sub: &str, role: TokenRole, scope: &str) -> String {
+    let exp = gridcast_hub::now_ms() / 1000 + 3600;
+    auth().sign(&Claims { sub: sub.into(), role, scope: scope.into(), exp })
+}
+
+pub fn lead_token(id: &str) -> String {
+    token(id, TokenRole::Lead, "")
+}
+
+pub fn admin_token() -> String {
+    token("admin", TokenRole::Admin, "")
+}
+
+/// A city of `people` staff in two towns: per town 2 communities, community/rural/
+/// dedicated grids with micro-grids; roles cycle so every role appears, and every fifth
+/// person also has a second assignment in the other town.
+pub fn city(people: usize) -> RegistryDoc {
+    let mut grids = Vec::new();
+    let mut codes = Vec::new();
+    for town in [TOWN_A, TOWN_B] {
+        for community in ["005", "006"] {
+            for (kind, kind_name) in [('1', "community"), ('2', "rural"), ('3', "dedicated")] {
+                for serial in 1..=4 {
+                    let code = format!("{town}{community}{kind}{serial:03}");
+                    grids.push(GridDoc { code: code.clone(), name: code.clone(), kind: Some(kind_name.into()) });
+                    grids.push(GridDoc { code: format!("{code}001"), name: String::new(), kind: None });
+                    codes.push(code);
+                }
+            }
+        }
+    }
+    let roles = ["grid_lead", "full_time", "part_time", "instructor", "micro_lead"];
+    let staff = (0..people)
+        .map(|i| {
+            let code = &codes[i % codes.len()];
+            let role = roles[i % roles.len()];
+            let grid = if role == "micro_lead" { format!("{code}001") } else { code.clone() };
+            let mut assignments = vec![AssignmentDoc { grid, role: role.into() }];
+            if i % 5 == 1 {
+                let other = &codes[(i + codes.len() / 2) % codes.len()];
+                assignments.push(AssignmentDoc { grid: other.clone(), role: "part_time".into() });
+            }
+            StaffDoc { id: format!("P{i:05}"), name: format!("Person {i}"), phone: format!("139{i:08}"), assignments }
+        })
+        .collect();
+    RegistryDoc { grids, staff, task_kinds: vec![] }
+}
+
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub dir: PathBuf,
+}
+
+impl TestHub {
+    pub async fn start(name: &str, registry: Option<RegistryDoc>, tweak: impl FnOnce(&mut Config)) -> TestHub {
+        let dir = tmp_dir(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::with_data_dir(dir.join("data"));
+        config.jwt_secret = Some(SECRET.into());
+        if let Some(doc) = registry {
+            let path = dir.join("registry.json");
+            std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+            config.registry = Some(path);
+        }
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let task = tokio::spawn(async move { gridcast_hub::run(config, listener, s).await.unwrap() });
+        TestHub { addr, shutdown, task, dir }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/lead/ws", self.addr)
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn console(&self, scope: &str) -> ConsoleClient {
+        ConsoleClient::new(&self.http(), &token("op-1", TokenRole::Operator, scope))
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("hub stops").unwrap();
+    }
+}
+
+/// Waits for `f` to be true, polling state the hub exposes, up to `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn activation(title: &str, codes: &[&str], roles: &[&str]) -> gridcast_protocol::api::CreateIncident {
+    serde_json::from_value(serde_json::json!({
+        "title": title, "body": "Move residents of low floors to the school gym.",
+        "level": "II", "category": "natural", "drill": false,
+        "targets": { "codes": codes, "roles": roles }
+    }))
+    .unwrap()
+}
