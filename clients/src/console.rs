@@ -1,6 +1,9 @@
 //! The command-center HTTP API.
 
-use gridcast_protocol::api::{CreateIncident, CreatedIncident, ErrorBody, IncidentDetail, IncidentList, Presence, RecipientList, Timeline};
+use gridcast_protocol::api::{
+    CreateIncident, CreatedIncident, ErrorBody, IncidentDetail, IncidentList, Presence,
+    RecipientList, Timeline,
+};
 use serde::de::DeserializeOwned;
 
 use crate::ClientError;
@@ -16,14 +19,19 @@ pub struct ConsoleClient {
 impl ConsoleClient {
     /// A client for `base` (`http://host:port`) with an operator token.
     pub fn new(base: &str, token: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http: reqwest::Client::new() }
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Protocol(e.to_string()));
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => {
@@ -32,7 +40,11 @@ impl ConsoleClient {
                     message.push_str("\n  ");
                     message.push_str(&p);
                 }
-                Err(ClientError::Hub { status, code: b.error.code.as_str().into(), message })
+                Err(ClientError::Hub {
+                    status,
+                    code: b.error.code.as_str().into(),
+                    message,
+                })
             }
             Err(_) => Err(ClientError::Hub {
                 status,
@@ -44,7 +56,12 @@ impl ConsoleClient {
 
     /// GET a path and decode the JSON answer.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         Self::decode(resp).await
     }
 
@@ -67,7 +84,8 @@ impl ConsoleClient {
 
     /// `POST /v1/incidents`.
     pub async fn activate(&self, req: &CreateIncident) -> Result<CreatedIncident, ClientError> {
-        self.send_json(reqwest::Method::POST, "/v1/incidents", req).await
+        self.send_json(reqwest::Method::POST, "/v1/incidents", req)
+            .await
     }
 
     /// `GET /v1/incidents/{id}`.
@@ -84,7 +102,11 @@ impl ConsoleClient {
     }
 
     /// `GET /v1/incidents/{id}/recipients?status=…`.
-    pub async fn recipients(&self, id: &str, status: Option<&str>) -> Result<RecipientList, ClientError> {
+    pub async fn recipients(
+        &self,
+        id: &str,
+        status: Option<&str>,
+    ) -> Result<RecipientList, ClientError> {
         let q = status.map(|s| format!("?status={s}")).unwrap_or_default();
         self.get(&format!("/v1/incidents/{id}/recipients{q}")).await
     }
@@ -96,6 +118,7 @@ impl ConsoleClient {
 
     /// `GET /v1/presence?prefix=…`.
     pub async fn presence(&self, prefix: &str, leads: bool) -> Result<Presence, ClientError> {
-        self.get(&format!("/v1/presence?prefix={prefix}&leads={leads}")).await
+        self.get(&format!("/v1/presence?prefix={prefix}&leads={leads}"))
+            .await
     }
 }

@@ -3,8 +3,8 @@
 use futures_util::{SinkExt, StreamExt};
 use gridcast_protocol::frame::{Assignment, ClientFrame, ClientInfo, ServerFrame};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::ClientError;
@@ -36,29 +36,51 @@ pub fn ws_config() -> WebSocketConfig {
 impl LeadClient {
     /// Opens a WebSocket to `url` (`ws://host:port/v1/lead/ws`) without saying hello.
     pub async fn open(url: &str) -> Result<Self, ClientError> {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
         Ok(Self { ws })
     }
 
     /// Opens a session and authenticates; returns after `welcome`.
     pub async fn connect(url: &str, token: &str) -> Result<(Self, Welcome), ClientError> {
         let mut c = Self::open(url).await?;
-        let info = ClientInfo { name: "gridcast-clients".into(), version: env!("CARGO_PKG_VERSION").into() };
-        c.send(&ClientFrame::Hello { token: token.into(), client: Some(info) }).await?;
+        let info = ClientInfo {
+            name: "gridcast-clients".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        c.send(&ClientFrame::Hello {
+            token: token.into(),
+            client: Some(info),
+        })
+        .await?;
         match c.next().await? {
-            ServerFrame::Welcome { lead, assignments, heartbeat_s } => {
-                Ok((c, Welcome { lead, assignments, heartbeat_s }))
-            }
-            ServerFrame::Error { code, message, .. } => {
-                Err(ClientError::Hub { status: 0, code: code.as_str().into(), message })
-            }
-            other => Err(ClientError::Protocol(format!("expected welcome, got {other:?}"))),
+            ServerFrame::Welcome {
+                lead,
+                assignments,
+                heartbeat_s,
+            } => Ok((
+                c,
+                Welcome {
+                    lead,
+                    assignments,
+                    heartbeat_s,
+                },
+            )),
+            ServerFrame::Error { code, message, .. } => Err(ClientError::Hub {
+                status: 0,
+                code: code.as_str().into(),
+                message,
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))),
         }
     }
 
     /// Sends a frame.
     pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
-        let text = serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text =
+            serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.ws.send(Message::text(text)).await?;
         Ok(())
     }
@@ -76,9 +98,14 @@ impl LeadClient {
                 None => return Err(ClientError::Closed(1006)),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(Message::Text(t))) => {
-                    return serde_json::from_str(&t).map_err(|e| ClientError::Protocol(format!("{e}: {t}")));
+                    return serde_json::from_str(&t)
+                        .map_err(|e| ClientError::Protocol(format!("{e}: {t}")));
                 }
-                Some(Ok(Message::Close(c))) => return Err(ClientError::Closed(c.map(|c| u16::from(c.code)).unwrap_or(1005))),
+                Some(Ok(Message::Close(c))) => {
+                    return Err(ClientError::Closed(
+                        c.map(|c| u16::from(c.code)).unwrap_or(1005),
+                    ));
+                }
                 Some(Ok(_)) => {}
             }
         }
@@ -97,15 +124,32 @@ impl LeadClient {
 
     /// Sends a frame with `ref` and waits for its `ok` or `error`; other frames that
     /// arrive meanwhile are returned too, in order.
-    pub async fn request(&mut self, frame: &ClientFrame) -> Result<(Result<(), ClientError>, Vec<ServerFrame>), ClientError> {
-        let want = frame.reference().ok_or_else(|| ClientError::Protocol("request needs a ref".into()))?.to_owned();
+    pub async fn request(
+        &mut self,
+        frame: &ClientFrame,
+    ) -> Result<(Result<(), ClientError>, Vec<ServerFrame>), ClientError> {
+        let want = frame
+            .reference()
+            .ok_or_else(|| ClientError::Protocol("request needs a ref".into()))?
+            .to_owned();
         self.send(frame).await?;
         let mut other = Vec::new();
         loop {
             match self.next().await? {
                 ServerFrame::Ok { reference } if reference == want => return Ok((Ok(()), other)),
-                ServerFrame::Error { reference: Some(r), code, message } if r == want => {
-                    return Ok((Err(ClientError::Hub { status: 0, code: code.as_str().into(), message }), other));
+                ServerFrame::Error {
+                    reference: Some(r),
+                    code,
+                    message,
+                } if r == want => {
+                    return Ok((
+                        Err(ClientError::Hub {
+                            status: 0,
+                            code: code.as_str().into(),
+                            message,
+                        }),
+                        other,
+                    ));
                 }
                 f => other.push(f),
             }

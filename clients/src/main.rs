@@ -19,7 +19,12 @@ use gridcast_protocol::{Category, Level, Role, Target};
 #[command(name = "gridcast", version, about = "gridcast command line")]
 struct Cli {
     /// Hub base URL.
-    #[arg(long, env = "GRIDCAST_HUB", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "GRIDCAST_HUB",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     hub: String,
     /// Token (an operator's for activate/incident, a lead's for lead).
     #[arg(long, env = "GRIDCAST_TOKEN", global = true, hide_env_values = true)]
@@ -70,7 +75,7 @@ enum Command {
         /// Answer every active incident with accept or decline.
         #[arg(long, value_parser = parse_json::<Response>)]
         ack: Option<Response>,
-        /// Leave after `synced` instead of staying connected.
+        /// Leave once synced and every receipt and ack is answered.
         #[arg(long)]
         once: bool,
     },
@@ -105,7 +110,8 @@ enum IncidentCmd {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("{s:?} is not a valid value"))
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("{s:?} is not a valid value"))
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -119,11 +125,31 @@ fn print_json(v: &impl serde::Serialize) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let token = cli.token.clone().context("a token is needed: --token or GRIDCAST_TOKEN")?;
+    let token = cli
+        .token
+        .clone()
+        .context("a token is needed: --token or GRIDCAST_TOKEN")?;
     match cli.command {
-        Command::Activate { title, body, level, category, codes, roles, drill, ack_within_s } => {
+        Command::Activate {
+            title,
+            body,
+            level,
+            category,
+            codes,
+            roles,
+            drill,
+            ack_within_s,
+        } => {
             let c = ConsoleClient::new(&cli.hub, &token);
-            let req = CreateIncident { title, body, level, category, drill, targets: Targets { codes, roles }, ack_within_s };
+            let req = CreateIncident {
+                title,
+                body,
+                level,
+                category,
+                drill,
+                targets: Targets { codes, roles },
+                ack_within_s,
+            };
             let created = c.activate(&req).await?;
             print_json(&created);
         }
@@ -133,51 +159,109 @@ async fn main() -> anyhow::Result<()> {
                 IncidentCmd::Show { id } => {
                     let d = c.incident(&id).await?;
                     let n = d.counts;
-                    println!("{} rev {} {:?} {:?} level {:?}{}: {}", d.incident.id, d.incident.rev, d.incident.state, d.incident.category, d.incident.level, if d.incident.drill { " DRILL" } else { "" }, d.incident.title);
-                    println!("recipients {}  pending {}  delivered {}  accepted {}  declined {}", n.total(), n.pending, n.delivered, n.accepted, n.declined);
-                    println!("{:<20} {:>10} {:>10} {:>9} {:>9}", "grid", "recipients", "delivered", "accepted", "declined");
+                    println!(
+                        "{} rev {} {:?} {:?} level {:?}{}: {}",
+                        d.incident.id,
+                        d.incident.rev,
+                        d.incident.state,
+                        d.incident.category,
+                        d.incident.level,
+                        if d.incident.drill { " DRILL" } else { "" },
+                        d.incident.title
+                    );
+                    println!(
+                        "recipients {}  pending {}  delivered {}  accepted {}  declined {}",
+                        n.total(),
+                        n.pending,
+                        n.delivered,
+                        n.accepted,
+                        n.declined
+                    );
+                    println!(
+                        "{:<20} {:>10} {:>10} {:>9} {:>9}",
+                        "grid", "recipients", "delivered", "accepted", "declined"
+                    );
                     for g in d.grids {
-                        println!("{:<20} {:>10} {:>10} {:>9} {:>9}", g.code.as_str(), g.recipients, g.delivered, g.accepted, g.declined);
+                        println!(
+                            "{:<20} {:>10} {:>10} {:>9} {:>9}",
+                            g.code.as_str(),
+                            g.recipients,
+                            g.delivered,
+                            g.accepted,
+                            g.declined
+                        );
                     }
                 }
                 IncidentCmd::List { state } => print_json(&c.incidents(state.as_deref()).await?),
-                IncidentCmd::Recipients { id, status } => print_json(&c.recipients(&id, status.as_deref()).await?),
+                IncidentCmd::Recipients { id, status } => {
+                    print_json(&c.recipients(&id, status.as_deref()).await?)
+                }
                 IncidentCmd::Timeline { id } => print_json(&c.timeline(&id).await?),
             }
         }
-        Command::Lead { no_receipt, ack, once } => {
+        Command::Lead {
+            no_receipt,
+            ack,
+            once,
+        } => {
             let url = format!("{}/v1/lead/ws", cli.hub.replacen("http", "ws", 1));
             let (mut lead, welcome) = LeadClient::connect(&url, &token).await?;
-            eprintln!("connected as {} ({} assignments)", welcome.lead, welcome.assignments.len());
+            eprintln!(
+                "connected as {} ({} assignments)",
+                welcome.lead,
+                welcome.assignments.len()
+            );
             let mut n = 0u64;
             let mut synced = false;
+            // Refs sent and not yet answered; `--once` waits for them.
+            let mut outstanding = std::collections::HashSet::new();
             loop {
                 let frame = lead.next().await?;
                 println!("{}", serde_json::to_string(&frame)?);
                 match &frame {
-                    ServerFrame::Synced => {
-                        synced = true;
-                        if once {
-                            break;
-                        }
+                    ServerFrame::Synced => synced = true,
+                    ServerFrame::Ok { reference } => {
+                        outstanding.remove(reference);
+                    }
+                    ServerFrame::Error {
+                        reference: Some(r), ..
+                    } => {
+                        outstanding.remove(r);
                     }
                     ServerFrame::Incident { incident, me } => {
                         n += 1;
                         if !no_receipt {
-                            let f = ClientFrame::Receipt { incident: incident.id.clone(), rev: incident.rev, reference: Some(format!("r{n}")) };
+                            let r = format!("r{n}");
+                            let f = ClientFrame::Receipt {
+                                incident: incident.id.clone(),
+                                rev: incident.rev,
+                                reference: Some(r.clone()),
+                            };
                             lead.send(&f).await?;
+                            outstanding.insert(r);
                         }
-                        let answered = me.as_ref().is_some_and(|m| m.status.as_str() == "accepted" || m.status.as_str() == "declined");
-                        if let (Some(response), false) = (ack, answered) {
-                            if incident.state == gridcast_protocol::model::IncidentState::Active {
-                                let f = ClientFrame::Ack { incident: incident.id.clone(), response, note: None, reference: Some(format!("a{n}")) };
-                                lead.send(&f).await?;
-                            }
+                        let answered = me.as_ref().is_some_and(|m| {
+                            m.status.as_str() == "accepted" || m.status.as_str() == "declined"
+                        });
+                        let active =
+                            incident.state == gridcast_protocol::model::IncidentState::Active;
+                        if let (Some(response), false, true) = (ack, answered, active) {
+                            let r = format!("a{n}");
+                            let f = ClientFrame::Ack {
+                                incident: incident.id.clone(),
+                                response,
+                                note: None,
+                                reference: Some(r.clone()),
+                            };
+                            lead.send(&f).await?;
+                            outstanding.insert(r);
                         }
                     }
                     _ => {}
                 }
-                let _ = synced;
+                if once && synced && outstanding.is_empty() {
+                    break;
+                }
             }
             lead.close().await;
         }

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,14 +20,14 @@ use gridcast_protocol::api::{
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::{ErrorCode, Status, Target};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Claims, TokenRole};
 use crate::incident::{self, Refusal};
 use crate::registry::RegistryIndex;
-use crate::{now_ms, Hub};
+use crate::{Hub, now_ms};
 
 /// An API error: contract code, message, and for a refused registry every problem.
 #[derive(Debug)]
@@ -40,7 +40,11 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), problems: Vec::new() }
+        Self {
+            code,
+            message: message.into(),
+            problems: Vec::new(),
+        }
     }
 }
 
@@ -58,8 +62,15 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, problems: self.problems } };
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                problems: self.problems,
+            },
+        };
         (status, Json(body)).into_response()
     }
 }
@@ -72,13 +83,21 @@ fn operator(hub: &Hub, headers: &HeaderMap) -> ApiResult<Claims> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing Authorization: Bearer <operator token>"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "missing Authorization: Bearer <operator token>",
+            )
+        })?;
     let claims = hub
         .auth
         .verify(token.trim(), now_ms() / 1000)
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     if claims.role == TokenRole::Lead {
-        return Err(ApiError::new(ErrorCode::Forbidden, "lead tokens cannot use the command-center API"));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "lead tokens cannot use the command-center API",
+        ));
     }
     Ok(claims)
 }
@@ -91,7 +110,8 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRe
             ApiError::new(ErrorCode::BadRequest, e.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
 /// The hub's routes.
@@ -103,7 +123,12 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/incidents/{id}/recipients", get(get_recipients))
         .route("/v1/incidents/{id}/timeline", get(get_timeline))
         .route("/v1/presence", get(get_presence))
-        .route("/v1/registry", get(get_registry).put(put_registry).layer(DefaultBodyLimit::max(registry_limit)))
+        .route(
+            "/v1/registry",
+            get(get_registry)
+                .put(put_registry)
+                .layer(DefaultBodyLimit::max(registry_limit)),
+        )
         .route("/v1/task-kinds", get(get_task_kinds))
         .route("/v1/console/events", get(console_events))
         .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
@@ -141,21 +166,36 @@ async fn list_incidents(
         None | Some("") => None,
         Some("active") => Some(IncidentState::Active),
         Some("closed") => Some(IncidentState::Closed),
-        Some(s) => return Err(ApiError::new(ErrorCode::BadRequest, format!("state {s:?} is not active or closed"))),
+        Some(s) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("state {s:?} is not active or closed"),
+            ));
+        }
     };
     let all = hub.store.incidents(state).await?;
     let incidents = all
         .iter()
         .filter(|s| incident::visible(&op.scope, &s.meta))
-        .map(|s| IncidentSummary { incident: s.meta.view(), counts: incident::counts(&s.recipients) })
+        .map(|s| IncidentSummary {
+            incident: s.meta.view(),
+            counts: incident::counts(&s.recipients),
+        })
         .collect();
     Ok(Json(IncidentList { incidents }))
 }
 
-async fn visible_snapshot(hub: &Hub, op: &Claims, id: &str) -> ApiResult<crate::store::IncidentSnapshot> {
+async fn visible_snapshot(
+    hub: &Hub,
+    op: &Claims,
+    id: &str,
+) -> ApiResult<crate::store::IncidentSnapshot> {
     match hub.store.incident(id).await? {
         Some(s) if incident::visible(&op.scope, &s.meta) => Ok(s),
-        _ => Err(ApiError::new(ErrorCode::NotFound, format!("no incident {id:?}"))),
+        _ => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no incident {id:?}"),
+        )),
     }
 }
 
@@ -183,9 +223,14 @@ async fn get_recipients(
     let op = operator(&hub, &headers)?;
     let want: Option<Status> = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| {
-            ApiError::new(ErrorCode::BadRequest, format!("status {s:?} is not pending, delivered, accepted or declined"))
-        })?),
+        Some(s) => Some(
+            serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("status {s:?} is not pending, delivered, accepted or declined"),
+                )
+            })?,
+        ),
     };
     let snap = visible_snapshot(&hub, &op, &id).await?;
     let recipients = snap
@@ -216,12 +261,18 @@ struct PresenceQuery {
 
 fn scoped_prefix(op: &Claims, prefix: Option<&str>) -> ApiResult<Target> {
     let prefix = match prefix.filter(|p| !p.is_empty()) {
-        Some(p) => Target::parse(p).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
+        Some(p) => {
+            Target::parse(p).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?
+        }
         None if op.scope.is_empty() => Target::everything(),
-        None => Target::parse(&op.scope).map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?,
+        None => Target::parse(&op.scope)
+            .map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?,
     };
     if !prefix.as_str().starts_with(&op.scope) {
-        return Err(ApiError::new(ErrorCode::Forbidden, format!("{prefix} is outside your jurisdiction {:?}", op.scope)));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{prefix} is outside your jurisdiction {:?}", op.scope),
+        ));
     }
     Ok(prefix)
 }
@@ -233,7 +284,11 @@ async fn get_presence(
 ) -> ApiResult<Json<gridcast_protocol::api::Presence>> {
     let op = operator(&hub, &headers)?;
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
-    Ok(Json(hub.presence.body(&prefix, &hub.registry.current(), q.leads.unwrap_or(false))))
+    Ok(Json(hub.presence.body(
+        &prefix,
+        &hub.registry.current(),
+        q.leads.unwrap_or(false),
+    )))
 }
 
 /// The registry as an operator may see it: grids inside its jurisdiction and the people
@@ -242,7 +297,8 @@ fn scoped_registry(index: &RegistryIndex, scope: &str) -> RegistryDoc {
     let mut doc = index.registry.to_doc();
     if !scope.is_empty() {
         doc.grids.retain(|g| g.code.starts_with(scope));
-        doc.staff.retain(|s| s.assignments.iter().any(|a| a.grid.starts_with(scope)));
+        doc.staff
+            .retain(|s| s.assignments.iter().any(|a| a.grid.starts_with(scope)));
         for s in &mut doc.staff {
             s.assignments.retain(|a| a.grid.starts_with(scope));
         }
@@ -262,12 +318,18 @@ async fn put_registry(
 ) -> ApiResult<Json<serde_json::Value>> {
     let op = operator(&hub, &headers)?;
     if op.role != TokenRole::Admin || !op.scope.is_empty() {
-        return Err(ApiError::new(ErrorCode::Forbidden, "replacing the registry needs an admin token for the whole city"));
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "replacing the registry needs an admin token for the whole city",
+        ));
     }
     let doc: RegistryDoc = parse_body(body)?;
     let registry = doc.validate().map_err(|problems| ApiError {
         code: ErrorCode::BadRequest,
-        message: format!("registry refused: {} problem(s); nothing was changed", problems.len()),
+        message: format!(
+            "registry refused: {} problem(s); nothing was changed",
+            problems.len()
+        ),
         problems,
     })?;
     // Durable first, then in force: a restart never goes back to an older registry
@@ -276,14 +338,22 @@ async fn put_registry(
     let index = RegistryIndex::new(registry);
     let summary = index.summary();
     hub.registry.replace(index);
-    hub.presence.refresh(&hub.registry.current(), gridcast_protocol::error::close::FORBIDDEN);
+    hub.presence.refresh(
+        &hub.registry.current(),
+        gridcast_protocol::error::close::FORBIDDEN,
+    );
     tracing::info!(admin = %op.sub, summary = %summary, "registry replaced");
     Ok(Json(serde_json::json!({ "ok": true, "summary": summary })))
 }
 
-async fn get_task_kinds(State(hub): State<Hub>, headers: HeaderMap) -> ApiResult<Json<serde_json::Value>> {
+async fn get_task_kinds(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
     operator(&hub, &headers)?;
-    Ok(Json(serde_json::json!({ "task_kinds": hub.registry.current().registry.task_kinds })))
+    Ok(Json(
+        serde_json::json!({ "task_kinds": hub.registry.current().registry.task_kinds }),
+    ))
 }
 
 async fn console_events(
@@ -297,35 +367,42 @@ async fn console_events(
     );
     let stop = hub.shutdown.clone();
     let metrics = hub.metrics.clone();
-    let stream = futures_util::stream::unfold((rx, Some(hello), op.scope), move |(mut rx, first, scope)| {
-        let stop = stop.clone();
-        let metrics = metrics.clone();
-        async move {
-            if let Some(e) = first {
-                return Some((Ok(e), (rx, None, scope)));
-            }
-            loop {
-                let msg = tokio::select! {
-                    m = rx.recv() => m,
-                    () = stop.cancelled() => return None,
-                };
-                match msg {
-                    Ok(ev) => {
-                        if let Some(data) = ev.for_scope(&scope) {
-                            let e = Event::default().event(ev.name).data(data.to_string());
+    let stream = futures_util::stream::unfold(
+        (rx, Some(hello), op.scope),
+        move |(mut rx, first, scope)| {
+            let stop = stop.clone();
+            let metrics = metrics.clone();
+            async move {
+                if let Some(e) = first {
+                    return Some((Ok(e), (rx, None, scope)));
+                }
+                loop {
+                    let msg = tokio::select! {
+                        m = rx.recv() => m,
+                        () = stop.cancelled() => return None,
+                    };
+                    match msg {
+                        Ok(ev) => {
+                            if let Some(data) = ev.for_scope(&scope) {
+                                let e = Event::default().event(ev.name).data(data.to_string());
+                                return Some((Ok(e), (rx, None, scope)));
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            metrics
+                                .console_lagged
+                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            let e = Event::default()
+                                .event("lagged")
+                                .data(serde_json::json!({ "skipped": n }).to_string());
                             return Some((Ok(e), (rx, None, scope)));
                         }
+                        Err(RecvError::Closed) => return None,
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        metrics.console_lagged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        let e = Event::default().event("lagged").data(serde_json::json!({ "skipped": n }).to_string());
-                        return Some((Ok(e), (rx, None, scope)));
-                    }
-                    Err(RecvError::Closed) => return None,
                 }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
@@ -338,5 +415,8 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 }
 
 async fn metrics(State(hub): State<Hub>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], hub.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        hub.metrics.render(),
+    )
 }

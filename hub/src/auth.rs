@@ -5,8 +5,8 @@
 //! second `rand`) out of the build. Only `HS256` is accepted: a token with any other
 //! `alg`, including `none`, is refused. Verification is constant-time.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -78,7 +78,9 @@ struct Header {
 impl Auth {
     /// A signer/verifier for `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.to_vec() }
+        Self {
+            key: secret.to_vec(),
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -88,7 +90,11 @@ impl Auth {
     /// Mints a token.
     pub fn sign(&self, claims: &Claims) -> String {
         let payload = serde_json::to_vec(claims).expect("claims always serialize");
-        let mut token = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload));
+        let mut token = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(HEADER),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
         let mut mac = self.mac();
         mac.update(token.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -111,7 +117,9 @@ impl Auth {
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(&token.as_bytes()[..h.len() + 1 + p.len()]);
         mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
@@ -132,7 +140,12 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims { sub: "L0001".into(), role: TokenRole::Lead, scope: String::new(), exp }
+        Claims {
+            sub: "L0001".into(),
+            role: TokenRole::Lead,
+            scope: String::new(),
+            exp,
+        }
     }
 
     #[test]
@@ -141,7 +154,10 @@ mod tests {
         let t = a.sign(&claims(100));
         assert_eq!(a.verify(&t, 99).unwrap(), claims(100));
         assert_eq!(a.verify(&t, 100), Err(TokenError::Expired));
-        assert_eq!(Auth::new(b"other").verify(&t, 1), Err(TokenError::Signature));
+        assert_eq!(
+            Auth::new(b"other").verify(&t, 1),
+            Err(TokenError::Signature)
+        );
         assert_eq!(a.verify("abc", 1), Err(TokenError::Malformed));
     }
 
@@ -150,9 +166,16 @@ mod tests {
         let a = Auth::new(b"secret");
         let t = a.sign(&claims(100));
         let parts: Vec<&str> = t.split('.').collect();
-        let admin = URL_SAFE_NO_PAD.encode(r#"{"sub":"L0001","role":"admin","scope":"","exp":100}"#);
-        assert_eq!(a.verify(&format!("{}.{admin}.{}", parts[0], parts[2]), 1), Err(TokenError::Signature));
+        let admin =
+            URL_SAFE_NO_PAD.encode(r#"{"sub":"L0001","role":"admin","scope":"","exp":100}"#);
+        assert_eq!(
+            a.verify(&format!("{}.{admin}.{}", parts[0], parts[2]), 1),
+            Err(TokenError::Signature)
+        );
         let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);
-        assert_eq!(a.verify(&format!("{none}.{}.", parts[1]), 1), Err(TokenError::Algorithm));
+        assert_eq!(
+            a.verify(&format!("{none}.{}.", parts[1]), 1),
+            Err(TokenError::Algorithm)
+        );
     }
 }

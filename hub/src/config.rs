@@ -86,10 +86,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError(m.to_owned()));
         if self.redis.is_some() {
-            return bad("--redis (cluster mode) is not available in this release yet; run without it for the embedded store");
+            return bad(
+                "--redis (cluster mode) is not available in this release yet; run without it for the embedded store",
+            );
         }
         if self.mqtt.is_some() {
-            return bad("--mqtt is not available in this release yet; leads connect over WebSocket");
+            return bad(
+                "--mqtt is not available in this release yet; leads connect over WebSocket",
+            );
         }
         if self.heartbeat_s == 0 || self.heartbeat_s > 3600 {
             return bad("--heartbeat-s must be 1..=3600");
@@ -100,7 +104,11 @@ impl Config {
         if self.session_queue < 8 {
             return bad("--session-queue must be at least 8");
         }
-        if self.upstream_rate == 0 || self.upstream_burst == 0 || self.connect_rate == 0 || self.connect_burst == 0 {
+        if self.upstream_rate == 0
+            || self.upstream_burst == 0
+            || self.connect_rate == 0
+            || self.connect_burst == 0
+        {
             return bad("rate limits must be positive");
         }
         if self.max_sessions == 0 {

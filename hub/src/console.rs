@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gridcast_protocol::api::Counts;
 use gridcast_protocol::GridCode;
+use gridcast_protocol::api::Counts;
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -40,7 +40,10 @@ impl ConsoleEvent {
                 .collect();
             return (!grids.is_empty()).then(|| json!({ "grids": grids }));
         }
-        self.codes.iter().all(|c| c.starts_with(scope)).then(|| (*self.data).clone())
+        self.codes
+            .iter()
+            .all(|c| c.starts_with(scope))
+            .then(|| (*self.data).clone())
     }
 }
 
@@ -56,7 +59,11 @@ pub const TICK: Duration = Duration::from_millis(250);
 
 impl Default for Console {
     fn default() -> Self {
-        Self { tx: broadcast::channel(1024).0, dirty_incidents: Mutex::default(), dirty_grids: Mutex::default() }
+        Self {
+            tx: broadcast::channel(1024).0,
+            dirty_incidents: Mutex::default(),
+            dirty_grids: Mutex::default(),
+        }
     }
 }
 
@@ -69,12 +76,19 @@ impl Console {
     /// Sends an event now.
     pub fn emit(&self, name: &'static str, codes: Vec<String>, data: serde_json::Value) {
         // No console connected is fine: events are a view, the store is the record.
-        let _ = self.tx.send(ConsoleEvent { name, codes: codes.into(), data: Arc::new(data) });
+        let _ = self.tx.send(ConsoleEvent {
+            name,
+            codes: codes.into(),
+            data: Arc::new(data),
+        });
     }
 
     /// An incident's counts changed.
     pub fn incident_changed(&self, id: &str) {
-        let mut d = self.dirty_incidents.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self
+            .dirty_incidents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if !d.contains(id) {
             d.insert(id.to_owned());
         }
@@ -88,7 +102,12 @@ impl Console {
 
     /// Takes the dirty sets.
     pub fn take_dirty(&self) -> (Vec<String>, Vec<GridCode>) {
-        let i = std::mem::take(&mut *self.dirty_incidents.lock().unwrap_or_else(|p| p.into_inner()));
+        let i = std::mem::take(
+            &mut *self
+                .dirty_incidents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         let g = std::mem::take(&mut *self.dirty_grids.lock().unwrap_or_else(|p| p.into_inner()));
         (i.into_iter().collect(), g.into_iter().collect())
     }

@@ -18,9 +18,11 @@ use gridcast_protocol::{ErrorCode, GridCode, Status};
 
 use crate::auth::Claims;
 use crate::bus::BusEvent;
-use crate::session::{encode, Frame};
-use crate::store::{IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, StoreError};
-use crate::{now_ms, Hub};
+use crate::session::{Frame, encode};
+use crate::store::{
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, StoreError,
+};
+use crate::{Hub, now_ms};
 
 /// A refusal with a contract code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +36,20 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store unavailable");
-        Refusal::new(ErrorCode::Unavailable, "the hub could not record this; retry")
+        Refusal::new(
+            ErrorCode::Unavailable,
+            "the hub could not record this; retry",
+        )
     }
 }
 
@@ -64,7 +72,10 @@ pub fn counts(recipients: &[RecipientState]) -> Counts {
 /// True when an operator with jurisdiction `scope` may see the incident: every target
 /// lies inside the scope.
 pub fn visible(scope: &str, meta: &IncidentMeta) -> bool {
-    meta.targets.codes.iter().all(|t| t.as_str().starts_with(scope))
+    meta.targets
+        .codes
+        .iter()
+        .all(|t| t.as_str().starts_with(scope))
 }
 
 /// The operator view of an incident.
@@ -109,14 +120,21 @@ pub fn recipient_row(r: &RecipientState) -> RecipientRow {
 pub fn lead_frame(meta: &IncidentMeta, r: &RecipientState) -> Frame {
     encode(&ServerFrame::Incident {
         incident: meta.view(),
-        me: Some(Me { status: r.status, grid: r.grid.clone(), role: r.role }),
+        me: Some(Me {
+            status: r.status,
+            grid: r.grid.clone(),
+            role: r.role,
+        }),
     })
 }
 
 fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Refusal> {
     let n = s.chars().count();
     if n < min || n > max {
-        return Err(Refusal::new(ErrorCode::BadRequest, format!("{field} must have {min} to {max} characters (has {n})")));
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("{field} must have {min} to {max} characters (has {n})"),
+        ));
     }
     Ok(())
 }
@@ -124,23 +142,41 @@ fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Refusa
 impl Hub {
     /// Issues an activation for `operator`: checks it, resolves the recipients from the
     /// registry in force, records it durably, then fans it out.
-    pub async fn issue(&self, operator: &Claims, req: CreateIncident) -> Result<CreatedIncident, Refusal> {
+    pub async fn issue(
+        &self,
+        operator: &Claims,
+        req: CreateIncident,
+    ) -> Result<CreatedIncident, Refusal> {
         check_text("title", &req.title, 1, MAX_TITLE)?;
         check_text("body", &req.body, 0, MAX_BODY)?;
         if req.targets.codes.len() > MAX_TARGETS {
-            return Err(Refusal::new(ErrorCode::BadRequest, format!("at most {MAX_TARGETS} target codes")));
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("at most {MAX_TARGETS} target codes"),
+            ));
         }
         let window = match req.ack_within_s {
             Some(s) if !(1..=86_400).contains(&s) => {
-                return Err(Refusal::new(ErrorCode::BadRequest, "ack_within_s must be 1 to 86400"));
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "ack_within_s must be 1 to 86400",
+                ));
             }
             Some(s) => s,
             None => req.level.default_ack_window_s(),
         };
-        if let Some(t) = req.targets.codes.iter().find(|t| !t.as_str().starts_with(&operator.scope)) {
+        if let Some(t) = req
+            .targets
+            .codes
+            .iter()
+            .find(|t| !t.as_str().starts_with(&operator.scope))
+        {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                format!("target {t} is outside your jurisdiction {:?}", operator.scope),
+                format!(
+                    "target {t} is outside your jurisdiction {:?}",
+                    operator.scope
+                ),
             ));
         }
         let mut targets = req.targets;
@@ -175,7 +211,10 @@ impl Hub {
         let snap = self.store.create_incident(new).await?;
         self.metrics.store_seconds.observe(started.elapsed());
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
-        let online = self.bus.publish(BusEvent::Incident { meta: snap.meta.clone(), recipients: snap.recipients.clone() });
+        let online = self.bus.publish(BusEvent::Incident {
+            meta: snap.meta.clone(),
+            recipients: snap.recipients.clone(),
+        });
         let meta = &snap.meta;
         tracing::info!(
             incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
@@ -189,7 +228,12 @@ impl Hub {
                 "counts": counts(&snap.recipients),
             }),
         );
-        Ok(CreatedIncident { id: meta.id.clone(), rev: meta.rev, recipients: snap.recipients.len(), online })
+        Ok(CreatedIncident {
+            id: meta.id.clone(),
+            rev: meta.rev,
+            recipients: snap.recipients.len(),
+            online,
+        })
     }
 
     /// Applies a lead's receipt or ack. Resolves only once the change is durable.
@@ -218,7 +262,10 @@ impl Hub {
                 ErrorCode::NotRecipient,
                 format!("you are not a recipient of incident {incident:?}"),
             )),
-            MarkOutcome::Closed => Err(Refusal::new(ErrorCode::IncidentClosed, format!("incident {incident} is closed"))),
+            MarkOutcome::Closed => Err(Refusal::new(
+                ErrorCode::IncidentClosed,
+                format!("incident {incident} is closed"),
+            )),
         }
     }
 

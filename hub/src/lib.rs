@@ -106,13 +106,19 @@ impl std::ops::Deref for Hub {
 
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The token key: `--jwt-secret`, else a random key kept in `data_dir/jwt-secret`
 /// (created on first use, readable by the owner only), so that the embedded default
 /// and `gridcast-hub token` agree without any flag.
-pub fn load_or_create_secret(config_secret: Option<&str>, data_dir: &Path) -> std::io::Result<Vec<u8>> {
+pub fn load_or_create_secret(
+    config_secret: Option<&str>,
+    data_dir: &Path,
+) -> std::io::Result<Vec<u8>> {
     if let Some(s) = config_secret {
         return Ok(s.as_bytes().to_vec());
     }
@@ -166,20 +172,31 @@ impl Hub {
                     .map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
                 (doc, path.display().to_string())
             }
-            None => match store.load_registry().await.map_err(|e| StartError::Registry(e.to_string()))? {
+            None => match store
+                .load_registry()
+                .await
+                .map_err(|e| StartError::Registry(e.to_string()))?
+            {
                 Some(doc) => (doc, "the data dir (last PUT /v1/registry)".to_owned()),
                 None => (sample::sample_city(), "the built-in sample city".to_owned()),
             },
         };
-        let registry = doc
-            .validate()
-            .map_err(|problems| StartError::Registry(format!("from {source} is invalid:\n  {}", problems.join("\n  "))))?;
+        let registry = doc.validate().map_err(|problems| {
+            StartError::Registry(format!(
+                "from {source} is invalid:\n  {}",
+                problems.join("\n  ")
+            ))
+        })?;
         let index = RegistryIndex::new(registry);
         tracing::info!(source = %source, summary = %index.summary(), "registry loaded");
         let presence = Arc::new(Presence::default());
         let metrics = Arc::new(Metrics::default());
-        let bus: Arc<dyn Bus> = Arc::new(bus::local::LocalBus::new(presence.clone(), metrics.clone()));
-        let node_id = config.node_id.clone().unwrap_or_else(|| format!("hub-{:x}", now_ms() & 0xffffff));
+        let bus: Arc<dyn Bus> =
+            Arc::new(bus::local::LocalBus::new(presence.clone(), metrics.clone()));
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("hub-{:x}", now_ms() & 0xffffff));
         Ok(Hub(Arc::new(Inner {
             auth: Auth::new(&secret),
             registry: RegistryHandle::new(index),
@@ -208,20 +225,34 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     hub.tracker.spawn(console_ticker(hub.clone()));
     tracing::info!(addr = ?listener.local_addr().ok(), node = %hub.node_id, "gridcast hub listening");
     let token = hub.shutdown.clone();
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { token.cancelled().await })
+    .await;
     // axum's graceful shutdown does not wait for upgraded sockets: sessions are ours.
-    hub.presence.end_all(gridcast_protocol::error::close::GOING_AWAY);
+    hub.presence
+        .end_all(gridcast_protocol::error::close::GOING_AWAY);
     hub.tracker.close();
-    if tokio::time::timeout(DRAIN_DEADLINE, hub.tracker.wait()).await.is_err() {
-        tracing::warn!(still_running = hub.tracker.len(), "shutdown deadline passed with tasks still running");
+    if tokio::time::timeout(DRAIN_DEADLINE, hub.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            still_running = hub.tracker.len(),
+            "shutdown deadline passed with tasks still running"
+        );
     }
     served.map_err(StartError::Serve)
 }
 
 /// Opens a hub with `config` and serves it on `listener` until `shutdown` fires.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let hub = Hub::open(config, shutdown).await?;
     serve(hub, listener).await
 }
@@ -239,10 +270,19 @@ async fn console_ticker(hub: Hub) {
         for id in incidents {
             if let Ok(Some(snap)) = hub.store.incident(&id).await {
                 let counts = incident::counts(&snap.recipients);
-                let state = if snap.meta.state == gridcast_protocol::model::IncidentState::Active { "active" } else { "closed" };
+                let state = if snap.meta.state == gridcast_protocol::model::IncidentState::Active {
+                    "active"
+                } else {
+                    "closed"
+                };
                 hub.console.emit(
                     "progress",
-                    snap.meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+                    snap.meta
+                        .targets
+                        .codes
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
                     console::progress(&id, snap.meta.rev, state, &counts),
                 );
             }

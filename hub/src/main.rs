@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gridcast_hub::auth::{Auth, Claims, TokenRole};
 use gridcast_hub::Config;
+use gridcast_hub::auth::{Auth, Claims, TokenRole};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "gridcast-hub", version, about = "gridcast emergency dispatch hub")]
+#[command(
+    name = "gridcast-hub",
+    version,
+    about = "gridcast emergency dispatch hub"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -47,14 +51,30 @@ fn parse_role(s: &str) -> Result<TokenRole, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Token { sub, role, scope, ttl_hours }) => {
+        Some(Command::Token {
+            sub,
+            role,
+            scope,
+            ttl_hours,
+        }) => {
             if !scope.is_empty() {
                 gridcast_protocol::Target::parse(&scope).context("--scope")?;
             }
-            let secret = gridcast_hub::load_or_create_secret(cli.config.jwt_secret.as_deref(), &cli.config.data_dir)
-                .context("reading the token key")?;
+            let secret = gridcast_hub::load_or_create_secret(
+                cli.config.jwt_secret.as_deref(),
+                &cli.config.data_dir,
+            )
+            .context("reading the token key")?;
             let exp = gridcast_hub::now_ms() / 1000 + ttl_hours * 3600;
-            println!("{}", Auth::new(&secret).sign(&Claims { sub, role, scope, exp }));
+            println!(
+                "{}",
+                Auth::new(&secret).sign(&Claims {
+                    sub,
+                    role,
+                    scope,
+                    exp
+                })
+            );
             Ok(())
         }
         None | Some(Command::Serve) => serve(cli.config),
@@ -68,7 +88,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

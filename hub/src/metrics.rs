@@ -18,7 +18,12 @@ pub struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_us: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 
     /// Records one observation.
@@ -45,8 +50,12 @@ impl Histogram {
     }
 }
 
-const FANOUT_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-const STORE_BOUNDS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+const FANOUT_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const STORE_BOUNDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
 
 /// Every metric the hub exports.
 #[derive(Debug)]
@@ -107,21 +116,88 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
         let c = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
         };
-        g(&mut out, "gridcast_sessions", "Open lead sessions.", self.sessions.load(Relaxed));
-        c(&mut out, "gridcast_sessions_opened_total", "Lead sessions opened.", &self.sessions_opened);
-        c(&mut out, "gridcast_sessions_refused_total", "Sessions refused at hello.", &self.sessions_refused);
-        c(&mut out, "gridcast_frames_in_total", "Frames received from leads.", &self.frames_in);
-        c(&mut out, "gridcast_frames_out_total", "Frames queued to leads.", &self.frames_out);
-        c(&mut out, "gridcast_frame_errors_total", "Client frames answered with error.", &self.frame_errors);
-        c(&mut out, "gridcast_receipts_total", "Receipts that changed a status.", &self.receipts);
-        c(&mut out, "gridcast_acks_total", "Acks that changed a status.", &self.acks);
-        c(&mut out, "gridcast_slow_consumer_drops_total", "Sessions dropped for a full send queue.", &self.slow_consumer_drops);
-        c(&mut out, "gridcast_incidents_issued_total", "Incidents issued.", &self.incidents_issued);
-        c(&mut out, "gridcast_console_lagged_total", "Console events skipped by lagging streams.", &self.console_lagged);
-        self.fanout_seconds.render("gridcast_fanout_seconds", "Time to queue an incident frame to every local recipient session.", &mut out);
-        self.store_seconds.render("gridcast_store_write_seconds", "Time for a store write to become durable.", &mut out);
+        g(
+            &mut out,
+            "gridcast_sessions",
+            "Open lead sessions.",
+            self.sessions.load(Relaxed),
+        );
+        c(
+            &mut out,
+            "gridcast_sessions_opened_total",
+            "Lead sessions opened.",
+            &self.sessions_opened,
+        );
+        c(
+            &mut out,
+            "gridcast_sessions_refused_total",
+            "Sessions refused at hello.",
+            &self.sessions_refused,
+        );
+        c(
+            &mut out,
+            "gridcast_frames_in_total",
+            "Frames received from leads.",
+            &self.frames_in,
+        );
+        c(
+            &mut out,
+            "gridcast_frames_out_total",
+            "Frames queued to leads.",
+            &self.frames_out,
+        );
+        c(
+            &mut out,
+            "gridcast_frame_errors_total",
+            "Client frames answered with error.",
+            &self.frame_errors,
+        );
+        c(
+            &mut out,
+            "gridcast_receipts_total",
+            "Receipts that changed a status.",
+            &self.receipts,
+        );
+        c(
+            &mut out,
+            "gridcast_acks_total",
+            "Acks that changed a status.",
+            &self.acks,
+        );
+        c(
+            &mut out,
+            "gridcast_slow_consumer_drops_total",
+            "Sessions dropped for a full send queue.",
+            &self.slow_consumer_drops,
+        );
+        c(
+            &mut out,
+            "gridcast_incidents_issued_total",
+            "Incidents issued.",
+            &self.incidents_issued,
+        );
+        c(
+            &mut out,
+            "gridcast_console_lagged_total",
+            "Console events skipped by lagging streams.",
+            &self.console_lagged,
+        );
+        self.fanout_seconds.render(
+            "gridcast_fanout_seconds",
+            "Time to queue an incident frame to every local recipient session.",
+            &mut out,
+        );
+        self.store_seconds.render(
+            "gridcast_store_write_seconds",
+            "Time for a store write to become durable.",
+            &mut out,
+        );
         out
     }
 }
@@ -136,7 +212,10 @@ mod tests {
         m.fanout_seconds.observe(Duration::from_micros(700));
         m.fanout_seconds.observe(Duration::from_millis(3));
         let text = m.render();
-        assert!(text.contains("gridcast_fanout_seconds_bucket{le=\"0.001\"} 1"), "{text}");
+        assert!(
+            text.contains("gridcast_fanout_seconds_bucket{le=\"0.001\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("gridcast_fanout_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("gridcast_fanout_seconds_count 2"));
     }

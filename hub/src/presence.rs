@@ -13,7 +13,7 @@ use gridcast_protocol::frame::{Assignment, Me, ServerFrame};
 use gridcast_protocol::{GridCode, Role, Status, Target};
 
 use crate::registry::RegistryIndex;
-use crate::session::{encode, Frame, PushError, SessionHandle};
+use crate::session::{Frame, PushError, SessionHandle, encode};
 use crate::store::{IncidentMeta, RecipientState};
 
 struct LeadEntry {
@@ -41,13 +41,21 @@ pub struct Reach {
 
 impl Presence {
     /// Adds a session; returns true when the lead just came online.
-    pub fn register(&self, lead: &str, assignments: Arc<[Assignment]>, session: SessionHandle) -> bool {
+    pub fn register(
+        &self,
+        lead: &str,
+        assignments: Arc<[Assignment]>,
+        session: SessionHandle,
+    ) -> bool {
         let mut came_online = false;
         self.leads
             .entry(lead.to_owned())
             .or_insert_with(|| {
                 came_online = true;
-                LeadEntry { assignments: assignments.clone(), sessions: Vec::new() }
+                LeadEntry {
+                    assignments: assignments.clone(),
+                    sessions: Vec::new(),
+                }
             })
             .sessions
             .push(session);
@@ -90,8 +98,13 @@ impl Presence {
 
     /// Queues a frame to every session of one lead; returns how many took it.
     pub fn send_to_lead(&self, lead: &str, frame: &Frame) -> usize {
-        let Some(e) = self.leads.get(lead) else { return 0 };
-        e.sessions.iter().filter(|s| s.push(frame.clone()).is_ok()).count()
+        let Some(e) = self.leads.get(lead) else {
+            return 0;
+        };
+        e.sessions
+            .iter()
+            .filter(|s| s.push(frame.clone()).is_ok())
+            .count()
     }
 
     /// Queues an incident frame, with each recipient's own `me`, to every session here.
@@ -100,14 +113,22 @@ impl Presence {
         let mut frames: HashMap<(&GridCode, Role, Status), Frame> = HashMap::new();
         let mut reach = Reach::default();
         for r in recipients {
-            let Some(entry) = self.leads.get(&r.lead) else { continue };
+            let Some(entry) = self.leads.get(&r.lead) else {
+                continue;
+            };
             reach.online += 1;
-            let frame = frames.entry((&r.grid, r.role, r.status)).or_insert_with(|| {
-                encode(&ServerFrame::Incident {
-                    incident: view.clone(),
-                    me: Some(Me { status: r.status, grid: r.grid.clone(), role: r.role }),
-                })
-            });
+            let frame = frames
+                .entry((&r.grid, r.role, r.status))
+                .or_insert_with(|| {
+                    encode(&ServerFrame::Incident {
+                        incident: view.clone(),
+                        me: Some(Me {
+                            status: r.status,
+                            grid: r.grid.clone(),
+                            role: r.role,
+                        }),
+                    })
+                });
             for s in &entry.sessions {
                 match s.push(frame.clone()) {
                     Ok(()) => reach.frames += 1,
@@ -120,16 +141,27 @@ impl Presence {
     }
 
     /// `GET /v1/presence`: online leads inside `prefix`, per child area, optionally listed.
-    pub fn body(&self, prefix: &Target, registry: &RegistryIndex, with_leads: bool) -> PresenceBody {
+    pub fn body(
+        &self,
+        prefix: &Target,
+        registry: &RegistryIndex,
+        with_leads: bool,
+    ) -> PresenceBody {
         let children = registry.child_areas(prefix);
         let child_len = children.first().map(String::len);
-        let mut per_child: HashMap<&str, usize> = children.iter().map(|c| (c.as_str(), 0)).collect();
+        let mut per_child: HashMap<&str, usize> =
+            children.iter().map(|c| (c.as_str(), 0)).collect();
         let mut online = 0;
         let mut leads = Vec::new();
         for e in self.leads.iter() {
-            let inside: Vec<&Assignment> =
-                e.assignments.iter().filter(|a| prefix.covers(a.grid.as_str())).collect();
-            let Some(first) = inside.first() else { continue };
+            let inside: Vec<&Assignment> = e
+                .assignments
+                .iter()
+                .filter(|a| prefix.covers(a.grid.as_str()))
+                .collect();
+            let Some(first) = inside.first() else {
+                continue;
+            };
             online += 1;
             if let Some(len) = child_len {
                 let mine: HashSet<&str> = inside
@@ -144,17 +176,32 @@ impl Presence {
                 }
             }
             if with_leads {
-                let mut channels: Vec<String> = e.sessions.iter().map(|s| s.channel.as_str().to_owned()).collect();
+                let mut channels: Vec<String> = e
+                    .sessions
+                    .iter()
+                    .map(|s| s.channel.as_str().to_owned())
+                    .collect();
                 channels.sort();
                 channels.dedup();
-                leads.push(PresenceLead { id: e.key().clone(), grid: first.grid.clone(), role: first.role, channels });
+                leads.push(PresenceLead {
+                    id: e.key().clone(),
+                    grid: first.grid.clone(),
+                    role: first.role,
+                    channels,
+                });
             }
         }
         leads.sort_by(|a, b| a.id.cmp(&b.id));
         PresenceBody {
             prefix: prefix.to_string(),
             online,
-            children: children.iter().map(|c| PresenceChild { code: c.clone(), online: per_child[c.as_str()] }).collect(),
+            children: children
+                .iter()
+                .map(|c| PresenceChild {
+                    code: c.clone(),
+                    online: per_child[c.as_str()],
+                })
+                .collect(),
             leads: with_leads.then_some(leads),
         }
     }
@@ -172,7 +219,10 @@ impl Presence {
                 }
                 Some(p) => {
                     let fresh = crate::registry::assignments(p);
-                    let old = self.leads.get_mut(&id).map(|mut e| std::mem::replace(&mut e.assignments, fresh.clone()));
+                    let old = self
+                        .leads
+                        .get_mut(&id)
+                        .map(|mut e| std::mem::replace(&mut e.assignments, fresh.clone()));
                     if let Some(old) = old {
                         for g in distinct_grids(&old) {
                             if let Some(mut n) = self.grid_online.get_mut(&g) {

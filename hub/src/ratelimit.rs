@@ -17,7 +17,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> Self {
-        Self { rate: rate as f64, burst: burst as f64, tokens: burst as f64, last: Instant::now() }
+        Self {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            last: Instant::now(),
+        }
     }
 
     /// Takes a token at `now` if there is one.
@@ -52,7 +57,11 @@ const MAX_ADDRESSES: usize = 100_000;
 impl ConnectLimiter {
     /// A limiter with the given rate and burst per address.
     pub fn new(rate: u32, burst: u32) -> Self {
-        Self { rate, burst, buckets: DashMap::new() }
+        Self {
+            rate,
+            burst,
+            buckets: DashMap::new(),
+        }
     }
 
     /// True if `ip` may open another connection now.
@@ -66,7 +75,10 @@ impl ConnectLimiter {
                 probe.tokens + 1.0 < burst as f64 || rate == 0
             });
         }
-        self.buckets.entry(ip).or_insert_with(|| TokenBucket::new(self.rate, self.burst)).try_take()
+        self.buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst))
+            .try_take()
     }
 }
 

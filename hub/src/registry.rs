@@ -37,7 +37,12 @@ pub struct RegistryIndex {
 impl RegistryIndex {
     /// Indexes a validated registry.
     pub fn new(registry: Registry) -> Self {
-        let leads = registry.staff.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+        let leads = registry
+            .staff
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
         Self { registry, leads }
     }
 
@@ -48,12 +53,18 @@ impl RegistryIndex {
 
     /// True when some grid of the registry lies inside `target`.
     pub fn area_exists(&self, target: &Target) -> bool {
-        self.registry.grids.iter().any(|g| target.covers(g.code.as_str()))
+        self.registry
+            .grids
+            .iter()
+            .any(|g| target.covers(g.code.as_str()))
     }
 
     /// The recipients of an activation, in registry order, each with the first of its
     /// assignments that matches (grid inside a target and, with a role filter, the role).
-    pub fn resolve(&self, targets: &Targets) -> Result<Vec<(String, GridCode, Role)>, ResolveError> {
+    pub fn resolve(
+        &self,
+        targets: &Targets,
+    ) -> Result<Vec<(String, GridCode, Role)>, ResolveError> {
         if targets.codes.is_empty() {
             return Err(ResolveError::NoTargets);
         }
@@ -82,7 +93,9 @@ impl RegistryIndex {
 
     /// The child areas of `prefix` (at the next boundary) that hold at least one grid.
     pub fn child_areas(&self, prefix: &Target) -> Vec<String> {
-        let Some(len) = prefix.child_len() else { return Vec::new() };
+        let Some(len) = prefix.child_len() else {
+            return Vec::new();
+        };
         let set: HashSet<&str> = self
             .registry
             .grids
@@ -98,8 +111,12 @@ impl RegistryIndex {
 
     /// Number of grids and micro-grids, staff, per role (for logs and `/readyz`).
     pub fn summary(&self) -> String {
-        let roles: BTreeMap<&str, usize> =
-            self.registry.role_counts().into_iter().map(|(r, n)| (r.as_str(), n)).collect();
+        let roles: BTreeMap<&str, usize> = self
+            .registry
+            .role_counts()
+            .into_iter()
+            .map(|(r, n)| (r.as_str(), n))
+            .collect();
         format!(
             "{} grids, {} staff, {} task kinds, assignments {roles:?}",
             self.registry.grids.len(),
@@ -118,12 +135,17 @@ pub struct RegistryHandle {
 impl RegistryHandle {
     /// A handle holding `index`.
     pub fn new(index: RegistryIndex) -> Self {
-        Self { current: RwLock::new(Arc::new(index)) }
+        Self {
+            current: RwLock::new(Arc::new(index)),
+        }
     }
 
     /// The registry in force now.
     pub fn current(&self) -> Arc<RegistryIndex> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Puts a new registry in force.
@@ -163,7 +185,10 @@ mod tests {
     }
 
     fn targets(codes: &[&str], roles: &[Role]) -> Targets {
-        Targets { codes: codes.iter().map(|c| Target::parse(c).unwrap()).collect(), roles: roles.to_vec() }
+        Targets {
+            codes: codes.iter().map(|c| Target::parse(c).unwrap()).collect(),
+            roles: roles.to_vec(),
+        }
     }
 
     #[test]
@@ -171,23 +196,54 @@ mod tests {
         let idx = index();
         let r = idx.resolve(&targets(&["330106004"], &[])).unwrap();
         let ids: Vec<(&str, &str)> = r.iter().map(|(l, g, _)| (l.as_str(), g.as_str())).collect();
-        assert_eq!(ids, [("A", "3301060040051012"), ("B", "3301060040051012001"), ("C", "3301060040051012")]);
-        let r = idx.resolve(&targets(&["330106"], &[Role::Instructor])).unwrap();
-        assert_eq!(r, vec![("C".into(), GridCode::parse("3301060050002001").unwrap(), Role::Instructor)]);
+        assert_eq!(
+            ids,
+            [
+                ("A", "3301060040051012"),
+                ("B", "3301060040051012001"),
+                ("C", "3301060040051012")
+            ]
+        );
+        let r = idx
+            .resolve(&targets(&["330106"], &[Role::Instructor]))
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![(
+                "C".into(),
+                GridCode::parse("3301060050002001").unwrap(),
+                Role::Instructor
+            )]
+        );
     }
 
     #[test]
     fn unknown_areas_and_empty_fan_outs_are_refused() {
         let idx = index();
-        assert_eq!(idx.resolve(&targets(&["34"], &[])), Err(ResolveError::UnknownArea("34".into())));
-        assert_eq!(idx.resolve(&targets(&["330106005"], &[Role::MicroLead])), Err(ResolveError::Nobody));
-        assert_eq!(idx.resolve(&targets(&[], &[])), Err(ResolveError::NoTargets));
+        assert_eq!(
+            idx.resolve(&targets(&["34"], &[])),
+            Err(ResolveError::UnknownArea("34".into()))
+        );
+        assert_eq!(
+            idx.resolve(&targets(&["330106005"], &[Role::MicroLead])),
+            Err(ResolveError::Nobody)
+        );
+        assert_eq!(
+            idx.resolve(&targets(&[], &[])),
+            Err(ResolveError::NoTargets)
+        );
     }
 
     #[test]
     fn child_areas_stop_at_the_next_boundary() {
         let idx = index();
-        assert_eq!(idx.child_areas(&Target::parse("330106").unwrap()), ["330106004", "330106005"]);
-        assert_eq!(idx.child_areas(&Target::parse("3301060040051012").unwrap()), ["3301060040051012001"]);
+        assert_eq!(
+            idx.child_areas(&Target::parse("330106").unwrap()),
+            ["330106004", "330106005"]
+        );
+        assert_eq!(
+            idx.child_areas(&Target::parse("3301060040051012").unwrap()),
+            ["3301060040051012001"]
+        );
     }
 }

@@ -21,14 +21,37 @@ pub fn sample_city() -> RegistryDoc {
             phone: format!("1380000{next_id:04}"),
             assignments: assignments
                 .into_iter()
-                .map(|(grid, role)| AssignmentDoc { grid, role: role.into() })
+                .map(|(grid, role)| AssignmentDoc {
+                    grid,
+                    role: role.into(),
+                })
                 .collect(),
         });
     };
     // Two streets × two communities/villages × kinds, 42 grids in all.
-    let layout: [(&str, &str, &[(&str, char, usize)]); 2] = [
-        ("004", "Xixi Street", &[("005", '1', 8), ("006", '1', 6), ("006", '3', 4), ("000", '3', 3)]),
-        ("101", "Sandun Town", &[("201", '2', 8), ("202", '2', 7), ("202", '1', 3), ("000", '3', 3)]),
+    /// (community or village, kind digit, grids)
+    type Part = (&'static str, char, usize);
+    let layout: [(&str, &str, &[Part]); 2] = [
+        (
+            "004",
+            "Xixi Street",
+            &[
+                ("005", '1', 8),
+                ("006", '1', 6),
+                ("006", '3', 4),
+                ("000", '3', 3),
+            ],
+        ),
+        (
+            "101",
+            "Sandun Town",
+            &[
+                ("201", '2', 8),
+                ("202", '2', 7),
+                ("202", '1', 3),
+                ("000", '3', 3),
+            ],
+        ),
     ];
     let mut grid_codes = Vec::new();
     for (town, town_name, parts) in layout {
@@ -57,20 +80,32 @@ pub fn sample_city() -> RegistryDoc {
         person("Part-time", vec![(code.clone(), "part_time")], &mut staff);
         for micro in 1..=2 {
             let m = format!("{code}{micro:03}");
-            grids.push(GridDoc { code: m.clone(), name: format!("micro-grid {micro}"), kind: None });
+            grids.push(GridDoc {
+                code: m.clone(),
+                name: format!("micro-grid {micro}"),
+                kind: None,
+            });
             person("Micro-grid lead", vec![(m, "micro_lead")], &mut staff);
         }
     }
     // Instructors cover three grids each: 14 people.
     for chunk in grid_codes.chunks(3) {
-        person("Instructor", chunk.iter().map(|c| (c.clone(), "instructor")).collect(), &mut staff);
+        person(
+            "Instructor",
+            chunk.iter().map(|c| (c.clone(), "instructor")).collect(),
+            &mut staff,
+        );
     }
     // Part-time members who also serve in a neighbouring grid, to 300 people in all.
     let mut i = 0;
     while staff.len() < 300 {
         let a = &grid_codes[i % grid_codes.len()];
         let b = &grid_codes[(i + 1) % grid_codes.len()];
-        person("Volunteer", vec![(a.clone(), "part_time"), (b.clone(), "part_time")], &mut staff);
+        person(
+            "Volunteer",
+            vec![(a.clone(), "part_time"), (b.clone(), "part_time")],
+            &mut staff,
+        );
         i += 1;
     }
     let task_kinds = [
@@ -83,16 +118,23 @@ pub fn sample_city() -> RegistryDoc {
         ("hazard_watch", "Watch a hazard and report"),
     ]
     .into_iter()
-    .map(|(id, name)| TaskKind { id: id.into(), name: name.into() })
+    .map(|(id, name)| TaskKind {
+        id: id.into(),
+        name: name.into(),
+    })
     .collect();
-    RegistryDoc { grids, staff, task_kinds }
+    RegistryDoc {
+        grids,
+        staff,
+        task_kinds,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridcast_protocol::registry::GridKind;
     use gridcast_protocol::Role;
+    use gridcast_protocol::registry::GridKind;
 
     #[test]
     fn the_sample_city_is_valid_and_complete() {
@@ -103,11 +145,16 @@ mod tests {
         for k in [GridKind::Community, GridKind::Rural, GridKind::Dedicated] {
             assert!(r.grids.iter().any(|g| g.kind == k), "{k:?}");
         }
-        let towns: std::collections::HashSet<&str> = r.grids.iter().map(|g| &g.code.as_str()[..9]).collect();
+        let towns: std::collections::HashSet<&str> =
+            r.grids.iter().map(|g| &g.code.as_str()[..9]).collect();
         assert!(towns.len() >= 2);
         assert_eq!(r.staff.len(), 300);
         let roles = r.role_counts();
-        assert!(Role::ALL.iter().all(|role| roles.get(role).copied().unwrap_or(0) > 0));
+        assert!(
+            Role::ALL
+                .iter()
+                .all(|role| roles.get(role).copied().unwrap_or(0) > 0)
+        );
         assert!(r.staff.iter().any(|p| p.assignments.len() > 1));
         assert!(!r.task_kinds.is_empty());
         assert_eq!(r.staff[0].id, "L0001");

@@ -3,8 +3,8 @@
 //! never waits: a full queue means the phone is not keeping up, and the session is ended
 //! (the phone reconnects and resyncs from the store) instead of slowing anyone else.
 
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use gridcast_protocol::error::close;
@@ -70,10 +70,25 @@ pub enum PushError {
 impl SessionHandle {
     /// A new session with a send queue of `capacity` frames; the transport drains the
     /// receiver and watches [`SessionHandle::killed`].
-    pub fn new(channel: Channel, capacity: usize, parent: &CancellationToken) -> (Self, mpsc::Receiver<Frame>) {
+    pub fn new(
+        channel: Channel,
+        capacity: usize,
+        parent: &CancellationToken,
+    ) -> (Self, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let control = Arc::new(Control { kill: parent.child_token(), close_code: AtomicU16::new(close::GOING_AWAY) });
-        (Self { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), channel, tx, control }, rx)
+        let control = Arc::new(Control {
+            kill: parent.child_token(),
+            close_code: AtomicU16::new(close::GOING_AWAY),
+        });
+        (
+            Self {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                channel,
+                tx,
+                control,
+            },
+            rx,
+        )
     }
 
     /// Queues a frame without waiting. A full queue ends the session (slow consumer).

@@ -12,12 +12,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use gridcast_protocol::GridCode;
 use gridcast_protocol::api::TimelineEvent;
 use gridcast_protocol::frame::{IncidentView, Targets};
 use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role, Status};
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::time::rfc3339;
-use gridcast_protocol::GridCode;
 use serde::{Deserialize, Serialize};
 
 /// A boxed future, so that `Store` can be used as `dyn Store`.
@@ -157,7 +157,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records a new incident and returns it with its id and `rev` 1, once durable.
     fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot>;
     /// Applies a lead's receipt or ack; durable before the future resolves.
-    fn mark<'a>(&'a self, incident: &'a str, lead: &'a str, mark: Mark, at: u64) -> StoreFuture<'a, MarkOutcome>;
+    fn mark<'a>(
+        &'a self,
+        incident: &'a str,
+        lead: &'a str,
+        mark: Mark,
+        at: u64,
+    ) -> StoreFuture<'a, MarkOutcome>;
     /// One incident.
     fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>>;
     /// All incidents, newest first, optionally of one state.
@@ -219,7 +225,13 @@ pub fn mark_event(lead: &str, mark: &Mark, at: u64) -> TimelineEvent {
             ("acked", Some(detail))
         }
     };
-    TimelineEvent { at: rfc3339(at), kind: kind.into(), actor: lead.into(), lead: Some(lead.into()), detail }
+    TimelineEvent {
+        at: rfc3339(at),
+        kind: kind.into(),
+        actor: lead.into(),
+        lead: Some(lead.into()),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -242,14 +254,35 @@ mod tests {
         let r = pending();
         let d = apply_mark(&r, &Mark::Receipt, 5).unwrap();
         assert_eq!((d.status, d.delivered_at), (Status::Delivered, Some(5)));
-        assert_eq!(apply_mark(&d, &Mark::Receipt, 6), None, "receipt retry is a no-op");
-        let accept = Mark::Ack { response: Response::Accept, note: None };
+        assert_eq!(
+            apply_mark(&d, &Mark::Receipt, 6),
+            None,
+            "receipt retry is a no-op"
+        );
+        let accept = Mark::Ack {
+            response: Response::Accept,
+            note: None,
+        };
         let a = apply_mark(&d, &accept, 7).unwrap();
-        assert_eq!((a.status, a.delivered_at, a.acked_at), (Status::Accepted, Some(5), Some(7)));
+        assert_eq!(
+            (a.status, a.delivered_at, a.acked_at),
+            (Status::Accepted, Some(5), Some(7))
+        );
         assert_eq!(apply_mark(&a, &accept, 8), None, "ack retry is a no-op");
-        assert_eq!(apply_mark(&a, &Mark::Receipt, 8), None, "receipt never undoes an answer");
-        let decline = Mark::Ack { response: Response::Decline, note: None };
-        assert_eq!(apply_mark(&a, &decline, 9).unwrap().status, Status::Declined, "latest answer counts");
+        assert_eq!(
+            apply_mark(&a, &Mark::Receipt, 8),
+            None,
+            "receipt never undoes an answer"
+        );
+        let decline = Mark::Ack {
+            response: Response::Decline,
+            note: None,
+        };
+        assert_eq!(
+            apply_mark(&a, &decline, 9).unwrap().status,
+            Status::Declined,
+            "latest answer counts"
+        );
         let direct = apply_mark(&r, &decline, 3).unwrap();
         assert_eq!(direct.delivered_at, Some(3), "an ack implies delivery");
     }

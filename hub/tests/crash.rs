@@ -17,7 +17,11 @@ use support::*;
 use tokio::process::{Child, Command};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn spawn_hub(dir: &std::path::Path, registry: &std::path::Path, port: u16) -> Child {
@@ -38,7 +42,12 @@ async fn spawn_hub(dir: &std::path::Path, registry: &std::path::Path, port: u16)
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(30), "hub ready", || {
         let http = http.clone();
-        async move { http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status() == 200) }
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
     })
     .await;
     child
@@ -56,7 +65,10 @@ async fn acks_answered_ok_survive_kill_9() {
     let mut child = spawn_hub(&data, &registry, port).await;
     let base = format!("http://127.0.0.1:{port}");
     let console = ConsoleClient::new(&base, &token("op", TokenRole::Operator, ""));
-    let created = console.activate(&activation("Fire", &["330106"], &[])).await.unwrap();
+    let created = console
+        .activate(&activation("Fire", &["330106"], &[]))
+        .await
+        .unwrap();
     assert_eq!(created.recipients, 400);
 
     // Every lead acks with a ref and retries until `ok`, as phones do; the oks are noted.
@@ -66,11 +78,18 @@ async fn acks_answered_ok_survive_kill_9() {
     for p in &doc.staff {
         let (id, url, acked, inc) = (p.id.clone(), url.clone(), acked.clone(), created.id.clone());
         tasks.push(tokio::spawn(async move {
-            let Ok((mut c, _)) = LeadClient::connect(&url, &lead_token(&id)).await else { return };
+            let Ok((mut c, _)) = LeadClient::connect(&url, &lead_token(&id)).await else {
+                return;
+            };
             if c.sync().await.is_err() {
                 return;
             }
-            let ack = ClientFrame::Ack { incident: inc, response: Response::Accept, note: None, reference: Some(id.clone()) };
+            let ack = ClientFrame::Ack {
+                incident: inc,
+                response: Response::Accept,
+                note: None,
+                reference: Some(id.clone()),
+            };
             if c.send(&ack).await.is_err() {
                 return;
             }
@@ -98,17 +117,28 @@ async fn acks_answered_ok_survive_kill_9() {
     assert!(confirmed.len() >= 50);
 
     let mut child = spawn_hub(&data, &registry, port).await;
-    let accepted = console.recipients(&created.id, Some("accepted")).await.unwrap().recipients;
+    let accepted = console
+        .recipients(&created.id, Some("accepted"))
+        .await
+        .unwrap()
+        .recipients;
     let counted: HashSet<String> = accepted.into_iter().map(|r| r.lead).collect();
     let lost: Vec<&String> = confirmed.difference(&counted).collect();
     assert!(lost.is_empty(), "acks answered ok but lost: {lost:?}");
     let d = console.incident(&created.id).await.unwrap();
     assert_eq!(d.counts.accepted, counted.len());
     assert_eq!(d.counts.total(), 400);
-    eprintln!("ok'd before kill: {}, counted after restart: {}", confirmed.len(), counted.len());
+    eprintln!(
+        "ok'd before kill: {}, counted after restart: {}",
+        confirmed.len(),
+        counted.len()
+    );
 
     // The restarted hub goes on: a new activation gets the next id.
-    let next = console.activate(&activation("After", &[TOWN_A], &[])).await.unwrap();
+    let next = console
+        .activate(&activation("After", &[TOWN_A], &[]))
+        .await
+        .unwrap();
     assert_eq!(next.id, "INC-000002");
     child.start_kill().unwrap();
     child.wait().await.unwrap();

@@ -6,26 +6,36 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use gridcast_clients::lead::LeadClient;
 use gridcast_clients::ClientError;
+use gridcast_clients::lead::LeadClient;
 use gridcast_hub::auth::TokenRole;
+use gridcast_protocol::Status;
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
 use gridcast_protocol::model::Response;
-use gridcast_protocol::Status;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 fn incident_status(frames: &[ServerFrame], id: &str) -> Option<Status> {
     frames.iter().find_map(|f| match f {
-        ServerFrame::Incident { incident, me } if incident.id == id => me.as_ref().map(|m| m.status),
+        ServerFrame::Incident { incident, me } if incident.id == id => {
+            me.as_ref().map(|m| m.status)
+        }
         _ => None,
     })
 }
 
 async fn expect_error(c: &mut LeadClient, code: &str) -> Option<String> {
     loop {
-        let f = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("reply in time").unwrap();
-        if let ServerFrame::Error { code: got, reference, .. } = f {
+        let f = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .expect("reply in time")
+            .unwrap();
+        if let ServerFrame::Error {
+            code: got,
+            reference,
+            ..
+        } = f
+        {
             assert_eq!(got.as_str(), code);
             return reference;
         }
@@ -33,9 +43,17 @@ async fn expect_error(c: &mut LeadClient, code: &str) -> Option<String> {
 }
 
 async fn ping_pong(c: &mut LeadClient) {
-    c.send(&ClientFrame::Ping { reference: Some("p".into()) }).await.unwrap();
+    c.send(&ClientFrame::Ping {
+        reference: Some("p".into()),
+    })
+    .await
+    .unwrap();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("pong in time").unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .expect("pong in time")
+            .unwrap()
+        {
             ServerFrame::Pong { reference } => {
                 assert_eq!(reference.as_deref(), Some("p"));
                 return;
@@ -49,19 +67,39 @@ async fn ping_pong(c: &mut LeadClient) {
 async fn leads_offline_at_issue_get_it_in_their_sync_with_their_own_status() {
     let hub = TestHub::start("late", Some(city(60)), |_| {}).await;
     let console = hub.console("");
-    let created = console.activate(&activation("Chemical leak", &[TOWN_A], &[])).await.unwrap();
+    let created = console
+        .activate(&activation("Chemical leak", &[TOWN_A], &[]))
+        .await
+        .unwrap();
     let doc = city(60);
-    let recipient = doc.staff.iter().find(|p| p.assignments[0].grid.starts_with(TOWN_A)).unwrap();
-    let outsider = doc.staff.iter().find(|p| p.assignments.iter().all(|a| !a.grid.starts_with(TOWN_A))).unwrap();
+    let recipient = doc
+        .staff
+        .iter()
+        .find(|p| p.assignments[0].grid.starts_with(TOWN_A))
+        .unwrap();
+    let outsider = doc
+        .staff
+        .iter()
+        .find(|p| p.assignments.iter().all(|a| !a.grid.starts_with(TOWN_A)))
+        .unwrap();
 
-    let (mut c, welcome) = LeadClient::connect(&hub.ws_url(), &lead_token(&recipient.id)).await.unwrap();
+    let (mut c, welcome) = LeadClient::connect(&hub.ws_url(), &lead_token(&recipient.id))
+        .await
+        .unwrap();
     assert_eq!(welcome.lead, recipient.id);
     let sync = c.sync().await.unwrap();
     assert_eq!(incident_status(&sync, &created.id), Some(Status::Pending));
-    let ServerFrame::Incident { me: Some(me), .. } = &sync[0] else { panic!("{sync:?}") };
+    let ServerFrame::Incident { me: Some(me), .. } = &sync[0] else {
+        panic!("{sync:?}")
+    };
     assert_eq!(me.grid.as_str(), recipient.assignments[0].grid);
 
-    let ack = ClientFrame::Ack { incident: created.id.clone(), response: Response::Accept, note: Some("coming".into()), reference: Some("a1".into()) };
+    let ack = ClientFrame::Ack {
+        incident: created.id.clone(),
+        response: Response::Accept,
+        note: Some("coming".into()),
+        reference: Some("a1".into()),
+    };
     let (res, _) = c.request(&ack).await.unwrap();
     res.unwrap();
     // A retry of the same ack is idempotent.
@@ -70,12 +108,22 @@ async fn leads_offline_at_issue_get_it_in_their_sync_with_their_own_status() {
     c.close().await;
 
     // Another device (or a reconnect) sees the lead's own answer in its sync.
-    let (mut c2, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&recipient.id)).await.unwrap();
-    assert_eq!(incident_status(&c2.sync().await.unwrap(), &created.id), Some(Status::Accepted));
+    let (mut c2, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&recipient.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        incident_status(&c2.sync().await.unwrap(), &created.id),
+        Some(Status::Accepted)
+    );
     c2.close().await;
 
-    let (mut o, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&outsider.id)).await.unwrap();
-    assert!(o.sync().await.unwrap().is_empty(), "a non-recipient sees nothing");
+    let (mut o, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&outsider.id))
+        .await
+        .unwrap();
+    assert!(
+        o.sync().await.unwrap().is_empty(),
+        "a non-recipient sees nothing"
+    );
     o.close().await;
 
     let d = console.incident(&created.id).await.unwrap();
@@ -87,18 +135,34 @@ async fn leads_offline_at_issue_get_it_in_their_sync_with_their_own_status() {
 async fn an_ack_from_one_device_reaches_the_others() {
     let hub = TestHub::start("devices", Some(city(20)), |_| {}).await;
     let id = "P00000";
-    let (mut a, _) = LeadClient::connect(&hub.ws_url(), &lead_token(id)).await.unwrap();
-    let (mut b, _) = LeadClient::connect(&hub.ws_url(), &lead_token(id)).await.unwrap();
+    let (mut a, _) = LeadClient::connect(&hub.ws_url(), &lead_token(id))
+        .await
+        .unwrap();
+    let (mut b, _) = LeadClient::connect(&hub.ws_url(), &lead_token(id))
+        .await
+        .unwrap();
     a.sync().await.unwrap();
     b.sync().await.unwrap();
-    let created = hub.console("").activate(&activation("Fire", &[TOWN_A], &["grid_lead"])).await.unwrap();
+    let created = hub
+        .console("")
+        .activate(&activation("Fire", &[TOWN_A], &["grid_lead"]))
+        .await
+        .unwrap();
     for c in [&mut a, &mut b] {
         let f = c.next().await.unwrap();
         assert_eq!(incident_status(&[f], &created.id), Some(Status::Pending));
     }
-    let ack = ClientFrame::Ack { incident: created.id.clone(), response: Response::Decline, note: None, reference: Some("x".into()) };
+    let ack = ClientFrame::Ack {
+        incident: created.id.clone(),
+        response: Response::Decline,
+        note: None,
+        reference: Some("x".into()),
+    };
     a.request(&ack).await.unwrap().0.unwrap();
-    let f = tokio::time::timeout(Duration::from_secs(10), b.next()).await.unwrap().unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(10), b.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(incident_status(&[f], &created.id), Some(Status::Declined));
     hub.stop().await;
 }
@@ -108,12 +172,32 @@ async fn bad_frames_get_the_contract_errors_and_the_session_stays_usable() {
     let hub = TestHub::start("badframes", Some(city(60)), |_| {}).await;
     let console = hub.console("");
     let doc = city(60);
-    let mine = console.activate(&activation("Mine", &[TOWN_A], &[])).await.unwrap();
-    let theirs = console.activate(&activation("Theirs", &[TOWN_B], &[])).await.unwrap();
-    let lead = doc.staff.iter().find(|p| p.assignments.iter().all(|a| a.grid.starts_with(TOWN_A))).unwrap();
-    let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&lead.id)).await.unwrap();
+    let mine = console
+        .activate(&activation("Mine", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let theirs = console
+        .activate(&activation("Theirs", &[TOWN_B], &[]))
+        .await
+        .unwrap();
+    let lead = doc
+        .staff
+        .iter()
+        .find(|p| p.assignments.iter().all(|a| a.grid.starts_with(TOWN_A)))
+        .unwrap();
+    let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&lead.id))
+        .await
+        .unwrap();
     c.sync().await.unwrap();
-    c.request(&ClientFrame::Receipt { incident: mine.id.clone(), rev: 1, reference: Some("ok1".into()) }).await.unwrap().0.unwrap();
+    c.request(&ClientFrame::Receipt {
+        incident: mine.id.clone(),
+        rev: 1,
+        reference: Some("ok1".into()),
+    })
+    .await
+    .unwrap()
+    .0
+    .unwrap();
     let before_mine = console.incident(&mine.id).await.unwrap().counts;
     let before_theirs = console.incident(&theirs.id).await.unwrap().counts;
 
@@ -121,30 +205,65 @@ async fn bad_frames_get_the_contract_errors_and_the_session_stays_usable() {
     expect_error(&mut c, "bad_request").await;
     ping_pong(&mut c).await;
 
-    c.send_text(r#"{"type":"dance","ref":"u1"}"#.into()).await.unwrap();
-    assert_eq!(expect_error(&mut c, "unknown_type").await.as_deref(), Some("u1"));
+    c.send_text(r#"{"type":"dance","ref":"u1"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(&mut c, "unknown_type").await.as_deref(),
+        Some("u1")
+    );
 
-    let big = format!(r#"{{"type":"report","ref":"big","detail":"{}"}}"#, "x".repeat(70 * 1024));
+    let big = format!(
+        r#"{{"type":"report","ref":"big","detail":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
     c.send_text(big).await.unwrap();
     expect_error(&mut c, "too_large").await;
     ping_pong(&mut c).await;
 
     let (res, _) = c
-        .request(&ClientFrame::Ack { incident: theirs.id.clone(), response: Response::Accept, note: None, reference: Some("n1".into()) })
+        .request(&ClientFrame::Ack {
+            incident: theirs.id.clone(),
+            response: Response::Accept,
+            note: None,
+            reference: Some("n1".into()),
+        })
         .await
         .unwrap();
-    assert!(matches!(res, Err(ClientError::Hub { ref code, .. }) if code == "not_recipient"), "{res:?}");
+    assert!(
+        matches!(res, Err(ClientError::Hub { ref code, .. }) if code == "not_recipient"),
+        "{res:?}"
+    );
     let (res, _) = c
-        .request(&ClientFrame::Ack { incident: "INC-999999".into(), response: Response::Accept, note: None, reference: Some("n2".into()) })
+        .request(&ClientFrame::Ack {
+            incident: "INC-999999".into(),
+            response: Response::Accept,
+            note: None,
+            reference: Some("n2".into()),
+        })
         .await
         .unwrap();
-    assert!(matches!(res, Err(ClientError::Hub { ref code, .. }) if code == "not_recipient"), "{res:?}");
-    c.send_text(r#"{"type":"ack","incident":"INC-000001","response":"maybe","ref":"m"}"#.into()).await.unwrap();
-    assert_eq!(expect_error(&mut c, "bad_request").await.as_deref(), Some("m"));
+    assert!(
+        matches!(res, Err(ClientError::Hub { ref code, .. }) if code == "not_recipient"),
+        "{res:?}"
+    );
+    c.send_text(r#"{"type":"ack","incident":"INC-000001","response":"maybe","ref":"m"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(&mut c, "bad_request").await.as_deref(),
+        Some("m")
+    );
     ping_pong(&mut c).await;
 
-    assert_eq!(console.incident(&mine.id).await.unwrap().counts, before_mine);
-    assert_eq!(console.incident(&theirs.id).await.unwrap().counts, before_theirs);
+    assert_eq!(
+        console.incident(&mine.id).await.unwrap().counts,
+        before_mine
+    );
+    assert_eq!(
+        console.incident(&theirs.id).await.unwrap().counts,
+        before_theirs
+    );
     hub.stop().await;
 }
 
@@ -155,10 +274,16 @@ async fn upstream_rate_limit_answers_rate_limited_and_keeps_the_session() {
         c.upstream_burst = 3;
     })
     .await;
-    let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token("P00000")).await.unwrap();
+    let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token("P00000"))
+        .await
+        .unwrap();
     c.sync().await.unwrap();
     for i in 0..5 {
-        c.send(&ClientFrame::Ping { reference: Some(format!("p{i}")) }).await.unwrap();
+        c.send(&ClientFrame::Ping {
+            reference: Some(format!("p{i}")),
+        })
+        .await
+        .unwrap();
     }
     let mut pongs = 0;
     let mut limited = 0;
@@ -178,20 +303,29 @@ async fn upstream_rate_limit_answers_rate_limited_and_keeps_the_session() {
 
 fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String, String) {
     match r {
-        Err(ClientError::Hub { status, code, message }) => (status, code, message),
+        Err(ClientError::Hub {
+            status,
+            code,
+            message,
+        }) => (status, code, message),
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => panic!("{e}"),
     }
 }
 
 async fn raw_close(hub: &TestHub, first: Option<String>) -> (Option<String>, u16) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
+        .await
+        .unwrap();
     if let Some(t) = first {
         ws.send(Message::text(t)).await.unwrap();
     }
     let mut error = None;
     loop {
-        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await.expect("closed in time") {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("closed in time")
+        {
             Some(Ok(Message::Text(t))) => {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                 assert_eq!(v["type"], "error");
@@ -208,22 +342,36 @@ async fn raw_close(hub: &TestHub, first: Option<String>) -> (Option<String>, u16
 async fn hello_failures_close_with_the_contract_codes() {
     let hub = TestHub::start("hello", Some(city(10)), |_| {}).await;
     let hello = |t: &str| Some(serde_json::json!({"type": "hello", "token": t}).to_string());
-    assert_eq!(raw_close(&hub, hello("garbage")).await, (Some("unauthorized".into()), 4401));
-    let foreign = gridcast_hub::auth::Auth::new(b"another-secret-entirely").sign(&gridcast_hub::auth::Claims {
-        sub: "P00000".into(),
-        role: TokenRole::Lead,
-        scope: String::new(),
-        exp: gridcast_hub::now_ms() / 1000 + 60,
-    });
-    assert_eq!(raw_close(&hub, hello(&foreign)).await, (Some("unauthorized".into()), 4401));
+    assert_eq!(
+        raw_close(&hub, hello("garbage")).await,
+        (Some("unauthorized".into()), 4401)
+    );
+    let foreign = gridcast_hub::auth::Auth::new(b"another-secret-entirely").sign(
+        &gridcast_hub::auth::Claims {
+            sub: "P00000".into(),
+            role: TokenRole::Lead,
+            scope: String::new(),
+            exp: gridcast_hub::now_ms() / 1000 + 60,
+        },
+    );
+    assert_eq!(
+        raw_close(&hub, hello(&foreign)).await,
+        (Some("unauthorized".into()), 4401)
+    );
     let expired = support::auth().sign(&gridcast_hub::auth::Claims {
         sub: "P00000".into(),
         role: TokenRole::Lead,
         scope: String::new(),
         exp: 1,
     });
-    assert_eq!(raw_close(&hub, hello(&expired)).await, (Some("unauthorized".into()), 4401));
-    assert_eq!(raw_close(&hub, hello(&lead_token("NOBODY"))).await, (Some("forbidden".into()), 4403));
+    assert_eq!(
+        raw_close(&hub, hello(&expired)).await,
+        (Some("unauthorized".into()), 4401)
+    );
+    assert_eq!(
+        raw_close(&hub, hello(&lead_token("NOBODY"))).await,
+        (Some("forbidden".into()), 4403)
+    );
     assert_eq!(
         raw_close(&hub, Some(r#"{"type":"ping"}"#.into())).await,
         (Some("bad_request".into()), 4400)
@@ -237,12 +385,17 @@ async fn hello_failures_close_with_the_contract_codes() {
 async fn bad_api_requests_are_refused_and_change_nothing() {
     let hub = TestHub::start("badapi", Some(city(60)), |_| {}).await;
     let console = hub.console("");
-    let first = console.activate(&activation("First", &[TOWN_A], &[])).await.unwrap();
+    let first = console
+        .activate(&activation("First", &[TOWN_A], &[]))
+        .await
+        .unwrap();
 
     let raw = |v: serde_json::Value| {
         let console = console.clone();
         async move {
-            let r: Result<serde_json::Value, _> = console.send_json(reqwest::Method::POST, "/v1/incidents", &v).await;
+            let r: Result<serde_json::Value, _> = console
+                .send_json(reqwest::Method::POST, "/v1/incidents", &v)
+                .await;
             err(r)
         }
     };
@@ -250,13 +403,18 @@ async fn bad_api_requests_are_refused_and_change_nothing() {
     bad["targets"]["codes"] = serde_json::json!(["3301060"]);
     let (status, code, message) = raw(bad).await;
     assert_eq!((status, code.as_str()), (400, "bad_request"));
-    assert!(message.contains("2, 4, 6, 9, 12, 13, 16 or 19 digits"), "{message}");
+    assert!(
+        message.contains("2, 4, 6, 9, 12, 13, 16 or 19 digits"),
+        "{message}"
+    );
 
     let mut unknown = serde_json::to_value(activation("x", &["34"], &[])).unwrap();
     unknown["targets"]["codes"] = serde_json::json!(["34"]);
     assert_eq!(raw(unknown).await.0, 400);
     let micro = format!("{TOWN_A}0051001001");
-    let (status, _, message) = err(console.activate(&activation("x", &[&micro], &["grid_lead"])).await);
+    let (status, _, message) = err(console
+        .activate(&activation("x", &[&micro], &["grid_lead"]))
+        .await);
     assert_eq!(status, 400);
     assert!(message.contains("resolves to nobody"), "{message}");
 
@@ -271,24 +429,45 @@ async fn bad_api_requests_are_refused_and_change_nothing() {
     let nobody = gridcast_clients::console::ConsoleClient::new(&hub.http(), "nope");
     assert_eq!(err(nobody.incidents(None).await).0, 401);
 
-    let r: Result<serde_json::Value, _> =
-        console.send_json(reqwest::Method::POST, "/v1/incidents", &serde_json::json!("not an object")).await;
+    let r: Result<serde_json::Value, _> = console
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            &serde_json::json!("not an object"),
+        )
+        .await;
     assert_eq!(err(r).1, "bad_request");
 
     // An invalid registry is refused whole with every problem listed.
     let admin = gridcast_clients::console::ConsoleClient::new(&hub.http(), &admin_token());
     let mut doc = city(60);
-    doc.grids.push(gridcast_protocol::registry::GridDoc { code: "12345".into(), name: String::new(), kind: None });
+    doc.grids.push(gridcast_protocol::registry::GridDoc {
+        code: "12345".into(),
+        name: String::new(),
+        kind: None,
+    });
     doc.staff[0].assignments[0].role = "boss".into();
     doc.staff.truncate(5);
-    let r: Result<serde_json::Value, _> = admin.send_json(reqwest::Method::PUT, "/v1/registry", &doc).await;
+    let r: Result<serde_json::Value, _> = admin
+        .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
+        .await;
     let (status, code, message) = err(r);
     assert_eq!((status, code.as_str()), (400, "bad_request"));
-    assert!(message.contains("12345") && message.contains("boss"), "{message}");
-    let r: Result<serde_json::Value, _> = console.send_json(reqwest::Method::PUT, "/v1/registry", &city(5)).await;
+    assert!(
+        message.contains("12345") && message.contains("boss"),
+        "{message}"
+    );
+    let r: Result<serde_json::Value, _> = console
+        .send_json(reqwest::Method::PUT, "/v1/registry", &city(5))
+        .await;
     assert_eq!(err(r).0, 403, "operators cannot replace the registry");
-    let current: gridcast_protocol::registry::RegistryDoc = console.get("/v1/registry").await.unwrap();
-    assert_eq!(current.staff.len(), 60, "the registry in force is unchanged");
+    let current: gridcast_protocol::registry::RegistryDoc =
+        console.get("/v1/registry").await.unwrap();
+    assert_eq!(
+        current.staff.len(),
+        60,
+        "the registry in force is unchanged"
+    );
 
     let list = console.incidents(None).await.unwrap().incidents;
     assert_eq!(list.len(), 1, "no refused request recorded anything");
@@ -300,15 +479,33 @@ async fn bad_api_requests_are_refused_and_change_nothing() {
 async fn registry_changes_apply_at_run_time_and_incidents_keep_their_recipients() {
     let hub = TestHub::start("registry", Some(city(60)), |_| {}).await;
     let console = hub.console("");
-    let before = console.activate(&activation("Before", &[TOWN_A], &[])).await.unwrap();
+    let before = console
+        .activate(&activation("Before", &[TOWN_A], &[]))
+        .await
+        .unwrap();
     let admin = gridcast_clients::console::ConsoleClient::new(&hub.http(), &admin_token());
-    let r: serde_json::Value = admin.send_json(reqwest::Method::PUT, "/v1/registry", &city(20)).await.unwrap();
+    let r: serde_json::Value = admin
+        .send_json(reqwest::Method::PUT, "/v1/registry", &city(20))
+        .await
+        .unwrap();
     assert_eq!(r["ok"], true);
-    let after = console.activate(&activation("After", &[TOWN_A], &[])).await.unwrap();
+    let after = console
+        .activate(&activation("After", &[TOWN_A], &[]))
+        .await
+        .unwrap();
     assert!(after.recipients < before.recipients);
-    assert_eq!(console.incident(&before.id).await.unwrap().counts.total(), before.recipients);
-    let scoped: gridcast_protocol::registry::RegistryDoc = hub.console(TOWN_B).get("/v1/registry").await.unwrap();
+    assert_eq!(
+        console.incident(&before.id).await.unwrap().counts.total(),
+        before.recipients
+    );
+    let scoped: gridcast_protocol::registry::RegistryDoc =
+        hub.console(TOWN_B).get("/v1/registry").await.unwrap();
     assert!(scoped.grids.iter().all(|g| g.code.starts_with(TOWN_B)));
-    assert!(scoped.staff.iter().all(|s| s.assignments.iter().all(|a| a.grid.starts_with(TOWN_B))));
+    assert!(
+        scoped
+            .staff
+            .iter()
+            .all(|s| s.assignments.iter().all(|a| a.grid.starts_with(TOWN_B)))
+    );
     hub.stop().await;
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use gridcast_clients::lead::{ws_config, LeadClient};
+use gridcast_clients::lead::{LeadClient, ws_config};
 use gridcast_protocol::frame::ServerFrame;
 use support::*;
 use tokio::sync::mpsc;
@@ -17,12 +17,19 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
     let mut doc = city(999);
     // The stalled phone is alone in a grid of its own.
     let lonely = format!("{TOWN_B}0063999");
-    doc.grids.push(gridcast_protocol::registry::GridDoc { code: lonely.clone(), name: "lonely".into(), kind: Some("dedicated".into()) });
+    doc.grids.push(gridcast_protocol::registry::GridDoc {
+        code: lonely.clone(),
+        name: "lonely".into(),
+        kind: Some("dedicated".into()),
+    });
     doc.staff.push(gridcast_protocol::registry::StaffDoc {
         id: "STALLED".into(),
         name: String::new(),
         phone: String::new(),
-        assignments: vec![gridcast_protocol::registry::AssignmentDoc { grid: lonely.clone(), role: "grid_lead".into() }],
+        assignments: vec![gridcast_protocol::registry::AssignmentDoc {
+            grid: lonely.clone(),
+            role: "grid_lead".into(),
+        }],
     });
     let hub = TestHub::start("stall", Some(doc.clone()), |c| c.session_queue = 16).await;
 
@@ -30,10 +37,15 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(hub.addr).await.unwrap();
-    let (mut stalled, _) = tokio_tungstenite::client_async_with_config(hub.ws_url(), stream, Some(ws_config())).await.unwrap();
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async_with_config(hub.ws_url(), stream, Some(ws_config()))
+            .await
+            .unwrap();
     futures_util::SinkExt::send(
         &mut stalled,
-        tokio_tungstenite::tungstenite::Message::text(serde_json::json!({"type":"hello","token": lead_token("STALLED")}).to_string()),
+        tokio_tungstenite::tungstenite::Message::text(
+            serde_json::json!({"type":"hello","token": lead_token("STALLED")}).to_string(),
+        ),
     )
     .await
     .unwrap();
@@ -48,16 +60,19 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
             c.sync().await.unwrap();
             ready.send(()).unwrap();
             while let Ok(f) = c.next().await {
-                if let ServerFrame::Incident { incident, .. } = f {
-                    if tx.send((incident.id, Instant::now())).is_err() {
-                        return;
-                    }
+                if let ServerFrame::Incident { incident, .. } = f
+                    && tx.send((incident.id, Instant::now())).is_err()
+                {
+                    return;
                 }
             }
         });
     }
     for _ in 0..999 {
-        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await.expect("phones connect").unwrap();
+        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
+            .await
+            .expect("phones connect")
+            .unwrap();
     }
     let console = hub.console("");
     let presence = console.presence("", false).await.unwrap();
@@ -73,15 +88,22 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
         console.activate(&a).await.unwrap();
         if i % 120 == 119 {
             let issued = Instant::now();
-            let c = console.activate(&activation(&format!("Everyone {i}"), &["330106"], &[])).await.unwrap();
+            let c = console
+                .activate(&activation(&format!("Everyone {i}"), &["330106"], &[]))
+                .await
+                .unwrap();
             broadcasts.push((c.id, issued));
         }
     }
     let bound = Duration::from_secs(10);
-    let mut got: std::collections::HashMap<String, usize> = broadcasts.iter().map(|(id, _)| (id.clone(), 0)).collect();
+    let mut got: std::collections::HashMap<String, usize> =
+        broadcasts.iter().map(|(id, _)| (id.clone(), 0)).collect();
     let mut slowest = Duration::ZERO;
     while got.values().any(|&n| n < 999) {
-        let (id, at) = tokio::time::timeout(bound, rx.recv()).await.expect("the others keep receiving").unwrap();
+        let (id, at) = tokio::time::timeout(bound, rx.recv())
+            .await
+            .expect("the others keep receiving")
+            .unwrap();
         if let Some((_, issued)) = broadcasts.iter().find(|(b, _)| *b == id) {
             let took = at.duration_since(*issued);
             slowest = slowest.max(took);
@@ -98,7 +120,8 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
         let (http, url) = (http.clone(), metrics_url.clone());
         async move {
             let text = http.get(url).send().await.unwrap().text().await.unwrap();
-            text.lines().any(|l| l.starts_with("gridcast_slow_consumer_drops_total ") && !l.ends_with(" 0"))
+            text.lines()
+                .any(|l| l.starts_with("gridcast_slow_consumer_drops_total ") && !l.ends_with(" 0"))
         }
     })
     .await;

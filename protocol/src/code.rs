@@ -26,7 +26,9 @@ pub enum CodeError {
     #[error("target {0:?} must have 2, 4, 6, 9, 12, 13, 16 or 19 digits")]
     TargetLength(String),
     /// The grid-kind digit (position 13) must be 1, 2 or 3.
-    #[error("code {0:?} has grid kind digit {1:?}; it must be 1 (community), 2 (rural) or 3 (dedicated)")]
+    #[error(
+        "code {0:?} has grid kind digit {1:?}; it must be 1 (community), 2 (rural) or 3 (dedicated)"
+    )]
     Kind(String, char),
 }
 
@@ -176,12 +178,27 @@ mod tests {
 
     #[test]
     fn bad_codes_are_refused_with_a_reason() {
-        assert!(matches!(GridCode::parse("330106004005101"), Err(CodeError::GridLength(_))));
-        assert!(matches!(GridCode::parse("33010600400510a2"), Err(CodeError::NotDigits(_))));
+        assert!(matches!(
+            GridCode::parse("330106004005101"),
+            Err(CodeError::GridLength(_))
+        ));
+        assert!(matches!(
+            GridCode::parse("33010600400510a2"),
+            Err(CodeError::NotDigits(_))
+        ));
         assert!(matches!(GridCode::parse(""), Err(CodeError::NotDigits(_))));
-        assert!(matches!(GridCode::parse("3301060040054012"), Err(CodeError::Kind(_, '4'))));
-        assert!(matches!(Target::parse("3301060"), Err(CodeError::TargetLength(_))));
-        assert!(matches!(Target::parse("3301060040050"), Err(CodeError::Kind(_, '0'))));
+        assert!(matches!(
+            GridCode::parse("3301060040054012"),
+            Err(CodeError::Kind(_, '4'))
+        ));
+        assert!(matches!(
+            Target::parse("3301060"),
+            Err(CodeError::TargetLength(_))
+        ));
+        assert!(matches!(
+            Target::parse("3301060040050"),
+            Err(CodeError::Kind(_, '0'))
+        ));
     }
 
     #[test]
@@ -197,7 +214,12 @@ mod tests {
     }
 
     fn grid_code() -> impl Strategy<Value = String> {
-        ("[0-9]{12}", "[123]", "[0-9]{3}", proptest::option::of("[0-9]{3}"))
+        (
+            "[0-9]{12}",
+            "[123]",
+            "[0-9]{3}",
+            proptest::option::of("[0-9]{3}"),
+        )
             .prop_map(|(a, k, s, m)| format!("{a}{k}{s}{}", m.unwrap_or_default()))
     }
 

@@ -394,9 +394,16 @@ mod tests {
     fn every_client_frame_round_trips() {
         round_trip_client(ClientFrame::Hello {
             token: "t".into(),
-            client: Some(ClientInfo { name: "app".into(), version: "1".into() }),
+            client: Some(ClientInfo {
+                name: "app".into(),
+                version: "1".into(),
+            }),
         });
-        round_trip_client(ClientFrame::Receipt { incident: "I1".into(), rev: 3, reference: Some("r1".into()) });
+        round_trip_client(ClientFrame::Receipt {
+            incident: "I1".into(),
+            rev: 3,
+            reference: Some("r1".into()),
+        });
         round_trip_client(ClientFrame::Ack {
             incident: "I1".into(),
             response: Response::Decline,
@@ -414,7 +421,10 @@ mod tests {
             title: "smoke".into(),
             detail: "from the market".into(),
             grid: grid(),
-            location: Some(Location { lat: 30.25, lon: 120.17 }),
+            location: Some(Location {
+                lat: 30.25,
+                lon: 120.17,
+            }),
             reference: None,
         });
         round_trip_client(ClientFrame::Ping { reference: None });
@@ -433,18 +443,31 @@ mod tests {
             drill: false,
             issued_at: "2026-11-26T18:46:02.123Z".into(),
             ack_by: "2026-11-26T18:48:02.123Z".into(),
-            targets: Targets { codes: vec![Target::parse("330106004").unwrap()], roles: vec![Role::GridLead] },
+            targets: Targets {
+                codes: vec![Target::parse("330106004").unwrap()],
+                roles: vec![Role::GridLead],
+            },
         };
         round_trip_server(ServerFrame::Welcome {
             lead: "L1".into(),
-            assignments: vec![Assignment { grid: grid(), role: Role::GridLead }],
+            assignments: vec![Assignment {
+                grid: grid(),
+                role: Role::GridLead,
+            }],
             heartbeat_s: 20,
         });
         round_trip_server(ServerFrame::Incident {
             incident: view.clone(),
-            me: Some(Me { status: Status::Pending, grid: grid(), role: Role::GridLead }),
+            me: Some(Me {
+                status: Status::Pending,
+                grid: grid(),
+                role: Role::GridLead,
+            }),
         });
-        round_trip_server(ServerFrame::Incident { incident: view, me: None });
+        round_trip_server(ServerFrame::Incident {
+            incident: view,
+            me: None,
+        });
         round_trip_server(ServerFrame::Task {
             task: TaskView {
                 id: "T1".into(),
@@ -467,8 +490,12 @@ mod tests {
             drill: true,
         });
         round_trip_server(ServerFrame::Synced);
-        round_trip_server(ServerFrame::Pong { reference: Some("p".into()) });
-        round_trip_server(ServerFrame::Ok { reference: "r".into() });
+        round_trip_server(ServerFrame::Pong {
+            reference: Some("p".into()),
+        });
+        round_trip_server(ServerFrame::Ok {
+            reference: "r".into(),
+        });
         round_trip_server(ServerFrame::Error {
             reference: None,
             code: ErrorCode::NotRecipient,
@@ -478,20 +505,44 @@ mod tests {
 
     #[test]
     fn decode_tells_bad_inputs_apart() {
-        assert_eq!(decode_client("{nope").unwrap_err().code, ErrorCode::BadRequest);
-        assert_eq!(decode_client("[1]").unwrap_err().code, ErrorCode::BadRequest);
-        assert_eq!(decode_client(r#"{"ref":"a"}"#).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            decode_client("{nope").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_client("[1]").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            decode_client(r#"{"ref":"a"}"#).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         let e = decode_client(r#"{"type":"dance","ref":"a"}"#).unwrap_err();
-        assert_eq!((e.code, e.reference.as_deref()), (ErrorCode::UnknownType, Some("a")));
-        let e = decode_client(r#"{"type":"ack","incident":"I1","response":"maybe","ref":"b"}"#).unwrap_err();
-        assert_eq!((e.code, e.reference.as_deref()), (ErrorCode::BadRequest, Some("b")));
+        assert_eq!(
+            (e.code, e.reference.as_deref()),
+            (ErrorCode::UnknownType, Some("a"))
+        );
+        let e = decode_client(r#"{"type":"ack","incident":"I1","response":"maybe","ref":"b"}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.reference.as_deref()),
+            (ErrorCode::BadRequest, Some("b"))
+        );
         let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));
         assert_eq!(decode_client(&big).unwrap_err().code, ErrorCode::TooLarge);
     }
 
     #[test]
     fn unknown_fields_are_ignored_for_forward_compatibility() {
-        let f = decode_client(r#"{"type":"receipt","incident":"I1","rev":2,"extra":true}"#).unwrap();
-        assert_eq!(f, ClientFrame::Receipt { incident: "I1".into(), rev: 2, reference: None });
+        let f =
+            decode_client(r#"{"type":"receipt","incident":"I1","rev":2,"extra":true}"#).unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Receipt {
+                incident: "I1".into(),
+                rev: 2,
+                reference: None
+            }
+        );
     }
 }

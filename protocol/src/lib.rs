@@ -2,8 +2,8 @@
 //! tool.
 //!
 //! Everything here is pure: serde types, grid codes and validation. No tokio, no I/O, so
-//! any program that speaks to a hub can depend on it. The contract itself is written in
-//! `docs/protocol.md`; field names and values here must match it exactly.
+//! any program that speaks to a hub can depend on it. The contract is DESIGN.md §3 with
+//! the extensions listed in the README ("Protocol notes"); names here match it exactly.
 #![warn(missing_docs)]
 
 pub mod api;

@@ -157,7 +157,8 @@ const MAX_TEXT: usize = 200;
 fn id_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 impl RegistryDoc {
@@ -178,15 +179,21 @@ impl RegistryDoc {
                 problems.push(format!("grids[{i}]: code {} appears twice", g.code));
             }
             if g.name.chars().count() > MAX_TEXT {
-                problems.push(format!("grids[{i}]: name longer than {MAX_TEXT} characters"));
+                problems.push(format!(
+                    "grids[{i}]: name longer than {MAX_TEXT} characters"
+                ));
             }
             let from_code = GridKind::of(&code);
             match g.kind.as_deref().map(|k| (k, GridKind::parse(k))) {
                 None if !code.is_micro() => {
-                    problems.push(format!("grids[{i}]: grid {code} needs a kind (community, rural or dedicated)"));
+                    problems.push(format!(
+                        "grids[{i}]: grid {code} needs a kind (community, rural or dedicated)"
+                    ));
                 }
                 Some((k, None)) => {
-                    problems.push(format!("grids[{i}]: kind {k:?} is not community, rural or dedicated"));
+                    problems.push(format!(
+                        "grids[{i}]: kind {k:?} is not community, rural or dedicated"
+                    ));
                 }
                 Some((_, Some(k))) if k != from_code => problems.push(format!(
                     "grids[{i}]: kind {} does not match the kind digit of {code} ({})",
@@ -195,13 +202,20 @@ impl RegistryDoc {
                 )),
                 _ => {}
             }
-            grids.push(Grid { code, name: g.name.clone(), kind: from_code });
+            grids.push(Grid {
+                code,
+                name: g.name.clone(),
+                kind: from_code,
+            });
         }
         for (i, g) in grids.iter().enumerate() {
-            if let Some(parent) = g.code.parent() {
-                if !seen.contains(parent.as_str()) {
-                    problems.push(format!("grids: micro-grid {} (#{i}) has no parent grid {parent}", g.code));
-                }
+            if let Some(parent) = g.code.parent()
+                && !seen.contains(parent.as_str())
+            {
+                problems.push(format!(
+                    "grids: micro-grid {} (#{i}) has no parent grid {parent}",
+                    g.code
+                ));
             }
         }
 
@@ -217,14 +231,17 @@ impl RegistryDoc {
                 problems.push(format!("staff[{i}]: id {} appears twice", s.id));
             }
             if s.name.chars().count() > MAX_TEXT || s.phone.chars().count() > MAX_TEXT {
-                problems.push(format!("staff[{i}]: name or phone longer than {MAX_TEXT} characters"));
+                problems.push(format!(
+                    "staff[{i}]: name or phone longer than {MAX_TEXT} characters"
+                ));
             }
             if s.assignments.is_empty() {
                 problems.push(format!("staff[{i}] ({}): has no assignment", s.id));
             }
             let mut assignments = Vec::with_capacity(s.assignments.len());
             for (j, a) in s.assignments.iter().enumerate() {
-                let role = serde_json::from_value::<Role>(serde_json::Value::String(a.role.clone()));
+                let role =
+                    serde_json::from_value::<Role>(serde_json::Value::String(a.role.clone()));
                 let role = match role {
                     Ok(r) => r,
                     Err(_) => {
@@ -242,14 +259,23 @@ impl RegistryDoc {
                     ));
                     continue;
                 }
-                let Ok(grid) = GridCode::parse(&a.grid) else { continue };
+                let Ok(grid) = GridCode::parse(&a.grid) else {
+                    continue;
+                };
                 let a = Assignment { grid, role };
                 if assignments.contains(&a) {
-                    problems.push(format!("staff[{i}].assignments[{j}]: the same assignment appears twice"));
+                    problems.push(format!(
+                        "staff[{i}].assignments[{j}]: the same assignment appears twice"
+                    ));
                 }
                 assignments.push(a);
             }
-            staff.push(Person { id: s.id.clone(), name: s.name.clone(), phone: s.phone.clone(), assignments });
+            staff.push(Person {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                phone: s.phone.clone(),
+                assignments,
+            });
         }
 
         let mut kinds = HashSet::new();
@@ -262,7 +288,11 @@ impl RegistryDoc {
         }
 
         if problems.is_empty() {
-            Ok(Registry { grids, staff, task_kinds: self.task_kinds.clone() })
+            Ok(Registry {
+                grids,
+                staff,
+                task_kinds: self.task_kinds.clone(),
+            })
         } else {
             Err(problems)
         }
@@ -292,7 +322,10 @@ impl Registry {
                     assignments: p
                         .assignments
                         .iter()
-                        .map(|a| AssignmentDoc { grid: a.grid.to_string(), role: a.role.as_str().to_owned() })
+                        .map(|a| AssignmentDoc {
+                            grid: a.grid.to_string(),
+                            role: a.role.as_str().to_owned(),
+                        })
                         .collect(),
                 })
                 .collect(),

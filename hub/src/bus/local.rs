@@ -1,7 +1,7 @@
 //! The in-process bus of a single node: publishing is delivering.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use gridcast_protocol::frame::{Me, ServerFrame};
@@ -31,8 +31,12 @@ impl Bus for LocalBus {
                 let started = Instant::now();
                 let reach = self.presence.fanout(&meta, &recipients);
                 self.metrics.fanout_seconds.observe(started.elapsed());
-                self.metrics.frames_out.fetch_add(reach.frames as u64, Relaxed);
-                self.metrics.slow_consumer_drops.fetch_add(reach.dropped as u64, Relaxed);
+                self.metrics
+                    .frames_out
+                    .fetch_add(reach.frames as u64, Relaxed);
+                self.metrics
+                    .slow_consumer_drops
+                    .fetch_add(reach.dropped as u64, Relaxed);
                 if reach.dropped > 0 {
                     tracing::warn!(incident = %meta.id, dropped = reach.dropped, "slow sessions dropped during fan-out");
                 }
@@ -41,7 +45,11 @@ impl Bus for LocalBus {
             BusEvent::Recipient { meta, state } => {
                 let frame = encode(&ServerFrame::Incident {
                     incident: meta.view(),
-                    me: Some(Me { status: state.status, grid: state.grid, role: state.role }),
+                    me: Some(Me {
+                        status: state.status,
+                        grid: state.grid,
+                        role: state.role,
+                    }),
                 });
                 let n = self.presence.send_to_lead(&state.lead, &frame);
                 self.metrics.frames_out.fetch_add(n as u64, Relaxed);

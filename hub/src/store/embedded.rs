@@ -20,17 +20,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use gridcast_protocol::GridCode;
 use gridcast_protocol::api::TimelineEvent;
 use gridcast_protocol::model::{IncidentState, Role};
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::time::rfc3339;
-use gridcast_protocol::GridCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    apply_mark, mark_event, IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState,
-    Store, StoreError, StoreFuture,
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, Store,
+    StoreError, StoreFuture, apply_mark, mark_event,
 };
 
 const LOG_FILE: &str = "incidents.log";
@@ -51,7 +51,9 @@ pub enum OpenError {
     #[error("data dir {0} is in use by another gridcast-hub (lock file {LOCK_FILE})")]
     Locked(PathBuf),
     /// The log is damaged before its tail.
-    #[error("{path}: corrupt record at byte {offset} followed by valid records; refusing to start (restore a backup or truncate the file at that offset)")]
+    #[error(
+        "{path}: corrupt record at byte {offset} followed by valid records; refusing to start (restore a backup or truncate the file at that offset)"
+    )]
     Corrupt {
         /// The log.
         path: PathBuf,
@@ -63,8 +65,16 @@ pub enum OpenError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Record {
-    Incident { meta: IncidentMeta, recipients: Vec<(String, GridCode, Role)> },
-    Mark { incident: String, lead: String, mark: Mark, at: u64 },
+    Incident {
+        meta: IncidentMeta,
+        recipients: Vec<(String, GridCode, Role)>,
+    },
+    Mark {
+        incident: String,
+        lead: String,
+        mark: Mark,
+        at: u64,
+    },
 }
 
 struct Entry {
@@ -87,7 +97,11 @@ impl State {
     fn apply(&mut self, record: Record) {
         match record {
             Record::Incident { meta, recipients } => {
-                if let Some(n) = meta.id.strip_prefix("INC-").and_then(|n| n.parse::<u64>().ok()) {
+                if let Some(n) = meta
+                    .id
+                    .strip_prefix("INC-")
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
                     self.seq = self.seq.max(n);
                 }
                 let mut index = HashMap::with_capacity(recipients.len());
@@ -95,7 +109,10 @@ impl State {
                     .into_iter()
                     .enumerate()
                     .map(|(i, (lead, grid, role))| {
-                        self.by_lead.entry(lead.clone()).or_default().push(meta.id.clone());
+                        self.by_lead
+                            .entry(lead.clone())
+                            .or_default()
+                            .push(meta.id.clone());
                         index.insert(lead.clone(), i);
                         RecipientState {
                             lead,
@@ -117,11 +134,23 @@ impl State {
                 self.order.push(meta.id.clone());
                 self.incidents.insert(
                     meta.id.clone(),
-                    Entry { meta: Arc::new(meta), recipients: Arc::new(rs), index, timeline: vec![issued] },
+                    Entry {
+                        meta: Arc::new(meta),
+                        recipients: Arc::new(rs),
+                        index,
+                        timeline: vec![issued],
+                    },
                 );
             }
-            Record::Mark { incident, lead, mark, at } => {
-                let Some(e) = self.incidents.get_mut(&incident) else { return };
+            Record::Mark {
+                incident,
+                lead,
+                mark,
+                at,
+            } => {
+                let Some(e) = self.incidents.get_mut(&incident) else {
+                    return;
+                };
                 let Some(&i) = e.index.get(&lead) else { return };
                 if let Some(next) = apply_mark(&e.recipients[i], &mark, at) {
                     Arc::make_mut(&mut e.recipients)[i] = next;
@@ -133,28 +162,45 @@ impl State {
 
     /// Decides a mark without applying it.
     fn judge(&self, incident: &str, lead: &str, mark: &Mark, at: u64) -> (MarkOutcome, bool) {
-        let Some(e) = self.incidents.get(incident) else { return (MarkOutcome::NotFound, false) };
-        let Some(&i) = e.index.get(lead) else { return (MarkOutcome::NotRecipient, false) };
+        let Some(e) = self.incidents.get(incident) else {
+            return (MarkOutcome::NotFound, false);
+        };
+        let Some(&i) = e.index.get(lead) else {
+            return (MarkOutcome::NotRecipient, false);
+        };
         let current = &e.recipients[i];
         if e.meta.state == IncidentState::Closed && matches!(mark, Mark::Ack { .. }) {
             return (MarkOutcome::Closed, false);
         }
         match apply_mark(current, mark, at) {
             Some(next) => (MarkOutcome::Changed(e.meta.clone(), next), true),
-            None => (MarkOutcome::Unchanged(e.meta.clone(), current.clone()), false),
+            None => (
+                MarkOutcome::Unchanged(e.meta.clone(), current.clone()),
+                false,
+            ),
         }
     }
 
     fn snapshot(&self, id: &str) -> Option<IncidentSnapshot> {
-        self.incidents
-            .get(id)
-            .map(|e| IncidentSnapshot { meta: e.meta.clone(), recipients: e.recipients.clone() })
+        self.incidents.get(id).map(|e| IncidentSnapshot {
+            meta: e.meta.clone(),
+            recipients: e.recipients.clone(),
+        })
     }
 }
 
 enum Request {
-    Create(NewIncident, oneshot::Sender<Result<IncidentSnapshot, StoreError>>),
-    Mark { incident: String, lead: String, mark: Mark, at: u64, reply: oneshot::Sender<Result<MarkOutcome, StoreError>> },
+    Create(
+        NewIncident,
+        oneshot::Sender<Result<IncidentSnapshot, StoreError>>,
+    ),
+    Mark {
+        incident: String,
+        lead: String,
+        mark: Mark,
+        at: u64,
+        reply: oneshot::Sender<Result<MarkOutcome, StoreError>>,
+    },
 }
 
 struct Shared {
@@ -186,7 +232,9 @@ fn parse_line(l: &[u8]) -> Option<Record> {
     }
     let crc = u32::from_str_radix(std::str::from_utf8(&l[..8]).ok()?, 16).ok()?;
     let json = &l[9..];
-    (crc32fast::hash(json) == crc).then(|| serde_json::from_slice(json).ok()).flatten()
+    (crc32fast::hash(json) == crc)
+        .then(|| serde_json::from_slice(json).ok())
+        .flatten()
 }
 
 /// Reads the log; returns the state and the length of its valid prefix.
@@ -199,7 +247,10 @@ fn replay(path: &Path) -> Result<(State, usize), OpenError> {
     let mut state = State::default();
     let mut offset = 0;
     while offset < data.len() {
-        let end = data[offset..].iter().position(|&b| b == b'\n').map(|p| offset + p);
+        let end = data[offset..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| offset + p);
         let record = end.and_then(|end| parse_line(&data[offset..end]));
         match (record, end) {
             (Some(r), Some(end)) => {
@@ -213,7 +264,10 @@ fn replay(path: &Path) -> Result<(State, usize), OpenError> {
                     .skip(1)
                     .any(|l| parse_line(l).is_some());
                 if rest_valid {
-                    return Err(OpenError::Corrupt { path: path.to_owned(), offset });
+                    return Err(OpenError::Corrupt {
+                        path: path.to_owned(),
+                        offset,
+                    });
                 }
                 tracing::warn!(path = %path.display(), offset, dropped = data.len() - offset, "cut torn tail of the store log");
                 break;
@@ -228,7 +282,12 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
         let io = |e| OpenError::Io(dir.to_owned(), e);
         std::fs::create_dir_all(dir).map_err(io)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(io)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
         // A store closed a moment ago in this process may still be finishing its last
         // batch on its writer thread, which holds the lock until it ends: wait briefly.
         let mut tries = 0;
@@ -241,7 +300,12 @@ impl EmbeddedStore {
         }
         let path = dir.join(LOG_FILE);
         let (state, valid) = replay(&path)?;
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
         file.set_len(valid as u64).map_err(io)?;
         file.sync_all().map_err(io)?;
         tracing::info!(dir = %dir.display(), incidents = state.order.len(), bytes = valid, "embedded store opened");
@@ -283,7 +347,10 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         }
         if !shared.healthy.load(Ordering::Acquire) {
             for req in batch.drain(..) {
-                fail(req, StoreError::Io("store failed earlier; restart the hub".into()));
+                fail(
+                    req,
+                    StoreError::Io("store failed earlier; restart the hub".into()),
+                );
             }
             continue;
         }
@@ -299,15 +366,29 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         new.meta.id = format!("INC-{:06}", st.seq);
                         new.meta.rev = 1;
                         let id = new.meta.id.clone();
-                        let record = Record::Incident { meta: new.meta, recipients: new.recipients };
+                        let record = Record::Incident {
+                            meta: new.meta,
+                            recipients: new.recipients,
+                        };
                         line(&record, &mut buf);
                         st.apply(record);
                         creates.push((st.snapshot(&id), reply));
                     }
-                    Request::Mark { incident, lead, mark, at, reply } => {
+                    Request::Mark {
+                        incident,
+                        lead,
+                        mark,
+                        at,
+                        reply,
+                    } => {
                         let (outcome, changed) = st.judge(&incident, &lead, &mark, at);
                         if changed {
-                            let record = Record::Mark { incident, lead, mark, at };
+                            let record = Record::Mark {
+                                incident,
+                                lead,
+                                mark,
+                                at,
+                            };
                             line(&record, &mut buf);
                             st.apply(record);
                         }
@@ -361,15 +442,30 @@ impl Store for EmbeddedStore {
     fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot> {
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
-            self.tx.send(Request::Create(new, reply)).await.map_err(|_| StoreError::Closed)?;
+            self.tx
+                .send(Request::Create(new, reply))
+                .await
+                .map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
     }
 
-    fn mark<'a>(&'a self, incident: &'a str, lead: &'a str, mark: Mark, at: u64) -> StoreFuture<'a, MarkOutcome> {
+    fn mark<'a>(
+        &'a self,
+        incident: &'a str,
+        lead: &'a str,
+        mark: Mark,
+        at: u64,
+    ) -> StoreFuture<'a, MarkOutcome> {
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
-            let req = Request::Mark { incident: incident.to_owned(), lead: lead.to_owned(), mark, at, reply };
+            let req = Request::Mark {
+                incident: incident.to_owned(),
+                lead: lead.to_owned(),
+                mark,
+                at,
+                reply,
+            };
             self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
@@ -399,21 +495,29 @@ impl Store for EmbeddedStore {
     ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>> {
         Box::pin(async move {
             Ok(self.read(|st| {
-                let Some(ids) = st.by_lead.get(lead) else { return Vec::new() };
+                let Some(ids) = st.by_lead.get(lead) else {
+                    return Vec::new();
+                };
                 ids.iter()
                     .filter_map(|id| st.incidents.get(id))
                     .filter(|e| match e.meta.state {
                         IncidentState::Active => true,
                         IncidentState::Closed => e.meta.closed_at.unwrap_or(0) >= closed_since,
                     })
-                    .filter_map(|e| e.index.get(lead).map(|&i| (e.meta.clone(), e.recipients[i].clone())))
+                    .filter_map(|e| {
+                        e.index
+                            .get(lead)
+                            .map(|&i| (e.meta.clone(), e.recipients[i].clone()))
+                    })
                     .collect()
             }))
         })
     }
 
     fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>> {
-        Box::pin(async move { Ok(self.read(|st| st.incidents.get(id).map(|e| e.timeline.clone()))) })
+        Box::pin(
+            async move { Ok(self.read(|st| st.incidents.get(id).map(|e| e.timeline.clone()))) },
+        )
     }
 
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
@@ -475,11 +579,17 @@ mod tests {
                 drill: false,
                 issued_at: 1,
                 ack_by: 2,
-                targets: Targets { codes: vec![], roles: vec![] },
+                targets: Targets {
+                    codes: vec![],
+                    roles: vec![],
+                },
                 issued_by: "op".into(),
                 closed_at: None,
             },
-            recipients: leads.iter().map(|l| (l.to_string(), grid.clone(), Role::GridLead)).collect(),
+            recipients: leads
+                .iter()
+                .map(|l| (l.to_string(), grid.clone(), Role::GridLead))
+                .collect(),
         }
     }
 
@@ -494,16 +604,37 @@ mod tests {
         let dir = tmp_dir("reopen");
         {
             let s = EmbeddedStore::open(&dir).unwrap();
-            let snap = s.create_incident(new_incident(&["L1", "L2"])).await.unwrap();
+            let snap = s
+                .create_incident(new_incident(&["L1", "L2"]))
+                .await
+                .unwrap();
             assert_eq!(snap.meta.id, "INC-000001");
-            let ack = Mark::Ack { response: Response::Accept, note: Some("on my way".into()) };
-            assert!(matches!(s.mark("INC-000001", "L1", ack, 5).await.unwrap(), MarkOutcome::Changed(..)));
-            assert!(matches!(s.mark("INC-000001", "L2", Mark::Receipt, 6).await.unwrap(), MarkOutcome::Changed(..)));
-            assert_eq!(s.mark("INC-000001", "L9", Mark::Receipt, 6).await.unwrap(), MarkOutcome::NotRecipient);
-            assert_eq!(s.mark("INC-9", "L1", Mark::Receipt, 6).await.unwrap(), MarkOutcome::NotFound);
+            let ack = Mark::Ack {
+                response: Response::Accept,
+                note: Some("on my way".into()),
+            };
+            assert!(matches!(
+                s.mark("INC-000001", "L1", ack, 5).await.unwrap(),
+                MarkOutcome::Changed(..)
+            ));
+            assert!(matches!(
+                s.mark("INC-000001", "L2", Mark::Receipt, 6).await.unwrap(),
+                MarkOutcome::Changed(..)
+            ));
+            assert_eq!(
+                s.mark("INC-000001", "L9", Mark::Receipt, 6).await.unwrap(),
+                MarkOutcome::NotRecipient
+            );
+            assert_eq!(
+                s.mark("INC-9", "L1", Mark::Receipt, 6).await.unwrap(),
+                MarkOutcome::NotFound
+            );
         }
         // A crash mid-write leaves half a line.
-        let mut f = OpenOptions::new().append(true).open(dir.join(LOG_FILE)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(LOG_FILE))
+            .unwrap();
         f.write_all(b"0000abcd {\"t\":\"mark\",\"inc").unwrap();
         drop(f);
         let s = EmbeddedStore::open(&dir).unwrap();
@@ -532,13 +663,19 @@ mod tests {
         let mut data = std::fs::read(&path).unwrap();
         data[12] ^= 0x20;
         std::fs::write(&path, data).unwrap();
-        assert!(matches!(EmbeddedStore::open(&dir), Err(OpenError::Corrupt { offset: 0, .. })));
+        assert!(matches!(
+            EmbeddedStore::open(&dir),
+            Err(OpenError::Corrupt { offset: 0, .. })
+        ));
     }
 
     #[tokio::test]
     async fn a_second_hub_cannot_open_the_same_dir() {
         let dir = tmp_dir("lock");
         let _first = EmbeddedStore::open(&dir).unwrap();
-        assert!(matches!(EmbeddedStore::open(&dir), Err(OpenError::Locked(_))));
+        assert!(matches!(
+            EmbeddedStore::open(&dir),
+            Err(OpenError::Locked(_))
+        ));
     }
 }

@@ -8,8 +8,8 @@
 //! waits for it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -17,19 +17,19 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use gridcast_protocol::error::close;
-use gridcast_protocol::frame::{decode_client, Assignment, ClientFrame, ServerFrame};
 use gridcast_protocol::ErrorCode;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use gridcast_protocol::error::close;
+use gridcast_protocol::frame::{Assignment, ClientFrame, ServerFrame, decode_client};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
 use crate::api::ApiError;
 use crate::auth::TokenRole;
 use crate::incident::Refusal;
 use crate::ratelimit::TokenBucket;
-use crate::session::{encode, Channel, Frame, SessionHandle};
+use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::store::Mark;
-use crate::{now_ms, Hub};
+use crate::{Hub, now_ms};
 
 /// Largest message tungstenite will assemble; the contract's 64 KiB limit is enforced
 /// above it with a `too_large` error so that the connection stays usable.
@@ -46,10 +46,15 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if !hub.connects.allow(addr.ip()) {
-        return ApiError::new(ErrorCode::RateLimited, "too many connection attempts from this address").into_response();
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            "too many connection attempts from this address",
+        )
+        .into_response();
     }
     let Ok(permit) = hub.sessions.clone().try_acquire_owned() else {
-        return ApiError::new(ErrorCode::RateLimited, "the hub is at its session limit").into_response();
+        return ApiError::new(ErrorCode::RateLimited, "the hub is at its session limit")
+            .into_response();
     };
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -61,21 +66,35 @@ pub async fn upgrade(
             let tracker = hub.tracker.clone();
             async move {
                 // Tracked so that shutdown waits for sessions (axum does not).
-                let _ = tracker.spawn(session(hub, socket, permit).instrument(span)).await;
+                let _ = tracker
+                    .spawn(session(hub, socket, permit).instrument(span))
+                    .await;
             }
         })
 }
 
 async fn close_with(mut socket: WebSocket, code: u16, error: Option<(ErrorCode, String)>) {
     if let Some((code, message)) = error {
-        let frame = encode(&ServerFrame::Error { reference: None, code, message });
+        let frame = encode(&ServerFrame::Error {
+            reference: None,
+            code,
+            message,
+        });
         let _ = socket.send(Message::Text(frame)).await;
     }
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: "".into() }))).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: "".into(),
+        })))
+        .await;
 }
 
 enum HelloOutcome {
-    Ok { lead: String, assignments: Arc<[Assignment]> },
+    Ok {
+        lead: String,
+        assignments: Arc<[Assignment]>,
+    },
     Refused(u16, Option<(ErrorCode, String)>),
     Gone,
 }
@@ -87,8 +106,15 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
         Ok(None | Some(Err(_))) => return HelloOutcome::Gone,
         Ok(Some(Ok(m))) => m,
     };
-    let bad = |m: &str| HelloOutcome::Refused(close::BAD_REQUEST, Some((ErrorCode::BadRequest, m.to_owned())));
-    let Message::Text(text) = first else { return bad("the first frame must be a text hello frame") };
+    let bad = |m: &str| {
+        HelloOutcome::Refused(
+            close::BAD_REQUEST,
+            Some((ErrorCode::BadRequest, m.to_owned())),
+        )
+    };
+    let Message::Text(text) = first else {
+        return bad("the first frame must be a text hello frame");
+    };
     let token = match decode_client(&text) {
         Ok(ClientFrame::Hello { token, .. }) => token,
         Ok(_) => return bad("the first frame must be hello"),
@@ -96,16 +122,30 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
     };
     let claims = match hub.auth.verify(&token, now_ms() / 1000) {
         Ok(c) => c,
-        Err(e) => return HelloOutcome::Refused(close::UNAUTHORIZED, Some((ErrorCode::Unauthorized, e.to_string()))),
+        Err(e) => {
+            return HelloOutcome::Refused(
+                close::UNAUTHORIZED,
+                Some((ErrorCode::Unauthorized, e.to_string())),
+            );
+        }
     };
     if claims.role != TokenRole::Lead {
-        return HelloOutcome::Refused(close::FORBIDDEN, Some((ErrorCode::Forbidden, "not a lead token".into())));
+        return HelloOutcome::Refused(
+            close::FORBIDDEN,
+            Some((ErrorCode::Forbidden, "not a lead token".into())),
+        );
     }
     match hub.registry.current().person(&claims.sub) {
-        Some(p) => HelloOutcome::Ok { lead: claims.sub, assignments: crate::registry::assignments(p) },
+        Some(p) => HelloOutcome::Ok {
+            lead: claims.sub,
+            assignments: crate::registry::assignments(p),
+        },
         None => HelloOutcome::Refused(
             close::FORBIDDEN,
-            Some((ErrorCode::Forbidden, format!("lead {} is not in the registry", claims.sub))),
+            Some((
+                ErrorCode::Forbidden,
+                format!("lead {} is not in the registry", claims.sub),
+            )),
         ),
     }
 }
@@ -130,8 +170,12 @@ async fn session(hub: Hub, mut socket: WebSocket, _permit: OwnedSemaphorePermit)
         heartbeat_s: hub.config.heartbeat_s,
     };
     let _ = handle.push(encode(&welcome));
-    if hub.presence.register(&lead, assignments.clone(), handle.clone()) {
-        hub.console.grids_changed(assignments.iter().map(|a| &a.grid));
+    if hub
+        .presence
+        .register(&lead, assignments.clone(), handle.clone())
+    {
+        hub.console
+            .grids_changed(assignments.iter().map(|a| &a.grid));
     }
     hub.metrics.sessions.fetch_add(1, Relaxed);
     hub.metrics.sessions_opened.fetch_add(1, Relaxed);
@@ -139,7 +183,13 @@ async fn session(hub: Hub, mut socket: WebSocket, _permit: OwnedSemaphorePermit)
 
     let (sink, stream) = socket.split();
     let last_seen = Arc::new(AtomicU64::new(now_ms()));
-    let writer = hub.tracker.spawn(write_loop(hub.clone(), sink, rx, handle.clone(), last_seen.clone()));
+    let writer = hub.tracker.spawn(write_loop(
+        hub.clone(),
+        sink,
+        rx,
+        handle.clone(),
+        last_seen.clone(),
+    ));
 
     match hub.sync_frames(&lead).await {
         Ok(frames) => {
@@ -161,7 +211,8 @@ async fn session(hub: Hub, mut socket: WebSocket, _permit: OwnedSemaphorePermit)
     handle.end(close::GOING_AWAY);
     let _ = writer.await;
     if let Some(assignments) = hub.presence.unregister(&lead, handle.id) {
-        hub.console.grids_changed(assignments.iter().map(|a| &a.grid));
+        hub.console
+            .grids_changed(assignments.iter().map(|a| &a.grid));
     }
     hub.metrics.sessions.fetch_sub(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, close = handle.close_code(), "session closed");
@@ -187,7 +238,14 @@ async fn read_loop(
                 match m {
                     Message::Text(t) => t,
                     Message::Binary(_) => {
-                        reply_error(hub, handle, None, ErrorCode::BadRequest, "frames are JSON text frames").await;
+                        reply_error(
+                            hub,
+                            handle,
+                            None,
+                            ErrorCode::BadRequest,
+                            "frames are JSON text frames",
+                        )
+                        .await;
                         continue;
                     }
                     _ => continue,
@@ -204,7 +262,14 @@ async fn read_loop(
         };
         if !bucket.try_take() {
             let r = frame.reference().map(str::to_owned);
-            reply_error(hub, handle, r, ErrorCode::RateLimited, "over the upstream frame rate; slow down and retry").await;
+            reply_error(
+                hub,
+                handle,
+                r,
+                ErrorCode::RateLimited,
+                "over the upstream frame rate; slow down and retry",
+            )
+            .await;
             continue;
         }
         let reference = frame.reference().map(str::to_owned);
@@ -213,14 +278,23 @@ async fn read_loop(
                 let _ = handle.send(encode(&ServerFrame::Pong { reference })).await;
                 continue;
             }
-            ClientFrame::Hello { .. } => Err(Refusal::new(ErrorCode::BadRequest, "already authenticated")),
+            ClientFrame::Hello { .. } => {
+                Err(Refusal::new(ErrorCode::BadRequest, "already authenticated"))
+            }
             ClientFrame::Receipt { incident, .. } => hub.mark(lead, &incident, Mark::Receipt).await,
-            ClientFrame::Ack { incident, response, note, .. } => {
-                hub.mark(lead, &incident, Mark::Ack { response, note }).await
+            ClientFrame::Ack {
+                incident,
+                response,
+                note,
+                ..
+            } => {
+                hub.mark(lead, &incident, Mark::Ack { response, note })
+                    .await
             }
-            ClientFrame::TaskUpdate { task, .. } => {
-                Err(Refusal::new(ErrorCode::NotFound, format!("no task {task:?}")))
-            }
+            ClientFrame::TaskUpdate { task, .. } => Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("no task {task:?}"),
+            )),
             ClientFrame::Report { .. } => Err(Refusal::new(
                 ErrorCode::Unavailable,
                 "this hub version does not take reports yet; phone them in to the command center",
@@ -236,9 +310,19 @@ async fn read_loop(
     }
 }
 
-async fn reply_error(hub: &Hub, handle: &SessionHandle, reference: Option<String>, code: ErrorCode, message: &str) {
+async fn reply_error(
+    hub: &Hub,
+    handle: &SessionHandle,
+    reference: Option<String>,
+    code: ErrorCode,
+    message: &str,
+) {
     hub.metrics.frame_errors.fetch_add(1, Relaxed);
-    let frame = ServerFrame::Error { reference, code, message: message.to_owned() };
+    let frame = ServerFrame::Error {
+        reference,
+        code,
+        message: message.to_owned(),
+    };
     let _ = handle.send(encode(&frame)).await;
 }
 
@@ -282,6 +366,9 @@ async fn write_loop(
     }
     // Tell the phone why, if its socket still takes writes.
     let code = handle.close_code();
-    let close_frame = Message::Close(Some(CloseFrame { code, reason: "".into() }));
+    let close_frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: "".into(),
+    }));
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close_frame)).await;
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gridcast_clients::console::ConsoleClient;
-use gridcast_hub::auth::{Auth, Claims, TokenRole};
 use gridcast_hub::Config;
+use gridcast_hub::auth::{Auth, Claims, TokenRole};
 use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,12 @@ pub fn auth() -> Auth {
 
 pub fn token(sub: &str, role: TokenRole, scope: &str) -> String {
     let exp = gridcast_hub::now_ms() / 1000 + 3600;
-    auth().sign(&Claims { sub: sub.into(), role, scope: scope.into(), exp })
+    auth().sign(&Claims {
+        sub: sub.into(),
+        role,
+        scope: scope.into(),
+        exp,
+    })
 }
 
 pub fn lead_token(id: &str) -> String {
@@ -52,28 +57,61 @@ pub fn city(people: usize) -> RegistryDoc {
             for (kind, kind_name) in [('1', "community"), ('2', "rural"), ('3', "dedicated")] {
                 for serial in 1..=4 {
                     let code = format!("{town}{community}{kind}{serial:03}");
-                    grids.push(GridDoc { code: code.clone(), name: code.clone(), kind: Some(kind_name.into()) });
-                    grids.push(GridDoc { code: format!("{code}001"), name: String::new(), kind: None });
+                    grids.push(GridDoc {
+                        code: code.clone(),
+                        name: code.clone(),
+                        kind: Some(kind_name.into()),
+                    });
+                    grids.push(GridDoc {
+                        code: format!("{code}001"),
+                        name: String::new(),
+                        kind: None,
+                    });
                     codes.push(code);
                 }
             }
         }
     }
-    let roles = ["grid_lead", "full_time", "part_time", "instructor", "micro_lead"];
+    let roles = [
+        "grid_lead",
+        "full_time",
+        "part_time",
+        "instructor",
+        "micro_lead",
+    ];
     let staff = (0..people)
         .map(|i| {
             let code = &codes[i % codes.len()];
             let role = roles[i % roles.len()];
-            let grid = if role == "micro_lead" { format!("{code}001") } else { code.clone() };
-            let mut assignments = vec![AssignmentDoc { grid, role: role.into() }];
+            let grid = if role == "micro_lead" {
+                format!("{code}001")
+            } else {
+                code.clone()
+            };
+            let mut assignments = vec![AssignmentDoc {
+                grid,
+                role: role.into(),
+            }];
             if i % 5 == 1 {
                 let other = &codes[(i + codes.len() / 2) % codes.len()];
-                assignments.push(AssignmentDoc { grid: other.clone(), role: "part_time".into() });
+                assignments.push(AssignmentDoc {
+                    grid: other.clone(),
+                    role: "part_time".into(),
+                });
             }
-            StaffDoc { id: format!("P{i:05}"), name: format!("Person {i}"), phone: format!("139{i:08}"), assignments }
+            StaffDoc {
+                id: format!("P{i:05}"),
+                name: format!("Person {i}"),
+                phone: format!("139{i:08}"),
+                assignments,
+            }
         })
         .collect();
-    RegistryDoc { grids, staff, task_kinds: vec![] }
+    RegistryDoc {
+        grids,
+        staff,
+        task_kinds: vec![],
+    }
 }
 
 pub struct TestHub {
@@ -84,7 +122,11 @@ pub struct TestHub {
 }
 
 impl TestHub {
-    pub async fn start(name: &str, registry: Option<RegistryDoc>, tweak: impl FnOnce(&mut Config)) -> TestHub {
+    pub async fn start(
+        name: &str,
+        registry: Option<RegistryDoc>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestHub {
         let dir = tmp_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut config = Config::with_data_dir(dir.join("data"));
@@ -99,8 +141,14 @@ impl TestHub {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
-        let task = tokio::spawn(async move { gridcast_hub::run(config, listener, s).await.unwrap() });
-        TestHub { addr, shutdown, task, dir }
+        let task =
+            tokio::spawn(async move { gridcast_hub::run(config, listener, s).await.unwrap() });
+        TestHub {
+            addr,
+            shutdown,
+            task,
+            dir,
+        }
     }
 
     pub fn ws_url(&self) -> String {
@@ -117,7 +165,10 @@ impl TestHub {
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("hub stops").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("hub stops")
+            .unwrap();
     }
 }
 
@@ -132,13 +183,20 @@ where
         if f().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-pub fn activation(title: &str, codes: &[&str], roles: &[&str]) -> gridcast_protocol::api::CreateIncident {
+pub fn activation(
+    title: &str,
+    codes: &[&str],
+    roles: &[&str],
+) -> gridcast_protocol::api::CreateIncident {
     serde_json::from_value(serde_json::json!({
         "title": title, "body": "Move residents of low floors to the school gym.",
         "level": "II", "category": "natural", "drill": false,
