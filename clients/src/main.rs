@@ -110,8 +110,7 @@ enum IncidentCmd {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("{s:?} is not a valid value"))
+    gridcast_protocol::from_wire_name(s).ok_or_else(|| format!("{s:?} is not a valid value"))
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {

@@ -114,6 +114,26 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiRe
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
+/// An optional filter from the query string (`?state=active`): absent or empty is no
+/// filter; anything but one of the wire names is a `bad_request` naming the choices.
+fn query_filter<T: DeserializeOwned>(
+    value: Option<&str>,
+    name: &str,
+    choices: &str,
+) -> ApiResult<Option<T>> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => gridcast_protocol::from_wire_name(v)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("{name} {v:?} is not {choices}"),
+                )
+            }),
+    }
+}
+
 /// The hub's routes.
 pub fn router(hub: Hub) -> Router {
     let registry_limit = hub.config.max_registry_bytes;
@@ -162,17 +182,8 @@ async fn list_incidents(
     Query(q): Query<StateQuery>,
 ) -> ApiResult<Json<IncidentList>> {
     let op = operator(&hub, &headers)?;
-    let state = match q.state.as_deref() {
-        None | Some("") => None,
-        Some("active") => Some(IncidentState::Active),
-        Some("closed") => Some(IncidentState::Closed),
-        Some(s) => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("state {s:?} is not active or closed"),
-            ));
-        }
-    };
+    let state: Option<IncidentState> =
+        query_filter(q.state.as_deref(), "state", "active or closed")?;
     let all = hub.store.incidents(state).await?;
     let incidents = all
         .iter()
@@ -221,17 +232,11 @@ async fn get_recipients(
     Query(q): Query<StatusQuery>,
 ) -> ApiResult<Json<RecipientList>> {
     let op = operator(&hub, &headers)?;
-    let want: Option<Status> = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    format!("status {s:?} is not pending, delivered, accepted or declined"),
-                )
-            })?,
-        ),
-    };
+    let want: Option<Status> = query_filter(
+        q.status.as_deref(),
+        "status",
+        "pending, delivered, accepted or declined",
+    )?;
     let snap = visible_snapshot(&hub, &op, &id).await?;
     let recipients = snap
         .recipients

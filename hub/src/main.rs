@@ -44,8 +44,8 @@ enum Command {
 }
 
 fn parse_role(s: &str) -> Result<TokenRole, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("{s:?} is not lead, operator, supervisor or admin"))
+    gridcast_protocol::from_wire_name(s)
+        .ok_or_else(|| format!("{s:?} is not lead, operator, supervisor or admin"))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -469,6 +469,13 @@ async fn bad_api_requests_are_refused_and_change_nothing() {
         "the registry in force is unchanged"
     );
 
+    let (status, _, message) = err(console.incidents(Some("bogus")).await);
+    assert_eq!(status, 400);
+    assert!(message.contains("active or closed"), "{message}");
+    let (status, _, message) = err(console.recipients(&first.id, Some("lost")).await);
+    assert_eq!(status, 400);
+    assert!(message.contains("pending, delivered"), "{message}");
+
     let list = console.incidents(None).await.unwrap().incidents;
     assert_eq!(list.len(), 1, "no refused request recorded anything");
     assert_eq!(list[0].counts.pending, first.recipients);

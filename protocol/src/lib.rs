@@ -18,5 +18,12 @@ pub use code::{CodeError, GridCode, Target};
 pub use error::ErrorCode;
 pub use model::{Category, Level, Role, Status};
 
+/// Reads a wire name (`"grid_lead"`, `"accepted"`, `"II"`…) as the enum that serde
+/// maps it to; `None` when it is not one of its values. Used for query strings, CLI
+/// flags and the registry document, which carry these names outside JSON objects.
+pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
 /// Largest decoded message, in bytes, that a hub or client accepts (64 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

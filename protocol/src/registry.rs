@@ -240,11 +240,9 @@ impl RegistryDoc {
             }
             let mut assignments = Vec::with_capacity(s.assignments.len());
             for (j, a) in s.assignments.iter().enumerate() {
-                let role =
-                    serde_json::from_value::<Role>(serde_json::Value::String(a.role.clone()));
-                let role = match role {
-                    Ok(r) => r,
-                    Err(_) => {
+                let role = match crate::from_wire_name::<Role>(&a.role) {
+                    Some(r) => r,
+                    None => {
                         problems.push(format!(
                             "staff[{i}].assignments[{j}]: role {:?} is not grid_lead, full_time, part_time, instructor or micro_lead",
                             a.role
