@@ -382,6 +382,39 @@ async fn hello_failures_close_with_the_contract_codes() {
 }
 
 #[tokio::test]
+async fn shutdown_reaches_connections_still_in_hello() {
+    let hub = TestHub::start("shutdown-hello", Some(city(10)), |c| {
+        c.hello_timeout_ms = 120_000;
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
+        .await
+        .unwrap();
+    let (mut lead, _) = LeadClient::connect(&hub.ws_url(), &lead_token("P00000"))
+        .await
+        .unwrap();
+    lead.sync().await.unwrap();
+    hub.shutdown.cancel();
+    // Both the silent connection and the open session are told "going away" at once,
+    // long before the 120 s hello deadline.
+    let silent = tokio::time::timeout(Duration::from_secs(4), ws.next())
+        .await
+        .expect("closed at shutdown");
+    assert!(
+        matches!(&silent, Some(Ok(Message::Close(Some(c)))) if u16::from(c.code) == 1001),
+        "{silent:?}"
+    );
+    let open = tokio::time::timeout(Duration::from_secs(4), lead.next())
+        .await
+        .expect("closed at shutdown");
+    assert!(matches!(open, Err(ClientError::Closed(1001))), "{open:?}");
+    tokio::time::timeout(Duration::from_secs(10), hub.task)
+        .await
+        .expect("hub stops")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn bad_api_requests_are_refused_and_change_nothing() {
     let hub = TestHub::start("badapi", Some(city(60)), |_| {}).await;
     let console = hub.console("");

@@ -101,7 +101,12 @@ enum HelloOutcome {
 
 async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
     let deadline = Duration::from_millis(hub.config.hello_timeout_ms);
-    let first = match tokio::time::timeout(deadline, socket.recv()).await {
+    // A connection still in hello is not in presence yet, so shutdown must reach it here.
+    let first = tokio::select! {
+        r = tokio::time::timeout(deadline, socket.recv()) => r,
+        () = hub.shutdown.cancelled() => return HelloOutcome::Refused(close::GOING_AWAY, None),
+    };
+    let first = match first {
         Err(_) => return HelloOutcome::Refused(close::HELLO_TIMEOUT, None),
         Ok(None | Some(Err(_))) => return HelloOutcome::Gone,
         Ok(Some(Ok(m))) => m,
