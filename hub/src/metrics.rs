@@ -68,7 +68,7 @@ pub struct Metrics {
     pub sessions_refused: AtomicU64,
     /// Frames received from leads.
     pub frames_in: AtomicU64,
-    /// Frames queued to leads.
+    /// Incident frames queued to lead sessions (fan-out and status updates).
     pub frames_out: AtomicU64,
     /// Client frames answered with `error`.
     pub frame_errors: AtomicU64,
@@ -149,7 +149,7 @@ impl Metrics {
         c(
             &mut out,
             "gridcast_frames_out_total",
-            "Frames queued to leads.",
+            "Incident frames queued to lead sessions.",
             &self.frames_out,
         );
         c(

@@ -91,20 +91,14 @@ impl Presence {
         self.grid_online.get(grid).map(|n| *n).unwrap_or(0)
     }
 
-    /// Number of open sessions of a lead.
-    pub fn sessions_of(&self, lead: &str) -> usize {
-        self.leads.get(lead).map(|e| e.sessions.len()).unwrap_or(0)
-    }
-
-    /// Queues a frame to every session of one lead; returns how many took it.
-    pub fn send_to_lead(&self, lead: &str, frame: &Frame) -> usize {
-        let Some(e) = self.leads.get(lead) else {
-            return 0;
-        };
-        e.sessions
-            .iter()
-            .filter(|s| s.push(frame.clone()).is_ok())
-            .count()
+    /// Queues a frame to every session of one lead.
+    pub fn send_to_lead(&self, lead: &str, frame: &Frame) -> Reach {
+        let mut reach = Reach::default();
+        if let Some(e) = self.leads.get(lead) {
+            reach.online = 1;
+            push_all(&e.sessions, frame, &mut reach);
+        }
+        reach
     }
 
     /// Queues an incident frame, with each recipient's own `me`, to every session here.
@@ -129,13 +123,7 @@ impl Presence {
                         }),
                     })
                 });
-            for s in &entry.sessions {
-                match s.push(frame.clone()) {
-                    Ok(()) => reach.frames += 1,
-                    Err(PushError::Full) => reach.dropped += 1,
-                    Err(PushError::Closed) => {}
-                }
-            }
+            push_all(&entry.sessions, frame, &mut reach);
         }
         reach
     }
@@ -249,6 +237,17 @@ impl Presence {
     /// Online leads in all.
     pub fn online_leads(&self) -> usize {
         self.leads.len()
+    }
+}
+
+/// Queues `frame` to each session without waiting, counting what happened.
+fn push_all(sessions: &[SessionHandle], frame: &Frame, reach: &mut Reach) {
+    for s in sessions {
+        match s.push(frame.clone()) {
+            Ok(()) => reach.frames += 1,
+            Err(PushError::Full) => reach.dropped += 1,
+            Err(PushError::Closed) => {}
+        }
     }
 }
 

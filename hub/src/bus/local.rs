@@ -8,7 +8,7 @@ use gridcast_protocol::frame::{Me, ServerFrame};
 
 use super::{Bus, BusEvent};
 use crate::metrics::Metrics;
-use crate::presence::Presence;
+use crate::presence::{Presence, Reach};
 use crate::session::encode;
 
 /// Delivers straight to this node's sessions.
@@ -24,6 +24,22 @@ impl LocalBus {
     }
 }
 
+impl LocalBus {
+    /// Counts what a delivery did; a slow session dropped here is never silent.
+    fn account(&self, what: &str, incident: &str, reach: Reach) -> usize {
+        self.metrics
+            .frames_out
+            .fetch_add(reach.frames as u64, Relaxed);
+        self.metrics
+            .slow_consumer_drops
+            .fetch_add(reach.dropped as u64, Relaxed);
+        if reach.dropped > 0 {
+            tracing::warn!(incident = %incident, dropped = reach.dropped, "slow sessions dropped during {what}");
+        }
+        reach.online
+    }
+}
+
 impl Bus for LocalBus {
     fn publish(&self, event: BusEvent) -> usize {
         match event {
@@ -31,16 +47,7 @@ impl Bus for LocalBus {
                 let started = Instant::now();
                 let reach = self.presence.fanout(&meta, &recipients);
                 self.metrics.fanout_seconds.observe(started.elapsed());
-                self.metrics
-                    .frames_out
-                    .fetch_add(reach.frames as u64, Relaxed);
-                self.metrics
-                    .slow_consumer_drops
-                    .fetch_add(reach.dropped as u64, Relaxed);
-                if reach.dropped > 0 {
-                    tracing::warn!(incident = %meta.id, dropped = reach.dropped, "slow sessions dropped during fan-out");
-                }
-                reach.online
+                self.account("fan-out", &meta.id, reach)
             }
             BusEvent::Recipient { meta, state } => {
                 let frame = encode(&ServerFrame::Incident {
@@ -51,9 +58,8 @@ impl Bus for LocalBus {
                         role: state.role,
                     }),
                 });
-                let n = self.presence.send_to_lead(&state.lead, &frame);
-                self.metrics.frames_out.fetch_add(n as u64, Relaxed);
-                n.min(1)
+                let reach = self.presence.send_to_lead(&state.lead, &frame);
+                self.account("status update", &meta.id, reach)
             }
         }
     }
