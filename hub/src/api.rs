@@ -338,7 +338,9 @@ async fn put_registry(
         problems,
     })?;
     // Durable first, then in force: a restart never goes back to an older registry
-    // than one that was answered 200.
+    // than one that was answered 200. One replacement at a time, so that the registry
+    // saved and the one in force are always the same document.
+    let _one_at_a_time = hub.registry_writes.lock().await;
     hub.store.save_registry(&registry.to_doc()).await?;
     let index = RegistryIndex::new(registry);
     let summary = index.summary();

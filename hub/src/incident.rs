@@ -180,7 +180,8 @@ impl Hub {
             ));
         }
         let mut targets = req.targets;
-        targets.codes.dedup();
+        let mut seen = std::collections::HashSet::new();
+        targets.codes.retain(|c| seen.insert(c.clone()));
         targets.roles.sort_by_key(|r| r.as_str());
         targets.roles.dedup();
         let recipients = self

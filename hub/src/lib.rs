@@ -95,6 +95,8 @@ pub struct Inner {
     pub connects: ConnectLimiter,
     /// This node's name.
     pub node_id: String,
+    /// Held while a registry replacement is saved and put in force.
+    pub registry_writes: tokio::sync::Mutex<()>,
 }
 
 impl std::ops::Deref for Hub {
@@ -210,6 +212,7 @@ impl Hub {
             sessions: Arc::new(Semaphore::new(config.max_sessions)),
             connects: ConnectLimiter::new(config.connect_rate, config.connect_burst),
             node_id,
+            registry_writes: tokio::sync::Mutex::new(()),
             config,
         })))
     }
