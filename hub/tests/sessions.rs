@@ -382,6 +382,45 @@ async fn hello_failures_close_with_the_contract_codes() {
 }
 
 #[tokio::test]
+async fn a_phone_that_stops_answering_pings_is_dropped_after_two_intervals() {
+    let hub = TestHub::start("heartbeat", Some(city(10)), |c| c.heartbeat_s = 1).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
+        .await
+        .unwrap();
+    let hello = serde_json::json!({"type": "hello", "token": lead_token("P00000")});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    // Not reading means not answering pings: the hub must drop the session by itself.
+    let console = hub.console("");
+    eventually(
+        Duration::from_secs(15),
+        "presence to see the silent phone",
+        || {
+            let console = console.clone();
+            async move { console.presence("", false).await.unwrap().online == 1 }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the silent phone to be dropped",
+        || {
+            let console = console.clone();
+            async move { console.presence("", false).await.unwrap().online == 0 }
+        },
+    )
+    .await;
+    let mut code = None;
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Close(c) = m {
+            code = c.map(|c| u16::from(c.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(4410));
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_reaches_connections_still_in_hello() {
     let hub = TestHub::start("shutdown-hello", Some(city(10)), |c| {
         c.hello_timeout_ms = 120_000;
