@@ -160,9 +160,10 @@ impl Hub {
         };
         let store = {
             let d = data_dir.clone();
+            let dir = d.clone();
             tokio::task::spawn_blocking(move || store::embedded::EmbeddedStore::open(&d))
                 .await
-                .map_err(|e| StartError::Registry(e.to_string()))??
+                .map_err(|e| store::embedded::OpenError::Io(dir, std::io::Error::other(e)))??
         };
         let store: Arc<dyn Store> = Arc::new(store);
         let (doc, source) = match &config.registry {
