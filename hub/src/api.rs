@@ -289,11 +289,12 @@ async fn get_presence(
 ) -> ApiResult<Json<gridcast_protocol::api::Presence>> {
     let op = operator(&hub, &headers)?;
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
-    Ok(Json(hub.presence.body(
-        &prefix,
-        &hub.registry.current(),
-        q.leads.unwrap_or(false),
-    )))
+    let registry = hub.registry.current();
+    let with_leads = q.leads.unwrap_or(false);
+    Ok(Json(match &hub.cluster {
+        None => hub.presence.body(&prefix, &registry, with_leads),
+        Some(c) => crate::presence::body(&prefix, &registry, with_leads, c.online(&hub).await?),
+    }))
 }
 
 /// The registry as an operator may see it: grids inside its jurisdiction and the people
@@ -342,13 +343,8 @@ async fn put_registry(
     // saved and the one in force are always the same document.
     let _one_at_a_time = hub.registry_writes.lock().await;
     hub.store.save_registry(&registry.to_doc()).await?;
-    let index = RegistryIndex::new(registry);
-    let summary = index.summary();
-    hub.registry.replace(index);
-    hub.presence.refresh(
-        &hub.registry.current(),
-        gridcast_protocol::error::close::FORBIDDEN,
-    );
+    hub.apply_registry(registry);
+    let summary = hub.registry.current().summary();
     tracing::info!(admin = %op.sub, summary = %summary, "registry replaced");
     Ok(Json(serde_json::json!({ "ok": true, "summary": summary })))
 }
@@ -414,11 +410,20 @@ async fn console_events(
 }
 
 async fn readyz(State(hub): State<Hub>) -> Response {
-    if hub.store.healthy() && !hub.shutdown.is_cancelled() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        ApiError::new(ErrorCode::Unavailable, "store failed or shutting down").into_response()
+    if hub.shutdown.is_cancelled() {
+        return ApiError::new(ErrorCode::Unavailable, "shutting down").into_response();
     }
+    if !hub.store.healthy() {
+        return ApiError::new(ErrorCode::Unavailable, "the store cannot record").into_response();
+    }
+    if hub.cluster.as_ref().is_some_and(|c| !c.ready()) {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "cluster subscription down or resyncing: this node cannot deliver",
+        )
+        .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 async fn metrics(State(hub): State<Hub>) -> impl IntoResponse {

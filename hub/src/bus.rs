@@ -1,12 +1,22 @@
 //! The fast path between the node that records a change and the nodes that hold the
 //! recipients' sessions. Single node: [`local::LocalBus`] hands events straight to this
-//! node's presence index. Cluster mode adds a Redis pub/sub bus behind the same trait.
+//! node's presence index. Cluster mode: [`crate::cluster::ClusterBus`] delivers to this
+//! node's sessions the same way and publishes the event by grid code through Redis.
 //! A bus is at-most-once; correctness comes from the store (every reconnect resyncs).
 
 pub mod local;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
+use gridcast_protocol::frame::{Me, ServerFrame};
+
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::session::encode;
 use crate::store::{IncidentMeta, RecipientState};
 
 /// A change to push to online leads.
@@ -28,9 +38,49 @@ pub enum BusEvent {
     },
 }
 
+/// What [`Bus::publish`] resolves to: how many recipients are online.
+pub type BusFuture<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
+
 /// Publishes changes; see the module docs.
 pub trait Bus: Send + Sync + 'static {
-    /// Publishes an event; returns how many recipients this node reached (its online
-    /// count, for the issuing API call).
-    fn publish(&self, event: BusEvent) -> usize;
+    /// Publishes an event; resolves to how many recipients are online (in the cluster,
+    /// as far as this node can tell), for the issuing API call. Never fails: what the
+    /// bus cannot deliver, the leads get from the store when they or the bus resync.
+    fn publish(&self, event: BusEvent) -> BusFuture<'_>;
+}
+
+/// Queues an event to this node's sessions and counts what happened; returns how many
+/// recipients have a session here. A slow session dropped here is never silent.
+pub fn deliver(presence: &Presence, metrics: &Metrics, event: &BusEvent) -> usize {
+    let (what, incident, reach) = match event {
+        BusEvent::Incident { meta, recipients } => {
+            let started = Instant::now();
+            let reach = presence.fanout(meta, recipients);
+            metrics.fanout_seconds.observe(started.elapsed());
+            ("fan-out", &meta.id, reach)
+        }
+        BusEvent::Recipient { meta, state } => {
+            let frame = encode(&ServerFrame::Incident {
+                incident: meta.view(),
+                me: Some(Me {
+                    status: state.status,
+                    grid: state.grid.clone(),
+                    role: state.role,
+                }),
+            });
+            (
+                "status update",
+                &meta.id,
+                presence.send_to_lead(&state.lead, &frame),
+            )
+        }
+    };
+    metrics.frames_out.fetch_add(reach.frames as u64, Relaxed);
+    metrics
+        .slow_consumer_drops
+        .fetch_add(reach.dropped as u64, Relaxed);
+    if reach.dropped > 0 {
+        tracing::warn!(incident = %incident, dropped = reach.dropped, "slow sessions dropped during {what}");
+    }
+    reach.online
 }

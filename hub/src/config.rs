@@ -16,7 +16,8 @@ pub struct Config {
     /// Directory of the embedded store.
     #[arg(long, env = "GRIDCAST_DATA_DIR", default_value = "./gridcast-data")]
     pub data_dir: PathBuf,
-    /// Cluster mode through this Redis (not in this release).
+    /// Cluster mode: share state, fan-out and presence with other nodes through this
+    /// Redis (`redis://host:port/db`); needs `--jwt-secret`, the same on every node.
     #[arg(long, env = "GRIDCAST_REDIS")]
     pub redis: Option<String>,
     /// Serve MQTT leads through this broker (not in this release).
@@ -85,9 +86,9 @@ impl Config {
     /// Checks the settings together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError(m.to_owned()));
-        if self.redis.is_some() {
+        if self.redis.is_some() && self.jwt_secret.is_none() {
             return bad(
-                "--redis (cluster mode) is not available in this release yet; run without it for the embedded store",
+                "--redis (cluster mode) needs --jwt-secret: every node must sign and verify tokens with the same key",
             );
         }
         if self.mqtt.is_some() {

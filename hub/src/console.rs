@@ -51,6 +51,8 @@ impl ConsoleEvent {
 pub struct Console {
     tx: broadcast::Sender<ConsoleEvent>,
     dirty_incidents: Mutex<HashSet<String>>,
+    /// Incidents another cluster node changed (shown here, not announced again).
+    dirty_remote: Mutex<HashSet<String>>,
     dirty_grids: Mutex<HashSet<GridCode>>,
 }
 
@@ -62,6 +64,7 @@ impl Default for Console {
         Self {
             tx: broadcast::channel(1024).0,
             dirty_incidents: Mutex::default(),
+            dirty_remote: Mutex::default(),
             dirty_grids: Mutex::default(),
         }
     }
@@ -83,15 +86,14 @@ impl Console {
         });
     }
 
-    /// An incident's counts changed.
+    /// An incident's counts changed here.
     pub fn incident_changed(&self, id: &str) {
-        let mut d = self
-            .dirty_incidents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !d.contains(id) {
-            d.insert(id.to_owned());
-        }
+        mark(&self.dirty_incidents, id);
+    }
+
+    /// Another cluster node changed an incident's counts.
+    pub fn incident_changed_remote(&self, id: &str) {
+        mark(&self.dirty_remote, id);
     }
 
     /// Online counts of these grids changed.
@@ -100,17 +102,28 @@ impl Console {
         d.extend(grids.into_iter().cloned());
     }
 
-    /// Takes the dirty sets.
-    pub fn take_dirty(&self) -> (Vec<String>, Vec<GridCode>) {
-        let i = std::mem::take(
-            &mut *self
-                .dirty_incidents
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        let g = std::mem::take(&mut *self.dirty_grids.lock().unwrap_or_else(|p| p.into_inner()));
-        (i.into_iter().collect(), g.into_iter().collect())
+    /// Takes the dirty sets: incidents changed here, incidents changed by other nodes
+    /// (not already in the first), grids.
+    pub fn take_dirty(&self) -> (Vec<String>, Vec<String>, Vec<GridCode>) {
+        let here = take(&self.dirty_incidents);
+        let remote = take(&self.dirty_remote)
+            .into_iter()
+            .filter(|id| !here.contains(id))
+            .collect();
+        let g = take(&self.dirty_grids);
+        (here.into_iter().collect(), remote, g.into_iter().collect())
     }
+}
+
+fn mark(set: &Mutex<HashSet<String>>, id: &str) {
+    let mut d = set.lock().unwrap_or_else(|p| p.into_inner());
+    if !d.contains(id) {
+        d.insert(id.to_owned());
+    }
+}
+
+fn take<T>(set: &Mutex<HashSet<T>>) -> HashSet<T> {
+    std::mem::take(&mut *set.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The `progress` event data.

@@ -212,23 +212,28 @@ impl Hub {
         let snap = self.store.create_incident(new).await?;
         self.metrics.store_seconds.observe(started.elapsed());
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
-        let online = self.bus.publish(BusEvent::Incident {
-            meta: snap.meta.clone(),
-            recipients: snap.recipients.clone(),
-        });
+        let online = self
+            .bus
+            .publish(BusEvent::Incident {
+                meta: snap.meta.clone(),
+                recipients: snap.recipients.clone(),
+            })
+            .await;
         let meta = &snap.meta;
         tracing::info!(
             incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
             recipients = snap.recipients.len(), online, "incident issued"
         );
-        self.console.emit(
-            "incident",
-            meta.targets.codes.iter().map(|c| c.to_string()).collect(),
-            serde_json::json!({
-                "incident": meta.view(), "recipients": snap.recipients.len(), "online": online,
-                "counts": counts(&snap.recipients),
-            }),
-        );
+        let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
+        let event = serde_json::json!({
+            "incident": meta.view(), "recipients": snap.recipients.len(), "online": online,
+            "counts": counts(&snap.recipients),
+        });
+        if let Some(c) = &self.cluster {
+            c.announce_console(Vec::new(), Some(("incident", codes.clone(), event.clone())))
+                .await;
+        }
+        self.console.emit("incident", codes, event);
         Ok(CreatedIncident {
             id: meta.id.clone(),
             rev: meta.rev,
@@ -252,7 +257,7 @@ impl Hub {
                 if is_ack {
                     self.metrics.acks.fetch_add(1, Relaxed);
                     // Every device of the lead learns the new answer.
-                    self.bus.publish(BusEvent::Recipient { meta, state });
+                    self.bus.publish(BusEvent::Recipient { meta, state }).await;
                 } else {
                     self.metrics.receipts.fetch_add(1, Relaxed);
                 }

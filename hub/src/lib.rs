@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod incident;
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The store could not open.
     #[error(transparent)]
     Store(#[from] store::embedded::OpenError),
+    /// Cluster mode could not reach Redis.
+    #[error("redis: {0}")]
+    Redis(String),
     /// The registry could not be read or is invalid.
     #[error("registry {0}")]
     Registry(String),
@@ -97,6 +101,8 @@ pub struct Inner {
     pub node_id: String,
     /// Held while a registry replacement is saved and put in force.
     pub registry_writes: tokio::sync::Mutex<()>,
+    /// Cluster mode (`--redis`): this node's part in the cluster.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl std::ops::Deref for Hub {
@@ -158,31 +164,89 @@ impl Hub {
                 .map_err(|e| StartError::Secret(std::io::Error::other(e)))?
                 .map_err(StartError::Secret)?
         };
-        let store = {
-            let d = data_dir.clone();
-            let dir = d.clone();
-            tokio::task::spawn_blocking(move || store::embedded::EmbeddedStore::open(&d))
-                .await
-                .map_err(|e| store::embedded::OpenError::Io(dir, std::io::Error::other(e)))??
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("hub-{:x}", now_ms() & 0xffffff));
+        let metrics = Arc::new(Metrics::default());
+        let tracker = TaskTracker::new();
+        let (store, presence, bus, cluster, stored): (
+            Arc<dyn Store>,
+            Arc<Presence>,
+            Arc<dyn Bus>,
+            _,
+            _,
+        ) = match &config.redis {
+            None => {
+                let d = data_dir.clone();
+                let dir = d.clone();
+                let store =
+                    tokio::task::spawn_blocking(move || store::embedded::EmbeddedStore::open(&d))
+                        .await
+                        .map_err(|e| {
+                            store::embedded::OpenError::Io(dir, std::io::Error::other(e))
+                        })??;
+                let stored = store
+                    .load_registry()
+                    .await
+                    .map_err(|e| StartError::Registry(e.to_string()))?;
+                let presence = Arc::new(Presence::default());
+                let bus = Arc::new(bus::local::LocalBus::new(presence.clone(), metrics.clone()));
+                (Arc::new(store), presence, bus, None, stored)
+            }
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| StartError::Redis(e.to_string()))?;
+                let conn =
+                    tokio::time::timeout(Duration::from_secs(10), store::redis::connect(&client))
+                        .await
+                        .map_err(|_| StartError::Redis(format!("{url}: no answer in 10 s")))?
+                        .map_err(|e| StartError::Redis(format!("{url}: {e}")))?;
+                let store = store::redis::RedisStore::new(conn);
+                let (ver, stored) = store
+                    .load_registry_versioned()
+                    .await
+                    .map_err(|e| StartError::Redis(e.to_string()))?;
+                let presence = Arc::new(Presence::tracked());
+                let cluster = Arc::new(cluster::Cluster::new(
+                    node_id.clone(),
+                    client,
+                    store.clone(),
+                    ver,
+                    presence.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
+                let bus = Arc::new(cluster::ClusterBus {
+                    cluster: cluster.clone(),
+                });
+                (Arc::new(store), presence, bus, Some(cluster), stored)
+            }
         };
-        let store: Arc<dyn Store> = Arc::new(store);
-        let (doc, source) = match &config.registry {
-            Some(path) => {
+        // Cluster mode: a registry stored in Redis wins, so that restarting a node never
+        // undoes a run-time replacement; `--registry` (or the sample city) seeds an empty
+        // cluster.
+        let (doc, source, seed) = match (stored, &config.registry, &config.redis) {
+            (Some(doc), _, Some(_)) => (doc, "Redis (the cluster's registry)".to_owned(), false),
+            (_, Some(path), _) => {
                 let bytes = tokio::fs::read(path)
                     .await
                     .map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
                 let doc = serde_json::from_slice(&bytes)
                     .map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
-                (doc, path.display().to_string())
+                (doc, path.display().to_string(), true)
             }
-            None => match store
-                .load_registry()
-                .await
-                .map_err(|e| StartError::Registry(e.to_string()))?
-            {
-                Some(doc) => (doc, "the data dir (last PUT /v1/registry)".to_owned()),
-                None => (sample::sample_city(), "the built-in sample city".to_owned()),
-            },
+            (Some(doc), None, None) => (
+                doc,
+                "the data dir (last PUT /v1/registry)".to_owned(),
+                false,
+            ),
+            (None, None, _) => (
+                sample::sample_city(),
+                "the built-in sample city".to_owned(),
+                true,
+            ),
         };
         let registry = doc.validate().map_err(|problems| {
             StartError::Registry(format!(
@@ -190,16 +254,14 @@ impl Hub {
                 problems.join("\n  ")
             ))
         })?;
+        if seed && cluster.is_some() {
+            store
+                .save_registry(&registry.to_doc())
+                .await
+                .map_err(|e| StartError::Redis(e.to_string()))?;
+        }
         let index = RegistryIndex::new(registry);
         tracing::info!(source = %source, summary = %index.summary(), "registry loaded");
-        let presence = Arc::new(Presence::default());
-        let metrics = Arc::new(Metrics::default());
-        let bus: Arc<dyn Bus> =
-            Arc::new(bus::local::LocalBus::new(presence.clone(), metrics.clone()));
-        let node_id = config
-            .node_id
-            .clone()
-            .unwrap_or_else(|| format!("hub-{:x}", now_ms() & 0xffffff));
         Ok(Hub(Arc::new(Inner {
             auth: Auth::new(&secret),
             registry: RegistryHandle::new(index),
@@ -209,13 +271,29 @@ impl Hub {
             console: Console::default(),
             metrics,
             shutdown,
-            tracker: TaskTracker::new(),
+            tracker,
             sessions: Arc::new(Semaphore::new(config.max_sessions)),
             connects: ConnectLimiter::new(config.connect_rate, config.connect_burst),
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),
+            cluster,
             config,
         })))
+    }
+}
+
+impl Hub {
+    /// Puts a validated registry in force: new assignments for online leads, sessions
+    /// of people no longer in it ended, subscriptions following.
+    pub fn apply_registry(&self, registry: gridcast_protocol::registry::Registry) {
+        self.registry.replace(RegistryIndex::new(registry));
+        self.presence.refresh(
+            &self.registry.current(),
+            gridcast_protocol::error::close::FORBIDDEN,
+        );
+        if let Some(c) = &self.cluster {
+            c.sessions_changed();
+        }
     }
 }
 
@@ -227,6 +305,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone());
     hub.tracker.spawn(console_ticker(hub.clone()));
+    if let Some(c) = &hub.cluster {
+        c.start(&hub);
+    }
     tracing::info!(addr = ?listener.local_addr().ok(), node = %hub.node_id, "gridcast hub listening");
     let token = hub.shutdown.clone();
     let served = axum::serve(
@@ -270,8 +351,13 @@ async fn console_ticker(hub: Hub) {
             _ = tick.tick() => {}
             () = hub.shutdown.cancelled() => return,
         }
-        let (incidents, grids) = hub.console.take_dirty();
-        for id in incidents {
+        let (here, remote, grids) = hub.console.take_dirty();
+        if let Some(c) = &hub.cluster
+            && !here.is_empty()
+        {
+            c.announce_console(here.clone(), None).await;
+        }
+        for id in here.into_iter().chain(remote) {
             if let Ok(Some(snap)) = hub.store.incident(&id).await {
                 let counts = incident::counts(&snap.recipients);
                 let state = if snap.meta.state == gridcast_protocol::model::IncidentState::Active {

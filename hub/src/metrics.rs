@@ -82,6 +82,12 @@ pub struct Metrics {
     pub incidents_issued: AtomicU64,
     /// Console events lost by a lagging console stream.
     pub console_lagged: AtomicU64,
+    /// Cluster mode: resyncs after a Redis reconnect or a missed subscription probe.
+    pub cluster_resyncs: AtomicU64,
+    /// Cluster mode: incident frames re-sent to local sessions by resyncs.
+    pub cluster_resent: AtomicU64,
+    /// Cluster mode: publishes to Redis that failed (retried in the background).
+    pub cluster_publish_errors: AtomicU64,
     /// Time from durable issue to every local session's queue holding the frame.
     pub fanout_seconds: Histogram,
     /// Time for a store write to become durable, as seen by the caller.
@@ -102,6 +108,9 @@ impl Default for Metrics {
             slow_consumer_drops: AtomicU64::new(0),
             incidents_issued: AtomicU64::new(0),
             console_lagged: AtomicU64::new(0),
+            cluster_resyncs: AtomicU64::new(0),
+            cluster_resent: AtomicU64::new(0),
+            cluster_publish_errors: AtomicU64::new(0),
             fanout_seconds: Histogram::new(FANOUT_BOUNDS),
             store_seconds: Histogram::new(STORE_BOUNDS),
         }
@@ -187,6 +196,24 @@ impl Metrics {
             "gridcast_console_lagged_total",
             "Console events skipped by lagging streams.",
             &self.console_lagged,
+        );
+        c(
+            &mut out,
+            "gridcast_cluster_resyncs_total",
+            "Resyncs after a Redis reconnect or a missed subscription probe.",
+            &self.cluster_resyncs,
+        );
+        c(
+            &mut out,
+            "gridcast_cluster_resent_total",
+            "Incident frames re-sent to local sessions by resyncs.",
+            &self.cluster_resent,
+        );
+        c(
+            &mut out,
+            "gridcast_cluster_publish_errors_total",
+            "Publishes to Redis that failed and were retried.",
+            &self.cluster_publish_errors,
         );
         self.fanout_seconds.render(
             "gridcast_fanout_seconds",

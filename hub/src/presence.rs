@@ -5,7 +5,7 @@
 //! DashMap guards are never held across `.await` or while touching the same map again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use gridcast_protocol::api::{Presence as PresenceBody, PresenceChild, PresenceLead};
@@ -26,6 +26,18 @@ struct LeadEntry {
 pub struct Presence {
     leads: DashMap<String, LeadEntry>,
     grid_online: DashMap<GridCode, u32>,
+    /// Cluster mode: leads whose sessions changed since the cluster last published them.
+    dirty: Option<Mutex<HashSet<String>>>,
+}
+
+/// One online lead, as `GET /v1/presence` lists it.
+pub struct OnlineLead {
+    /// Lead id.
+    pub id: String,
+    /// Its assignments.
+    pub assignments: Arc<[Assignment]>,
+    /// Channels of its sessions, sorted, distinct.
+    pub channels: Vec<String>,
 }
 
 /// What a fan-out reached.
@@ -40,6 +52,58 @@ pub struct Reach {
 }
 
 impl Presence {
+    /// An index that remembers which leads changed, for the cluster to publish.
+    pub fn tracked() -> Self {
+        Self {
+            dirty: Some(Mutex::default()),
+            ..Self::default()
+        }
+    }
+
+    fn touch(&self, lead: &str) {
+        if let Some(d) = &self.dirty {
+            d.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lead.to_owned());
+        }
+    }
+
+    /// Leads whose sessions changed since the last call (tracked indexes only).
+    pub fn take_dirty(&self) -> Vec<String> {
+        self.dirty.as_ref().map_or_else(Vec::new, |d| {
+            std::mem::take(&mut *d.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect()
+        })
+    }
+
+    /// True when the lead has a session here.
+    pub fn has(&self, lead: &str) -> bool {
+        self.leads.contains_key(lead)
+    }
+
+    /// Grids with at least one online lead here.
+    pub fn grids(&self) -> Vec<GridCode> {
+        self.grid_online.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// The channels of a lead's sessions here, sorted and distinct; `None` if offline.
+    pub fn channels_of(&self, lead: &str) -> Option<Vec<String>> {
+        self.leads.get(lead).map(|e| channels(&e.sessions))
+    }
+
+    /// Every lead online here.
+    pub fn online(&self) -> Vec<OnlineLead> {
+        self.leads
+            .iter()
+            .map(|e| OnlineLead {
+                id: e.key().clone(),
+                assignments: e.assignments.clone(),
+                channels: channels(&e.sessions),
+            })
+            .collect()
+    }
+
     /// Adds a session; returns true when the lead just came online.
     pub fn register(
         &self,
@@ -59,6 +123,7 @@ impl Presence {
             })
             .sessions
             .push(session);
+        self.touch(lead);
         if came_online {
             for g in distinct_grids(&assignments) {
                 *self.grid_online.entry(g).or_insert(0) += 1;
@@ -73,6 +138,7 @@ impl Presence {
             e.sessions.retain(|s| s.id != session_id);
             e.sessions.is_empty()
         });
+        self.touch(lead);
         let (_, entry) = removed?;
         for g in distinct_grids(&entry.assignments) {
             let now_zero = self.grid_online.get_mut(&g).map(|mut n| {
@@ -128,70 +194,14 @@ impl Presence {
         reach
     }
 
-    /// `GET /v1/presence`: online leads inside `prefix`, per child area, optionally listed.
+    /// `GET /v1/presence` for this node alone.
     pub fn body(
         &self,
         prefix: &Target,
         registry: &RegistryIndex,
         with_leads: bool,
     ) -> PresenceBody {
-        let children = registry.child_areas(prefix);
-        let child_len = children.first().map(String::len);
-        let mut per_child: HashMap<&str, usize> =
-            children.iter().map(|c| (c.as_str(), 0)).collect();
-        let mut online = 0;
-        let mut leads = Vec::new();
-        for e in self.leads.iter() {
-            let inside: Vec<&Assignment> = e
-                .assignments
-                .iter()
-                .filter(|a| prefix.covers(a.grid.as_str()))
-                .collect();
-            let Some(first) = inside.first() else {
-                continue;
-            };
-            online += 1;
-            if let Some(len) = child_len {
-                let mine: HashSet<&str> = inside
-                    .iter()
-                    .filter(|a| a.grid.as_str().len() >= len)
-                    .map(|a| &a.grid.as_str()[..len])
-                    .collect();
-                for c in mine {
-                    if let Some(n) = per_child.get_mut(c) {
-                        *n += 1;
-                    }
-                }
-            }
-            if with_leads {
-                let mut channels: Vec<String> = e
-                    .sessions
-                    .iter()
-                    .map(|s| s.channel.as_str().to_owned())
-                    .collect();
-                channels.sort();
-                channels.dedup();
-                leads.push(PresenceLead {
-                    id: e.key().clone(),
-                    grid: first.grid.clone(),
-                    role: first.role,
-                    channels,
-                });
-            }
-        }
-        leads.sort_by(|a, b| a.id.cmp(&b.id));
-        PresenceBody {
-            prefix: prefix.to_string(),
-            online,
-            children: children
-                .iter()
-                .map(|c| PresenceChild {
-                    code: c.clone(),
-                    online: per_child[c.as_str()],
-                })
-                .collect(),
-            leads: with_leads.then_some(leads),
-        }
+        body(prefix, registry, with_leads, self.online())
     }
 
     /// After a registry change: new assignments for leads still known, and the sessions
@@ -238,6 +248,75 @@ impl Presence {
     pub fn online_leads(&self) -> usize {
         self.leads.len()
     }
+}
+
+/// `GET /v1/presence`: online leads inside `prefix`, per child area, optionally listed.
+/// `online` may come from this node or from the whole cluster.
+pub fn body(
+    prefix: &Target,
+    registry: &RegistryIndex,
+    with_leads: bool,
+    online_leads: Vec<OnlineLead>,
+) -> PresenceBody {
+    let children = registry.child_areas(prefix);
+    let child_len = children.first().map(String::len);
+    let mut per_child: HashMap<&str, usize> = children.iter().map(|c| (c.as_str(), 0)).collect();
+    let mut online = 0;
+    let mut leads = Vec::new();
+    for e in online_leads {
+        let inside: Vec<&Assignment> = e
+            .assignments
+            .iter()
+            .filter(|a| prefix.covers(a.grid.as_str()))
+            .collect();
+        let Some(first) = inside.first() else {
+            continue;
+        };
+        online += 1;
+        if let Some(len) = child_len {
+            let mine: HashSet<&str> = inside
+                .iter()
+                .filter(|a| a.grid.as_str().len() >= len)
+                .map(|a| &a.grid.as_str()[..len])
+                .collect();
+            for c in mine {
+                if let Some(n) = per_child.get_mut(c) {
+                    *n += 1;
+                }
+            }
+        }
+        if with_leads {
+            leads.push(PresenceLead {
+                id: e.id.clone(),
+                grid: first.grid.clone(),
+                role: first.role,
+                channels: e.channels,
+            });
+        }
+    }
+    leads.sort_by(|a, b| a.id.cmp(&b.id));
+    PresenceBody {
+        prefix: prefix.to_string(),
+        online,
+        children: children
+            .iter()
+            .map(|c| PresenceChild {
+                code: c.clone(),
+                online: per_child[c.as_str()],
+            })
+            .collect(),
+        leads: with_leads.then_some(leads),
+    }
+}
+
+fn channels(sessions: &[SessionHandle]) -> Vec<String> {
+    let mut v: Vec<String> = sessions
+        .iter()
+        .map(|s| s.channel.as_str().to_owned())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Queues `frame` to each session without waiting, counting what happened.

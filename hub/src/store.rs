@@ -7,6 +7,7 @@
 //! change is durable: an `ok` to a phone is sent after the future resolves.
 
 pub mod embedded;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,43 +13,19 @@ use gridcast_hub::auth::TokenRole;
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
 use gridcast_protocol::model::Response;
 use support::*;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn spawn_hub(dir: &std::path::Path, registry: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--registry")
-        .arg(registry)
-        .arg("--jwt-secret")
-        .arg(SECRET)
-        .env("GRIDCAST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start gridcast-hub");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(30), "hub ready", || {
-        let http = http.clone();
-        async move {
-            http.get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    })
-    .await;
-    child
+async fn start_hub(dir: &std::path::Path, registry: &std::path::Path, port: u16) -> Child {
+    spawn_hub(
+        port,
+        &[
+            "--data-dir".as_ref(),
+            dir.as_os_str(),
+            "--registry".as_ref(),
+            registry.as_os_str(),
+        ],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +37,7 @@ async fn acks_answered_ok_survive_kill_9() {
     std::fs::write(&registry, serde_json::to_vec(&doc).unwrap()).unwrap();
     let data = dir.join("data");
     let port = free_port();
-    let mut child = spawn_hub(&data, &registry, port).await;
+    let mut child = start_hub(&data, &registry, port).await;
     let base = format!("http://127.0.0.1:{port}");
     let console = ConsoleClient::new(&base, &token("op", TokenRole::Operator, ""));
     let created = console
@@ -116,7 +91,7 @@ async fn acks_answered_ok_survive_kill_9() {
     let confirmed = acked.lock().unwrap().clone();
     assert!(confirmed.len() >= 50);
 
-    let mut child = spawn_hub(&data, &registry, port).await;
+    let mut child = start_hub(&data, &registry, port).await;
     let accepted = console
         .recipients(&created.id, Some("accepted"))
         .await

@@ -182,6 +182,12 @@ async fn session(hub: Hub, mut socket: WebSocket, _permit: OwnedSemaphorePermit)
         hub.console
             .grids_changed(assignments.iter().map(|a| &a.grid));
     }
+    if let Some(c) = &hub.cluster {
+        // Subscribed to this lead's grids before its sync is read: an incident issued
+        // meanwhile is then in the sync, on the subscription, or both.
+        c.sessions_changed();
+        c.wait_subscribed(&assignments).await;
+    }
     hub.metrics.sessions.fetch_add(1, Relaxed);
     hub.metrics.sessions_opened.fetch_add(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, "session opened");
@@ -218,6 +224,9 @@ async fn session(hub: Hub, mut socket: WebSocket, _permit: OwnedSemaphorePermit)
     if let Some(assignments) = hub.presence.unregister(&lead, handle.id) {
         hub.console
             .grids_changed(assignments.iter().map(|a| &a.grid));
+        if let Some(c) = &hub.cluster {
+            c.sessions_changed();
+        }
     }
     hub.metrics.sessions.fetch_sub(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, close = handle.close_code(), "session closed");

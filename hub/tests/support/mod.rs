@@ -2,6 +2,8 @@
 //! registries. Every wait is on an event with a timeout, never a sleep.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +24,57 @@ pub fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gridcast-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real `gridcast-hub` child process on `port` with these extra flags, once ready.
+pub async fn spawn_hub(port: u16, args: &[&std::ffi::OsStr]) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--jwt-secret")
+        .arg(SECRET)
+        .args(args)
+        .env("GRIDCAST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start gridcast-hub");
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), "hub ready", || {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    child
+}
+
+/// Polls `GET /readyz` of a hub until it answers `want`.
+pub async fn ready_is(http: &str, want: bool, limit: Duration) {
+    let client = reqwest::Client::new();
+    eventually(limit, &format!("{http}/readyz == {want}"), || {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{http}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| (r.status() == 200) == want)
+        }
+    })
+    .await;
 }
 
 pub fn auth() -> Auth {

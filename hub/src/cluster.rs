@@ -1,0 +1,651 @@
+//! Cluster mode (`--redis URL`): several nodes behind a load balancer share one Redis.
+//!
+//! - **State** is in Redis ([`crate::store::redis`]); any node answers any API call.
+//! - **Fan-out by grid code.** The node that records a change delivers it to its own
+//!   sessions and publishes it on `gc:g:<grid>` for every grid of its recipients (each
+//!   message carries only that grid's recipients). A node subscribes to the channels of
+//!   the grids it holds sessions for, reference-counted through the presence index, and
+//!   a new session waits (bounded) for its grids' subscriptions before it reads its sync,
+//!   so nothing falls between the two.
+//! - **Presence.** Every [`HEARTBEAT`] a node refreshes its entry in `{gcp}:nodes`
+//!   (score: expiry) and publishes its changed leads to `{gcp}:node:<id>`. A node whose
+//!   entry expired is dead: its leads leave cluster presence within [`PRESENCE_TTL`] of
+//!   its last heartbeat.
+//! - **Resync.** Pub/sub is at-most-once. Each node publishes a probe to itself every
+//!   heartbeat; a subscription that ends or misses probes for [`PROBE_DEAD`] is dropped
+//!   and made again, and then the node re-sends to its sessions every active incident
+//!   whose `rev` it has not delivered, and reloads the registry if its version moved.
+//!   `/readyz` is false from the loss until the resync is done.
+//! - **Registry** replacements are stored with a version and announced on `gc:registry`.
+//! - **Console** progress: each node announces the incidents its leads changed every
+//!   console tick on `gc:console`, so every node's console stream shows the whole
+//!   cluster's counts (read from Redis).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use gridcast_protocol::GridCode;
+use gridcast_protocol::frame::Assignment;
+use gridcast_protocol::model::IncidentState;
+use redis::aio::{ConnectionManager, PubSubSink};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::bus::{Bus, BusEvent, BusFuture, deliver};
+use crate::metrics::Metrics;
+use crate::presence::{OnlineLead, Presence};
+use crate::store::redis::{REGISTRY_CHANNEL, RedisStore};
+use crate::store::{IncidentMeta, RecipientState, StoreError};
+use crate::{Hub, now_ms};
+
+/// How often a node refreshes its presence and probes its subscription.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a node's presence lives after its last heartbeat.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
+/// A subscription that has not seen its own probe for this long is treated as lost.
+pub const PROBE_DEAD: Duration = Duration::from_secs(3);
+/// How long a new session waits for its grids' subscriptions before reading its sync.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+/// How long a failed publish is retried.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(30);
+
+const NODES: &str = "{gcp}:nodes";
+const CONSOLE_CHANNEL: &str = "gc:console";
+
+fn node_key(node: &str) -> String {
+    format!("{{gcp}}:node:{node}")
+}
+fn grid_channel(grid: &str) -> String {
+    format!("gc:g:{grid}")
+}
+fn probe_channel(node: &str) -> String {
+    format!("gc:probe:{node}")
+}
+
+/// A bus event on the wire: only the recipients of one grid.
+#[derive(Serialize)]
+struct WireOut<'a> {
+    origin: &'a str,
+    whole: bool,
+    meta: &'a IncidentMeta,
+    recipients: Vec<&'a RecipientState>,
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    origin: String,
+    whole: bool,
+    meta: IncidentMeta,
+    recipients: Vec<RecipientState>,
+}
+
+/// What a node tells the others' consoles.
+#[derive(Serialize, Deserialize, Default)]
+struct ConsoleWire {
+    origin: String,
+    #[serde(default)]
+    changed: Vec<String>,
+    #[serde(default)]
+    event: Option<(String, Vec<String>, serde_json::Value)>,
+}
+
+/// One node's part in the cluster.
+pub struct Cluster {
+    node: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    store: RedisStore,
+    presence: Arc<Presence>,
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    /// Grid codes whose channel this node is subscribed to.
+    subscribed: Mutex<HashSet<String>>,
+    subscribed_gen: watch::Sender<u64>,
+    reconcile: Notify,
+    /// Highest `rev` of each active incident delivered to this node's sessions.
+    seen: DashMap<String, u64>,
+    last_probe: AtomicU64,
+    registry_ver: AtomicU64,
+    /// The presence entry must be rewritten whole (start, or a failed heartbeat).
+    presence_stale: AtomicBool,
+    shutdown: tokio_util::sync::CancellationToken,
+    tracker: tokio_util::task::TaskTracker,
+}
+
+impl Cluster {
+    /// A cluster node over an open store; nothing runs until [`Cluster::start`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: String,
+        client: redis::Client,
+        store: RedisStore,
+        registry_ver: u64,
+        presence: Arc<Presence>,
+        metrics: Arc<Metrics>,
+        shutdown: tokio_util::sync::CancellationToken,
+        tracker: tokio_util::task::TaskTracker,
+    ) -> Self {
+        Self {
+            node,
+            client,
+            conn: store.connection(),
+            store,
+            presence,
+            metrics,
+            ready: AtomicBool::new(false),
+            subscribed: Mutex::default(),
+            subscribed_gen: watch::channel(0).0,
+            reconcile: Notify::new(),
+            seen: DashMap::new(),
+            last_probe: AtomicU64::new(0),
+            registry_ver: AtomicU64::new(registry_ver),
+            presence_stale: AtomicBool::new(true),
+            shutdown,
+            tracker,
+        }
+    }
+
+    /// Starts the subscriber and the heartbeat.
+    pub fn start(self: &Arc<Self>, hub: &Hub) {
+        self.tracker.spawn(self.clone().subscriber(hub.clone()));
+        self.tracker.spawn(self.clone().heartbeat());
+    }
+
+    /// True while this node can deliver: subscribed, probe seen, resync done.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    /// The sessions of this node changed: subscriptions follow.
+    pub fn sessions_changed(&self) {
+        self.reconcile.notify_one();
+    }
+
+    /// Waits (bounded) until this node is subscribed to every grid of `assignments`.
+    pub async fn wait_subscribed(&self, assignments: &[Assignment]) {
+        let mut rx = self.subscribed_gen.subscribe();
+        let deadline = tokio::time::Instant::now() + SUBSCRIBE_WAIT;
+        loop {
+            let all = {
+                let s = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+                assignments.iter().all(|a| s.contains(a.grid.as_str()))
+            };
+            if all {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    tracing::warn!(
+                        "grid subscriptions not confirmed in time; the resync after Redis returns covers this session"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn saw(&self, id: &str, rev: u64) {
+        let mut e = self.seen.entry(id.to_owned()).or_insert(0);
+        *e = (*e).max(rev);
+    }
+
+    async fn subscriber(self: Arc<Self>, hub: Hub) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result = self.subscription(&hub).await;
+            self.ready.store(false, Relaxed);
+            self.subscribed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(node = %self.node, error = %e, "cluster subscription lost; reconnecting and resyncing")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// One life of the subscription: Ok at shutdown, Err when it is lost.
+    async fn subscription(&self, hub: &Hub) -> Result<(), String> {
+        let pubsub = tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let (mut sink, mut stream) = pubsub.split();
+        sink.subscribe(&[
+            probe_channel(&self.node),
+            REGISTRY_CHANNEL.to_owned(),
+            CONSOLE_CHANNEL.to_owned(),
+        ])
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut channels = HashSet::new();
+        self.reconcile_with(&mut sink, &mut channels)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.last_probe.store(now_ms(), Relaxed);
+        self.resync(hub).await.map_err(|e| e.to_string())?;
+        self.ready.store(true, Relaxed);
+        tracing::info!(node = %self.node, grids = channels.len(), "cluster subscription ready");
+        let mut check = tokio::time::interval(HEARTBEAT / 2);
+        loop {
+            tokio::select! {
+                m = stream.next() => match m {
+                    None => return Err("connection closed".into()),
+                    Some(msg) => self.handle(hub, &msg).await,
+                },
+                () = self.reconcile.notified() => {
+                    self.reconcile_with(&mut sink, &mut channels).await.map_err(|e| e.to_string())?;
+                }
+                _ = check.tick() => {
+                    let silent = now_ms().saturating_sub(self.last_probe.load(Relaxed));
+                    if silent > PROBE_DEAD.as_millis() as u64 {
+                        return Err(format!("no probe for {silent} ms"));
+                    }
+                }
+                () = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// Subscribes to the grids with sessions here and unsubscribes from the others.
+    async fn reconcile_with(
+        &self,
+        sink: &mut PubSubSink,
+        channels: &mut HashSet<String>,
+    ) -> redis::RedisResult<()> {
+        let desired: HashSet<String> = self
+            .presence
+            .grids()
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect();
+        let add: Vec<String> = desired
+            .difference(channels)
+            .map(|g| grid_channel(g))
+            .collect();
+        let drop: Vec<String> = channels
+            .difference(&desired)
+            .map(|g| grid_channel(g))
+            .collect();
+        if !add.is_empty() {
+            sink.subscribe(&add).await?;
+        }
+        if !drop.is_empty() {
+            sink.unsubscribe(&drop).await?;
+        }
+        channels.clone_from(&desired);
+        *self.subscribed.lock().unwrap_or_else(|p| p.into_inner()) = desired;
+        self.subscribed_gen.send_modify(|g| *g += 1);
+        Ok(())
+    }
+
+    async fn handle(&self, hub: &Hub, msg: &redis::Msg) {
+        let channel = msg.get_channel_name();
+        let payload = msg.get_payload_bytes();
+        if channel.starts_with("gc:g:") {
+            let Ok(w) = serde_json::from_slice::<WireIn>(payload) else {
+                tracing::warn!(channel, "undecodable cluster message dropped");
+                return;
+            };
+            if w.origin == self.node {
+                return; // delivered locally when it was published
+            }
+            let meta = Arc::new(w.meta);
+            let event = if w.whole {
+                self.saw(&meta.id, meta.rev);
+                BusEvent::Incident {
+                    meta,
+                    recipients: Arc::new(w.recipients),
+                }
+            } else {
+                let Some(state) = w.recipients.into_iter().next() else {
+                    return;
+                };
+                BusEvent::Recipient { meta, state }
+            };
+            deliver(&self.presence, &self.metrics, &event);
+        } else if channel == probe_channel(&self.node) {
+            self.last_probe.store(now_ms(), Relaxed);
+        } else if channel == REGISTRY_CHANNEL {
+            if let Err(e) = self.reload_registry(hub).await {
+                tracing::warn!(error = %e, "registry reload failed; retried at the next resync");
+            }
+        } else if channel == CONSOLE_CHANNEL {
+            let Ok(w) = serde_json::from_slice::<ConsoleWire>(payload) else {
+                return;
+            };
+            if w.origin == self.node {
+                return;
+            }
+            for id in &w.changed {
+                hub.console.incident_changed_remote(id);
+            }
+            if let Some((name, codes, data)) = w.event
+                && name == "incident"
+            {
+                hub.console.emit("incident", codes, data);
+            }
+        }
+    }
+
+    /// After (re)subscribing: the registry if it moved, then every active incident whose
+    /// `rev` this node has not delivered goes to its local recipients.
+    async fn resync(&self, hub: &Hub) -> Result<(), StoreError> {
+        self.reload_registry(hub).await?;
+        let snaps = hub.store.incidents(Some(IncidentState::Active)).await?;
+        let mut resent = 0;
+        for s in &snaps {
+            let seen = self.seen.get(&s.meta.id).map(|r| *r).unwrap_or(0);
+            if s.meta.rev > seen {
+                resent += deliver(
+                    &self.presence,
+                    &self.metrics,
+                    &BusEvent::Incident {
+                        meta: s.meta.clone(),
+                        recipients: s.recipients.clone(),
+                    },
+                );
+                self.saw(&s.meta.id, s.meta.rev);
+            }
+        }
+        let active: HashSet<&str> = snaps.iter().map(|s| s.meta.id.as_str()).collect();
+        self.seen.retain(|id, _| active.contains(id.as_str()));
+        self.metrics.cluster_resyncs.fetch_add(1, Relaxed);
+        self.metrics
+            .cluster_resent
+            .fetch_add(resent as u64, Relaxed);
+        tracing::info!(node = %self.node, active = snaps.len(), resent, "cluster resync done");
+        Ok(())
+    }
+
+    /// Puts the stored registry in force if its version is newer than ours.
+    async fn reload_registry(&self, hub: &Hub) -> Result<(), StoreError> {
+        let _one_at_a_time = hub.registry_writes.lock().await;
+        let (ver, doc) = self.store.load_registry_versioned().await?;
+        if ver <= self.registry_ver.load(Relaxed) {
+            return Ok(());
+        }
+        let Some(doc) = doc else { return Ok(()) };
+        match doc.validate() {
+            Ok(registry) => {
+                hub.apply_registry(registry);
+                self.registry_ver.store(ver, Relaxed);
+                tracing::info!(version = ver, "registry reloaded from the cluster");
+            }
+            Err(problems) => {
+                tracing::error!(
+                    version = ver,
+                    ?problems,
+                    "stored registry is invalid; keeping the one in force"
+                )
+            }
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq = 0u64;
+        let key = node_key(&self.node);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.shutdown.cancelled() => break,
+            }
+            seq += 1;
+            let now = now_ms();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.zadd(NODES, &self.node, now + PRESENCE_TTL.as_millis() as u64)
+                .ignore()
+                .zrembyscore(NODES, "-inf", now.saturating_sub(3_600_000))
+                .ignore();
+            let dirty = self.presence.take_dirty();
+            if self.presence_stale.swap(false, Relaxed) {
+                pipe.del(&key).ignore();
+                let all: Vec<(String, String)> = self
+                    .presence
+                    .online()
+                    .into_iter()
+                    .map(|l| (l.id, l.channels.join(",")))
+                    .collect();
+                if !all.is_empty() {
+                    pipe.hset_multiple(&key, &all).ignore();
+                }
+            } else {
+                for lead in &dirty {
+                    match self.presence.channels_of(lead) {
+                        Some(ch) => pipe.hset(&key, lead, ch.join(",")).ignore(),
+                        None => pipe.hdel(&key, lead).ignore(),
+                    };
+                }
+            }
+            pipe.pexpire(&key, 3 * PRESENCE_TTL.as_millis() as i64)
+                .ignore()
+                .publish(probe_channel(&self.node), seq)
+                .ignore();
+            let mut c = self.conn.clone();
+            if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                tracing::warn!(error = %e, "cluster heartbeat failed");
+                self.presence_stale.store(true, Relaxed);
+            }
+        }
+        // Leaving cleanly: our leads leave cluster presence now, not at expiry.
+        let mut c = self.conn.clone();
+        let _ = redis::pipe()
+            .zrem(NODES, &self.node)
+            .ignore()
+            .del(&key)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await;
+    }
+
+    async fn live_nodes(&self) -> redis::RedisResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(NODES)
+            .arg(now_ms())
+            .arg("+inf")
+            .query_async(&mut c)
+            .await?;
+        Ok(nodes.into_iter().filter(|n| *n != self.node).collect())
+    }
+
+    /// Every lead online anywhere in the cluster, for `GET /v1/presence`.
+    pub async fn online(&self, hub: &Hub) -> Result<Vec<OnlineLead>, StoreError> {
+        let io = |e: redis::RedisError| StoreError::Io(format!("redis: {e}"));
+        let nodes = self.live_nodes().await.map_err(io)?;
+        let mut merged: HashMap<String, Vec<String>> = HashMap::new();
+        if !nodes.is_empty() {
+            let mut pipe = redis::pipe();
+            for n in &nodes {
+                pipe.hgetall(node_key(n));
+            }
+            let mut c = self.conn.clone();
+            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await.map_err(io)?;
+            for (lead, ch) in maps.into_iter().flatten() {
+                merged
+                    .entry(lead)
+                    .or_default()
+                    .extend(ch.split(',').filter(|c| !c.is_empty()).map(str::to_owned));
+            }
+        }
+        let mut out = self.presence.online();
+        for l in &mut out {
+            if let Some(more) = merged.remove(&l.id) {
+                l.channels.extend(more);
+                l.channels.sort();
+                l.channels.dedup();
+            }
+        }
+        let registry = hub.registry.current();
+        for (id, mut channels) in merged {
+            let Some(p) = registry.person(&id) else {
+                continue;
+            };
+            channels.sort();
+            channels.dedup();
+            out.push(OnlineLead {
+                assignments: crate::registry::assignments(p),
+                id,
+                channels,
+            });
+        }
+        Ok(out)
+    }
+
+    /// How many of `recipients` are online: here, or on another live node.
+    async fn online_count(&self, recipients: &[RecipientState]) -> redis::RedisResult<usize> {
+        let away: Vec<&str> = recipients
+            .iter()
+            .map(|r| r.lead.as_str())
+            .filter(|l| !self.presence.has(l))
+            .collect();
+        let here = recipients.len() - away.len();
+        let nodes = self.live_nodes().await?;
+        if nodes.is_empty() || away.is_empty() {
+            return Ok(here);
+        }
+        let mut pipe = redis::pipe();
+        for n in &nodes {
+            pipe.cmd("HMGET").arg(node_key(n)).arg(&away);
+        }
+        let mut c = self.conn.clone();
+        let found: Vec<Vec<Option<String>>> = pipe.query_async(&mut c).await?;
+        let mut online = vec![false; away.len()];
+        for per_node in found {
+            for (i, v) in per_node.into_iter().enumerate() {
+                online[i] |= v.is_some();
+            }
+        }
+        Ok(here + online.iter().filter(|o| **o).count())
+    }
+
+    /// Tells the other nodes' consoles which incidents changed here, and optionally one
+    /// event to show as is.
+    pub async fn announce_console(
+        &self,
+        changed: Vec<String>,
+        event: Option<(&str, Vec<String>, serde_json::Value)>,
+    ) {
+        let w = ConsoleWire {
+            origin: self.node.clone(),
+            changed,
+            event: event.map(|(n, c, d)| (n.to_owned(), c, d)),
+        };
+        let Ok(payload) = serde_json::to_vec(&w) else {
+            return;
+        };
+        let mut c = self.conn.clone();
+        let r: redis::RedisResult<()> =
+            redis::AsyncCommands::publish(&mut c, CONSOLE_CHANNEL, payload).await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "console announcement failed");
+        }
+    }
+
+    /// Publishes messages; on failure retries in the background for a while, so that a
+    /// blip on this node's connection does not cost the other nodes an activation.
+    async fn publish_all(&self, messages: Vec<(String, Vec<u8>)>) {
+        if messages.is_empty() {
+            return;
+        }
+        let pipe = publish_pipe(&messages);
+        let mut c = self.conn.clone();
+        if pipe.query_async::<()>(&mut c).await.is_ok() {
+            return;
+        }
+        self.metrics.cluster_publish_errors.fetch_add(1, Relaxed);
+        let shutdown = self.shutdown.clone();
+        let metrics = self.metrics.clone();
+        self.tracker.spawn(async move {
+            let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+            while tokio::time::Instant::now() < deadline {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if publish_pipe(&messages)
+                    .query_async::<()>(&mut c)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                metrics.cluster_publish_errors.fetch_add(1, Relaxed);
+            }
+            tracing::warn!("cluster publish given up; nodes pick the change up on resync");
+        });
+    }
+}
+
+fn publish_pipe(messages: &[(String, Vec<u8>)]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for (ch, payload) in messages {
+        pipe.publish(ch, payload).ignore();
+    }
+    pipe
+}
+
+/// The cluster's bus: local sessions at once, other nodes through Redis by grid code.
+pub struct ClusterBus {
+    /// The node.
+    pub cluster: Arc<Cluster>,
+}
+
+impl Bus for ClusterBus {
+    fn publish(&self, event: BusEvent) -> BusFuture<'_> {
+        Box::pin(async move {
+            let c = &self.cluster;
+            let local = deliver(&c.presence, &c.metrics, &event);
+            let (meta, whole, recipients): (&IncidentMeta, bool, Vec<&RecipientState>) =
+                match &event {
+                    BusEvent::Incident { meta, recipients } => {
+                        c.saw(&meta.id, meta.rev);
+                        (meta, true, recipients.iter().collect())
+                    }
+                    BusEvent::Recipient { meta, state } => (meta, false, vec![state]),
+                };
+            let mut by_grid: HashMap<&GridCode, Vec<&RecipientState>> = HashMap::new();
+            for r in recipients {
+                by_grid.entry(&r.grid).or_default().push(r);
+            }
+            let messages: Vec<(String, Vec<u8>)> = by_grid
+                .into_iter()
+                .filter_map(|(grid, recipients)| {
+                    let w = WireOut {
+                        origin: &c.node,
+                        whole,
+                        meta,
+                        recipients,
+                    };
+                    serde_json::to_vec(&w)
+                        .ok()
+                        .map(|p| (grid_channel(grid.as_str()), p))
+                })
+                .collect();
+            c.publish_all(messages).await;
+            match &event {
+                BusEvent::Incident { recipients, .. } => {
+                    c.online_count(recipients).await.unwrap_or(local)
+                }
+                BusEvent::Recipient { .. } => local,
+            }
+        })
+    }
+}

@@ -1,0 +1,444 @@
+//! The Redis store of cluster mode: every node reads and writes the same state.
+//!
+//! Key layout (all keys of one incident share the hash tag `{inc:ID}`, so that an
+//! incident's writes are one slot on Redis Cluster and one script can touch them all):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `gc:seq` | string | last incident number (`INCR`) |
+//! | `gc:incidents` | zset | incident id → issue time (ms) |
+//! | `gc:active` | set | ids of active incidents |
+//! | `gc:closed` | zset | id → close time (ms) |
+//! | `{inc:ID}:meta` | string | the incident (JSON) |
+//! | `{inc:ID}:r` | hash | lead → recipient state (JSON, with its registry order `i`) |
+//! | `{inc:ID}:tl` | stream | timeline events (field `e`, JSON) |
+//! | `gc:registry`, `gc:registry:ver` | string | the registry in force and its version |
+//!
+//! A receipt or ack is one round trip: a Lua script reads the recipient, applies the
+//! contract's rules and appends the timeline event atomically. The rules are the same as
+//! [`apply_mark`](super::apply_mark); `tests/redis_store.rs` checks the two agree on
+//! every status and mark. Durability is Redis's: run it with `appendonly yes` and
+//! `appendfsync always` so that an `ok` survives a Redis restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::model::IncidentState;
+use gridcast_protocol::registry::RegistryDoc;
+use gridcast_protocol::time::rfc3339;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, Store,
+    StoreError, StoreFuture, mark_event,
+};
+
+/// Channel on which a registry replacement is announced (payload: its version).
+pub const REGISTRY_CHANNEL: &str = "gc:registry";
+
+const SEQ: &str = "gc:seq";
+const INCIDENTS: &str = "gc:incidents";
+const ACTIVE: &str = "gc:active";
+const CLOSED: &str = "gc:closed";
+const REGISTRY: &str = "gc:registry";
+const REGISTRY_VER: &str = "gc:registry:ver";
+
+fn meta_key(id: &str) -> String {
+    format!("{{inc:{id}}}:meta")
+}
+fn recipients_key(id: &str) -> String {
+    format!("{{inc:{id}}}:r")
+}
+fn timeline_key(id: &str) -> String {
+    format!("{{inc:{id}}}:tl")
+}
+
+/// A recipient as stored: its state and its place in registry order.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    i: usize,
+    #[serde(flatten)]
+    state: RecipientState,
+}
+
+/// KEYS: meta, recipients, timeline. ARGV: lead, receipt|accept|decline, at (ms),
+/// timeline event JSON. Returns {outcome, meta?, state?}.
+const MARK_SCRIPT: &str = r#"
+local meta = redis.call('GET', KEYS[1])
+if not meta then return {'not_found'} end
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return {'not_recipient'} end
+local kind = ARGV[2]
+if kind ~= 'receipt' and cjson.decode(meta).state == 'closed' then return {'closed'} end
+local r = cjson.decode(cur)
+local at = tonumber(ARGV[3])
+local changed = false
+if kind == 'receipt' then
+  if r.status == 'pending' then
+    r.status = 'delivered'
+    r.delivered_at = at
+    changed = true
+  end
+else
+  local want = 'declined'
+  if kind == 'accept' then want = 'accepted' end
+  if r.status ~= want then
+    r.status = want
+    if r.delivered_at == nil or r.delivered_at == cjson.null then r.delivered_at = at end
+    r.acked_at = at
+    changed = true
+  end
+end
+if not changed then return {'unchanged', meta, cur} end
+local enc = cjson.encode(r)
+redis.call('HSET', KEYS[2], ARGV[1], enc)
+redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
+return {'changed', meta, enc}
+"#;
+
+/// The Redis store. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    mark: Arc<redis::Script>,
+    healthy: Arc<AtomicBool>,
+}
+
+/// How long one command may take before the store answers `unavailable`.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection manager that reconnects by itself, with bounded waits.
+pub async fn connect(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    client.get_connection_manager_with_config(config).await
+}
+
+impl RedisStore {
+    /// A store over an open connection.
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            mark: Arc::new(redis::Script::new(MARK_SCRIPT)),
+            healthy: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// The connection, for the cluster's own keys.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Records the outcome of a call in `healthy` and maps the error.
+    fn seen<T>(&self, r: redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.healthy.store(r.is_ok(), Ordering::Release);
+        r.map_err(|e| StoreError::Io(format!("redis: {e}")))
+    }
+
+    /// The registry stored and its version, read together.
+    pub async fn load_registry_versioned(&self) -> Result<(u64, Option<RegistryDoc>), StoreError> {
+        let mut c = self.conn.clone();
+        let (ver, json): (Option<u64>, Option<String>) = self.seen(
+            redis::pipe()
+                .atomic()
+                .get(REGISTRY_VER)
+                .get(REGISTRY)
+                .query_async(&mut c)
+                .await,
+        )?;
+        Ok((ver.unwrap_or(0), json.map(|j| parse(&j)).transpose()?))
+    }
+
+    async fn snapshots(&self, ids: &[String]) -> Result<Vec<IncidentSnapshot>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.get(meta_key(id)).hgetall(recipients_key(id));
+        }
+        let mut c = self.conn.clone();
+        let raw: Vec<redis::Value> = self.seen(pipe.query_async(&mut c).await)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for pair in raw.chunks(2) {
+            let meta: Option<String> = redis::from_redis_value_ref(&pair[0]).map_err(io)?;
+            let Some(meta) = meta else { continue };
+            let rs: Vec<(String, String)> = redis::from_redis_value_ref(&pair[1]).map_err(io)?;
+            out.push(IncidentSnapshot {
+                meta: Arc::new(parse(&meta)?),
+                recipients: Arc::new(ordered(rs)?),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(format!("redis data: {e}"))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(io)
+}
+
+fn ordered(fields: Vec<(String, String)>) -> Result<Vec<RecipientState>, StoreError> {
+    let mut v: Vec<Stored> = fields
+        .iter()
+        .map(|(_, s)| parse(s))
+        .collect::<Result<_, _>>()?;
+    v.sort_by_key(|s| s.i);
+    Ok(v.into_iter().map(|s| s.state).collect())
+}
+
+fn mark_kind(mark: &Mark) -> &'static str {
+    match mark {
+        Mark::Receipt => "receipt",
+        Mark::Ack {
+            response: gridcast_protocol::model::Response::Accept,
+            ..
+        } => "accept",
+        Mark::Ack { .. } => "decline",
+    }
+}
+
+impl Store for RedisStore {
+    fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let n: u64 = self.seen(c.incr(SEQ, 1).await)?;
+            let mut meta = new.meta;
+            meta.id = format!("INC-{n:06}");
+            meta.rev = 1;
+            let id = meta.id.clone();
+            let recipients: Vec<RecipientState> = new
+                .recipients
+                .into_iter()
+                .map(|(lead, grid, role)| RecipientState {
+                    lead,
+                    grid,
+                    role,
+                    status: gridcast_protocol::Status::Pending,
+                    delivered_at: None,
+                    acked_at: None,
+                })
+                .collect();
+            let issued = TimelineEvent {
+                at: rfc3339(meta.issued_at),
+                kind: "issued".into(),
+                actor: meta.issued_by.clone(),
+                lead: None,
+                detail: Some(format!("{} recipients", recipients.len())),
+            };
+            let fields: Vec<(String, String)> = recipients
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let s = Stored {
+                        i,
+                        state: r.clone(),
+                    };
+                    (
+                        r.lead.clone(),
+                        serde_json::to_string(&s).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            // The incident's own keys in one transaction (one slot), then the indexes,
+            // all sent as one pipeline: a reader never finds an id without its incident.
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .set(meta_key(&id), serde_json::to_string(&meta).map_err(io)?)
+                .ignore()
+                .xadd(
+                    timeline_key(&id),
+                    "*",
+                    &[("e", serde_json::to_string(&issued).map_err(io)?)],
+                )
+                .ignore();
+            if !fields.is_empty() {
+                pipe.hset_multiple(recipients_key(&id), &fields).ignore();
+            }
+            self.seen(pipe.query_async::<()>(&mut c).await)?;
+            let mut index = redis::pipe();
+            index
+                .zadd(INCIDENTS, &id, meta.issued_at)
+                .ignore()
+                .sadd(ACTIVE, &id)
+                .ignore();
+            self.seen(index.query_async::<()>(&mut c).await)?;
+            Ok(IncidentSnapshot {
+                meta: Arc::new(meta),
+                recipients: Arc::new(recipients),
+            })
+        })
+    }
+
+    fn mark<'a>(
+        &'a self,
+        incident: &'a str,
+        lead: &'a str,
+        mark: Mark,
+        at: u64,
+    ) -> StoreFuture<'a, MarkOutcome> {
+        Box::pin(async move {
+            let event = serde_json::to_string(&mark_event(lead, &mark, at)).map_err(io)?;
+            let mut c = self.conn.clone();
+            let reply: Vec<String> = self.seen(
+                self.mark
+                    .key(meta_key(incident))
+                    .key(recipients_key(incident))
+                    .key(timeline_key(incident))
+                    .arg(lead)
+                    .arg(mark_kind(&mark))
+                    .arg(at)
+                    .arg(event)
+                    .invoke_async(&mut c)
+                    .await,
+            )?;
+            let state = |i: usize| -> Result<(Arc<IncidentMeta>, RecipientState), StoreError> {
+                let meta = reply.get(1).ok_or_else(|| io("short reply"))?;
+                let r = reply.get(i).ok_or_else(|| io("short reply"))?;
+                Ok((Arc::new(parse(meta)?), parse::<Stored>(r)?.state))
+            };
+            Ok(match reply.first().map(String::as_str) {
+                Some("changed") => {
+                    let (m, r) = state(2)?;
+                    MarkOutcome::Changed(m, r)
+                }
+                Some("unchanged") => {
+                    let (m, r) = state(2)?;
+                    MarkOutcome::Unchanged(m, r)
+                }
+                Some("not_found") => MarkOutcome::NotFound,
+                Some("not_recipient") => MarkOutcome::NotRecipient,
+                Some("closed") => MarkOutcome::Closed,
+                other => return Err(io(format!("unexpected mark reply {other:?}"))),
+            })
+        })
+    }
+
+    fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>> {
+        Box::pin(async move { Ok(self.snapshots(&[id.to_owned()]).await?.pop()) })
+    }
+
+    fn incidents(&self, state: Option<IncidentState>) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let ids: Vec<String> = match state {
+                Some(IncidentState::Active) => {
+                    let mut ids: Vec<String> = self.seen(c.smembers(ACTIVE).await)?;
+                    // Newest first, like the embedded store: ids grow with time.
+                    ids.sort_by(|a, b| b.cmp(a));
+                    ids
+                }
+                _ => self.seen(c.zrevrange(INCIDENTS, 0, -1).await)?,
+            };
+            let mut snaps = self.snapshots(&ids).await?;
+            snaps.retain(|s| state.is_none_or(|want| s.meta.state == want));
+            Ok(snaps)
+        })
+    }
+
+    fn incidents_for_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        closed_since: u64,
+    ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
+                redis::pipe()
+                    .smembers(ACTIVE)
+                    .zrangebyscore(CLOSED, closed_since, "+inf")
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            ids.extend(closed);
+            ids.sort();
+            ids.dedup();
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.get(meta_key(id)).hget(recipients_key(id), lead);
+            }
+            let raw: Vec<Option<String>> = self.seen(pipe.query_async(&mut c).await)?;
+            let mut out = Vec::new();
+            for pair in raw.chunks(2) {
+                if let (Some(meta), Some(r)) = (&pair[0], &pair[1]) {
+                    out.push((
+                        Arc::new(parse::<IncidentMeta>(meta)?),
+                        parse::<Stored>(r)?.state,
+                    ));
+                }
+            }
+            // Oldest first: ids are zero-padded and grow with time.
+            out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+            Ok(out)
+        })
+    }
+
+    fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let (exists, entries): (bool, redis::streams::StreamRangeReply) = self.seen(
+                redis::pipe()
+                    .exists(meta_key(id))
+                    .xrange_all(timeline_key(id))
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            if !exists {
+                return Ok(None);
+            }
+            let mut out = Vec::with_capacity(entries.ids.len());
+            for e in entries.ids {
+                let json: String = e.get("e").ok_or_else(|| io("timeline entry without e"))?;
+                out.push(parse(&json)?);
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_string(doc).map_err(io)?;
+            let mut c = self.conn.clone();
+            let (ver,): (u64,) = self.seen(
+                redis::pipe()
+                    .atomic()
+                    .set(REGISTRY, json)
+                    .ignore()
+                    .incr(REGISTRY_VER, 1)
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            // Every node reloads on this; a node that misses it reloads on resync.
+            let published: redis::RedisResult<()> = c.publish(REGISTRY_CHANNEL, ver).await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e, "registry saved but its announcement failed; nodes pick it up on resync");
+            }
+            Ok(())
+        })
+    }
+
+    fn load_registry(&self) -> StoreFuture<'_, Option<RegistryDoc>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let json: Option<String> = self.seen(c.get(REGISTRY).await)?;
+            json.map(|j| parse(&j)).transpose()
+        })
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+}

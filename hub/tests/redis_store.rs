@@ -1,0 +1,202 @@
+//! The Redis store answers exactly as the embedded store: the same mark sequences give
+//! the same outcomes, states, timelines and syncs. Its mark rules live in a Lua script,
+//! so this is what keeps the two copies of the contract's rules in step.
+
+mod support;
+
+use gridcast_hub::store::embedded::EmbeddedStore;
+use gridcast_hub::store::redis::{RedisStore, connect};
+use gridcast_hub::store::{IncidentMeta, Mark, MarkOutcome, NewIncident, Store};
+use gridcast_protocol::GridCode;
+use gridcast_protocol::frame::Targets;
+use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role};
+use support::redis::RedisServer;
+use support::*;
+
+fn new_incident(leads: &[String]) -> NewIncident {
+    let grid = GridCode::parse("3301060040051012").unwrap();
+    let now = gridcast_hub::now_ms();
+    NewIncident {
+        meta: IncidentMeta {
+            id: String::new(),
+            rev: 0,
+            state: IncidentState::Active,
+            title: "Fire".into(),
+            body: "火情：请立即疏散".into(),
+            level: Level::I,
+            category: Category::Accident,
+            drill: false,
+            issued_at: now,
+            ack_by: now + 60_000,
+            targets: Targets {
+                codes: vec![gridcast_protocol::Target::parse("330106").unwrap()],
+                roles: vec![],
+            },
+            issued_by: "op".into(),
+            closed_at: None,
+        },
+        recipients: leads
+            .iter()
+            .map(|l| (l.clone(), grid.clone(), Role::GridLead))
+            .collect(),
+    }
+}
+
+/// Every sequence of up to three marks.
+fn sequences() -> Vec<Vec<Mark>> {
+    let one = [
+        Mark::Receipt,
+        Mark::Ack {
+            response: Response::Accept,
+            note: None,
+        },
+        Mark::Ack {
+            response: Response::Decline,
+            note: Some("on another task".into()),
+        },
+    ];
+    let mut all: Vec<Vec<Mark>> = vec![vec![]];
+    let mut frontier: Vec<Vec<Mark>> = vec![vec![]];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for s in &frontier {
+            for m in &one {
+                let mut t = s.clone();
+                t.push(m.clone());
+                next.push(t);
+            }
+        }
+        all.extend(next.iter().cloned());
+        frontier = next;
+    }
+    all
+}
+
+fn shape(o: &MarkOutcome) -> String {
+    match o {
+        MarkOutcome::Changed(m, r) => format!("changed {} rev {} {r:?}", m.id, m.rev),
+        MarkOutcome::Unchanged(m, r) => format!("unchanged {} rev {} {r:?}", m.id, m.rev),
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
+    let server = RedisServer::start("store").await;
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let redis_store = RedisStore::new(connect(&client).await.unwrap());
+    let dir = tmp_dir("store-equiv");
+    let embedded = EmbeddedStore::open(&dir).unwrap();
+    let stores: [&dyn Store; 2] = [&embedded, &redis_store];
+
+    let seqs = sequences();
+    assert_eq!(seqs.len(), 40);
+    let leads: Vec<String> = (0..seqs.len()).map(|i| format!("L{i:03}")).collect();
+    let mut ids = Vec::new();
+    for s in stores {
+        let snap = s.create_incident(new_incident(&leads)).await.unwrap();
+        assert_eq!((snap.meta.id.as_str(), snap.meta.rev), ("INC-000001", 1));
+        ids.push(snap.meta.id.clone());
+    }
+    let base = gridcast_hub::now_ms();
+    let mut compared = 0;
+    for (i, seq) in seqs.iter().enumerate() {
+        for (step, mark) in seq.iter().enumerate() {
+            let at = base + (i * 10 + step) as u64;
+            let mut answers = Vec::new();
+            for s in stores {
+                answers.push(shape(
+                    &s.mark("INC-000001", &leads[i], mark.clone(), at)
+                        .await
+                        .unwrap(),
+                ));
+            }
+            assert_eq!(
+                answers[0], answers[1],
+                "lead {} step {step} {mark:?}",
+                leads[i]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 100);
+    // Strangers and unknown incidents are refused alike.
+    for s in stores {
+        assert_eq!(
+            shape(
+                &s.mark("INC-000001", "nobody", Mark::Receipt, base)
+                    .await
+                    .unwrap()
+            ),
+            "NotRecipient"
+        );
+        assert_eq!(
+            shape(
+                &s.mark("INC-000099", "L000", Mark::Receipt, base)
+                    .await
+                    .unwrap()
+            ),
+            "NotFound"
+        );
+    }
+    let [e, r] = [
+        stores[0].incident("INC-000001").await.unwrap().unwrap(),
+        stores[1].incident("INC-000001").await.unwrap().unwrap(),
+    ];
+    assert_eq!(e.meta, r.meta, "meta round-trips exactly");
+    assert_eq!(e.recipients, r.recipients, "same states in registry order");
+    let [te, tr] = [
+        stores[0].timeline("INC-000001").await.unwrap().unwrap(),
+        stores[1].timeline("INC-000001").await.unwrap().unwrap(),
+    ];
+    assert_eq!(te, tr, "same timeline");
+    assert!(te.len() > 40, "issued + every change: {}", te.len());
+    for lead in ["L000", "L013", "L039"] {
+        let a = stores[0].incidents_for_lead(lead, 0).await.unwrap();
+        let b = stores[1].incidents_for_lead(lead, 0).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!((&a[0].0, &a[0].1), (&b[0].0, &b[0].1));
+    }
+    assert!(
+        stores[1]
+            .incidents_for_lead("nobody", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(stores[1].timeline("INC-000099").await.unwrap().is_none());
+
+    // A second incident: listing is newest first in both.
+    for s in stores {
+        s.create_incident(new_incident(&leads[..2])).await.unwrap();
+        let list = s.incidents(None).await.unwrap();
+        let order: Vec<&str> = list.iter().map(|x| x.meta.id.as_str()).collect();
+        assert_eq!(order, ["INC-000002", "INC-000001"]);
+        assert_eq!(
+            s.incidents(Some(IncidentState::Active))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            s.incidents(Some(IncidentState::Closed))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    // The registry round-trips with a version that grows.
+    let doc = city(30);
+    assert_eq!(
+        redis_store.load_registry_versioned().await.unwrap(),
+        (0, None)
+    );
+    redis_store.save_registry(&doc).await.unwrap();
+    redis_store.save_registry(&doc).await.unwrap();
+    let (ver, back) = redis_store.load_registry_versioned().await.unwrap();
+    assert_eq!(ver, 2);
+    assert_eq!(back.unwrap().staff.len(), 30);
+    assert!(redis_store.healthy());
+}

@@ -1,0 +1,110 @@
+//! A real `redis-server` per test, on a free loopback port with its own directory, AOF
+//! on with `appendfsync always` (an `ok` is on disk), killable and restartable.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::{free_port, tmp_dir};
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start(name: &str) -> RedisServer {
+        let dir = tmp_dir(&format!("redis-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !self.answers().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server on port {} did not answer PING",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// True when the server answers PING with PONG (not while loading its AOF).
+    pub async fn answers(&self) -> bool {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        if s.write_all(b"PING\r\n").await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await,
+            Ok(Ok(n)) if buf[..n].starts_with(b"+PONG")
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL: no shutdown, no final save.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    /// Starts again on the same port and directory (its AOF is replayed).
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    /// Runs one command with redis-cli semantics through redis-rs.
+    pub async fn cmd(&self, args: &[&str]) -> ::redis::Value {
+        let client = ::redis::Client::open(self.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut c).await.unwrap()
+    }
+}
