@@ -155,9 +155,10 @@ impl Cluster {
         self.tracker.spawn(self.clone().heartbeat());
     }
 
-    /// True while this node can deliver: subscribed, probe seen, resync done.
+    /// True while this node can deliver: subscribed, probe seen, resync done, and its
+    /// presence published since the last Redis failure.
     pub fn ready(&self) -> bool {
-        self.ready.load(Relaxed)
+        self.ready.load(Relaxed) && !self.presence_stale.load(Relaxed)
     }
 
     /// The sessions of this node changed: subscriptions follow.
@@ -236,6 +237,8 @@ impl Cluster {
             .await
             .map_err(|e| e.to_string())?;
         self.last_probe.store(now_ms(), Relaxed);
+        // Redis may have come back without our presence (no AOF, failover): republish.
+        self.presence_stale.store(true, Relaxed);
         self.resync(hub).await.map_err(|e| e.to_string())?;
         self.ready.store(true, Relaxed);
         tracing::info!(node = %self.node, grids = channels.len(), "cluster subscription ready");
@@ -415,7 +418,8 @@ impl Cluster {
                 .zrembyscore(NODES, "-inf", now.saturating_sub(3_600_000))
                 .ignore();
             let dirty = self.presence.take_dirty();
-            if self.presence_stale.swap(false, Relaxed) {
+            let full = self.presence_stale.load(Relaxed);
+            if full {
                 pipe.del(&key).ignore();
                 let all: Vec<(String, String)> = self
                     .presence
@@ -439,9 +443,14 @@ impl Cluster {
                 .publish(probe_channel(&self.node), seq)
                 .ignore();
             let mut c = self.conn.clone();
-            if let Err(e) = pipe.query_async::<()>(&mut c).await {
-                tracing::warn!(error = %e, "cluster heartbeat failed");
-                self.presence_stale.store(true, Relaxed);
+            match pipe.query_async::<()>(&mut c).await {
+                Ok(()) if full => self.presence_stale.store(false, Relaxed),
+                Ok(()) => {}
+                Err(e) => {
+                    // The changes taken are lost with this tick: rewrite whole next time.
+                    tracing::warn!(error = %e, "cluster heartbeat failed");
+                    self.presence_stale.store(true, Relaxed);
+                }
             }
         }
         // Leaving cleanly: our leads leave cluster presence now, not at expiry.

@@ -127,10 +127,14 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
     .await;
     // Its session ends once its writer gives up on the stalled socket (close frame
     // attempt bounded by 1 s), then it leaves presence.
-    eventually(Duration::from_secs(10), "stalled phone leaves presence", || {
-        let console = console.clone();
-        async move { console.presence("", false).await.unwrap().online == 999 }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "stalled phone leaves presence",
+        || {
+            let console = console.clone();
+            async move { console.presence("", false).await.unwrap().online == 999 }
+        },
+    )
     .await;
     let presence = console.presence("", true).await.unwrap();
     assert_eq!(presence.online, 999);

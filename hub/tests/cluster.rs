@@ -1,0 +1,427 @@
+//! Cluster mode on a real `redis-server` per test (free loopback port, AOF with
+//! `appendfsync always`): fan-out across nodes, a node killed with -9, Redis killed and
+//! restarted mid-incident, and an activation whose pub/sub message is lost.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use gridcast_clients::ClientError;
+use gridcast_clients::console::ConsoleClient;
+use gridcast_clients::lead::LeadClient;
+use gridcast_hub::auth::TokenRole;
+use gridcast_hub::cluster::{HEARTBEAT, PRESENCE_TTL};
+use gridcast_protocol::Status;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame};
+use gridcast_protocol::model::Response;
+use gridcast_protocol::registry::{AssignmentDoc, RegistryDoc, StaffDoc};
+use support::redis::RedisServer;
+use support::*;
+
+const FRAME_WAIT: Duration = Duration::from_secs(15);
+
+async fn node(name: &str, redis: &RedisServer, registry: Option<RegistryDoc>) -> TestHub {
+    let url = redis.url();
+    let id = name.to_owned();
+    let hub = TestHub::start(
+        &format!("cluster-{}-{name}", redis.port),
+        registry,
+        move |c| {
+            c.redis = Some(url);
+            c.node_id = Some(id);
+        },
+    )
+    .await;
+    ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+    hub
+}
+
+/// Connects lead `id` to `ws` and reads its sync.
+async fn lead(ws: &str, id: &str) -> (LeadClient, Vec<ServerFrame>) {
+    let (mut c, _) = LeadClient::connect(ws, &lead_token(id)).await.unwrap();
+    let sync = tokio::time::timeout(FRAME_WAIT, c.sync())
+        .await
+        .expect("sync in time")
+        .unwrap();
+    (c, sync)
+}
+
+/// The next incident frame with this id: its `rev` and the lead's own status.
+async fn incident(c: &mut LeadClient, id: &str) -> (u64, Status) {
+    loop {
+        let f = tokio::time::timeout(FRAME_WAIT, c.next())
+            .await
+            .unwrap_or_else(|_| panic!("incident {id} in time"))
+            .unwrap();
+        if let ServerFrame::Incident { incident, me } = f
+            && incident.id == id
+        {
+            return (incident.rev, me.unwrap().status);
+        }
+    }
+}
+
+fn ack(incident: &str, n: usize) -> ClientFrame {
+    ClientFrame::Ack {
+        incident: incident.into(),
+        response: Response::Accept,
+        note: None,
+        reference: Some(format!("a{n}")),
+    }
+}
+
+fn operator(hub: &TestHub) -> ConsoleClient {
+    ConsoleClient::new(&hub.http(), &token("op", TokenRole::Operator, ""))
+}
+
+async fn metric(hub: &TestHub, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", hub.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
+    let redis = RedisServer::start("three").await;
+    let doc = city(300);
+    // A seeds the cluster's registry; B and C start without one and load it from Redis.
+    let nodes = [
+        node("a", &redis, Some(doc.clone())).await,
+        node("b", &redis, None).await,
+        node("c", &redis, None).await,
+    ];
+    let mut leads = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        let (c, sync) = lead(&nodes[i % 3].ws_url(), &p.id).await;
+        assert!(sync.is_empty());
+        leads.push(c);
+    }
+    // Every node sees the whole cluster's presence.
+    for n in &nodes {
+        let ops = operator(n);
+        eventually(Duration::from_secs(5), "cluster presence", || {
+            let ops = ops.clone();
+            async move { ops.presence("", false).await.unwrap().online == 300 }
+        })
+        .await;
+    }
+
+    // Node C's console stream, opened before the activation.
+    let sse = reqwest::Client::new()
+        .get(format!("{}/v1/console/events", nodes[2].http()))
+        .bearer_auth(token("op", TokenRole::Operator, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+
+    let created = operator(&nodes[0])
+        .activate(&activation("Flood", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(created.recipients, 300);
+    assert_eq!(created.online, 300, "online counts every node's sessions");
+    for c in &mut leads {
+        assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
+    }
+    for (n, c) in leads.iter_mut().enumerate() {
+        let (res, _) = c.request(&ack(&created.id, n)).await.unwrap();
+        res.unwrap();
+    }
+    let last_ack = Instant::now();
+    for n in &nodes {
+        let ops = operator(n);
+        let id = created.id.clone();
+        eventually(Duration::from_secs(1), "counts agree on every node", || {
+            let (ops, id) = (ops.clone(), id.clone());
+            async move { ops.incident(&id).await.unwrap().counts.accepted == 300 }
+        })
+        .await;
+    }
+    eprintln!(
+        "all 3 nodes count 300 accepted {:?} after the last ack",
+        last_ack.elapsed()
+    );
+
+    // C's console showed the new incident (issued on A) and cluster-wide progress.
+    let mut sse = sse;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(text.contains("event: incident") && text.contains("\"accepted\":300")) {
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .expect("console events on C in time")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    // A registry change made through B reaches C without a restart.
+    let mut doc2 = doc.clone();
+    doc2.staff.push(StaffDoc {
+        id: "NEW-LEAD".into(),
+        name: "New".into(),
+        phone: "13900000000".into(),
+        assignments: vec![AssignmentDoc {
+            grid: doc.staff[0].assignments[0].grid.clone(),
+            role: "grid_lead".into(),
+        }],
+    });
+    let admin = ConsoleClient::new(&nodes[1].http(), &admin_token());
+    let _: serde_json::Value = admin
+        .send_json(reqwest::Method::PUT, "/v1/registry", &doc2)
+        .await
+        .unwrap();
+    let ws_c = nodes[2].ws_url();
+    eventually(Duration::from_secs(5), "C knows NEW-LEAD", || {
+        let ws = ws_c.clone();
+        async move {
+            LeadClient::connect(&ws, &lead_token("NEW-LEAD"))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_leads_resync_elsewhere_and_leave_presence_in_bound() {
+    let redis = RedisServer::start("kill").await;
+    let doc = city(120);
+    let a = node("a", &redis, Some(doc.clone())).await;
+    // K is a real process, to be killed with SIGKILL.
+    let k_port = free_port();
+    let k_dir = tmp_dir("cluster-k");
+    let mut k = spawn_hub(
+        k_port,
+        &[
+            "--redis".as_ref(),
+            redis.url().as_ref(),
+            "--node-id".as_ref(),
+            "k".as_ref(),
+            "--data-dir".as_ref(),
+            k_dir.as_os_str(),
+        ],
+    )
+    .await;
+    let k_ws = format!("ws://127.0.0.1:{k_port}/v1/lead/ws");
+    let mut on_a = Vec::new();
+    let mut on_k = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        if i % 2 == 0 {
+            on_a.push(lead(&a.ws_url(), &p.id).await.0);
+        } else {
+            on_k.push((p.id.clone(), lead(&k_ws, &p.id).await.0));
+        }
+    }
+    let ops = operator(&a);
+    eventually(Duration::from_secs(5), "presence of both nodes", || {
+        let ops = ops.clone();
+        async move { ops.presence("", false).await.unwrap().online == 120 }
+    })
+    .await;
+    let created = ops
+        .activate(&activation("Gas leak", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!((created.recipients, created.online), (120, 120));
+    for c in &mut on_a {
+        incident(c, &created.id).await;
+    }
+    // K's leads: a third accept, a third only confirm receipt, a third do nothing.
+    let mut expected = HashMap::new();
+    for (n, (id, c)) in on_k.iter_mut().enumerate() {
+        assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
+        let (frame, status) = match n % 3 {
+            0 => (ack(&created.id, n), Status::Accepted),
+            1 => (
+                ClientFrame::Receipt {
+                    incident: created.id.clone(),
+                    rev: 1,
+                    reference: Some(format!("r{n}")),
+                },
+                Status::Delivered,
+            ),
+            _ => {
+                expected.insert(id.clone(), Status::Pending);
+                continue;
+            }
+        };
+        c.request(&frame).await.unwrap().0.unwrap();
+        expected.insert(id.clone(), status);
+    }
+
+    k.kill().await.unwrap();
+    let killed = Instant::now();
+    let bound = PRESENCE_TTL + HEARTBEAT + Duration::from_secs(1);
+    eventually(bound, "the dead node's leads leave presence", || {
+        let ops = ops.clone();
+        async move { ops.presence("", false).await.unwrap().online == 60 }
+    })
+    .await;
+    eprintln!(
+        "dead node's 60 leads left presence {:?} after kill -9 (documented bound {:?})",
+        killed.elapsed(),
+        PRESENCE_TTL + HEARTBEAT
+    );
+
+    // They reconnect to A; the sync carries the incident with their own status.
+    let mut moved = Vec::new();
+    for (id, old) in on_k {
+        drop(old);
+        let (c, sync) = lead(&a.ws_url(), &id).await;
+        let [ServerFrame::Incident { incident, me }] = sync.as_slice() else {
+            panic!("{id}: sync {sync:?}");
+        };
+        assert_eq!(incident.id, created.id);
+        assert_eq!(me.as_ref().unwrap().status, expected[&id], "{id}");
+        moved.push(c);
+    }
+    assert_eq!(ops.presence("", false).await.unwrap().online, 120);
+    let detail = ops.incident(&created.id).await.unwrap();
+    assert_eq!((detail.counts.accepted, detail.counts.delivered), (20, 20));
+    a.stop().await;
+}
+
+/// One phone acking until it gets `ok`, as phones do (retry on `unavailable`).
+async fn ack_until_ok(mut c: LeadClient, incident: String, n: usize) -> (LeadClient, u32) {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match c.request(&ack(&incident, n)).await.unwrap().0 {
+            Ok(()) => return (c, tries),
+            Err(ClientError::Hub { code, .. }) if code == "unavailable" => {
+                // A phone's retry back-off, not test synchronisation.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("ack refused: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_incident_loses_no_ok_and_delivers_after() {
+    let mut redis = RedisServer::start("restart").await;
+    let doc = city(200);
+    let nodes = [
+        node("a", &redis, Some(doc.clone())).await,
+        node("b", &redis, None).await,
+    ];
+    let mut leads = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        leads.push(lead(&nodes[i % 2].ws_url(), &p.id).await.0);
+    }
+    let created = operator(&nodes[0])
+        .activate(&activation("Fire", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(created.recipients, 200);
+    for c in &mut leads {
+        incident(c, &created.id).await;
+    }
+    // Four phones at a time ack, each retrying until `ok`, so that acks keep arriving
+    // before, during and after the outage.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(
+        leads.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    for _ in 0..4 {
+        let (tx, id, queue) = (done_tx.clone(), created.id.clone(), queue.clone());
+        tokio::spawn(async move {
+            loop {
+                let Some((n, c)) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let _ = tx.send(ack_until_ok(c, id.clone(), n).await);
+            }
+        });
+    }
+    let mut oked = Vec::new();
+    while oked.len() < 50 {
+        oked.push(done_rx.recv().await.unwrap());
+    }
+    redis.kill().await;
+    let killed_at = oked.len();
+    ready_is(&nodes[0].http(), false, Duration::from_secs(10)).await;
+    redis.restart().await;
+    for n in &nodes {
+        ready_is(&n.http(), true, Duration::from_secs(20)).await;
+    }
+    while oked.len() < 200 {
+        let got = tokio::time::timeout(Duration::from_secs(60), done_rx.recv())
+            .await
+            .expect("every phone gets its ok after Redis is back");
+        oked.push(got.unwrap());
+    }
+    let retried = oked.iter().filter(|(_, t)| *t > 1).count();
+    let detail = operator(&nodes[1]).incident(&created.id).await.unwrap();
+    eprintln!(
+        "ok'd before kill: {killed_at}; phones that had to retry: {retried}; accepted after restart: {}",
+        detail.counts.accepted
+    );
+    assert_eq!(
+        detail.counts.accepted, 200,
+        "every ack answered ok is counted"
+    );
+    assert!(retried > 0, "some acks met the outage and were retried");
+
+    // A new activation reaches every online recipient on both nodes.
+    let second = operator(&nodes[1])
+        .activate(&activation("Fire spreads", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!((second.recipients, second.online), (200, 200));
+    for (c, _) in &mut oked {
+        incident(c, &second.id).await;
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_whose_message_is_lost_reaches_the_leads_after_resync() {
+    let mut redis = RedisServer::start("outage").await;
+    let doc = city(100);
+    let a = node("a", &redis, Some(doc.clone())).await;
+    let b = node("b", &redis, None).await;
+    let mut leads = Vec::new();
+    for p in &doc.staff {
+        leads.push(lead(&b.ws_url(), &p.id).await.0);
+    }
+    let resent_before = metric(&b, "gridcast_cluster_resent_total").await;
+    // Every subscriber connection is cut (as a failover or an output-buffer overflow
+    // does); B is not subscribed when A publishes, so the message is lost for it ...
+    redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    let created = operator(&a)
+        .activate(&activation("Chemical leak", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(created.recipients, 100);
+    // ... and Redis goes down right after, and comes back.
+    redis.kill().await;
+    redis.restart().await;
+    for c in &mut leads {
+        assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
+    }
+    let resent = metric(&b, "gridcast_cluster_resent_total").await - resent_before;
+    assert!(
+        resent >= 100,
+        "B's leads got it from B's resync ({resent} re-sent)"
+    );
+    ready_is(&b.http(), true, Duration::from_secs(20)).await;
+    a.stop().await;
+    b.stop().await;
+}
