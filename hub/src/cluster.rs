@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::Assignment;
 use gridcast_protocol::model::IncidentState;
-use redis::aio::{ConnectionManager, PubSubSink};
+use redis::aio::PubSubSink;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
@@ -50,6 +50,8 @@ pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
 pub const PROBE_DEAD: Duration = Duration::from_secs(3);
 /// How long a new session waits for its grids' subscriptions before reading its sync.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+/// How soon after a session change this node's presence entry is rewritten.
+const PRESENCE_FLUSH_DELAY: Duration = Duration::from_millis(50);
 /// How long a failed publish is retried.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(30);
 
@@ -97,7 +99,6 @@ struct ConsoleWire {
 pub struct Cluster {
     node: String,
     client: redis::Client,
-    conn: ConnectionManager,
     store: RedisStore,
     presence: Arc<Presence>,
     metrics: Arc<Metrics>,
@@ -106,6 +107,8 @@ pub struct Cluster {
     subscribed: Mutex<HashSet<String>>,
     subscribed_gen: watch::Sender<u64>,
     reconcile: Notify,
+    /// The other live nodes, as of the last heartbeat.
+    live: Mutex<Vec<String>>,
     /// Highest `rev` of each active incident delivered to this node's sessions.
     seen: DashMap<String, u64>,
     last_probe: AtomicU64,
@@ -132,7 +135,6 @@ impl Cluster {
         Self {
             node,
             client,
-            conn: store.connection(),
             store,
             presence,
             metrics,
@@ -140,6 +142,7 @@ impl Cluster {
             subscribed: Mutex::default(),
             subscribed_gen: watch::channel(0).0,
             reconcile: Notify::new(),
+            live: Mutex::default(),
             seen: DashMap::new(),
             last_probe: AtomicU64::new(0),
             registry_ver: AtomicU64::new(registry_ver),
@@ -405,18 +408,21 @@ impl Cluster {
         let mut seq = 0u64;
         let key = node_key(&self.node);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            // A beat every HEARTBEAT; presence changes are also written soon after they
+            // happen (a burst of connects settles into one write).
+            let beat = tokio::select! {
+                _ = tick.tick() => true,
+                () = self.presence.changed() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(PRESENCE_FLUSH_DELAY) => false,
+                        () = self.shutdown.cancelled() => break,
+                    }
+                }
                 () = self.shutdown.cancelled() => break,
-            }
-            seq += 1;
+            };
             let now = now_ms();
             let mut pipe = redis::pipe();
             pipe.atomic();
-            pipe.zadd(NODES, &self.node, now + PRESENCE_TTL.as_millis() as u64)
-                .ignore()
-                .zrembyscore(NODES, "-inf", now.saturating_sub(3_600_000))
-                .ignore();
             let dirty = self.presence.take_dirty();
             let full = self.presence_stale.load(Relaxed);
             if full {
@@ -439,22 +445,43 @@ impl Cluster {
                 }
             }
             pipe.pexpire(&key, 3 * PRESENCE_TTL.as_millis() as i64)
-                .ignore()
-                .publish(probe_channel(&self.node), seq)
                 .ignore();
-            let mut c = self.conn.clone();
-            match pipe.query_async::<()>(&mut c).await {
-                Ok(()) if full => self.presence_stale.store(false, Relaxed),
-                Ok(()) => {}
+            if beat {
+                seq += 1;
+                pipe.zadd(NODES, &self.node, now + PRESENCE_TTL.as_millis() as u64)
+                    .ignore()
+                    .zrembyscore(NODES, "-inf", now.saturating_sub(3_600_000))
+                    .ignore()
+                    .publish(probe_channel(&self.node), seq)
+                    .ignore();
+            }
+            pipe.cmd("ZRANGEBYSCORE").arg(NODES).arg(now).arg("+inf");
+            let mut c = self.store.connection();
+            match pipe.query_async::<(Vec<String>,)>(&mut c).await {
+                Ok((nodes,)) => {
+                    if full {
+                        self.presence_stale.store(false, Relaxed);
+                    }
+                    *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
+                        nodes.into_iter().filter(|n| *n != self.node).collect();
+                }
                 Err(e) => {
-                    // The changes taken are lost with this tick: rewrite whole next time.
+                    // The changes taken are lost with this write: rewrite whole next time.
                     tracing::warn!(error = %e, "cluster heartbeat failed");
                     self.presence_stale.store(true, Relaxed);
+                    if e.is_timeout() {
+                        // An open connection that stopped answering is not replaced by
+                        // the connection manager: replace it here.
+                        match self.store.renew().await {
+                            Ok(()) => tracing::info!("redis connection renewed after timeouts"),
+                            Err(e) => tracing::warn!(error = %e, "redis connection renewal failed"),
+                        }
+                    }
                 }
             }
         }
         // Leaving cleanly: our leads leave cluster presence now, not at expiry.
-        let mut c = self.conn.clone();
+        let mut c = self.store.connection();
         let _ = redis::pipe()
             .zrem(NODES, &self.node)
             .ignore()
@@ -465,7 +492,7 @@ impl Cluster {
     }
 
     async fn live_nodes(&self) -> redis::RedisResult<Vec<String>> {
-        let mut c = self.conn.clone();
+        let mut c = self.store.connection();
         let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(NODES)
             .arg(now_ms())
@@ -485,7 +512,7 @@ impl Cluster {
             for n in &nodes {
                 pipe.hgetall(node_key(n));
             }
-            let mut c = self.conn.clone();
+            let mut c = self.store.connection();
             let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await.map_err(io)?;
             for (lead, ch) in maps.into_iter().flatten() {
                 merged
@@ -518,33 +545,6 @@ impl Cluster {
         Ok(out)
     }
 
-    /// How many of `recipients` are online: here, or on another live node.
-    async fn online_count(&self, recipients: &[RecipientState]) -> redis::RedisResult<usize> {
-        let away: Vec<&str> = recipients
-            .iter()
-            .map(|r| r.lead.as_str())
-            .filter(|l| !self.presence.has(l))
-            .collect();
-        let here = recipients.len() - away.len();
-        let nodes = self.live_nodes().await?;
-        if nodes.is_empty() || away.is_empty() {
-            return Ok(here);
-        }
-        let mut pipe = redis::pipe();
-        for n in &nodes {
-            pipe.cmd("HMGET").arg(node_key(n)).arg(&away);
-        }
-        let mut c = self.conn.clone();
-        let found: Vec<Vec<Option<String>>> = pipe.query_async(&mut c).await?;
-        let mut online = vec![false; away.len()];
-        for per_node in found {
-            for (i, v) in per_node.into_iter().enumerate() {
-                online[i] |= v.is_some();
-            }
-        }
-        Ok(here + online.iter().filter(|o| **o).count())
-    }
-
     /// Tells the other nodes' consoles which incidents changed here, and optionally one
     /// event to show as is.
     pub async fn announce_console(
@@ -560,7 +560,7 @@ impl Cluster {
         let Ok(payload) = serde_json::to_vec(&w) else {
             return;
         };
-        let mut c = self.conn.clone();
+        let mut c = self.store.connection();
         let r: redis::RedisResult<()> =
             redis::AsyncCommands::publish(&mut c, CONSOLE_CHANNEL, payload).await;
         if let Err(e) = r {
@@ -568,20 +568,40 @@ impl Cluster {
         }
     }
 
-    /// Publishes messages; on failure retries in the background for a while, so that a
-    /// blip on this node's connection does not cost the other nodes an activation.
-    async fn publish_all(&self, messages: Vec<(String, Vec<u8>)>) {
+    /// Publishes messages and, in the same round trip, asks the other live nodes'
+    /// presence which of `away` are online there; returns how many are. On failure the
+    /// publish is retried in the background for a while (so that a blip on this node's
+    /// connection does not cost the other nodes an activation) and 0 is counted.
+    async fn publish_and_count(&self, messages: Vec<(String, Vec<u8>)>, away: &[&str]) -> usize {
         if messages.is_empty() {
-            return;
+            return 0;
         }
-        let pipe = publish_pipe(&messages);
-        let mut c = self.conn.clone();
-        if pipe.query_async::<()>(&mut c).await.is_ok() {
-            return;
+        let nodes = if away.is_empty() {
+            Vec::new()
+        } else {
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        };
+        let mut pipe = publish_pipe(&messages);
+        for n in &nodes {
+            pipe.cmd("HMGET").arg(node_key(n)).arg(away);
+        }
+        let mut c = self.store.connection();
+        match pipe.query_async::<Vec<Vec<Option<String>>>>(&mut c).await {
+            Ok(found) => {
+                let mut online = vec![false; away.len()];
+                for per_node in found {
+                    for (i, v) in per_node.into_iter().enumerate() {
+                        online[i] |= v.is_some();
+                    }
+                }
+                return online.iter().filter(|o| **o).count();
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster publish failed; retrying"),
         }
         self.metrics.cluster_publish_errors.fetch_add(1, Relaxed);
         let shutdown = self.shutdown.clone();
         let metrics = self.metrics.clone();
+        let store = self.store.clone();
         self.tracker.spawn(async move {
             let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
             while tokio::time::Instant::now() < deadline {
@@ -589,6 +609,7 @@ impl Cluster {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     () = shutdown.cancelled() => return,
                 }
+                let mut c = store.connection();
                 if publish_pipe(&messages)
                     .query_async::<()>(&mut c)
                     .await
@@ -600,6 +621,7 @@ impl Cluster {
             }
             tracing::warn!("cluster publish given up; nodes pick the change up on resync");
         });
+        0
     }
 }
 
@@ -622,6 +644,16 @@ impl Bus for ClusterBus {
         Box::pin(async move {
             let c = &self.cluster;
             let local = deliver(&c.presence, &c.metrics, &event);
+            // Who is not here, taken now: phones that answer and hang up before the
+            // publish returns still count as online at issue.
+            let away: Vec<&str> = match &event {
+                BusEvent::Incident { recipients, .. } => recipients
+                    .iter()
+                    .map(|r| r.lead.as_str())
+                    .filter(|l| !c.presence.has(l))
+                    .collect(),
+                BusEvent::Recipient { .. } => Vec::new(),
+            };
             let (meta, whole, recipients): (&IncidentMeta, bool, Vec<&RecipientState>) =
                 match &event {
                     BusEvent::Incident { meta, recipients } => {
@@ -648,13 +680,7 @@ impl Bus for ClusterBus {
                         .map(|p| (grid_channel(grid.as_str()), p))
                 })
                 .collect();
-            c.publish_all(messages).await;
-            match &event {
-                BusEvent::Incident { recipients, .. } => {
-                    c.online_count(recipients).await.unwrap_or(local)
-                }
-                BusEvent::Recipient { .. } => local,
-            }
+            local + c.publish_and_count(messages, &away).await
         })
     }
 }

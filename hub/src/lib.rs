@@ -197,12 +197,13 @@ impl Hub {
             Some(url) => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|e| StartError::Redis(e.to_string()))?;
-                let conn =
-                    tokio::time::timeout(Duration::from_secs(10), store::redis::connect(&client))
-                        .await
-                        .map_err(|_| StartError::Redis(format!("{url}: no answer in 10 s")))?
-                        .map_err(|e| StartError::Redis(format!("{url}: {e}")))?;
-                let store = store::redis::RedisStore::new(conn);
+                let store = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    store::redis::RedisStore::open(client.clone()),
+                )
+                .await
+                .map_err(|_| StartError::Redis(format!("{url}: no answer in 10 s")))?
+                .map_err(|e| StartError::Redis(format!("{url}: {e}")))?;
                 let (ver, stored) = store
                     .load_registry_versioned()
                     .await

@@ -28,6 +28,8 @@ pub struct Presence {
     grid_online: DashMap<GridCode, u32>,
     /// Cluster mode: leads whose sessions changed since the cluster last published them.
     dirty: Option<Mutex<HashSet<String>>>,
+    /// Cluster mode: woken when `dirty` gains a lead.
+    changed: tokio::sync::Notify,
 }
 
 /// One online lead, as `GET /v1/presence` lists it.
@@ -65,7 +67,13 @@ impl Presence {
             d.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(lead.to_owned());
+            self.changed.notify_one();
         }
+    }
+
+    /// Resolves after a lead's sessions changed (tracked indexes only).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Leads whose sessions changed since the last call (tracked indexes only).

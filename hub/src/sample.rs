@@ -130,11 +130,48 @@ pub fn sample_city() -> RegistryDoc {
     }
 }
 
+/// The sample city grown to `people` staff for drills and benchmarks: the 300 sample
+/// people plus drill volunteers `D000001`… spread over every grid in turn, as grid
+/// leads, full-time and part-time members.
+pub fn drill_city(people: usize) -> RegistryDoc {
+    let mut doc = sample_city();
+    let grids: Vec<String> = doc
+        .grids
+        .iter()
+        .filter(|g| g.kind.is_some())
+        .map(|g| g.code.clone())
+        .collect();
+    let roles = ["grid_lead", "full_time", "part_time"];
+    for i in 0..people.saturating_sub(doc.staff.len()) {
+        doc.staff.push(StaffDoc {
+            id: format!("D{:06}", i + 1),
+            name: format!("Drill volunteer {}", i + 1),
+            phone: format!("137{i:08}"),
+            assignments: vec![AssignmentDoc {
+                grid: grids[i % grids.len()].clone(),
+                role: roles[i % roles.len()].into(),
+            }],
+        });
+    }
+    doc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use gridcast_protocol::Role;
     use gridcast_protocol::registry::GridKind;
+
+    #[test]
+    fn the_drill_city_is_valid_and_as_large_as_asked() {
+        let r = drill_city(10_000).validate().unwrap();
+        assert_eq!(r.staff.len(), 10_000);
+        assert_eq!(
+            drill_city(10).staff.len(),
+            300,
+            "never smaller than the sample"
+        );
+    }
 
     #[test]
     fn the_sample_city_is_valid_and_complete() {

@@ -425,3 +425,48 @@ async fn an_activation_whose_message_is_lost_reaches_the_leads_after_resync() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_dies_silently_is_noticed_by_its_probe_and_resynced() {
+    let redis = RedisServer::start("silent").await;
+    let proxy = support::proxy::FreezingProxy::start(redis.port).await;
+    let doc = city(60);
+    let a = node("a", &redis, Some(doc.clone())).await;
+    // B reaches Redis through the proxy.
+    let url = proxy.url();
+    let b = TestHub::start(&format!("cluster-{}-b", redis.port), None, move |c| {
+        c.redis = Some(url);
+        c.node_id = Some("b".into());
+    })
+    .await;
+    ready_is(&b.http(), true, Duration::from_secs(20)).await;
+    let mut leads = Vec::new();
+    for p in &doc.staff {
+        leads.push(lead(&b.ws_url(), &p.id).await.0);
+    }
+    let resent_before = metric(&b, "gridcast_cluster_resent_total").await;
+    // Every connection of B now looks open and carries nothing.
+    proxy.freeze();
+    let created = operator(&a)
+        .activate(&activation("Dam alert", &["330106"], &[]))
+        .await
+        .unwrap();
+    let frozen = Instant::now();
+    ready_is(&b.http(), false, Duration::from_secs(10)).await;
+    eprintln!(
+        "B noticed its dead subscription after {:?}",
+        frozen.elapsed()
+    );
+    for c in &mut leads {
+        assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
+    }
+    eprintln!(
+        "B's leads had the incident {:?} after the freeze",
+        frozen.elapsed()
+    );
+    ready_is(&b.http(), true, Duration::from_secs(20)).await;
+    let resent = metric(&b, "gridcast_cluster_resent_total").await - resent_before;
+    assert!(resent >= 60, "delivered by B's resync ({resent} re-sent)");
+    a.stop().await;
+    b.stop().await;
+}

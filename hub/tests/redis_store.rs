@@ -5,7 +5,7 @@
 mod support;
 
 use gridcast_hub::store::embedded::EmbeddedStore;
-use gridcast_hub::store::redis::{RedisStore, connect};
+use gridcast_hub::store::redis::RedisStore;
 use gridcast_hub::store::{IncidentMeta, Mark, MarkOutcome, NewIncident, Store};
 use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::Targets;
@@ -84,7 +84,7 @@ fn shape(o: &MarkOutcome) -> String {
 async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     let server = RedisServer::start("store").await;
     let client = ::redis::Client::open(server.url()).unwrap();
-    let redis_store = RedisStore::new(connect(&client).await.unwrap());
+    let redis_store = RedisStore::open(client).await.unwrap();
     let dir = tmp_dir("store-equiv");
     let embedded = EmbeddedStore::open(&dir).unwrap();
     let stores: [&dyn Store; 2] = [&embedded, &redis_store];

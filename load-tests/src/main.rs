@@ -7,9 +7,13 @@
 //!     --jwt-secret "$SECRET" --prefix 330106
 //! ```
 //!
-//! It sends only to the hub you name, a bounded number of connections, and stops by
-//! itself (`--timeout-s`). The fan-out and reconnect-storm benchmarks of the roadmap
-//! build on this tool.
+//! Cluster mode: `--hub` takes several nodes (comma-separated); phones are spread over
+//! them in turn and the API calls go to the first. `--city N` first replaces the
+//! registry with the sample city grown to N people (`load-tests/bench-cluster.sh`
+//! compares 10,000 phones on one node and across three).
+//!
+//! It sends only to the hubs you name, a bounded number of connections, and stops by
+//! itself (`--timeout-s`).
 
 use std::time::{Duration, Instant};
 
@@ -31,9 +35,13 @@ use tokio::sync::mpsc;
     about = "Run a drill against a gridcast hub and measure it"
 )]
 struct Args {
-    /// Hub base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    hub: String,
+    /// Hub base URL; several (comma-separated) spread the phones over cluster nodes.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    hub: Vec<String>,
+    /// First replace the registry with the sample city grown to this many people
+    /// (needs an admin token).
+    #[arg(long)]
+    city: Option<usize>,
     /// Token with the whole city in scope (reads the registry, issues the drill).
     #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
     admin_token: String,
@@ -73,11 +81,44 @@ fn summary(name: &str, mut v: Vec<Duration>) {
     );
 }
 
+/// Waits until every node has the registry of `people` staff (cluster notification).
+async fn wait_for_registry(hubs: &[String], token: &str, people: usize) -> anyhow::Result<()> {
+    for h in hubs {
+        let c = ConsoleClient::new(h, token);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let doc: RegistryDoc = c.get("/v1/registry").await?;
+            if doc.staff.len() == people {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{h} did not take the new registry in 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let prefix = Target::parse(&args.prefix).context("--prefix")?;
-    let console = ConsoleClient::new(&args.hub, &args.admin_token);
+    let console = ConsoleClient::new(&args.hub[0], &args.admin_token);
+    if let Some(n) = args.city {
+        let doc = gridcast_hub::sample::drill_city(n);
+        let _: serde_json::Value = console
+            .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
+            .await
+            .context("replacing the registry (--city needs an admin token)")?;
+        println!(
+            "registry replaced: sample city grown to {} people",
+            doc.staff.len()
+        );
+        if args.hub.len() > 1 {
+            wait_for_registry(&args.hub, &args.admin_token, doc.staff.len()).await?;
+        }
+    }
     let registry: RegistryDoc = console
         .get("/v1/registry")
         .await
@@ -97,12 +138,17 @@ async fn main() -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + 3600;
-    let url = format!("{}/v1/lead/ws", args.hub.replacen("http", "ws", 1));
+    let urls: Vec<String> = args
+        .hub
+        .iter()
+        .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
+        .collect();
     let deadline = Duration::from_secs(args.timeout_s);
     let (tx, mut rx) = mpsc::channel(leads.len() * 3);
     let (go_tx, _) = tokio::sync::broadcast::channel::<Instant>(1);
     let connect_started = Instant::now();
-    for id in &leads {
+    for (i, id) in leads.iter().enumerate() {
+        let url = &urls[i % urls.len()];
         let token = auth.sign(&Claims {
             sub: id.clone(),
             role: TokenRole::Lead,
@@ -144,8 +190,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "{} phones connected and synced in {:.0}ms",
+        "{} phones connected and synced over {} node(s) in {:.0}ms",
         ready,
+        urls.len(),
         connect_started.elapsed().as_secs_f64() * 1e3
     );
     let req = CreateIncident {
@@ -171,7 +218,8 @@ async fn main() -> anyhow::Result<()> {
         issued.elapsed().as_secs_f64() * 1e3
     );
     let (mut received, mut acked) = (Vec::new(), Vec::new());
-    while acked.len() < created.online {
+    // Every connected phone is a recipient and acks; `online` is the hub's own count.
+    while acked.len() < ready {
         match tokio::time::timeout(deadline, rx.recv()).await {
             Ok(Some(Event::Received(d))) => received.push(d),
             Ok(Some(Event::Acked(d))) => acked.push(d),

@@ -20,8 +20,8 @@
 //! every status and mark. Durability is Redis's: run it with `appendonly yes` and
 //! `appendfsync always` so that an `ok` survives a Redis restart.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use gridcast_protocol::api::TimelineEvent;
@@ -103,7 +103,10 @@ return {'changed', meta, enc}
 /// The Redis store. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Replaced whole by [`RedisStore::renew`]: the connection manager reconnects after
+    /// a dropped connection, not after one that silently stopped answering.
+    conn: Arc<RwLock<ConnectionManager>>,
     mark: Arc<redis::Script>,
     healthy: Arc<AtomicBool>,
 }
@@ -122,18 +125,28 @@ pub async fn connect(client: &redis::Client) -> redis::RedisResult<ConnectionMan
 }
 
 impl RedisStore {
-    /// A store over an open connection.
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self {
-            conn,
+    /// Connects (bounded by the manager's connection timeout).
+    pub async fn open(client: redis::Client) -> redis::RedisResult<Self> {
+        let conn = connect(&client).await?;
+        Ok(Self {
+            client,
+            conn: Arc::new(RwLock::new(conn)),
             mark: Arc::new(redis::Script::new(MARK_SCRIPT)),
             healthy: Arc::new(AtomicBool::new(true)),
-        }
+        })
     }
 
-    /// The connection, for the cluster's own keys.
+    /// The connection in use, for the cluster's own keys.
     pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the connection with a new one (after commands time out on a connection
+    /// that looks open: a failover behind a proxy, a half-open TCP connection).
+    pub async fn renew(&self) -> redis::RedisResult<()> {
+        let fresh = connect(&self.client).await?;
+        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 
     /// Records the outcome of a call in `healthy` and maps the error.
@@ -144,7 +157,7 @@ impl RedisStore {
 
     /// The registry stored and its version, read together.
     pub async fn load_registry_versioned(&self) -> Result<(u64, Option<RegistryDoc>), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         let (ver, json): (Option<u64>, Option<String>) = self.seen(
             redis::pipe()
                 .atomic()
@@ -164,7 +177,7 @@ impl RedisStore {
         for id in ids {
             pipe.get(meta_key(id)).hgetall(recipients_key(id));
         }
-        let mut c = self.conn.clone();
+        let mut c = self.connection();
         let raw: Vec<redis::Value> = self.seen(pipe.query_async(&mut c).await)?;
         let mut out = Vec::with_capacity(ids.len());
         for pair in raw.chunks(2) {
@@ -211,7 +224,7 @@ fn mark_kind(mark: &Mark) -> &'static str {
 impl Store for RedisStore {
     fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot> {
         Box::pin(async move {
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let n: u64 = self.seen(c.incr(SEQ, 1).await)?;
             let mut meta = new.meta;
             meta.id = format!("INC-{n:06}");
@@ -289,7 +302,7 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, MarkOutcome> {
         Box::pin(async move {
             let event = serde_json::to_string(&mark_event(lead, &mark, at)).map_err(io)?;
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let reply: Vec<String> = self.seen(
                 self.mark
                     .key(meta_key(incident))
@@ -330,7 +343,7 @@ impl Store for RedisStore {
 
     fn incidents(&self, state: Option<IncidentState>) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
         Box::pin(async move {
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let ids: Vec<String> = match state {
                 Some(IncidentState::Active) => {
                     let mut ids: Vec<String> = self.seen(c.smembers(ACTIVE).await)?;
@@ -352,7 +365,7 @@ impl Store for RedisStore {
         closed_since: u64,
     ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>> {
         Box::pin(async move {
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
                 redis::pipe()
                     .smembers(ACTIVE)
@@ -388,7 +401,7 @@ impl Store for RedisStore {
 
     fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>> {
         Box::pin(async move {
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let (exists, entries): (bool, redis::streams::StreamRangeReply) = self.seen(
                 redis::pipe()
                     .exists(meta_key(id))
@@ -411,7 +424,7 @@ impl Store for RedisStore {
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let json = serde_json::to_string(doc).map_err(io)?;
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let (ver,): (u64,) = self.seen(
                 redis::pipe()
                     .atomic()
@@ -432,7 +445,7 @@ impl Store for RedisStore {
 
     fn load_registry(&self) -> StoreFuture<'_, Option<RegistryDoc>> {
         Box::pin(async move {
-            let mut c = self.conn.clone();
+            let mut c = self.connection();
             let json: Option<String> = self.seen(c.get(REGISTRY).await)?;
             json.map(|j| parse(&j)).transpose()
         })

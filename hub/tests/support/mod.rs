@@ -2,6 +2,7 @@
 //! registries. Every wait is on an event with a timeout, never a sleep.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
 pub mod redis;
 
 use std::net::SocketAddr;
