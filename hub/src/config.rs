@@ -121,3 +121,21 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_mode_needs_a_shared_jwt_secret() {
+        let mut c = Config::with_data_dir("/tmp/x");
+        assert!(c.validate().is_ok());
+        c.redis = Some("redis://127.0.0.1:1/".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--jwt-secret"), "{e}");
+        c.jwt_secret = Some("0123456789abcdef".into());
+        assert!(c.validate().is_ok());
+        c.mqtt = Some("mqtt://127.0.0.1:1".into());
+        assert!(c.validate().is_err(), "--mqtt is still refused");
+    }
+}

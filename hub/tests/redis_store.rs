@@ -93,8 +93,9 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     assert_eq!(seqs.len(), 40);
     let leads: Vec<String> = (0..seqs.len()).map(|i| format!("L{i:03}")).collect();
     let mut ids = Vec::new();
+    let first = new_incident(&leads);
     for s in stores {
-        let snap = s.create_incident(new_incident(&leads)).await.unwrap();
+        let snap = s.create_incident(first.clone()).await.unwrap();
         assert_eq!((snap.meta.id.as_str(), snap.meta.rev), ("INC-000001", 1));
         ids.push(snap.meta.id.clone());
     }
@@ -167,8 +168,9 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     assert!(stores[1].timeline("INC-000099").await.unwrap().is_none());
 
     // A second incident: listing is newest first in both.
+    let second = new_incident(&leads[..2]);
     for s in stores {
-        s.create_incident(new_incident(&leads[..2])).await.unwrap();
+        s.create_incident(second.clone()).await.unwrap();
         let list = s.incidents(None).await.unwrap();
         let order: Vec<&str> = list.iter().map(|x| x.meta.id.as_str()).collect();
         assert_eq!(order, ["INC-000002", "INC-000001"]);
