@@ -258,6 +258,11 @@ impl Cluster {
                 _ = check.tick() => {
                     let silent = now_ms().saturating_sub(self.last_probe.load(Relaxed));
                     if silent > PROBE_DEAD.as_millis() as u64 {
+                        // The probe goes out on the command connection: it may be the
+                        // one that died silently, so it is renewed too.
+                        if let Err(e) = self.store.renew().await {
+                            tracing::warn!(error = %e, "redis connection renewal failed");
+                        }
                         return Err(format!("no probe for {silent} ms"));
                     }
                 }

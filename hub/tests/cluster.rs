@@ -5,6 +5,8 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use gridcast_clients::ClientError;
@@ -22,7 +24,16 @@ use support::*;
 const FRAME_WAIT: Duration = Duration::from_secs(15);
 
 async fn node(name: &str, redis: &RedisServer, registry: Option<RegistryDoc>) -> TestHub {
-    let url = redis.url();
+    node_via(name, redis, redis.url(), registry).await
+}
+
+/// A node that reaches `redis` at `url` (directly, or through a proxy).
+async fn node_via(
+    name: &str,
+    redis: &RedisServer,
+    url: String,
+    registry: Option<RegistryDoc>,
+) -> TestHub {
     let id = name.to_owned();
     let hub = TestHub::start(
         &format!("cluster-{}-{name}", redis.port),
@@ -296,13 +307,19 @@ async fn a_killed_nodes_leads_resync_elsewhere_and_leave_presence_in_bound() {
 }
 
 /// One phone acking until it gets `ok`, as phones do (retry on `unavailable`).
-async fn ack_until_ok(mut c: LeadClient, incident: String, n: usize) -> (LeadClient, u32) {
+async fn ack_until_ok(
+    mut c: LeadClient,
+    incident: String,
+    n: usize,
+    refusals: &AtomicUsize,
+) -> (LeadClient, u32) {
     let mut tries = 0;
     loop {
         tries += 1;
         match c.request(&ack(&incident, n)).await.unwrap().0 {
             Ok(()) => return (c, tries),
             Err(ClientError::Hub { code, .. }) if code == "unavailable" => {
+                refusals.fetch_add(1, SeqCst);
                 // A phone's retry back-off, not test synchronisation.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -334,17 +351,19 @@ async fn redis_killed_and_restarted_mid_incident_loses_no_ok_and_delivers_after(
     // Four phones at a time ack, each retrying until `ok`, so that acks keep arriving
     // before, during and after the outage.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(
+    let queue = Arc::new(std::sync::Mutex::new(
         leads.into_iter().enumerate().collect::<Vec<_>>(),
     ));
+    let refusals = Arc::new(AtomicUsize::new(0));
     for _ in 0..4 {
         let (tx, id, queue) = (done_tx.clone(), created.id.clone(), queue.clone());
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             loop {
                 let Some((n, c)) = queue.lock().unwrap().pop() else {
                     return;
                 };
-                let _ = tx.send(ack_until_ok(c, id.clone(), n).await);
+                let _ = tx.send(ack_until_ok(c, id.clone(), n, &refusals).await);
             }
         });
     }
@@ -355,6 +374,17 @@ async fn redis_killed_and_restarted_mid_incident_loses_no_ok_and_delivers_after(
     redis.kill().await;
     let killed_at = oked.len();
     ready_is(&nodes[0].http(), false, Duration::from_secs(10)).await;
+    // Redis stays down until phones have been told `unavailable` (within the 3 s
+    // command timeout): the outage is one that acks really meet.
+    eventually(
+        Duration::from_secs(15),
+        "an ack refused during the outage",
+        || {
+            let n = refusals.load(SeqCst);
+            async move { n > 0 }
+        },
+    )
+    .await;
     redis.restart().await;
     for n in &nodes {
         ready_is(&n.http(), true, Duration::from_secs(20)).await;
@@ -392,25 +422,26 @@ async fn redis_killed_and_restarted_mid_incident_loses_no_ok_and_delivers_after(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_activation_whose_message_is_lost_reaches_the_leads_after_resync() {
+async fn an_activation_issued_just_before_a_redis_outage_reaches_the_leads_after_resync() {
     let mut redis = RedisServer::start("outage").await;
+    let proxy = support::proxy::FreezingProxy::start(redis.port).await;
     let doc = city(100);
     let a = node("a", &redis, Some(doc.clone())).await;
-    let b = node("b", &redis, None).await;
+    let b = node_via("b", &redis, proxy.url(), None).await;
     let mut leads = Vec::new();
     for p in &doc.staff {
         leads.push(lead(&b.ws_url(), &p.id).await.0);
     }
     let resent_before = metric(&b, "gridcast_cluster_resent_total").await;
-    // Every subscriber connection is cut (as a failover or an output-buffer overflow
-    // does); B is not subscribed when A publishes, so the message is lost for it ...
-    redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    // B's link to Redis goes quiet first (as it does when Redis is failing), so the
+    // activation A records and publishes now is surely lost for B ...
+    proxy.freeze();
     let created = operator(&a)
         .activate(&activation("Chemical leak", &["330106"], &[]))
         .await
         .unwrap();
     assert_eq!(created.recipients, 100);
-    // ... and Redis goes down right after, and comes back.
+    // ... then Redis is down, and back (the AOF has the activation).
     redis.kill().await;
     redis.restart().await;
     for c in &mut leads {
@@ -421,6 +452,7 @@ async fn an_activation_whose_message_is_lost_reaches_the_leads_after_resync() {
         resent >= 100,
         "B's leads got it from B's resync ({resent} re-sent)"
     );
+    ready_is(&a.http(), true, Duration::from_secs(20)).await;
     ready_is(&b.http(), true, Duration::from_secs(20)).await;
     a.stop().await;
     b.stop().await;
@@ -433,13 +465,7 @@ async fn a_subscription_that_dies_silently_is_noticed_by_its_probe_and_resynced(
     let doc = city(60);
     let a = node("a", &redis, Some(doc.clone())).await;
     // B reaches Redis through the proxy.
-    let url = proxy.url();
-    let b = TestHub::start(&format!("cluster-{}-b", redis.port), None, move |c| {
-        c.redis = Some(url);
-        c.node_id = Some("b".into());
-    })
-    .await;
-    ready_is(&b.http(), true, Duration::from_secs(20)).await;
+    let b = node_via("b", &redis, proxy.url(), None).await;
     let mut leads = Vec::new();
     for p in &doc.staff {
         leads.push(lead(&b.ws_url(), &p.id).await.0);
