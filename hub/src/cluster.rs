@@ -33,7 +33,7 @@ use gridcast_protocol::frame::Assignment;
 use gridcast_protocol::model::IncidentState;
 use redis::aio::PubSubSink;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::bus::{Bus, BusEvent, BusFuture, deliver};
 use crate::metrics::Metrics;
@@ -52,6 +52,11 @@ pub const PROBE_DEAD: Duration = Duration::from_secs(3);
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// How soon after a session change this node's presence entry is rewritten.
 const PRESENCE_FLUSH_DELAY: Duration = Duration::from_millis(50);
+/// Status updates waiting for the status publisher; when full, the ack that made one
+/// publishes it itself (backpressure, never a drop).
+const STATUS_QUEUE: usize = 8_192;
+/// Most status updates in one pipeline.
+const STATUS_BATCH: usize = 512;
 /// How long a failed publish is retried.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(30);
 
@@ -67,6 +72,9 @@ fn grid_channel(grid: &str) -> String {
 fn probe_channel(node: &str) -> String {
     format!("gc:probe:{node}")
 }
+
+/// A message to publish: channel and payload.
+type Message = (String, Vec<u8>);
 
 /// A bus event on the wire: only the recipients of one grid.
 #[derive(Serialize)]
@@ -107,6 +115,9 @@ pub struct Cluster {
     subscribed: Mutex<HashSet<String>>,
     subscribed_gen: watch::Sender<u64>,
     reconcile: Notify,
+    /// Status updates (a lead's new answer) waiting to be published in one pipeline.
+    status_tx: mpsc::Sender<Message>,
+    status_rx: Mutex<Option<mpsc::Receiver<Message>>>,
     /// The other live nodes, as of the last heartbeat.
     live: Mutex<Vec<String>>,
     /// Highest `rev` of each active incident delivered to this node's sessions.
@@ -132,8 +143,11 @@ impl Cluster {
         shutdown: tokio_util::sync::CancellationToken,
         tracker: tokio_util::task::TaskTracker,
     ) -> Self {
+        let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
         Self {
             node,
+            status_tx,
+            status_rx: Mutex::new(Some(status_rx)),
             client,
             store,
             presence,
@@ -156,6 +170,43 @@ impl Cluster {
     pub fn start(self: &Arc<Self>, hub: &Hub) {
         self.tracker.spawn(self.clone().subscriber(hub.clone()));
         self.tracker.spawn(self.clone().heartbeat());
+        let rx = self
+            .status_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            self.tracker.spawn(self.clone().status_publisher(rx));
+        }
+    }
+
+    /// Publishes queued status updates, as many as are waiting in one pipeline: under
+    /// an ack storm that is a few round trips instead of one per ack.
+    async fn status_publisher(self: Arc<Self>, mut rx: mpsc::Receiver<Message>) {
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                () = self.shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            while batch.len() < STATUS_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            self.publish_and_count(batch, &[]).await;
+        }
+        // What is still queued at shutdown goes out once, best effort.
+        let mut rest = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            rest.push(m);
+        }
+        if !rest.is_empty() {
+            let mut c = self.store.connection();
+            let _ = publish_pipe(&rest).query_async::<()>(&mut c).await;
+        }
     }
 
     /// True while this node can deliver: subscribed, probe seen, resync done, and its
@@ -577,7 +628,7 @@ impl Cluster {
     /// presence which of `away` are online there; returns how many are. On failure the
     /// publish is retried in the background for a while (so that a blip on this node's
     /// connection does not cost the other nodes an activation) and 0 is counted.
-    async fn publish_and_count(&self, messages: Vec<(String, Vec<u8>)>, away: &[&str]) -> usize {
+    async fn publish_and_count(&self, messages: Vec<Message>, away: &[&str]) -> usize {
         if messages.is_empty() {
             return 0;
         }
@@ -630,7 +681,7 @@ impl Cluster {
     }
 }
 
-fn publish_pipe(messages: &[(String, Vec<u8>)]) -> redis::Pipeline {
+fn publish_pipe(messages: &[Message]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for (ch, payload) in messages {
         pipe.publish(ch, payload).ignore();
@@ -671,7 +722,7 @@ impl Bus for ClusterBus {
             for r in recipients {
                 by_grid.entry(&r.grid).or_default().push(r);
             }
-            let messages: Vec<(String, Vec<u8>)> = by_grid
+            let messages: Vec<Message> = by_grid
                 .into_iter()
                 .filter_map(|(grid, recipients)| {
                     let w = WireOut {
@@ -685,7 +736,23 @@ impl Bus for ClusterBus {
                         .map(|p| (grid_channel(grid.as_str()), p))
                 })
                 .collect();
-            local + c.publish_and_count(messages, &away).await
+            if whole {
+                return local + c.publish_and_count(messages, &away).await;
+            }
+            // A lead's new answer: the `ok` to the phone need not wait for the publish.
+            let mut inline = Vec::new();
+            for m in messages {
+                if let Err(
+                    mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m),
+                ) = c.status_tx.try_send(m)
+                {
+                    inline.push(m);
+                }
+            }
+            if !inline.is_empty() {
+                c.publish_and_count(inline, &[]).await;
+            }
+            local
         })
     }
 }

@@ -134,12 +134,19 @@ async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
         .unwrap();
     assert_eq!(sse.status(), 200);
 
+    // The first lead (on A) also has a second phone, on C.
+    let (mut second_phone, _) = lead(&nodes[2].ws_url(), &doc.staff[0].id).await;
+
     let created = operator(&nodes[0])
         .activate(&activation("Flood", &["330106"], &[]))
         .await
         .unwrap();
     assert_eq!(created.recipients, 300);
     assert_eq!(created.online, 300, "online counts every node's sessions");
+    assert_eq!(
+        incident(&mut second_phone, &created.id).await,
+        (1, Status::Pending)
+    );
     for c in &mut leads {
         assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
     }
@@ -148,6 +155,11 @@ async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
         res.unwrap();
     }
     let last_ack = Instant::now();
+    // The answer given on A reaches the same lead's phone on C.
+    assert_eq!(
+        incident(&mut second_phone, &created.id).await,
+        (1, Status::Accepted)
+    );
     for n in &nodes {
         let ops = operator(n);
         let id = created.id.clone();
