@@ -291,10 +291,16 @@ async fn get_presence(
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
     let registry = hub.registry.current();
     let with_leads = q.leads.unwrap_or(false);
-    Ok(Json(match &hub.cluster {
-        None => hub.presence.body(&prefix, &registry, with_leads),
-        Some(c) => crate::presence::body(&prefix, &registry, with_leads, c.online(&hub).await?),
-    }))
+    let mut online = match &hub.cluster {
+        None => hub.presence.online(),
+        Some(c) => c.online(&hub).await?,
+    };
+    if let Some(m) = &hub.mqtt {
+        m.merge_presence(&mut online, &registry);
+    }
+    Ok(Json(crate::presence::body(
+        &prefix, &registry, with_leads, online,
+    )))
 }
 
 /// The registry as an operator may see it: grids inside its jurisdiction and the people
@@ -415,6 +421,10 @@ async fn readyz(State(hub): State<Hub>) -> Response {
     }
     if !hub.store.healthy() {
         return ApiError::new(ErrorCode::Unavailable, "the store cannot record").into_response();
+    }
+    if hub.mqtt.as_ref().is_some_and(|m| !m.connected()) {
+        return ApiError::new(ErrorCode::Unavailable, "not connected to the MQTT broker")
+            .into_response();
     }
     if hub.cluster.as_ref().is_some_and(|c| !c.ready()) {
         return ApiError::new(

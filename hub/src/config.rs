@@ -20,7 +20,7 @@ pub struct Config {
     /// Redis (`redis://host:port/db`); needs `--jwt-secret`, the same on every node.
     #[arg(long, env = "GRIDCAST_REDIS")]
     pub redis: Option<String>,
-    /// Serve MQTT leads through this broker (not in this release).
+    /// Serve MQTT leads through this broker: `mqtt://[user:password@]host[:port]`.
     #[arg(long, env = "GRIDCAST_MQTT")]
     pub mqtt: Option<String>,
     /// This node's name (default: random).
@@ -91,10 +91,8 @@ impl Config {
                 "--redis (cluster mode) needs --jwt-secret: every node must sign and verify tokens with the same key",
             );
         }
-        if self.mqtt.is_some() {
-            return bad(
-                "--mqtt is not available in this release yet; leads connect over WebSocket",
-            );
+        if let Some(url) = &self.mqtt {
+            crate::transport::mqtt::BrokerUrl::parse(url).map_err(ConfigError)?;
         }
         if self.heartbeat_s == 0 || self.heartbeat_s > 3600 {
             return bad("--heartbeat-s must be 1..=3600");
@@ -136,6 +134,9 @@ mod tests {
         c.jwt_secret = Some("0123456789abcdef".into());
         assert!(c.validate().is_ok());
         c.mqtt = Some("mqtt://127.0.0.1:1".into());
-        assert!(c.validate().is_err(), "--mqtt is still refused");
+        assert!(c.validate().is_ok());
+        c.mqtt = Some("127.0.0.1:1883".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("mqtt://"), "{e}");
     }
 }

@@ -212,13 +212,24 @@ impl Hub {
         let snap = self.store.create_incident(new).await?;
         self.metrics.store_seconds.observe(started.elapsed());
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
-        let online = self
+        let mut online = self
             .bus
             .publish(BusEvent::Incident {
                 meta: snap.meta.clone(),
                 recipients: snap.recipients.clone(),
             })
             .await;
+        if let Some(m) = &self.mqtt {
+            m.publish_incident(&self.registry.current(), &snap.meta, &snap.recipients)
+                .await;
+            // Leads on MQTT only (a lead on both channels is counted once).
+            online += snap
+                .recipients
+                .iter()
+                .filter(|r| m.is_online(&r.lead) && !self.presence.has(&r.lead))
+                .count();
+            online = online.min(snap.recipients.len());
+        }
         let meta = &snap.meta;
         tracing::info!(
             incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
@@ -257,6 +268,9 @@ impl Hub {
                 if is_ack {
                     self.metrics.acks.fetch_add(1, Relaxed);
                     // Every device of the lead learns the new answer.
+                    if let Some(m) = &self.mqtt {
+                        m.publish_status(&meta, &state).await;
+                    }
                     self.bus.publish(BusEvent::Recipient { meta, state }).await;
                 } else {
                     self.metrics.receipts.fetch_add(1, Relaxed);

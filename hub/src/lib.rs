@@ -103,6 +103,10 @@ pub struct Inner {
     pub registry_writes: tokio::sync::Mutex<()>,
     /// Cluster mode (`--redis`): this node's part in the cluster.
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// `--mqtt`: leads through a broker.
+    pub mqtt: Option<Arc<transport::mqtt::Mqtt>>,
+    /// The MQTT event loop, until `serve` starts it.
+    mqtt_loop: std::sync::Mutex<Option<rumqttc::v5::EventLoop>>,
 }
 
 impl std::ops::Deref for Hub {
@@ -263,6 +267,15 @@ impl Hub {
         }
         let index = RegistryIndex::new(registry);
         tracing::info!(source = %source, summary = %index.summary(), "registry loaded");
+        let (mqtt, mqtt_loop) = match &config.mqtt {
+            None => (None, None),
+            Some(url) => {
+                let url = transport::mqtt::BrokerUrl::parse(url)
+                    .map_err(|e| StartError::Config(config::ConfigError(e)))?;
+                let (m, el) = transport::mqtt::Mqtt::new(&url, &node_id);
+                (Some(m), Some(el))
+            }
+        };
         Ok(Hub(Arc::new(Inner {
             auth: Auth::new(&secret),
             registry: RegistryHandle::new(index),
@@ -278,6 +291,8 @@ impl Hub {
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),
             cluster,
+            mqtt,
+            mqtt_loop: std::sync::Mutex::new(mqtt_loop),
             config,
         })))
     }
@@ -308,6 +323,14 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     hub.tracker.spawn(console_ticker(hub.clone()));
     if let Some(c) = &hub.cluster {
         c.start(&hub);
+    }
+    let mqtt_loop = hub
+        .mqtt_loop
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let (Some(m), Some(el)) = (&hub.mqtt, mqtt_loop) {
+        m.start(&hub, el);
     }
     tracing::info!(addr = ?listener.local_addr().ok(), node = %hub.node_id, "gridcast hub listening");
     let token = hub.shutdown.clone();

@@ -41,6 +41,12 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
     },
+    /// Print a Mosquitto ACL file for the registry (--registry FILE, else the sample city).
+    MqttAcl {
+        /// The broker username of the hub nodes.
+        #[arg(long, default_value = "gridcast-hub")]
+        hub_user: String,
+    },
 }
 
 fn parse_role(s: &str) -> Result<TokenRole, String> {
@@ -74,6 +80,23 @@ fn main() -> anyhow::Result<()> {
                     scope,
                     exp
                 })
+            );
+            Ok(())
+        }
+        Some(Command::MqttAcl { hub_user }) => {
+            let doc = match &cli.config.registry {
+                Some(path) => serde_json::from_slice(
+                    &std::fs::read(path).with_context(|| format!("{}", path.display()))?,
+                )
+                .with_context(|| format!("{}", path.display()))?,
+                None => gridcast_hub::sample::sample_city(),
+            };
+            let registry = doc
+                .validate()
+                .map_err(|p| anyhow::anyhow!("invalid registry:\n  {}", p.join("\n  ")))?;
+            print!(
+                "{}",
+                gridcast_hub::transport::mqtt::mosquitto_acl(&registry, &hub_user)
             );
             Ok(())
         }

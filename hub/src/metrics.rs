@@ -78,6 +78,8 @@ pub struct Metrics {
     pub acks: AtomicU64,
     /// Sessions dropped because their send queue was full.
     pub slow_consumer_drops: AtomicU64,
+    /// Sessions dropped for not answering two heartbeats (close 4410).
+    pub heartbeat_drops: AtomicU64,
     /// Incidents issued.
     pub incidents_issued: AtomicU64,
     /// Console events lost by a lagging console stream.
@@ -106,6 +108,7 @@ impl Default for Metrics {
             receipts: AtomicU64::new(0),
             acks: AtomicU64::new(0),
             slow_consumer_drops: AtomicU64::new(0),
+            heartbeat_drops: AtomicU64::new(0),
             incidents_issued: AtomicU64::new(0),
             console_lagged: AtomicU64::new(0),
             cluster_resyncs: AtomicU64::new(0),
@@ -184,6 +187,12 @@ impl Metrics {
             "gridcast_slow_consumer_drops_total",
             "Sessions dropped for a full send queue.",
             &self.slow_consumer_drops,
+        );
+        c(
+            &mut out,
+            "gridcast_heartbeat_drops_total",
+            "Sessions dropped for not answering two heartbeats.",
+            &self.heartbeat_drops,
         );
         c(
             &mut out,

@@ -32,6 +32,8 @@ pub struct RegistryIndex {
     /// The registry.
     pub registry: Registry,
     leads: HashMap<String, usize>,
+    /// Grid code → staff (indices) with an assignment in exactly that grid.
+    grid_people: HashMap<GridCode, Vec<usize>>,
 }
 
 impl RegistryIndex {
@@ -43,7 +45,31 @@ impl RegistryIndex {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        Self { registry, leads }
+        let mut grid_people: HashMap<GridCode, Vec<usize>> = HashMap::new();
+        for (i, p) in registry.staff.iter().enumerate() {
+            let mut grids: Vec<&GridCode> = p.assignments.iter().map(|a| &a.grid).collect();
+            grids.dedup();
+            for g in grids {
+                let v = grid_people.entry(g.clone()).or_default();
+                if v.last() != Some(&i) {
+                    v.push(i);
+                }
+            }
+        }
+        Self {
+            registry,
+            leads,
+            grid_people,
+        }
+    }
+
+    /// Ids of the staff with an assignment in exactly `grid` (who may read its topic).
+    pub fn people_in(&self, grid: &GridCode) -> impl Iterator<Item = &str> {
+        self.grid_people
+            .get(grid)
+            .into_iter()
+            .flatten()
+            .map(|&i| self.registry.staff[i].id.as_str())
     }
 
     /// A person by lead id.

@@ -1,4 +1,56 @@
-//! Transports translate frames between a wire and the core's sessions. WebSocket is here;
-//! MQTT joins it behind the same session and presence logic.
+//! Transports translate frames between a wire and the core. WebSocket sessions live in
+//! [`ws`]; MQTT leads reach the hub through a broker in [`mqtt`]. What a lead's frame
+//! does once it is decoded is the same for both: [`answer`].
 
+pub mod mqtt;
 pub mod ws;
+
+use gridcast_protocol::ErrorCode;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame};
+
+use crate::Hub;
+use crate::incident::Refusal;
+use crate::store::Mark;
+
+/// The reply a lead's frame gets: `ok`/`pong` or `error`, or nothing (no `ref`).
+pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerFrame> {
+    let reference = frame.reference().map(str::to_owned);
+    let result = match frame {
+        ClientFrame::Ping { reference } => return Some(ServerFrame::Pong { reference }),
+        ClientFrame::Hello { .. } => {
+            Err(Refusal::new(ErrorCode::BadRequest, "already authenticated"))
+        }
+        ClientFrame::Receipt { incident, .. } => hub.mark(lead, &incident, Mark::Receipt).await,
+        ClientFrame::Ack {
+            incident,
+            response,
+            note,
+            ..
+        } => {
+            hub.mark(lead, &incident, Mark::Ack { response, note })
+                .await
+        }
+        ClientFrame::TaskUpdate { task, .. } => Err(Refusal::new(
+            ErrorCode::NotFound,
+            format!("no task {task:?}"),
+        )),
+        ClientFrame::Report { .. } => Err(Refusal::new(
+            ErrorCode::Unavailable,
+            "this hub version does not take reports yet; phone them in to the command center",
+        )),
+    };
+    match (result, reference) {
+        (Ok(()), Some(reference)) => Some(ServerFrame::Ok { reference }),
+        (Ok(()), None) => None,
+        (Err(e), reference) => {
+            hub.metrics
+                .frame_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(ServerFrame::Error {
+                reference,
+                code: e.code,
+                message: e.message,
+            })
+        }
+    }
+}

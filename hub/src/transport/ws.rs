@@ -25,10 +25,8 @@ use tracing::Instrument;
 
 use crate::api::ApiError;
 use crate::auth::TokenRole;
-use crate::incident::Refusal;
 use crate::ratelimit::TokenBucket;
 use crate::session::{Channel, Frame, SessionHandle, encode};
-use crate::store::Mark;
 use crate::{Hub, now_ms};
 
 /// Largest message tungstenite will assemble; the contract's 64 KiB limit is enforced
@@ -286,40 +284,8 @@ async fn read_loop(
             .await;
             continue;
         }
-        let reference = frame.reference().map(str::to_owned);
-        let result = match frame {
-            ClientFrame::Ping { reference } => {
-                let _ = handle.send(encode(&ServerFrame::Pong { reference })).await;
-                continue;
-            }
-            ClientFrame::Hello { .. } => {
-                Err(Refusal::new(ErrorCode::BadRequest, "already authenticated"))
-            }
-            ClientFrame::Receipt { incident, .. } => hub.mark(lead, &incident, Mark::Receipt).await,
-            ClientFrame::Ack {
-                incident,
-                response,
-                note,
-                ..
-            } => {
-                hub.mark(lead, &incident, Mark::Ack { response, note })
-                    .await
-            }
-            ClientFrame::TaskUpdate { task, .. } => Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("no task {task:?}"),
-            )),
-            ClientFrame::Report { .. } => Err(Refusal::new(
-                ErrorCode::Unavailable,
-                "this hub version does not take reports yet; phone them in to the command center",
-            )),
-        };
-        match (result, reference) {
-            (Ok(()), Some(r)) => {
-                let _ = handle.send(encode(&ServerFrame::Ok { reference: r })).await;
-            }
-            (Ok(()), None) => {}
-            (Err(e), r) => reply_error(hub, handle, r, e.code, &e.message).await,
+        if let Some(reply) = super::answer(hub, lead, frame).await {
+            let _ = handle.send(encode(&reply)).await;
         }
     }
 }
@@ -365,6 +331,7 @@ async fn write_loop(
                 _ = tick.tick() => {
                     let silent = now_ms().saturating_sub(last_seen.load(Relaxed));
                     if silent > 2 * interval.as_millis() as u64 {
+                        hub.metrics.heartbeat_drops.fetch_add(1, Relaxed);
                         handle.end(close::HEARTBEAT_TIMEOUT);
                         return Ok(());
                     }

@@ -1,0 +1,521 @@
+//! Leads over MQTT (`--mqtt URL`): the hub is a client of the broker (MQTT 5, QoS 1).
+//!
+//! Topics (DESIGN.md §3):
+//! - `gridcast/v1/up/{lead}`: lead → hub. Every node subscribes with the shared
+//!   subscription `$share/gridcast/gridcast/v1/up/+`, so each frame is handled once in a
+//!   cluster. The lead id is the topic's (the broker's ACL lets a lead publish only on
+//!   its own); `hello` must carry that lead's token and is answered with `welcome`, the
+//!   sync and `synced` on the lead topic. Receipts and acks are answered `ok` only once
+//!   durable, exactly as over WebSocket ([`super::answer`]).
+//! - `gridcast/v1/lead/{lead}`: hub → one lead: sync, `ok`/`error`, status updates, and
+//!   incident frames (with `me`) when the grid topic cannot be used.
+//! - `gridcast/v1/grid/{code}`: hub → every reader of that grid, an incident frame
+//!   without `me`, used only when every person assigned to the grid is a recipient (a
+//!   role-filtered incident never reaches a non-recipient).
+//! - `gridcast/v1/presence/{lead}`: retained `online`/`offline` from the phone, with
+//!   `offline` as its Last Will.
+//!
+//! The node that records a change publishes it (once per topic, also in a cluster).
+//! Frames carry a message expiry, so a broker never replays a stale order hours later.
+//! Up frames go to a few workers by lead (one lead's frames stay in order); the event
+//! loop never waits for them.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame, decode_client};
+use gridcast_protocol::{ErrorCode, GridCode};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use tokio::sync::mpsc;
+
+use crate::auth::TokenRole;
+use crate::incident::lead_frame;
+use crate::presence::OnlineLead;
+use crate::registry::RegistryIndex;
+use crate::session::encode;
+use crate::store::{IncidentMeta, RecipientState};
+use crate::{Hub, now_ms};
+
+/// Topic prefix of protocol v1.
+pub const ROOT: &str = "gridcast/v1";
+const UP_SHARED: &str = "$share/gridcast/gridcast/v1/up/+";
+const PRESENCE_ALL: &str = "gridcast/v1/presence/+";
+/// Incident frames expire after this long in the broker.
+const INCIDENT_EXPIRY_S: u32 = 3_600;
+/// Sync frames and replies expire sooner: a phone that is away asks again on `hello`.
+const REPLY_EXPIRY_S: u32 = 300;
+/// Workers for up frames (a lead always goes to the same one).
+const WORKERS: usize = 4;
+/// Up frames waiting per worker.
+const WORKER_QUEUE: usize = 1_024;
+/// Requests the client may queue for the event loop.
+const CLIENT_QUEUE: usize = 10_000;
+
+/// The lead topic.
+pub fn lead_topic(lead: &str) -> String {
+    format!("{ROOT}/lead/{lead}")
+}
+/// A grid topic.
+pub fn grid_topic(code: &str) -> String {
+    format!("{ROOT}/grid/{code}")
+}
+
+/// Where the broker is, from `mqtt://[user[:password]@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// Host.
+    pub host: String,
+    /// Port (default 1883).
+    pub port: u16,
+    /// Username and password of the hub, if the broker wants them.
+    pub credentials: Option<(String, String)>,
+}
+
+impl BrokerUrl {
+    /// Parses a broker URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .ok_or_else(|| format!("{url:?}: the broker URL must start with mqtt://"))?;
+        let (creds, addr) = match rest.rsplit_once('@') {
+            Some((c, a)) => (Some(c), a),
+            None => (None, rest),
+        };
+        let addr = addr.trim_end_matches('/');
+        let (host, port) = match addr.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse().map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+            ),
+            None => (addr, 1883),
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?}: no host"));
+        }
+        let credentials = creds.map(|c| match c.split_once(':') {
+            Some((u, p)) => (u.to_owned(), p.to_owned()),
+            None => (c.to_owned(), String::new()),
+        });
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            credentials,
+        })
+    }
+}
+
+/// This node's MQTT side.
+pub struct Mqtt {
+    client: AsyncClient,
+    /// Leads seen on the presence topic, and whether they are online.
+    leads: DashMap<String, bool>,
+    connected: AtomicBool,
+}
+
+impl Mqtt {
+    /// A client for the broker at `url`; nothing is sent until [`Mqtt::start`].
+    pub fn new(url: &BrokerUrl, node_id: &str) -> (Arc<Mqtt>, EventLoop) {
+        let mut options = MqttOptions::new(format!("gridcast-hub-{node_id}"), &url.host, url.port);
+        options
+            .set_keep_alive(Duration::from_secs(10))
+            // Up frames sent while this node reconnects wait in the broker for it.
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(600))
+            .set_max_packet_size(Some(gridcast_protocol::MAX_MESSAGE_BYTES as u32 * 2));
+        if let Some((u, p)) = &url.credentials {
+            options.set_credentials(u, p);
+        }
+        let (client, eventloop) = AsyncClient::new(options, CLIENT_QUEUE);
+        (
+            Arc::new(Mqtt {
+                client,
+                leads: DashMap::new(),
+                connected: AtomicBool::new(false),
+            }),
+            eventloop,
+        )
+    }
+
+    /// Runs the event loop and the up-frame workers until shutdown.
+    pub fn start(self: &Arc<Self>, hub: &Hub, eventloop: EventLoop) {
+        let mut shards = Vec::with_capacity(WORKERS);
+        for _ in 0..WORKERS {
+            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+            shards.push(tx);
+            hub.tracker.spawn(self.clone().worker(hub.clone(), rx));
+        }
+        hub.tracker
+            .spawn(self.clone().event_loop(hub.clone(), eventloop, shards));
+    }
+
+    /// True while connected to the broker.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+
+    /// True when the lead's phone is online over MQTT.
+    pub fn is_online(&self, lead: &str) -> bool {
+        self.leads.get(lead).is_some_and(|o| *o)
+    }
+
+    /// Adds the MQTT-online leads to `online` (a lead on both channels is listed once).
+    pub fn merge_presence(&self, online: &mut Vec<OnlineLead>, registry: &RegistryIndex) {
+        let mut index: HashMap<String, usize> = online
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.id.clone(), i))
+            .collect();
+        for e in self.leads.iter().filter(|e| *e.value()) {
+            match index.get(e.key()) {
+                Some(&i) => {
+                    let ch = &mut online[i].channels;
+                    ch.push("mqtt".into());
+                    ch.sort();
+                    ch.dedup();
+                }
+                None => {
+                    let Some(p) = registry.person(e.key()) else {
+                        continue;
+                    };
+                    index.insert(e.key().clone(), online.len());
+                    online.push(OnlineLead {
+                        id: e.key().clone(),
+                        assignments: crate::registry::assignments(p),
+                        channels: vec!["mqtt".into()],
+                    });
+                }
+            }
+        }
+    }
+
+    async fn event_loop(
+        self: Arc<Self>,
+        hub: Hub,
+        mut eventloop: EventLoop,
+        shards: Vec<mpsc::Sender<(String, Bytes)>>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let event = tokio::select! {
+                e = eventloop.poll() => e,
+                () = hub.shutdown.cancelled() => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(100);
+                    // Subscriptions are made again on every connection: a broker that
+                    // restarted without our session has none.
+                    let subs = [
+                        self.client.try_subscribe(UP_SHARED, QoS::AtLeastOnce),
+                        self.client.try_subscribe(PRESENCE_ALL, QoS::AtLeastOnce),
+                    ];
+                    if let Some(Err(e)) = subs.into_iter().find(Result::is_err) {
+                        tracing::error!(error = %e, "mqtt subscribe could not be queued");
+                    }
+                    self.connected.store(true, Relaxed);
+                    tracing::info!("mqtt connected");
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => self.dispatch(&hub, p, &shards),
+                Ok(_) => {}
+                Err(e) => {
+                    if self.connected.swap(false, Relaxed) {
+                        tracing::warn!(error = %e, "mqtt connection lost; reconnecting");
+                    } else {
+                        tracing::debug!(error = %e, "mqtt connect failed");
+                    }
+                    // Jittered, so that a fleet of nodes does not reconnect in step.
+                    let jitter = Duration::from_millis(now_ms() % 100);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff + jitter) => {}
+                        () = hub.shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Leave cleanly (bounded): the broker drops our session state as configured.
+        if self.client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(ev) = eventloop.poll().await {
+                    if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    fn dispatch(&self, hub: &Hub, p: Publish, shards: &[mpsc::Sender<(String, Bytes)>]) {
+        let Ok(topic) = std::str::from_utf8(&p.topic) else {
+            return;
+        };
+        if let Some(lead) = topic.strip_prefix("gridcast/v1/presence/") {
+            let online = p.payload.as_ref() == b"online";
+            let was = self.leads.insert(lead.to_owned(), online);
+            if was != Some(online) {
+                tracing::info!(lead, online, "mqtt presence");
+                if let Some(person) = hub.registry.current().person(lead) {
+                    hub.console
+                        .grids_changed(person.assignments.iter().map(|a| &a.grid));
+                }
+            }
+        } else if let Some(lead) = topic.strip_prefix("gridcast/v1/up/") {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            lead.hash(&mut h);
+            let shard = &shards[h.finish() as usize % shards.len()];
+            let item = (lead.to_owned(), p.payload);
+            if let Err(mpsc::error::TrySendError::Full(item)) = shard.try_send(item) {
+                // Never dropped, never blocking the event loop (keepalives).
+                let shard = shard.clone();
+                hub.tracker.spawn(async move {
+                    let _ = shard.send(item).await;
+                });
+            }
+        }
+    }
+
+    async fn worker(self: Arc<Self>, hub: Hub, mut rx: mpsc::Receiver<(String, Bytes)>) {
+        loop {
+            let item = tokio::select! {
+                i = rx.recv() => i,
+                () = hub.shutdown.cancelled() => None,
+            };
+            let Some((lead, payload)) = item else { return };
+            self.up(&hub, &lead, &payload).await;
+        }
+    }
+
+    /// One frame from a lead.
+    async fn up(&self, hub: &Hub, lead: &str, payload: &[u8]) {
+        hub.metrics.frames_in.fetch_add(1, Relaxed);
+        let Some(assignments) = hub
+            .registry
+            .current()
+            .person(lead)
+            .map(crate::registry::assignments)
+        else {
+            // Not in the registry: there is no one to answer (the ACL should not have
+            // let this through).
+            tracing::warn!(lead, "mqtt frame from a lead not in the registry dropped");
+            return;
+        };
+        let error =
+            |code: ErrorCode, message: String, reference: Option<String>| ServerFrame::Error {
+                reference,
+                code,
+                message,
+            };
+        let Ok(text) = std::str::from_utf8(payload) else {
+            let e = error(
+                ErrorCode::BadRequest,
+                "payloads are UTF-8 JSON".into(),
+                None,
+            );
+            return self.reply(lead, &e).await;
+        };
+        let frame = match decode_client(text) {
+            Ok(f) => f,
+            Err(e) => {
+                return self
+                    .reply(lead, &error(e.code, e.message, e.reference))
+                    .await;
+            }
+        };
+        if let ClientFrame::Hello { token, .. } = frame {
+            let claims = match hub.auth.verify(&token, now_ms() / 1000) {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = error(ErrorCode::Unauthorized, e.to_string(), None);
+                    return self.reply(lead, &e).await;
+                }
+            };
+            if claims.role != TokenRole::Lead || claims.sub != lead {
+                let e = error(
+                    ErrorCode::Forbidden,
+                    format!("this token is not lead {lead}'s"),
+                    None,
+                );
+                return self.reply(lead, &e).await;
+            }
+            let welcome = ServerFrame::Welcome {
+                lead: lead.to_owned(),
+                assignments: assignments.to_vec(),
+                heartbeat_s: hub.config.heartbeat_s,
+            };
+            self.reply(lead, &welcome).await;
+            match hub.sync_frames(lead).await {
+                Ok(frames) => {
+                    for f in frames {
+                        self.publish(lead_topic(lead), f.as_str().as_bytes(), REPLY_EXPIRY_S)
+                            .await;
+                    }
+                    self.reply(lead, &ServerFrame::Synced).await;
+                }
+                Err(e) => {
+                    tracing::error!(lead, error = %e, "mqtt sync failed");
+                    let e = error(
+                        ErrorCode::Unavailable,
+                        "the hub could not read your incidents; send hello again".into(),
+                        None,
+                    );
+                    self.reply(lead, &e).await;
+                }
+            }
+            return;
+        }
+        if let Some(reply) = super::answer(hub, lead, frame).await {
+            self.reply(lead, &reply).await;
+        }
+    }
+
+    async fn reply(&self, lead: &str, frame: &ServerFrame) {
+        let f = encode(frame);
+        self.publish(lead_topic(lead), f.as_str().as_bytes(), REPLY_EXPIRY_S)
+            .await;
+    }
+
+    async fn publish(&self, topic: String, payload: &[u8], expiry_s: u32) {
+        let props = PublishProperties {
+            message_expiry_interval: Some(expiry_s),
+            ..PublishProperties::default()
+        };
+        let payload = Bytes::copy_from_slice(payload);
+        if let Err(e) = self
+            .client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, props)
+            .await
+        {
+            tracing::warn!(error = %e, "mqtt publish could not be queued");
+        }
+    }
+
+    /// Publishes an incident to its MQTT readers: once on each grid topic whose every
+    /// reader is a recipient, else on the lead topic of each recipient known to use MQTT.
+    pub async fn publish_incident(
+        &self,
+        registry: &RegistryIndex,
+        meta: &IncidentMeta,
+        recipients: &[RecipientState],
+    ) {
+        let ids: HashSet<&str> = recipients.iter().map(|r| r.lead.as_str()).collect();
+        let mut by_grid: HashMap<&GridCode, Vec<&RecipientState>> = HashMap::new();
+        for r in recipients {
+            by_grid.entry(&r.grid).or_default().push(r);
+        }
+        let bare = encode(&ServerFrame::Incident {
+            incident: meta.view(),
+            me: None,
+        });
+        for (grid, rs) in by_grid {
+            if registry.people_in(grid).all(|p| ids.contains(p)) {
+                self.publish(
+                    grid_topic(grid.as_str()),
+                    bare.as_str().as_bytes(),
+                    INCIDENT_EXPIRY_S,
+                )
+                .await;
+                continue;
+            }
+            for r in rs {
+                if self.leads.contains_key(&r.lead) {
+                    let f = lead_frame(meta, r);
+                    self.publish(
+                        lead_topic(&r.lead),
+                        f.as_str().as_bytes(),
+                        INCIDENT_EXPIRY_S,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// A lead's new status, to its phone if it uses MQTT.
+    pub async fn publish_status(&self, meta: &IncidentMeta, state: &RecipientState) {
+        if self.leads.contains_key(&state.lead) {
+            let f = lead_frame(meta, state);
+            self.publish(
+                lead_topic(&state.lead),
+                f.as_str().as_bytes(),
+                INCIDENT_EXPIRY_S,
+            )
+            .await;
+        }
+    }
+}
+
+/// A Mosquitto ACL file for `registry`: the hub (`hub_user`) may do everything under
+/// `gridcast/`; a lead may publish only its own up and presence topics and read only its
+/// own lead topic and the topics of its grids. Regenerate after registry changes.
+pub fn mosquitto_acl(registry: &gridcast_protocol::registry::Registry, hub_user: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# gridcast ACL for Mosquitto, generated by `gridcast-hub mqtt-acl` from a registry of {} staff.\n\
+         # Leads log in with username = lead id (password = token, checked by an auth plugin,\n\
+         # or a password file). Every lead: its own up, presence and lead topics.\n\
+         pattern write {ROOT}/up/%u\n\
+         pattern write {ROOT}/presence/%u\n\
+         pattern read {ROOT}/lead/%u\n\n\
+         # The hub nodes.\n\
+         user {hub_user}\n\
+         topic readwrite {ROOT}/#\n\
+         topic read $share/gridcast/{ROOT}/up/+\n",
+        registry.staff.len()
+    );
+    for p in &registry.staff {
+        let mut grids: Vec<&str> = p.assignments.iter().map(|a| a.grid.as_str()).collect();
+        grids.sort_unstable();
+        grids.dedup();
+        let _ = writeln!(out, "\nuser {}", p.id);
+        for g in grids {
+            let _ = writeln!(out, "topic read {ROOT}/grid/{g}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_acl_names_each_leads_grids_and_nothing_else() {
+        let registry = crate::sample::sample_city().validate().unwrap();
+        let acl = mosquitto_acl(&registry, "gridcast-hub");
+        let l1 = acl.split("\nuser L0001\n").nth(1).unwrap();
+        let l1 = l1.split("\nuser ").next().unwrap();
+        let grid = registry.staff[0].assignments[0].grid.as_str();
+        assert_eq!(l1.trim(), format!("topic read gridcast/v1/grid/{grid}"));
+        assert!(acl.contains("pattern write gridcast/v1/up/%u"));
+        assert!(!acl.contains("pattern read gridcast/v1/grid"));
+    }
+
+    #[test]
+    fn broker_urls_parse_with_defaults_and_credentials() {
+        assert_eq!(
+            BrokerUrl::parse("mqtt://127.0.0.1").unwrap(),
+            BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                credentials: None
+            }
+        );
+        let u = BrokerUrl::parse("mqtt://hub:s3cret@broker.local:8883/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("broker.local", 8883));
+        assert_eq!(u.credentials, Some(("hub".into(), "s3cret".into())));
+        assert!(BrokerUrl::parse("http://x").is_err());
+        assert!(BrokerUrl::parse("mqtt://x:notaport").is_err());
+        assert!(BrokerUrl::parse("mqtt://:1883").is_err());
+    }
+}
