@@ -2,6 +2,8 @@
 //! registries. Every wait is on an event with a timeout, never a sleep.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod mosquitto;
+pub mod mqtt_phone;
 pub mod proxy;
 pub mod redis;
 

@@ -1,0 +1,535 @@
+//! MQTT leads through a real `mosquitto` started per test on a free port: MQTT and
+//! WebSocket leads in one incident, Last Will presence, a broker restart, the shipped
+//! ACL, and a stock `mosquitto_sub`/`mosquitto_pub` lead.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gridcast_clients::lead::LeadClient;
+use gridcast_protocol::Status;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame};
+use gridcast_protocol::model::Response;
+use gridcast_protocol::registry::RegistryDoc;
+use support::mosquitto::Mosquitto;
+use support::mqtt_phone::{MqttPhone, PhoneOpts};
+use support::*;
+
+async fn hub_on(name: &str, broker: &Mosquitto, registry: RegistryDoc) -> TestHub {
+    let url = broker.url();
+    let hub = TestHub::start(name, Some(registry), move |c| c.mqtt = Some(url)).await;
+    ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+    hub
+}
+
+fn grids_of(doc: &RegistryDoc, lead: &str) -> Vec<String> {
+    let p = doc.staff.iter().find(|p| p.id == lead).unwrap();
+    let mut g: Vec<String> = p.assignments.iter().map(|a| a.grid.clone()).collect();
+    g.dedup();
+    g
+}
+
+/// An MQTT phone that is subscribed and has said hello (sync read).
+async fn mqtt_lead(broker: &Mosquitto, doc: &RegistryDoc, lead: &str, clean: bool) -> MqttPhone {
+    let opts = PhoneOpts {
+        clean,
+        ..PhoneOpts::default()
+    };
+    let mut p = MqttPhone::connect(broker.port, lead, opts).await;
+    p.subscribe_own(&grids_of(doc, lead)).await;
+    let sync = p.hello(&lead_token(lead)).await;
+    assert!(
+        matches!(sync.first(), Some(ServerFrame::Welcome { .. })),
+        "{sync:?}"
+    );
+    p
+}
+
+fn ack(incident: &str, reference: &str) -> ClientFrame {
+    ClientFrame::Ack {
+        incident: incident.into(),
+        response: Response::Accept,
+        note: None,
+        reference: Some(reference.into()),
+    }
+}
+
+async fn wait_online(hub: &TestHub, n: usize) {
+    let console = hub.console("");
+    eventually(Duration::from_secs(10), &format!("{n} online"), || {
+        let console = console.clone();
+        async move { console.presence("", false).await.unwrap().online == n }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_and_websocket_leads_share_one_incident_and_exact_counts() {
+    let broker = Mosquitto::start("mixed").await;
+    let doc = city(40);
+    let hub = hub_on("mqtt-mixed", &broker, doc.clone()).await;
+    // 20 on MQTT (every other one with a persistent session), 20 on WebSocket.
+    let mut mqtt = Vec::new();
+    let mut ws = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        if i % 2 == 0 {
+            mqtt.push(mqtt_lead(&broker, &doc, &p.id, i % 4 == 0).await);
+        } else {
+            let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&p.id))
+                .await
+                .unwrap();
+            c.sync().await.unwrap();
+            ws.push(c);
+        }
+    }
+    wait_online(&hub, 40).await;
+    // One lead on both channels is online once, with both listed.
+    let both = doc.staff[0].id.clone();
+    let (mut both_ws, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&both))
+        .await
+        .unwrap();
+    both_ws.sync().await.unwrap();
+    let presence = hub.console("").presence("", true).await.unwrap();
+    assert_eq!(presence.online, 40);
+    let leads = presence.leads.unwrap();
+    let row = leads.iter().find(|l| l.id == both).unwrap_or_else(|| {
+        panic!(
+            "{both} not in {:?}",
+            leads
+                .iter()
+                .map(|l| (&l.id, &l.channels))
+                .collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(row.channels, ["mqtt", "ws"]);
+
+    let ops = hub.console("");
+    let created = ops
+        .activate(&activation("Flood", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!((created.recipients, created.online), (40, 40));
+    for (n, p) in mqtt.iter_mut().enumerate() {
+        let (topic, f) = p.incident(&created.id).await;
+        assert!(topic.starts_with("gridcast/v1/"), "{topic}");
+        let ServerFrame::Incident { incident, .. } = f else {
+            unreachable!()
+        };
+        let receipt = ClientFrame::Receipt {
+            incident: created.id.clone(),
+            rev: incident.rev,
+            reference: Some(format!("r{n}")),
+        };
+        assert!(matches!(p.request(&receipt).await, ServerFrame::Ok { .. }));
+        assert!(matches!(
+            p.request(&ack(&created.id, &format!("a{n}"))).await,
+            ServerFrame::Ok { .. }
+        ));
+    }
+    for (n, c) in ws.iter_mut().enumerate() {
+        loop {
+            if let ServerFrame::Incident { incident, .. } = c.next().await.unwrap()
+                && incident.id == created.id
+            {
+                break;
+            }
+        }
+        if n % 2 == 0 {
+            c.request(&ack(&created.id, "a")).await.unwrap().0.unwrap();
+        }
+    }
+    let d = ops.incident(&created.id).await.unwrap();
+    assert_eq!(
+        (d.counts.accepted, d.counts.delivered, d.counts.pending),
+        (30, 0, 10),
+        "20 MQTT + 10 WebSocket accepted, 10 WebSocket leads silent"
+    );
+
+    // A role-filtered incident reaches only its recipients, even on MQTT; a sentinel to
+    // everyone proves the others never got it.
+    let filtered = ops
+        .activate(&activation("Leads only", &["330106"], &["grid_lead"]))
+        .await
+        .unwrap();
+    let sentinel = ops
+        .activate(&activation("Sentinel", &["330106"], &[]))
+        .await
+        .unwrap();
+    let grid_leads: Vec<&str> = doc
+        .staff
+        .iter()
+        .filter(|p| p.assignments.iter().any(|a| a.role == "grid_lead"))
+        .map(|p| p.id.as_str())
+        .collect();
+    for p in &mut mqtt {
+        let mut seen = Vec::new();
+        loop {
+            let (topic, f) = p.next().await;
+            if let ServerFrame::Incident { incident, me } = f {
+                // On a lead topic with `me`; on a grid topic (every reader of that grid
+                // is a recipient) without.
+                if incident.id == filtered.id {
+                    match me {
+                        Some(me) => assert_eq!(me.role, gridcast_protocol::Role::GridLead),
+                        None => assert!(topic.starts_with("gridcast/v1/grid/"), "{topic}"),
+                    }
+                }
+                seen.push(incident.id.clone());
+                if incident.id == sentinel.id {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            seen.contains(&filtered.id),
+            grid_leads.contains(&p.lead.as_str()),
+            "{}: {seen:?}",
+            p.lead
+        );
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclean_drop_fires_the_will_and_a_clean_reconnect_restores_presence() {
+    let broker = Mosquitto::start("will").await;
+    let doc = city(5);
+    let hub = hub_on("mqtt-will", &broker, doc.clone()).await;
+    let lead = doc.staff[0].id.clone();
+    let opts = PhoneOpts {
+        keep_alive_s: 5,
+        ..PhoneOpts::default()
+    };
+    let phone = MqttPhone::connect(broker.port, &lead, opts).await;
+    wait_online(&hub, 1).await;
+    let dropped = Instant::now();
+    phone.drop_unclean();
+    // The will is `offline`; presence follows within the keepalive bound (1.5 × 5 s).
+    let console = hub.console("");
+    eventually(
+        Duration::from_millis(7_500),
+        "the will to take the lead offline",
+        || {
+            let console = console.clone();
+            async move { console.presence("", false).await.unwrap().online == 0 }
+        },
+    )
+    .await;
+    eprintln!("offline {:?} after the unclean drop", dropped.elapsed());
+    let phone = MqttPhone::connect(broker.port, &lead, PhoneOpts::default()).await;
+    wait_online(&hub, 1).await;
+    phone.disconnect().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_and_restarted_mid_incident_the_hub_and_leads_recover() {
+    let mut broker = Mosquitto::start("restart").await;
+    let doc = city(10);
+    let hub = hub_on("mqtt-restart", &broker, doc.clone()).await;
+    let mut phones = Vec::new();
+    for p in &doc.staff {
+        phones.push(mqtt_lead(&broker, &doc, &p.id, true).await);
+    }
+    let ops = hub.console("");
+    let created = ops
+        .activate(&activation("Fire", &["330106"], &[]))
+        .await
+        .unwrap();
+    for p in &mut phones {
+        p.incident(&created.id).await;
+    }
+    assert!(matches!(
+        phones[0].request(&ack(&created.id, "a0")).await,
+        ServerFrame::Ok { .. }
+    ));
+
+    broker.kill().await;
+    ready_is(&hub.http(), false, Duration::from_secs(10)).await;
+    broker.restart().await;
+    ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+    // Phones reconnect by themselves (clean sessions: subscribe again) and say hello.
+    for (n, p) in phones.iter_mut().enumerate() {
+        p.until_connack().await;
+        p.subscribe_own(&grids_of(&doc, &p.lead.clone())).await;
+        let sync = p.hello(&lead_token(&p.lead.clone())).await;
+        let mine: Vec<Status> = sync
+            .iter()
+            .filter_map(|f| match f {
+                ServerFrame::Incident { incident, me } if incident.id == created.id => {
+                    Some(me.as_ref().unwrap().status)
+                }
+                _ => None,
+            })
+            .collect();
+        let want = if n == 0 {
+            Status::Accepted
+        } else {
+            Status::Pending
+        };
+        assert_eq!(mine, [want], "{}", p.lead);
+    }
+    let second = ops
+        .activate(&activation("Fire spreads", &["330106"], &[]))
+        .await
+        .unwrap();
+    for p in &mut phones {
+        p.incident(&second.id).await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_acl_confines_each_lead_to_its_own_topics() {
+    let doc = city(10);
+    let dir = tmp_dir("mqtt-acl-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let registry = dir.join("registry.json");
+    std::fs::write(&registry, serde_json::to_vec(&doc).unwrap()).unwrap();
+    // The ACL as an operator makes it: `gridcast-hub mqtt-acl`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
+        .arg("--registry")
+        .arg(&registry)
+        .arg("mqtt-acl")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acl = dir.join("acl");
+    std::fs::write(&acl, &out.stdout).unwrap();
+    let passwd = dir.join("passwd");
+    for (user, pw) in [
+        ("gridcast-hub", "hub-pw"),
+        ("P00000", "p0-pw"),
+        ("P00001", "p1-pw"),
+    ] {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if !passwd.exists() {
+            cmd.arg("-c");
+        }
+        let st = cmd
+            .arg("-b")
+            .arg(&passwd)
+            .arg(user)
+            .arg(pw)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let broker = Mosquitto::start_with(
+        "acl",
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ),
+    )
+    .await;
+    let url = format!("mqtt://gridcast-hub:hub-pw@127.0.0.1:{}", broker.port);
+    let hub = TestHub::start("mqtt-acl", Some(doc.clone()), move |c| c.mqtt = Some(url)).await;
+    ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+
+    let opts = |pw: &str| PhoneOpts {
+        password: Some(pw.into()),
+        ..PhoneOpts::default()
+    };
+    let mut p0 = MqttPhone::connect(broker.port, "P00000", opts("p0-pw")).await;
+    let mut p1 = MqttPhone::connect(broker.port, "P00001", opts("p1-pw")).await;
+    p0.subscribe_own(&grids_of(&doc, "P00000")).await;
+    p1.subscribe_own(&grids_of(&doc, "P00001")).await;
+    // P00000 may not read P00001's grid nor its lead topic ...
+    let other_grid = grids_of(&doc, "P00001")
+        .into_iter()
+        .find(|g| !grids_of(&doc, "P00000").contains(g))
+        .unwrap();
+    // (Mosquitto grants the subscriptions and then delivers nothing on them.)
+    p0.subscribe(&format!("gridcast/v1/grid/{other_grid}"))
+        .await;
+    p0.subscribe("gridcast/v1/lead/P00001").await;
+    // ... nor publish on P00001's up topic: the broker refuses, the hub never sees it.
+    let created = hub
+        .console("")
+        .activate(&activation("Fire", &["330106"], &[]))
+        .await
+        .unwrap();
+    p1.incident(&created.id).await;
+    let forged = serde_json::to_vec(&ack(&created.id, "forged")).unwrap();
+    assert_eq!(
+        p0.publish_raw("gridcast/v1/up/P00001", forged).await,
+        "NotAuthorized"
+    );
+    // P00001's own ack goes through; its status is its own answer, counted once.
+    assert!(matches!(
+        p1.request(&ack(&created.id, "own")).await,
+        ServerFrame::Ok { .. }
+    ));
+    let d = hub.console("").incident(&created.id).await.unwrap();
+    assert_eq!(d.counts.accepted, 1);
+    // Up to a sentinel, P00000 saw the first incident once (its own grid only) and
+    // nothing of P00001's lead topic (its `ok`).
+    let sentinel = hub
+        .console("")
+        .activate(&activation("Sentinel", &["330106"], &[]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let (topic, f) = p0.next().await;
+        if let ServerFrame::Incident { incident, .. } = &f
+            && incident.id == sentinel.id
+        {
+            break;
+        }
+        seen.push((topic, f));
+    }
+    let firsts = seen
+        .iter()
+        .filter(|(_, f)| matches!(f, ServerFrame::Incident { incident, .. } if incident.id == created.id))
+        .count();
+    assert_eq!(firsts, 1, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(t, _)| !t.ends_with("/P00001") && !t.ends_with(&other_grid)),
+        "{seen:?}"
+    );
+    hub.stop().await;
+}
+
+/// `mosquitto_sub -v` on some topics, read line by line.
+struct StockSub {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    _child: tokio::process::Child,
+}
+
+impl StockSub {
+    fn start(port: u16, topics: &[String]) -> StockSub {
+        let mut cmd = tokio::process::Command::new("mosquitto_sub");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-v",
+        ]);
+        for t in topics {
+            cmd.args(["-t", t]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto_sub (apt-get install mosquitto-clients)");
+        let out = child.stdout.take().unwrap();
+        StockSub {
+            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(out)),
+            _child: child,
+        }
+    }
+
+    async fn line(&mut self, within: Duration) -> Option<String> {
+        tokio::time::timeout(within, self.lines.next_line())
+            .await
+            .ok()
+            .and_then(|l| l.ok().flatten())
+    }
+
+    /// The next line that is not a probe.
+    async fn next(&mut self) -> String {
+        loop {
+            let l = self
+                .line(Duration::from_secs(10))
+                .await
+                .expect("a line in time");
+            if !l.ends_with(PROBE) {
+                return l;
+            }
+        }
+    }
+}
+
+const PROBE: &str = r#"{"type":"pong","ref":"probe"}"#;
+
+async fn stock_pub(port: u16, topic: &str, message: &str) {
+    let st = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            message,
+        ])
+        .status()
+        .await
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    assert!(st.success());
+}
+
+/// Publishes probes on `topic` until `sub` shows one: it is subscribed.
+async fn until_subscribed(port: u16, topic: &str, sub: &mut StockSub) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        stock_pub(port, topic, PROBE).await;
+        if sub
+            .line(Duration::from_millis(300))
+            .await
+            .is_some_and(|l| l.ends_with(PROBE))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mosquitto_sub never subscribed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_mosquitto_client_gets_the_incident_and_its_ok() {
+    let broker = Mosquitto::start("stock").await;
+    let doc = city(5);
+    let hub = hub_on("mqtt-stock", &broker, doc.clone()).await;
+    let lead = doc.staff[0].id.clone();
+    let grid = grids_of(&doc, &lead)[0].clone();
+    let lead_topic = format!("gridcast/v1/lead/{lead}");
+    let grid_topic = format!("gridcast/v1/grid/{grid}");
+    // A phone that is nothing but mosquitto_sub and mosquitto_pub.
+    let mut sub = StockSub::start(broker.port, &[lead_topic.clone(), grid_topic.clone()]);
+    until_subscribed(broker.port, &lead_topic, &mut sub).await;
+
+    let created = hub
+        .console("")
+        .activate(&activation("Flood", &["330106"], &[]))
+        .await
+        .unwrap();
+    let line = sub.next().await;
+    assert!(line.starts_with(&format!("{grid_topic} ")), "{line}");
+    assert!(
+        line.contains(&created.id) && line.contains(r#""type":"incident""#),
+        "{line}"
+    );
+
+    let ack = format!(
+        r#"{{"type":"ack","incident":"{}","response":"accept","ref":"a1"}}"#,
+        created.id
+    );
+    stock_pub(broker.port, &format!("gridcast/v1/up/{lead}"), &ack).await;
+    assert_eq!(
+        sub.next().await,
+        format!(r#"{lead_topic} {{"type":"ok","ref":"a1"}}"#)
+    );
+    let d = hub.console("").incident(&created.id).await.unwrap();
+    assert_eq!(d.counts.accepted, 1);
+    hub.stop().await;
+}
