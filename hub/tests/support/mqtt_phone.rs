@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// What the broker answered.
 pub enum Control {
-    ConnAck,
-    SubAck(Vec<String>),
-    PubAck(String),
+    Connected,
+    Subscribed(Vec<String>),
+    Published(String),
 }
 
 pub struct MqttPhone {
@@ -76,7 +77,7 @@ impl MqttPhone {
                                 "online",
                             )
                             .await;
-                        let _ = ctx.send(Control::ConnAck);
+                        let _ = ctx.send(Control::Connected);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let topic = String::from_utf8_lossy(&p.topic).into_owned();
@@ -85,12 +86,12 @@ impl MqttPhone {
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(s))) => {
-                        let _ = ctx.send(Control::SubAck(
+                        let _ = ctx.send(Control::Subscribed(
                             s.return_codes.iter().map(|c| format!("{c:?}")).collect(),
                         ));
                     }
                     Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        let _ = ctx.send(Control::PubAck(format!("{:?}", a.reason)));
+                        let _ = ctx.send(Control::Published(format!("{:?}", a.reason)));
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                     Ok(_) => {}
@@ -116,7 +117,7 @@ impl MqttPhone {
                 .await
                 .expect("connack in time")
                 .unwrap();
-            if matches!(c, Control::ConnAck) {
+            if matches!(c, Control::Connected) {
                 return;
             }
         }
@@ -133,7 +134,7 @@ impl MqttPhone {
                 .await
                 .expect("suback in time")
                 .unwrap();
-            if let Control::SubAck(codes) = c {
+            if let Control::Subscribed(codes) = c {
                 return codes;
             }
         }
@@ -160,7 +161,7 @@ impl MqttPhone {
                 .await
                 .expect("puback in time")
                 .unwrap();
-            if let Control::PubAck(reason) = c {
+            if let Control::Published(reason) = c {
                 return reason;
             }
         }
