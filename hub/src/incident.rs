@@ -207,6 +207,7 @@ impl Hub {
                 closed_at: None,
             },
             recipients,
+            outbox: self.mqtt.is_some(),
         };
         let started = Instant::now();
         let snap = self.store.create_incident(new).await?;
@@ -220,8 +221,13 @@ impl Hub {
             })
             .await;
         if let Some(m) = &self.mqtt {
-            m.publish_incident(&self.registry.current(), &snap.meta, &snap.recipients)
+            let sent = m
+                .publish_incident(&self.registry.current(), &snap.meta, &snap.recipients)
                 .await;
+            if sent && let Err(e) = self.store.outbox_done(&snap.meta.id, snap.meta.rev).await {
+                // The sweeper publishes it again: a duplicate, never a loss.
+                tracing::warn!(error = %e, "outbox entry not cleared");
+            }
             // Leads on MQTT only (a lead on both channels is counted once).
             online += snap
                 .recipients

@@ -94,6 +94,9 @@ pub struct NewIncident {
     pub meta: IncidentMeta,
     /// Recipients resolved from the registry at issue time, in registry order.
     pub recipients: Vec<(String, GridCode, Role)>,
+    /// Record an outbox entry with the incident (MQTT on): its publish is finished by
+    /// a sweeper if this node dies before it publishes.
+    pub outbox: bool,
 }
 
 /// One recipient's state.
@@ -178,6 +181,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>>;
     /// An incident's timeline, in order.
     fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>>;
+    /// The outbox entry of an incident's `rev` is done (its MQTT publish went out).
+    fn outbox_done<'a>(&'a self, incident: &'a str, rev: u64) -> StoreFuture<'a, ()>;
+    /// Outbox entries pending since before `older_than` (Unix ms), claimed for this
+    /// caller: their age restarts at `now`, so a claimer that dies is retried later.
+    fn outbox_claim(&self, older_than: u64, now: u64) -> StoreFuture<'_, Vec<(String, u64)>>;
     /// Persists the registry in force (so a restart keeps run-time changes).
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()>;
     /// The last registry saved, if any.

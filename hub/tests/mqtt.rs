@@ -533,3 +533,61 @@ async fn a_stock_mosquitto_client_gets_the_incident_and_its_ok() {
     assert_eq!(d.counts.accepted, 1);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_recorded_but_never_published_is_finished_by_the_outbox() {
+    let mut broker = Mosquitto::start("outbox").await;
+    broker.kill().await; // the broker is away while the first hub runs
+    let doc = city(5);
+    let dir = tmp_dir("mqtt-outbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let registry = dir.join("registry.json");
+    std::fs::write(&registry, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let port = free_port();
+    let broker_url = broker.url();
+    let hub_process = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--jwt-secret")
+            .arg(SECRET)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--registry")
+            .arg(&registry)
+            .arg("--mqtt")
+            .arg(&broker_url)
+            .env("GRIDCAST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = hub_process();
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(30), "hub up", || {
+        let (http, url) = (http.clone(), format!("{base}/healthz"));
+        async move { http.get(url).send().await.is_ok() }
+    })
+    .await;
+    let ops = gridcast_clients::console::ConsoleClient::new(
+        &base,
+        &token("op", gridcast_hub::auth::TokenRole::Operator, ""),
+    );
+    // Recorded (201) while the broker is away, then the node dies before publishing.
+    let created = ops
+        .activate(&activation("Fire", &["330106"], &[]))
+        .await
+        .unwrap();
+    first.kill().await.unwrap();
+
+    broker.restart().await;
+    let lead = doc.staff[0].id.clone();
+    let mut phone = MqttPhone::connect(broker.port, &lead, PhoneOpts::default()).await;
+    phone.subscribe_own(&grids_of(&doc, &lead)).await;
+    // The node comes back (or, in a cluster, any node sweeps): the outbox finishes it.
+    let _second = hub_process();
+    let (topic, _) = phone.incident(&created.id).await;
+    assert!(topic.starts_with("gridcast/v1/grid/"), "{topic}");
+}

@@ -39,6 +39,7 @@ fn new_incident(leads: &[String]) -> NewIncident {
             .iter()
             .map(|l| (l.clone(), grid.clone(), Role::GridLead))
             .collect(),
+        outbox: false,
     }
 }
 
@@ -188,6 +189,32 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
                 .is_empty()
         );
     }
+
+    // Outbox entries: claimed by one caller at a time, gone once done.
+    let mut pending = new_incident(&leads[..1]);
+    pending.outbox = true;
+    let snap = redis_store.create_incident(pending).await.unwrap();
+    let far = gridcast_hub::now_ms() + 60_000;
+    assert_eq!(
+        redis_store.outbox_claim(far, far).await.unwrap(),
+        [(snap.meta.id.clone(), 1)]
+    );
+    assert!(
+        redis_store
+            .outbox_claim(far, far + 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a claim restarts the entry's age"
+    );
+    redis_store.outbox_done(&snap.meta.id, 1).await.unwrap();
+    assert!(
+        redis_store
+            .outbox_claim(u64::MAX, far + 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The registry round-trips with a version that grows.
     let doc = city(30);

@@ -68,6 +68,12 @@ enum Record {
     Incident {
         meta: IncidentMeta,
         recipients: Vec<(String, GridCode, Role)>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        outbox: bool,
+    },
+    OutboxDone {
+        incident: String,
+        rev: u64,
     },
     Mark {
         incident: String,
@@ -91,12 +97,25 @@ struct State {
     /// Incident ids in issue order.
     order: Vec<String>,
     by_lead: HashMap<String, Vec<String>>,
+    /// (incident, rev) → pending since (Unix ms).
+    outbox: HashMap<(String, u64), u64>,
 }
 
 impl State {
     fn apply(&mut self, record: Record) {
         match record {
-            Record::Incident { meta, recipients } => {
+            Record::OutboxDone { incident, rev } => {
+                self.outbox.remove(&(incident, rev));
+            }
+            Record::Incident {
+                meta,
+                recipients,
+                outbox,
+            } => {
+                if outbox {
+                    self.outbox
+                        .insert((meta.id.clone(), meta.rev), meta.issued_at);
+                }
                 if let Some(n) = meta
                     .id
                     .strip_prefix("INC-")
@@ -200,6 +219,11 @@ enum Request {
         mark: Mark,
         at: u64,
         reply: oneshot::Sender<Result<MarkOutcome, StoreError>>,
+    },
+    OutboxDone {
+        incident: String,
+        rev: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -357,6 +381,7 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         buf.clear();
         let mut creates = Vec::new();
         let mut marks = Vec::new();
+        let mut dones = Vec::new();
         {
             let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
             for req in batch.drain(..) {
@@ -369,6 +394,7 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         let record = Record::Incident {
                             meta: new.meta,
                             recipients: new.recipients,
+                            outbox: new.outbox,
                         };
                         line(&record, &mut buf);
                         st.apply(record);
@@ -394,6 +420,18 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         }
                         marks.push((outcome, reply));
                     }
+                    Request::OutboxDone {
+                        incident,
+                        rev,
+                        reply,
+                    } => {
+                        if st.outbox.contains_key(&(incident.clone(), rev)) {
+                            let record = Record::OutboxDone { incident, rev };
+                            line(&record, &mut buf);
+                            st.apply(record);
+                        }
+                        dones.push(reply);
+                    }
                 }
             }
         }
@@ -412,6 +450,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (outcome, reply) in marks {
                     let _ = reply.send(Ok(outcome));
                 }
+                for reply in dones {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Err(e) => {
                 // The in-memory state is now ahead of the disk: refuse everything from
@@ -425,6 +466,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (_, reply) in marks {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for reply in dones {
+                    let _ = reply.send(Err(err.clone()));
+                }
             }
         }
     }
@@ -435,6 +479,7 @@ fn fail(req: Request, err: StoreError) {
     match req {
         Request::Create(_, reply) => drop(reply.send(Err(err))),
         Request::Mark { reply, .. } => drop(reply.send(Err(err))),
+        Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
     }
 }
 
@@ -520,6 +565,34 @@ impl Store for EmbeddedStore {
         )
     }
 
+    fn outbox_done<'a>(&'a self, incident: &'a str, rev: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = Request::OutboxDone {
+                incident: incident.to_owned(),
+                rev,
+                reply,
+            };
+            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn outbox_claim(&self, older_than: u64, now: u64) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(async move {
+            let mut st = self.shared.state.write().unwrap_or_else(|p| p.into_inner());
+            let mut claimed = Vec::new();
+            for (key, since) in st.outbox.iter_mut() {
+                if *since < older_than {
+                    *since = now;
+                    claimed.push(key.clone());
+                }
+            }
+            claimed.sort();
+            Ok(claimed)
+        })
+    }
+
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let json = serde_json::to_vec(doc).map_err(|e| StoreError::Io(e.to_string()))?;
@@ -590,6 +663,7 @@ mod tests {
                 .iter()
                 .map(|l| (l.to_string(), grid.clone(), Role::GridLead))
                 .collect(),
+            outbox: false,
         }
     }
 
@@ -597,6 +671,33 @@ mod tests {
         let d = std::env::temp_dir().join(format!("gridcast-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[tokio::test]
+    async fn outbox_entries_survive_a_restart_until_done() {
+        let dir = tmp_dir("outbox");
+        {
+            let s = EmbeddedStore::open(&dir).unwrap();
+            let mut pending = new_incident(&["L1"]);
+            pending.outbox = true;
+            s.create_incident(pending.clone()).await.unwrap();
+            s.create_incident(pending).await.unwrap();
+            s.create_incident(new_incident(&["L1"])).await.unwrap();
+            s.outbox_done("INC-000002", 1).await.unwrap();
+        }
+        let s = EmbeddedStore::open(&dir).unwrap();
+        // issued_at is 1: due for any grace period.
+        assert_eq!(
+            s.outbox_claim(10, 100).await.unwrap(),
+            [("INC-000001".to_owned(), 1)]
+        );
+        assert!(
+            s.outbox_claim(50, 200).await.unwrap().is_empty(),
+            "a claim restarts the entry's age"
+        );
+        assert_eq!(s.outbox_claim(150, 300).await.unwrap().len(), 1);
+        s.outbox_done("INC-000001", 1).await.unwrap();
+        assert!(s.outbox_claim(u64::MAX, 400).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! | `gc:incidents` | zset | incident id → issue time (ms) |
 //! | `gc:active` | set | ids of active incidents |
 //! | `gc:closed` | zset | id → close time (ms) |
+//! | `gc:outbox` | zset | `ID:rev` → pending since (ms): MQTT publishes not yet done |
 //! | `{inc:ID}:meta` | string | the incident (JSON) |
 //! | `{inc:ID}:r` | hash | lead → recipient state (JSON, with its registry order `i`) |
 //! | `{inc:ID}:tl` | stream | timeline events (field `e`, JSON) |
@@ -44,6 +45,7 @@ const SEQ: &str = "gc:seq";
 const INCIDENTS: &str = "gc:incidents";
 const ACTIVE: &str = "gc:active";
 const CLOSED: &str = "gc:closed";
+const OUTBOX: &str = "gc:outbox";
 const REGISTRY: &str = "gc:registry";
 const REGISTRY_VER: &str = "gc:registry:ver";
 
@@ -98,6 +100,14 @@ local enc = cjson.encode(r)
 redis.call('HSET', KEYS[2], ARGV[1], enc)
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
 return {'changed', meta, enc}
+"#;
+
+/// KEYS: outbox. ARGV: older_than, now. Claims (re-scores to now) and returns the
+/// entries pending since before older_than.
+const CLAIM_SCRIPT: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 100)
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
+return due
 "#;
 
 /// The Redis store. Cheap to clone.
@@ -226,6 +236,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let mut c = self.connection();
             let n: u64 = self.seen(c.incr(SEQ, 1).await)?;
+            let outbox = new.outbox;
             let mut meta = new.meta;
             meta.id = format!("INC-{n:06}");
             meta.rev = 1;
@@ -281,10 +292,16 @@ impl Store for RedisStore {
             self.seen(pipe.query_async::<()>(&mut c).await)?;
             let mut index = redis::pipe();
             index
+                .atomic()
                 .zadd(INCIDENTS, &id, meta.issued_at)
                 .ignore()
                 .sadd(ACTIVE, &id)
                 .ignore();
+            if outbox {
+                index
+                    .zadd(OUTBOX, format!("{id}:{}", meta.rev), meta.issued_at)
+                    .ignore();
+            }
             self.seen(index.query_async::<()>(&mut c).await)?;
             Ok(IncidentSnapshot {
                 meta: Arc::new(meta),
@@ -418,6 +435,37 @@ impl Store for RedisStore {
                 out.push(parse(&json)?);
             }
             Ok(Some(out))
+        })
+    }
+
+    fn outbox_done<'a>(&'a self, incident: &'a str, rev: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            self.seen(
+                c.zrem::<_, _, ()>(OUTBOX, format!("{incident}:{rev}"))
+                    .await,
+            )
+        })
+    }
+
+    fn outbox_claim(&self, older_than: u64, now: u64) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(async move {
+            // One script so that two nodes never claim the same entry at once.
+            let claimed: Vec<String> = self.seen(
+                redis::Script::new(CLAIM_SCRIPT)
+                    .key(OUTBOX)
+                    .arg(older_than)
+                    .arg(now)
+                    .invoke_async(&mut self.connection())
+                    .await,
+            )?;
+            Ok(claimed
+                .iter()
+                .filter_map(|m| {
+                    let (id, rev) = m.rsplit_once(':')?;
+                    Some((id.to_owned(), rev.parse().ok()?))
+                })
+                .collect())
         })
     }
 
