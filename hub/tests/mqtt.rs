@@ -591,3 +591,79 @@ async fn an_activation_recorded_but_never_published_is_finished_by_the_outbox() 
     let (topic, _) = phone.incident(&created.id).await;
     assert!(topic.starts_with("gridcast/v1/grid/"), "{topic}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_each_change_is_published_once_and_each_frame_handled_once() {
+    let redis = support::redis::RedisServer::start("mqtt-cluster").await;
+    let broker = Mosquitto::start("cluster").await;
+    let doc = city(5);
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let (r, m, id) = (redis.url(), broker.url(), name.to_owned());
+        let reg = (i == 0).then(|| doc.clone());
+        let hub = TestHub::start(
+            &format!("mqtt-cluster-{}-{name}", redis.port),
+            reg,
+            move |c| {
+                c.redis = Some(r);
+                c.mqtt = Some(m);
+                c.node_id = Some(id);
+            },
+        )
+        .await;
+        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+        nodes.push(hub);
+    }
+    let lead = doc.staff[0].id.clone();
+    let mut phone = mqtt_lead(&broker, &doc, &lead, true).await;
+    wait_online(&nodes[1], 1).await;
+    let ops = nodes[0].console("");
+    let created = ops
+        .activate(&activation("Fire", &["330106"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(created.online, 1, "the MQTT phone, counted once");
+    let (topic, _) = phone.incident(&created.id).await;
+    assert!(topic.starts_with("gridcast/v1/grid/"), "{topic}");
+    // Two acks: each answered exactly once (one node took each from the shared
+    // subscription), then a sentinel: the incident came once, not once per node.
+    for r in ["x1", "x2"] {
+        assert!(matches!(
+            phone.request(&ack(&created.id, r)).await,
+            ServerFrame::Ok { .. }
+        ));
+    }
+    let sentinel = ops
+        .activate(&activation("Sentinel", &["330106"], &[]))
+        .await
+        .unwrap();
+    let (mut on_grid, mut on_lead, mut oks) = (0, 0, 0);
+    // Whatever request() did not consume, up to the sentinel.
+    loop {
+        let (topic, f) = phone.next().await;
+        match f {
+            ServerFrame::Incident { incident, .. } if incident.id == sentinel.id => break,
+            ServerFrame::Incident { incident, .. } if incident.id == created.id => {
+                if topic.starts_with("gridcast/v1/grid/") {
+                    on_grid += 1;
+                } else {
+                    on_lead += 1;
+                }
+            }
+            ServerFrame::Ok { .. } => oks += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(oks, 0, "no frame answered twice");
+    assert_eq!(
+        on_grid, 0,
+        "the incident was not published again by the other node"
+    );
+    // Its own new status (accepted) may still be on its way after the first ok.
+    assert!(on_lead <= 1, "{on_lead} status updates for one change");
+    let d = nodes[1].console("").incident(&created.id).await.unwrap();
+    assert_eq!(d.counts.accepted, 1);
+    for n in nodes {
+        n.stop().await;
+    }
+}
