@@ -667,3 +667,37 @@ async fn in_a_cluster_each_change_is_published_once_and_each_frame_handled_once(
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_lead_is_held_to_the_upstream_frame_rate() {
+    let broker = Mosquitto::start("rate").await;
+    let doc = city(5);
+    let hub = hub_on("mqtt-rate", &broker, doc.clone()).await;
+    let lead = doc.staff[0].id.clone();
+    let mut phone = mqtt_lead(&broker, &doc, &lead, true).await;
+    // hello used one token of the burst of 50; 200 pings as fast as the broker takes
+    // them (even at 10 ms each the refill of 20/s leaves well over 50 refused).
+    for n in 0..200 {
+        phone
+            .send(&ClientFrame::Ping {
+                reference: Some(format!("p{n}")),
+            })
+            .await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    while pongs + limited < 200 {
+        match phone.next().await.1 {
+            ServerFrame::Pong { .. } => pongs += 1,
+            ServerFrame::Error { code, .. }
+                if code == gridcast_protocol::ErrorCode::RateLimited =>
+            {
+                limited += 1
+            }
+            _ => {}
+        }
+    }
+    eprintln!("{pongs} pongs, {limited} rate_limited");
+    assert!(pongs >= 49, "the burst is honoured: {pongs}");
+    assert!(limited >= 50, "the rest is refused: {limited}");
+    hub.stop().await;
+}

@@ -122,6 +122,9 @@ pub struct Mqtt {
     /// Leads seen on the presence topic, and whether they are online.
     leads: DashMap<String, bool>,
     connected: AtomicBool,
+    /// Upstream frame budget per lead (as per WebSocket session); one entry per lead
+    /// that has sent something, bounded by the registry.
+    buckets: DashMap<String, crate::ratelimit::TokenBucket>,
 }
 
 impl Mqtt {
@@ -143,6 +146,7 @@ impl Mqtt {
                 client,
                 leads: DashMap::new(),
                 connected: AtomicBool::new(false),
+                buckets: DashMap::new(),
             }),
             eventloop,
         )
@@ -388,6 +392,24 @@ impl Mqtt {
                     .await;
             }
         };
+        let allowed = self
+            .buckets
+            .entry(lead.to_owned())
+            .or_insert_with(|| {
+                crate::ratelimit::TokenBucket::new(
+                    hub.config.upstream_rate,
+                    hub.config.upstream_burst,
+                )
+            })
+            .try_take();
+        if !allowed {
+            let e = error(
+                ErrorCode::RateLimited,
+                "over the upstream frame rate; slow down and retry".into(),
+                frame.reference().map(str::to_owned),
+            );
+            return self.reply(lead, &e).await;
+        }
         if let ClientFrame::Hello { token, .. } = frame {
             let claims = match hub.auth.verify(&token, now_ms() / 1000) {
                 Ok(c) => c,
