@@ -688,11 +688,10 @@ async fn an_mqtt_lead_is_held_to_the_upstream_frame_rate() {
     while pongs + limited < 200 {
         match phone.next().await.1 {
             ServerFrame::Pong { .. } => pongs += 1,
-            ServerFrame::Error { code, .. }
-                if code == gridcast_protocol::ErrorCode::RateLimited =>
-            {
-                limited += 1
-            }
+            ServerFrame::Error {
+                code: gridcast_protocol::ErrorCode::RateLimited,
+                ..
+            } => limited += 1,
             _ => {}
         }
     }
