@@ -142,6 +142,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/incidents/{id}", get(get_incident))
         .route("/v1/incidents/{id}/recipients", get(get_recipients))
         .route("/v1/incidents/{id}/timeline", get(get_timeline))
+        .route("/v1/incidents/{id}/updates", post(post_update))
+        .route("/v1/incidents/{id}/close", post(post_close))
         .route("/v1/presence", get(get_presence))
         .route(
             "/v1/registry",
@@ -194,6 +196,49 @@ async fn list_incidents(
         })
         .collect();
     Ok(Json(IncidentList { incidents }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    body: String,
+}
+
+/// `POST /v1/incidents/{id}/updates`: a new body, `rev` + 1, to every recipient.
+async fn post_update(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
+    let op = operator(&hub, &headers)?;
+    let req: UpdateBody = parse_body(body)?;
+    let revision = crate::store::Revision::Update { body: req.body };
+    Ok(Json(hub.revise(&op, &id, revision).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseBody {
+    reason: String,
+    /// Close even with open tasks (none can be open until tasks exist).
+    #[serde(default)]
+    #[allow(dead_code)]
+    force: bool,
+}
+
+/// `POST /v1/incidents/{id}/close`: every recipient gets the closed state; acks after
+/// it are `incident_closed`.
+async fn post_close(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
+    let op = operator(&hub, &headers)?;
+    let req: CloseBody = parse_body(body)?;
+    let revision = crate::store::Revision::Close { reason: req.reason };
+    Ok(Json(hub.revise(&op, &id, revision).await?))
 }
 
 async fn visible_snapshot(

@@ -30,7 +30,6 @@ use dashmap::DashMap;
 use futures_util::StreamExt;
 use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::Assignment;
-use gridcast_protocol::model::IncidentState;
 use redis::aio::PubSubSink;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
@@ -403,11 +402,14 @@ impl Cluster {
         }
     }
 
-    /// After (re)subscribing: the registry if it moved, then every active incident whose
-    /// `rev` this node has not delivered goes to its local recipients.
+    /// After (re)subscribing: the registry if it moved, then every active or recently
+    /// closed incident whose `rev` this node has not delivered goes to its local
+    /// recipients.
     async fn resync(&self, hub: &Hub) -> Result<(), StoreError> {
         self.reload_registry(hub).await?;
-        let snaps = hub.store.incidents(Some(IncidentState::Active)).await?;
+        // Active incidents and those closed recently (a missed close must reach phones).
+        let since = now_ms().saturating_sub(hub.config.closed_sync_hours * 3_600_000);
+        let snaps = hub.store.recent(since).await?;
         let mut resent = 0;
         for s in &snaps {
             let seen = self.seen.get(&s.meta.id).map(|r| *r).unwrap_or(0);

@@ -20,7 +20,8 @@ use crate::auth::Claims;
 use crate::bus::BusEvent;
 use crate::session::{Frame, encode};
 use crate::store::{
-    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, StoreError,
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
+    Revision, StoreError,
 };
 use crate::{Hub, now_ms};
 
@@ -220,14 +221,8 @@ impl Hub {
                 recipients: snap.recipients.clone(),
             })
             .await;
+        self.publish_mqtt(&snap).await;
         if let Some(m) = &self.mqtt {
-            let sent = m
-                .publish_incident(&self.registry.current(), &snap.meta, &snap.recipients)
-                .await;
-            if sent && let Err(e) = self.store.outbox_done(&snap.meta.id, snap.meta.rev).await {
-                // The sweeper publishes it again: a duplicate, never a loss.
-                tracing::warn!(error = %e, "outbox entry not cleared");
-            }
             // Leads on MQTT only (a lead on both channels is counted once).
             online += snap
                 .recipients
@@ -257,6 +252,65 @@ impl Hub {
             recipients: snap.recipients.len(),
             online,
         })
+    }
+
+    /// Applies an operator's update or close to an incident it can see: durable first,
+    /// then every recipient gets the new `rev` (closed state included), on every
+    /// channel.
+    pub async fn revise(
+        &self,
+        operator: &Claims,
+        id: &str,
+        revision: Revision,
+    ) -> Result<IncidentDetail, Refusal> {
+        match &revision {
+            Revision::Update { body } => check_text("body", body, 1, MAX_BODY)?,
+            Revision::Close { reason } => check_text("reason", reason, 1, MAX_NOTE)?,
+        }
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no incident {id:?}"));
+        match self.store.incident(id).await? {
+            Some(s) if visible(&operator.scope, &s.meta) => {}
+            _ => return Err(not_found()),
+        }
+        let outcome = self
+            .store
+            .revise(id, revision, &operator.sub, now_ms(), self.mqtt.is_some())
+            .await?;
+        let snap = match outcome {
+            ReviseOutcome::Revised(s) => s,
+            ReviseOutcome::NotFound => return Err(not_found()),
+            ReviseOutcome::Closed => {
+                return Err(Refusal::new(
+                    ErrorCode::IncidentClosed,
+                    format!("incident {id} is closed"),
+                ));
+            }
+        };
+        let meta = &snap.meta;
+        tracing::info!(incident = %meta.id, rev = meta.rev, state = ?meta.state, operator = %operator.sub, "incident revised");
+        self.bus
+            .publish(BusEvent::Incident {
+                meta: snap.meta.clone(),
+                recipients: snap.recipients.clone(),
+            })
+            .await;
+        self.publish_mqtt(&snap).await;
+        self.console.incident_changed(&meta.id);
+        Ok(detail(&snap))
+    }
+
+    /// Publishes an incident's current `rev` to its MQTT readers and clears its outbox
+    /// entry if the broker had it (else the sweeper publishes it again: a duplicate,
+    /// never a loss).
+    async fn publish_mqtt(&self, snap: &IncidentSnapshot) {
+        let Some(m) = &self.mqtt else { return };
+        let meta = &snap.meta;
+        let sent = m
+            .publish_incident(&self.registry.current(), meta, &snap.recipients)
+            .await;
+        if sent && let Err(e) = self.store.outbox_done(&meta.id, meta.rev).await {
+            tracing::warn!(error = %e, "outbox entry not cleared");
+        }
     }
 
     /// Applies a lead's receipt or ack. Resolves only once the change is durable.

@@ -156,6 +156,63 @@ pub enum MarkOutcome {
     Closed,
 }
 
+/// A change to the incident itself: it bumps `rev` and reaches every recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Revision {
+    /// A new body (what changed on the ground).
+    Update {
+        /// The new body.
+        body: String,
+    },
+    /// The incident is over.
+    Close {
+        /// Why, for the record.
+        reason: String,
+    },
+}
+
+/// What a [`Revision`] did.
+#[derive(Debug, Clone)]
+pub enum ReviseOutcome {
+    /// Recorded durably; the incident as it is now.
+    Revised(IncidentSnapshot),
+    /// No such incident.
+    NotFound,
+    /// The incident was already closed; nothing changed.
+    Closed,
+}
+
+/// The incident after a revision, and its timeline event. Shared by every store.
+pub fn apply_revision(
+    meta: &IncidentMeta,
+    revision: &Revision,
+    by: &str,
+    at: u64,
+) -> (IncidentMeta, TimelineEvent) {
+    let mut next = meta.clone();
+    next.rev += 1;
+    let (kind, detail) = match revision {
+        Revision::Update { body } => {
+            next.body = body.clone();
+            ("updated", format!("rev {}", next.rev))
+        }
+        Revision::Close { reason } => {
+            next.state = IncidentState::Closed;
+            next.closed_at = Some(at);
+            ("closed", reason.clone())
+        }
+    };
+    let event = TimelineEvent {
+        at: rfc3339(at),
+        kind: kind.into(),
+        actor: by.into(),
+        lead: None,
+        detail: Some(detail),
+    };
+    (next, event)
+}
+
 /// Durable incident state. See the module docs.
 pub trait Store: Send + Sync + 'static {
     /// Records a new incident and returns it with its id and `rev` 1, once durable.
@@ -168,6 +225,18 @@ pub trait Store: Send + Sync + 'static {
         mark: Mark,
         at: u64,
     ) -> StoreFuture<'a, MarkOutcome>;
+    /// Applies an operator's revision (update or close), durable before the future
+    /// resolves; with `outbox`, the new `rev` gets an outbox entry (MQTT on).
+    fn revise<'a>(
+        &'a self,
+        incident: &'a str,
+        revision: Revision,
+        by: &'a str,
+        at: u64,
+        outbox: bool,
+    ) -> StoreFuture<'a, ReviseOutcome>;
+    /// Active incidents and those closed at or after `closed_since` (Unix ms).
+    fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>>;
     /// One incident.
     fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>>;
     /// All incidents, newest first, optionally of one state.

@@ -6,7 +6,9 @@ mod support;
 
 use gridcast_hub::store::embedded::EmbeddedStore;
 use gridcast_hub::store::redis::RedisStore;
-use gridcast_hub::store::{IncidentMeta, Mark, MarkOutcome, NewIncident, Store};
+use gridcast_hub::store::{
+    IncidentMeta, Mark, MarkOutcome, NewIncident, ReviseOutcome, Revision, Store,
+};
 use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::Targets;
 use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role};
@@ -187,6 +189,76 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    // Revisions: the same revs, states, timelines and syncs in both stores.
+    let at = base + 10_000;
+    for s in stores {
+        let upd = Revision::Update {
+            body: "更新：水位上涨".into(),
+        };
+        let close = Revision::Close {
+            reason: "over".into(),
+        };
+        assert!(matches!(
+            s.revise("INC-000002", upd.clone(), "op", at, false).await.unwrap(),
+            ReviseOutcome::Revised(x) if x.meta.rev == 2
+        ));
+        assert!(matches!(
+            s.revise("INC-000002", close.clone(), "op2", at + 1, false).await.unwrap(),
+            ReviseOutcome::Revised(x) if x.meta.state == IncidentState::Closed && x.meta.rev == 3
+        ));
+        assert!(matches!(
+            s.revise("INC-000002", upd, "op", at + 2, false)
+                .await
+                .unwrap(),
+            ReviseOutcome::Closed
+        ));
+        assert!(matches!(
+            s.revise("INC-000099", close, "op", at, false)
+                .await
+                .unwrap(),
+            ReviseOutcome::NotFound
+        ));
+        let ack = Mark::Ack {
+            response: Response::Accept,
+            note: None,
+        };
+        assert_eq!(
+            shape(&s.mark("INC-000002", "L000", ack, at + 3).await.unwrap()),
+            "Closed"
+        );
+    }
+    let [e, r] = [
+        stores[0].incident("INC-000002").await.unwrap().unwrap(),
+        stores[1].incident("INC-000002").await.unwrap().unwrap(),
+    ];
+    assert_eq!(e.meta, r.meta);
+    assert_eq!(
+        stores[0].timeline("INC-000002").await.unwrap(),
+        stores[1].timeline("INC-000002").await.unwrap()
+    );
+    for s in stores {
+        // Closed at `at + 1`: in a sync since then, not in one since after.
+        assert_eq!(s.incidents_for_lead("L000", at + 1).await.unwrap().len(), 2);
+        assert_eq!(s.incidents_for_lead("L000", at + 2).await.unwrap().len(), 1);
+        let ids = |v: Vec<gridcast_hub::store::IncidentSnapshot>| {
+            let mut ids: Vec<String> = v.iter().map(|x| x.meta.id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids(s.recent(at + 1).await.unwrap()),
+            ["INC-000001", "INC-000002"]
+        );
+        assert_eq!(ids(s.recent(at + 2).await.unwrap()), ["INC-000001"]);
+        assert_eq!(
+            s.incidents(Some(IncidentState::Closed))
+                .await
+                .unwrap()
+                .len(),
+            1
         );
     }
 

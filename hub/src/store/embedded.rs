@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, Store,
-    StoreError, StoreFuture, apply_mark, mark_event,
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
+    Revision, Store, StoreError, StoreFuture, apply_mark, apply_revision, mark_event,
 };
 
 const LOG_FILE: &str = "incidents.log";
@@ -75,6 +75,14 @@ enum Record {
         incident: String,
         rev: u64,
     },
+    Revise {
+        incident: String,
+        revision: Revision,
+        by: String,
+        at: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        outbox: bool,
+    },
     Mark {
         incident: String,
         lead: String,
@@ -106,6 +114,26 @@ impl State {
         match record {
             Record::OutboxDone { incident, rev } => {
                 self.outbox.remove(&(incident, rev));
+            }
+            Record::Revise {
+                incident,
+                revision,
+                by,
+                at,
+                outbox,
+            } => {
+                let Some(e) = self.incidents.get_mut(&incident) else {
+                    return;
+                };
+                if e.meta.state == IncidentState::Closed {
+                    return;
+                }
+                let (meta, event) = apply_revision(&e.meta, &revision, &by, at);
+                if outbox {
+                    self.outbox.insert((incident, meta.rev), at);
+                }
+                e.meta = Arc::new(meta);
+                e.timeline.push(event);
             }
             Record::Incident {
                 meta,
@@ -224,6 +252,14 @@ enum Request {
         incident: String,
         rev: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Revise {
+        incident: String,
+        revision: Revision,
+        by: String,
+        at: u64,
+        outbox: bool,
+        reply: oneshot::Sender<Result<ReviseOutcome, StoreError>>,
     },
 }
 
@@ -382,6 +418,7 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         let mut creates = Vec::new();
         let mut marks = Vec::new();
         let mut dones = Vec::new();
+        let mut revisions = Vec::new();
         {
             let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
             for req in batch.drain(..) {
@@ -420,6 +457,37 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         }
                         marks.push((outcome, reply));
                     }
+                    Request::Revise {
+                        incident,
+                        revision,
+                        by,
+                        at,
+                        outbox,
+                        reply,
+                    } => {
+                        let outcome = match st.incidents.get(&incident) {
+                            None => ReviseOutcome::NotFound,
+                            Some(e) if e.meta.state == IncidentState::Closed => {
+                                ReviseOutcome::Closed
+                            }
+                            Some(_) => {
+                                let record = Record::Revise {
+                                    incident: incident.clone(),
+                                    revision,
+                                    by,
+                                    at,
+                                    outbox,
+                                };
+                                line(&record, &mut buf);
+                                st.apply(record);
+                                match st.snapshot(&incident) {
+                                    Some(s) => ReviseOutcome::Revised(s),
+                                    None => ReviseOutcome::NotFound,
+                                }
+                            }
+                        };
+                        revisions.push((outcome, reply));
+                    }
                     Request::OutboxDone {
                         incident,
                         rev,
@@ -453,6 +521,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for reply in dones {
                     let _ = reply.send(Ok(()));
                 }
+                for (outcome, reply) in revisions {
+                    let _ = reply.send(Ok(outcome));
+                }
             }
             Err(e) => {
                 // The in-memory state is now ahead of the disk: refuse everything from
@@ -469,6 +540,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for reply in dones {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (_, reply) in revisions {
+                    let _ = reply.send(Err(err.clone()));
+                }
             }
         }
     }
@@ -480,6 +554,7 @@ fn fail(req: Request, err: StoreError) {
         Request::Create(_, reply) => drop(reply.send(Err(err))),
         Request::Mark { reply, .. } => drop(reply.send(Err(err))),
         Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
+        Request::Revise { reply, .. } => drop(reply.send(Err(err))),
     }
 }
 
@@ -513,6 +588,44 @@ impl Store for EmbeddedStore {
             };
             self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn revise<'a>(
+        &'a self,
+        incident: &'a str,
+        revision: Revision,
+        by: &'a str,
+        at: u64,
+        outbox: bool,
+    ) -> StoreFuture<'a, ReviseOutcome> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = Request::Revise {
+                incident: incident.to_owned(),
+                revision,
+                by: by.to_owned(),
+                at,
+                outbox,
+                reply,
+            };
+            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
+        Box::pin(async move {
+            Ok(self.read(|st| {
+                st.order
+                    .iter()
+                    .filter_map(|id| st.snapshot(id))
+                    .filter(|s| match s.meta.state {
+                        IncidentState::Active => true,
+                        IncidentState::Closed => s.meta.closed_at.unwrap_or(0) >= closed_since,
+                    })
+                    .collect()
+            }))
         })
     }
 
@@ -671,6 +784,45 @@ mod tests {
         let d = std::env::temp_dir().join(format!("gridcast-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[tokio::test]
+    async fn revisions_survive_a_restart() {
+        let dir = tmp_dir("revise");
+        {
+            let s = EmbeddedStore::open(&dir).unwrap();
+            s.create_incident(new_incident(&["L1"])).await.unwrap();
+            let update = Revision::Update { body: "b2".into() };
+            s.revise("INC-000001", update, "op", 10, true)
+                .await
+                .unwrap();
+            let close = Revision::Close {
+                reason: "done".into(),
+            };
+            s.revise("INC-000001", close, "op", 11, false)
+                .await
+                .unwrap();
+        }
+        let s = EmbeddedStore::open(&dir).unwrap();
+        let snap = s.incident("INC-000001").await.unwrap().unwrap();
+        assert_eq!(
+            (snap.meta.rev, snap.meta.state, snap.meta.body.as_str()),
+            (3, IncidentState::Closed, "b2")
+        );
+        assert_eq!(snap.meta.closed_at, Some(11));
+        assert_eq!(
+            s.outbox_claim(100, 200).await.unwrap(),
+            [("INC-000001".to_owned(), 2)]
+        );
+        let kinds: Vec<String> = s
+            .timeline("INC-000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["issued", "updated", "closed"]);
     }
 
     #[tokio::test]

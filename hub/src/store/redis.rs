@@ -34,8 +34,8 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, Store,
-    StoreError, StoreFuture, mark_event,
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
+    Revision, Store, StoreError, StoreFuture, apply_revision, mark_event,
 };
 
 /// Channel on which a registry replacement is announced (payload: its version).
@@ -100,6 +100,15 @@ local enc = cjson.encode(r)
 redis.call('HSET', KEYS[2], ARGV[1], enc)
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
 return {'changed', meta, enc}
+"#;
+
+/// KEYS: meta, timeline. ARGV: expected meta, new meta, timeline event. Replaces the
+/// meta only if it is still the one the revision was computed from (compare and set).
+const REVISE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
+return 1
 "#;
 
 /// KEYS: outbox. ARGV: older_than, now. Claims (re-scores to now) and returns the
@@ -351,6 +360,90 @@ impl Store for RedisStore {
                 Some("closed") => MarkOutcome::Closed,
                 other => return Err(io(format!("unexpected mark reply {other:?}"))),
             })
+        })
+    }
+
+    fn revise<'a>(
+        &'a self,
+        incident: &'a str,
+        revision: Revision,
+        by: &'a str,
+        at: u64,
+        outbox: bool,
+    ) -> StoreFuture<'a, ReviseOutcome> {
+        Box::pin(async move {
+            // Revisions are rare operator actions: read, compute in Rust (the same
+            // apply_revision as the embedded store), then compare-and-set in one script;
+            // a concurrent revision makes us read again.
+            for _ in 0..16 {
+                let mut c = self.connection();
+                let current: Option<String> = self.seen(c.get(meta_key(incident)).await)?;
+                let Some(current) = current else {
+                    return Ok(ReviseOutcome::NotFound);
+                };
+                let meta: IncidentMeta = parse(&current)?;
+                if meta.state == IncidentState::Closed {
+                    return Ok(ReviseOutcome::Closed);
+                }
+                let (next, event) = apply_revision(&meta, &revision, by, at);
+                let swapped: i64 = self.seen(
+                    redis::Script::new(REVISE_SCRIPT)
+                        .key(meta_key(incident))
+                        .key(timeline_key(incident))
+                        .arg(&current)
+                        .arg(serde_json::to_string(&next).map_err(io)?)
+                        .arg(serde_json::to_string(&event).map_err(io)?)
+                        .invoke_async(&mut c)
+                        .await,
+                )?;
+                if swapped == 0 {
+                    continue;
+                }
+                let mut index = redis::pipe();
+                index.atomic();
+                if next.state == IncidentState::Closed {
+                    index
+                        .srem(ACTIVE, incident)
+                        .ignore()
+                        .zadd(CLOSED, incident, at)
+                        .ignore();
+                }
+                if outbox {
+                    index
+                        .zadd(OUTBOX, format!("{incident}:{}", next.rev), at)
+                        .ignore();
+                }
+                self.seen(index.query_async::<()>(&mut c).await)?;
+                return Ok(match self.snapshots(&[incident.to_owned()]).await?.pop() {
+                    Some(s) => ReviseOutcome::Revised(s),
+                    None => ReviseOutcome::NotFound,
+                });
+            }
+            Err(StoreError::Io(format!(
+                "incident {incident} kept changing under a revision; retry"
+            )))
+        })
+    }
+
+    fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
+                redis::pipe()
+                    .smembers(ACTIVE)
+                    .zrangebyscore(CLOSED, closed_since, "+inf")
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            ids.extend(closed);
+            ids.sort();
+            ids.dedup();
+            let mut snaps = self.snapshots(&ids).await?;
+            snaps.retain(|s| match s.meta.state {
+                IncidentState::Active => true,
+                IncidentState::Closed => s.meta.closed_at.unwrap_or(0) >= closed_since,
+            });
+            Ok(snaps)
         })
     }
 

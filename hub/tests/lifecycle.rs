@@ -1,0 +1,262 @@
+//! Incident updates and close, on one embedded hub and across two cluster nodes: every
+//! recipient gets each new `rev` and the closed state; acks after close are
+//! `incident_closed`; a lead that connects later finds the closed incident in its sync.
+
+mod support;
+
+use std::time::Duration;
+
+use gridcast_clients::ClientError;
+use gridcast_clients::console::ConsoleClient;
+use gridcast_clients::lead::LeadClient;
+use gridcast_hub::auth::TokenRole;
+use gridcast_protocol::frame::{ClientFrame, IncidentView, ServerFrame};
+use gridcast_protocol::model::{IncidentState, Response};
+use support::redis::RedisServer;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The next incident frame for `id` with at least `rev`.
+async fn frame(c: &mut LeadClient, id: &str, rev: u64) -> IncidentView {
+    loop {
+        let f = tokio::time::timeout(WAIT, c.next())
+            .await
+            .expect("frame in time")
+            .unwrap();
+        if let ServerFrame::Incident { incident, .. } = f
+            && incident.id == id
+            && incident.rev >= rev
+        {
+            return incident;
+        }
+    }
+}
+
+fn ack(id: &str, r: &str) -> ClientFrame {
+    ClientFrame::Ack {
+        incident: id.into(),
+        response: Response::Accept,
+        note: None,
+        reference: Some(r.into()),
+    }
+}
+
+async fn hub_error(ops: &ConsoleClient, path: &str, body: serde_json::Value) -> (u16, String) {
+    match ops
+        .send_json::<serde_json::Value>(reqwest::Method::POST, path, &body)
+        .await
+    {
+        Err(ClientError::Hub { status, code, .. }) => (status, code),
+        other => panic!("{path}: expected an error, got {other:?}"),
+    }
+}
+
+/// The whole scenario; `ws[i]` is where lead i connects, `api[0]`/`api[1]` are where
+/// the operator updates and closes (different nodes in a cluster).
+async fn update_and_close(
+    api: [&str; 2],
+    ws: &[String],
+    doc: &gridcast_protocol::registry::RegistryDoc,
+) {
+    let ops = ConsoleClient::new(api[0], &token("op", TokenRole::Operator, ""));
+    let ops2 = ConsoleClient::new(api[1], &token("op2", TokenRole::Operator, ""));
+    let mut leads = Vec::new();
+    for (i, p) in doc.staff.iter().take(10).enumerate() {
+        let (mut c, _) = LeadClient::connect(&ws[i % ws.len()], &lead_token(&p.id))
+            .await
+            .unwrap();
+        c.sync().await.unwrap();
+        leads.push(c);
+    }
+    let created = ops
+        .activate(&activation("Flood", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let recipients = created.recipients;
+    // Only the first 10 staff are connected; those in town A got it.
+    let mut mine = Vec::new();
+    for (i, c) in leads.iter_mut().enumerate() {
+        let p = &doc.staff[i];
+        if p.assignments.iter().any(|a| a.grid.starts_with(TOWN_A)) {
+            assert_eq!(frame(c, &created.id, 1).await.rev, 1);
+            mine.push(i);
+        }
+    }
+    assert!(mine.len() >= 3, "{mine:?}");
+    let first = mine[0];
+    leads[first]
+        .request(&ack(&created.id, "a1"))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+
+    // Update through one node: rev 2 with the new body reaches every recipient.
+    let body = "Water rising on Wensan Road; use the school gym.";
+    let detail: serde_json::Value = ops
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{}/updates", created.id),
+            &serde_json::json!({ "body": body }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(detail["incident"]["rev"], 2);
+    for &i in &mine {
+        let v = frame(&mut leads[i], &created.id, 2).await;
+        assert_eq!(
+            (v.rev, v.body.as_str(), v.state),
+            (2, body, IncidentState::Active)
+        );
+    }
+
+    // Bad closes change nothing.
+    let close = format!("/v1/incidents/{}/close", created.id);
+    assert_eq!(
+        hub_error(&ops2, &close, serde_json::json!({ "reason": "" })).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        hub_error(&ops2, &close, serde_json::json!({})).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        hub_error(
+            &ops2,
+            "/v1/incidents/INC-999999/close",
+            serde_json::json!({ "reason": "x" })
+        )
+        .await,
+        (404, "not_found".into())
+    );
+    let outsider = ConsoleClient::new(api[1], &token("op3", TokenRole::Operator, TOWN_B));
+    assert_eq!(
+        hub_error(&outsider, &close, serde_json::json!({ "reason": "x" })).await,
+        (404, "not_found".into()),
+        "another jurisdiction cannot see it, let alone close it"
+    );
+
+    // Close through the other node: rev 3, closed, to every recipient.
+    let closed: serde_json::Value = ops2
+        .send_json(
+            reqwest::Method::POST,
+            &close,
+            &serde_json::json!({ "reason": "Water receded; all residents back home." }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed["incident"]["state"], "closed");
+    assert_eq!(closed["incident"]["rev"], 3);
+    assert_eq!(closed["counts"]["accepted"], 1);
+    for &i in &mine {
+        let v = frame(&mut leads[i], &created.id, 3).await;
+        assert_eq!((v.rev, v.state), (3, IncidentState::Closed));
+    }
+    // After close: acks are refused, a receipt is harmless, revisions are refused.
+    let second = mine[1];
+    let (res, _) = leads[second]
+        .request(&ack(&created.id, "late"))
+        .await
+        .unwrap();
+    match res {
+        Err(ClientError::Hub { code, .. }) => assert_eq!(code, "incident_closed"),
+        other => panic!("ack after close: {other:?}"),
+    }
+    let receipt = ClientFrame::Receipt {
+        incident: created.id.clone(),
+        rev: 3,
+        reference: Some("r".into()),
+    };
+    leads[second].request(&receipt).await.unwrap().0.unwrap();
+    assert_eq!(
+        hub_error(
+            &ops,
+            &format!("/v1/incidents/{}/updates", created.id),
+            serde_json::json!({ "body": "more" })
+        )
+        .await,
+        (409, "incident_closed".into())
+    );
+    assert_eq!(
+        hub_error(&ops, &close, serde_json::json!({ "reason": "again" })).await,
+        (409, "incident_closed".into())
+    );
+    let d = ops.incident(&created.id).await.unwrap();
+    assert_eq!((d.counts.accepted, d.incident.rev), (1, 3));
+    assert_eq!(
+        d.counts.delivered, 1,
+        "the receipt after close counted as delivery"
+    );
+    assert_eq!(
+        d.counts.pending + d.counts.delivered + d.counts.accepted + d.counts.declined,
+        recipients
+    );
+    // Listing by state.
+    let closed_list = ops.incidents(Some("closed")).await.unwrap();
+    assert!(
+        closed_list
+            .incidents
+            .iter()
+            .any(|s| s.incident.id == created.id)
+    );
+    let active_list = ops.incidents(Some("active")).await.unwrap();
+    assert!(
+        active_list
+            .incidents
+            .iter()
+            .all(|s| s.incident.id != created.id)
+    );
+    // The timeline has the update and the close, in order, with who did them.
+    let tl = ops.timeline(&created.id).await.unwrap();
+    let kinds: Vec<(&str, &str)> = tl
+        .events
+        .iter()
+        .filter(|e| e.kind == "updated" || e.kind == "closed")
+        .map(|e| (e.kind.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(kinds, [("updated", "op"), ("closed", "op2")]);
+    // A recipient connecting now finds the closed incident in its sync.
+    let late = &doc.staff[*mine.last().unwrap()].id;
+    let (mut c, _) = LeadClient::connect(&ws[ws.len() - 1], &lead_token(late))
+        .await
+        .unwrap();
+    let sync = c.sync().await.unwrap();
+    assert!(
+        sync.iter()
+            .any(|f| matches!(f, ServerFrame::Incident { incident, .. }
+            if incident.id == created.id && incident.state == IncidentState::Closed)),
+        "{sync:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_and_close_reach_every_recipient_on_one_node() {
+    let doc = city(40);
+    let hub = TestHub::start("lifecycle", Some(doc.clone()), |_| {}).await;
+    update_and_close([&hub.http(), &hub.http()], &[hub.ws_url()], &doc).await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_and_close_reach_every_recipient_across_cluster_nodes() {
+    let redis = RedisServer::start("lifecycle").await;
+    let doc = city(40);
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let (url, id) = (redis.url(), name.to_owned());
+        let reg = (i == 0).then(|| doc.clone());
+        let hub = TestHub::start(&format!("lifecycle-{}-{name}", redis.port), reg, move |c| {
+            c.redis = Some(url);
+            c.node_id = Some(id);
+        })
+        .await;
+        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+        nodes.push(hub);
+    }
+    let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
+    update_and_close([&nodes[0].http(), &nodes[1].http()], &ws, &doc).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
