@@ -143,6 +143,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/incidents/{id}/recipients", get(get_recipients))
         .route("/v1/incidents/{id}/timeline", get(get_timeline))
         .route("/v1/incidents/{id}/updates", post(post_update))
+        .route("/v1/reports", get(get_reports))
+        .route("/v1/reports/{id}/promote", post(post_promote))
         .route("/v1/incidents/{id}/close", post(post_close))
         .route("/v1/presence", get(get_presence))
         .route(
@@ -239,6 +241,30 @@ async fn post_close(
     let req: CloseBody = parse_body(body)?;
     let revision = crate::store::Revision::Close { reason: req.reason };
     Ok(Json(hub.revise(&op, &id, revision).await?))
+}
+
+/// `GET /v1/reports`: the reports from the operator's jurisdiction, newest first.
+async fn get_reports(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+) -> ApiResult<Json<gridcast_protocol::api::ReportList>> {
+    let op = operator(&hub, &headers)?;
+    let mut reports = hub.store.reports().await?;
+    reports.retain(|r| r.grid.as_str().starts_with(&op.scope));
+    Ok(Json(gridcast_protocol::api::ReportList { reports }))
+}
+
+/// `POST /v1/reports/{id}/promote`: opens an incident from a report.
+async fn post_promote(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
+    let op = operator(&hub, &headers)?;
+    let req: gridcast_protocol::api::PromoteReport = parse_body(body)?;
+    let created = hub.promote(&op, &id, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn visible_snapshot(

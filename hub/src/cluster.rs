@@ -394,10 +394,12 @@ impl Cluster {
             for id in &w.changed {
                 hub.console.incident_changed_remote(id);
             }
-            if let Some((name, codes, data)) = w.event
-                && name == "incident"
-            {
-                hub.console.emit("incident", codes, data);
+            if let Some((name, codes, data)) = w.event {
+                match name.as_str() {
+                    "incident" => hub.console.emit("incident", codes, data),
+                    "report" => hub.console.emit("report", codes, data),
+                    _ => {}
+                }
             }
         }
     }

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use gridcast_protocol::api::{
-    Counts, CreateIncident, CreatedIncident, GridRollup, IncidentDetail, RecipientRow,
+    Counts, CreateIncident, CreatedIncident, GridRollup, IncidentDetail, PromoteReport,
+    RecipientRow, ReportView,
 };
 use gridcast_protocol::frame::{Me, ServerFrame};
 use gridcast_protocol::model::IncidentState;
@@ -297,6 +298,110 @@ impl Hub {
         self.publish_mqtt(&snap).await;
         self.console.incident_changed(&meta.id);
         Ok(detail(&snap))
+    }
+
+    /// Takes a lead's upward report (Art. 18: nobody may block it): any grid of the
+    /// registry, stored durably, shown on the console at once.
+    pub async fn report(
+        &self,
+        lead: &str,
+        category: gridcast_protocol::Category,
+        title: String,
+        detail: String,
+        grid: GridCode,
+        location: Option<gridcast_protocol::frame::Location>,
+    ) -> Result<(), Refusal> {
+        check_text("title", &title, 1, MAX_TITLE)?;
+        check_text("detail", &detail, 0, MAX_BODY)?;
+        if !self
+            .registry
+            .current()
+            .registry
+            .grids
+            .iter()
+            .any(|g| g.code == grid)
+        {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("grid {grid} is not in the registry"),
+            ));
+        }
+        let report = self
+            .store
+            .add_report(ReportView {
+                id: String::new(),
+                at: rfc3339(now_ms()),
+                lead: lead.to_owned(),
+                grid,
+                category,
+                title,
+                detail,
+                location,
+                incident: None,
+            })
+            .await?;
+        tracing::info!(report = %report.id, lead, grid = %report.grid, "report taken");
+        let codes = vec![report.grid.to_string()];
+        let data = serde_json::json!({ "report": report });
+        if let Some(c) = &self.cluster {
+            c.announce_console(Vec::new(), Some(("report", codes.clone(), data.clone())))
+                .await;
+        }
+        self.console.emit("report", codes, data);
+        Ok(())
+    }
+
+    /// Opens an incident from a report the operator can see; the report then names it.
+    pub async fn promote(
+        &self,
+        operator: &Claims,
+        report_id: &str,
+        req: PromoteReport,
+    ) -> Result<CreatedIncident, Refusal> {
+        let report = self
+            .store
+            .reports()
+            .await?
+            .into_iter()
+            .find(|r| r.id == report_id && r.grid.as_str().starts_with(&operator.scope))
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no report {report_id:?}")))?;
+        if let Some(inc) = &report.incident {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("report {report_id} was already promoted to {inc}"),
+            ));
+        }
+        let targets = req
+            .targets
+            .unwrap_or_else(|| gridcast_protocol::frame::Targets {
+                codes: vec![
+                    gridcast_protocol::Target::parse(report.grid.as_str())
+                        .expect("a grid code is a valid target"),
+                ],
+                roles: Vec::new(),
+            });
+        let body = format!(
+            "{}\n\n(Reported by {} at {}: {}.)",
+            report.detail, report.lead, report.at, report.id
+        );
+        let created = self
+            .issue(
+                operator,
+                CreateIncident {
+                    title: report.title.clone(),
+                    body,
+                    level: req.level,
+                    category: report.category,
+                    drill: req.drill,
+                    targets,
+                    ack_within_s: req.ack_within_s,
+                },
+            )
+            .await?;
+        if !self.store.link_report(report_id, &created.id).await? {
+            tracing::warn!(report = report_id, incident = %created.id, "report was promoted twice at once");
+        }
+        Ok(created)
     }
 
     /// Publishes an incident's current `rev` to its MQTT readers and clears its outbox

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use gridcast_protocol::GridCode;
-use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::api::{ReportView, TimelineEvent};
 use gridcast_protocol::frame::{IncidentView, Targets};
 use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role, Status};
 use gridcast_protocol::registry::RegistryDoc;
@@ -255,6 +255,14 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox entries pending since before `older_than` (Unix ms), claimed for this
     /// caller: their age restarts at `now`, so a claimer that dies is retried later.
     fn outbox_claim(&self, older_than: u64, now: u64) -> StoreFuture<'_, Vec<(String, u64)>>;
+    /// Records a lead's report; durable before the future resolves. `report.id` is
+    /// ignored: the store numbers reports (`REP-000001`, …).
+    fn add_report(&self, report: ReportView) -> StoreFuture<'_, ReportView>;
+    /// Every report, newest first.
+    fn reports(&self) -> StoreFuture<'_, Vec<ReportView>>;
+    /// Links a report to the incident opened from it; false if it was already linked
+    /// (first promotion wins) or does not exist.
+    fn link_report<'a>(&'a self, report: &'a str, incident: &'a str) -> StoreFuture<'a, bool>;
     /// Persists the registry in force (so a restart keeps run-time changes).
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()>;
     /// The last registry saved, if any.

@@ -34,10 +34,17 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             ErrorCode::NotFound,
             format!("no task {task:?}"),
         )),
-        ClientFrame::Report { .. } => Err(Refusal::new(
-            ErrorCode::Unavailable,
-            "this hub version does not take reports yet; phone them in to the command center",
-        )),
+        ClientFrame::Report {
+            category,
+            title,
+            detail,
+            grid,
+            location,
+            ..
+        } => {
+            hub.report(lead, category, title, detail, grid, location)
+                .await
+        }
     };
     match (result, reference) {
         (Ok(()), Some(reference)) => Some(ServerFrame::Ok { reference }),

@@ -260,3 +260,151 @@ async fn updates_and_close_reach_every_recipient_across_cluster_nodes() {
         n.stop().await;
     }
 }
+
+/// Reports from a lead are stored, shown on the console at once, listed for the
+/// jurisdiction, and promotable once.
+async fn reports_flow(api: [&str; 2], ws: &str, doc: &gridcast_protocol::registry::RegistryDoc) {
+    let ops = ConsoleClient::new(api[0], &token("op", TokenRole::Operator, ""));
+    let lead = &doc.staff[0];
+    let grid = lead.assignments[0].grid.clone();
+    // A console stream on the other node, open before the report.
+    let mut sse = reqwest::Client::new()
+        .get(format!("{}/v1/console/events", api[1]))
+        .bearer_auth(token("op", TokenRole::Operator, ""))
+        .send()
+        .await
+        .unwrap();
+    let (mut c, _) = LeadClient::connect(ws, &lead_token(&lead.id))
+        .await
+        .unwrap();
+    c.sync().await.unwrap();
+    let report = serde_json::json!({
+        "type": "report", "ref": "rep1", "category": "accident",
+        "title": "Smoke from the market", "detail": "Grey smoke behind stall 12.",
+        "grid": grid, "location": {"lat": 30.25, "lon": 120.17}
+    });
+    c.send_text(report.to_string()).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, c.next()).await.unwrap().unwrap() {
+            ServerFrame::Ok { reference } if reference == "rep1" => break,
+            ServerFrame::Error { message, .. } => panic!("report refused: {message}"),
+            _ => {}
+        }
+    }
+    // A report for a grid that does not exist is refused with a reason.
+    let bad = serde_json::json!({
+        "type": "report", "ref": "rep2", "category": "accident", "title": "x",
+        "detail": "", "grid": "3301069990051001"
+    });
+    c.send_text(bad.to_string()).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, c.next()).await.unwrap().unwrap() {
+            ServerFrame::Error {
+                reference, code, ..
+            } if reference.as_deref() == Some("rep2") => {
+                assert_eq!(code, gridcast_protocol::ErrorCode::BadRequest);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !text.contains("Smoke from the market") {
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .expect("the report on the console")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: report"), "{text}");
+
+    let list: gridcast_protocol::api::ReportList = ops.get("/v1/reports").await.unwrap();
+    assert_eq!(list.reports.len(), 1);
+    let r = &list.reports[0];
+    assert_eq!(
+        (r.lead.as_str(), r.grid.as_str(), r.incident.as_ref()),
+        (lead.id.as_str(), grid.as_str(), None)
+    );
+    let elsewhere = if grid.starts_with(TOWN_A) {
+        TOWN_B
+    } else {
+        TOWN_A
+    };
+    let outsider = ConsoleClient::new(api[1], &token("op9", TokenRole::Operator, elsewhere));
+    let theirs: gridcast_protocol::api::ReportList = outsider.get("/v1/reports").await.unwrap();
+    assert!(
+        theirs.reports.is_empty(),
+        "reports stay in their jurisdiction"
+    );
+
+    // Promote: an incident for the report's grid, with the report's title; once.
+    let path = format!("/v1/reports/{}/promote", r.id);
+    let created: gridcast_protocol::api::CreatedIncident =
+        ConsoleClient::new(api[1], &token("op2", TokenRole::Operator, ""))
+            .send_json(
+                reqwest::Method::POST,
+                &path,
+                &serde_json::json!({ "level": "III" }),
+            )
+            .await
+            .unwrap();
+    assert!(created.recipients >= 1);
+    let v = frame(&mut c, &created.id, 1).await;
+    assert_eq!(v.title, "Smoke from the market");
+    assert!(v.body.contains(&r.id), "{}", v.body);
+    let list: gridcast_protocol::api::ReportList = ops.get("/v1/reports").await.unwrap();
+    assert_eq!(
+        list.reports[0].incident.as_deref(),
+        Some(created.id.as_str())
+    );
+    assert_eq!(
+        hub_error(&ops, &path, serde_json::json!({ "level": "III" })).await,
+        (409, "conflict".into())
+    );
+    assert_eq!(
+        hub_error(
+            &ops,
+            "/v1/reports/REP-999999/promote",
+            serde_json::json!({ "level": "III" })
+        )
+        .await,
+        (404, "not_found".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_stored_shown_and_promotable_on_one_node() {
+    let doc = city(20);
+    let hub = TestHub::start("reports", Some(doc.clone()), |_| {}).await;
+    reports_flow([&hub.http(), &hub.http()], &hub.ws_url(), &doc).await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_stored_shown_and_promotable_across_cluster_nodes() {
+    let redis = RedisServer::start("reports").await;
+    let doc = city(20);
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let (url, id) = (redis.url(), name.to_owned());
+        let reg = (i == 0).then(|| doc.clone());
+        let hub = TestHub::start(&format!("reports-{}-{name}", redis.port), reg, move |c| {
+            c.redis = Some(url);
+            c.node_id = Some(id);
+        })
+        .await;
+        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+        nodes.push(hub);
+    }
+    reports_flow(
+        [&nodes[0].http(), &nodes[1].http()],
+        &nodes[0].ws_url(),
+        &doc,
+    )
+    .await;
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -163,6 +163,56 @@ pub struct Timeline {
     pub events: Vec<TimelineEvent>,
 }
 
+/// An upward report from a lead (`report` frame), as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportView {
+    /// Report id (`REP-000001`).
+    pub id: String,
+    /// When the hub took it (RFC 3339).
+    pub at: String,
+    /// The lead who reported.
+    pub lead: String,
+    /// Where it happened.
+    pub grid: GridCode,
+    /// Category.
+    pub category: Category,
+    /// Short title.
+    pub title: String,
+    /// Description.
+    pub detail: String,
+    /// Position, if the phone sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::frame::Location>,
+    /// The incident opened from it, once promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+}
+
+/// `GET /v1/reports`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportList {
+    /// Newest first.
+    pub reports: Vec<ReportView>,
+}
+
+/// `POST /v1/reports/{id}/promote`: open an incident from a report. Title, body and
+/// category come from the report; targets default to the report's grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteReport {
+    /// Emergency level.
+    pub level: Level,
+    /// Areas and roles (default: the report's grid, every role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+    /// True for drills.
+    #[serde(default)]
+    pub drill: bool,
+    /// Ack window in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_within_s: Option<u32>,
+}
+
 /// `GET /v1/presence`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use gridcast_protocol::GridCode;
-use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::api::{ReportView, TimelineEvent};
 use gridcast_protocol::model::{IncidentState, Role};
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::time::rfc3339;
@@ -89,6 +89,13 @@ enum Record {
         mark: Mark,
         at: u64,
     },
+    Report {
+        report: ReportView,
+    },
+    ReportLinked {
+        report: String,
+        incident: String,
+    },
 }
 
 struct Entry {
@@ -107,6 +114,8 @@ struct State {
     by_lead: HashMap<String, Vec<String>>,
     /// (incident, rev) → pending since (Unix ms).
     outbox: HashMap<(String, u64), u64>,
+    /// Reports in the order taken.
+    reports: Vec<ReportView>,
 }
 
 impl State {
@@ -114,6 +123,12 @@ impl State {
         match record {
             Record::OutboxDone { incident, rev } => {
                 self.outbox.remove(&(incident, rev));
+            }
+            Record::Report { report } => self.reports.push(report),
+            Record::ReportLinked { report, incident } => {
+                if let Some(r) = self.reports.iter_mut().find(|r| r.id == report) {
+                    r.incident.get_or_insert(incident);
+                }
             }
             Record::Revise {
                 incident,
@@ -260,6 +275,12 @@ enum Request {
         at: u64,
         outbox: bool,
         reply: oneshot::Sender<Result<ReviseOutcome, StoreError>>,
+    },
+    Report(ReportView, oneshot::Sender<Result<ReportView, StoreError>>),
+    LinkReport {
+        report: String,
+        incident: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
     },
 }
 
@@ -419,6 +440,8 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         let mut marks = Vec::new();
         let mut dones = Vec::new();
         let mut revisions = Vec::new();
+        let mut reports = Vec::new();
+        let mut links = Vec::new();
         {
             let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
             for req in batch.drain(..) {
@@ -488,6 +511,31 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         };
                         revisions.push((outcome, reply));
                     }
+                    Request::Report(mut report, reply) => {
+                        report.id = format!("REP-{:06}", st.reports.len() + 1);
+                        let record = Record::Report {
+                            report: report.clone(),
+                        };
+                        line(&record, &mut buf);
+                        st.apply(record);
+                        reports.push((report, reply));
+                    }
+                    Request::LinkReport {
+                        report,
+                        incident,
+                        reply,
+                    } => {
+                        let free = st
+                            .reports
+                            .iter()
+                            .any(|r| r.id == report && r.incident.is_none());
+                        if free {
+                            let record = Record::ReportLinked { report, incident };
+                            line(&record, &mut buf);
+                            st.apply(record);
+                        }
+                        links.push((free, reply));
+                    }
                     Request::OutboxDone {
                         incident,
                         rev,
@@ -524,6 +572,12 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (outcome, reply) in revisions {
                     let _ = reply.send(Ok(outcome));
                 }
+                for (report, reply) in reports {
+                    let _ = reply.send(Ok(report));
+                }
+                for (linked, reply) in links {
+                    let _ = reply.send(Ok(linked));
+                }
             }
             Err(e) => {
                 // The in-memory state is now ahead of the disk: refuse everything from
@@ -543,6 +597,12 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (_, reply) in revisions {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (_, reply) in reports {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                for (_, reply) in links {
+                    let _ = reply.send(Err(err.clone()));
+                }
             }
         }
     }
@@ -555,6 +615,8 @@ fn fail(req: Request, err: StoreError) {
         Request::Mark { reply, .. } => drop(reply.send(Err(err))),
         Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
         Request::Revise { reply, .. } => drop(reply.send(Err(err))),
+        Request::Report(_, reply) => drop(reply.send(Err(err))),
+        Request::LinkReport { reply, .. } => drop(reply.send(Err(err))),
     }
 }
 
@@ -706,6 +768,34 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn add_report(&self, report: ReportView) -> StoreFuture<'_, ReportView> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Request::Report(report, reply))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn reports(&self) -> StoreFuture<'_, Vec<ReportView>> {
+        Box::pin(async move { Ok(self.read(|st| st.reports.iter().rev().cloned().collect())) })
+    }
+
+    fn link_report<'a>(&'a self, report: &'a str, incident: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = Request::LinkReport {
+                report: report.to_owned(),
+                incident: incident.to_owned(),
+                reply,
+            };
+            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let json = serde_json::to_vec(doc).map_err(|e| StoreError::Io(e.to_string()))?;
@@ -784,6 +874,43 @@ mod tests {
         let d = std::env::temp_dir().join(format!("gridcast-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[tokio::test]
+    async fn reports_and_their_links_survive_a_restart() {
+        let dir = tmp_dir("reports");
+        let report = ReportView {
+            id: String::new(),
+            at: "2026-11-26T00:00:00.000Z".into(),
+            lead: "L1".into(),
+            grid: GridCode::parse("3301060040051012").unwrap(),
+            category: gridcast_protocol::Category::Accident,
+            title: "smoke".into(),
+            detail: String::new(),
+            location: None,
+            incident: None,
+        };
+        {
+            let s = EmbeddedStore::open(&dir).unwrap();
+            assert_eq!(s.add_report(report.clone()).await.unwrap().id, "REP-000001");
+            assert_eq!(s.add_report(report).await.unwrap().id, "REP-000002");
+            assert!(s.link_report("REP-000001", "INC-000007").await.unwrap());
+            assert!(
+                !s.link_report("REP-000001", "INC-000008").await.unwrap(),
+                "first wins"
+            );
+            assert!(!s.link_report("REP-000009", "INC-000008").await.unwrap());
+        }
+        let s = EmbeddedStore::open(&dir).unwrap();
+        let list = s.reports().await.unwrap();
+        let ids: Vec<(&str, Option<&str>)> = list
+            .iter()
+            .map(|r| (r.id.as_str(), r.incident.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("REP-000002", None), ("REP-000001", Some("INC-000007"))]
+        );
     }
 
     #[tokio::test]

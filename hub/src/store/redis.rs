@@ -9,6 +9,7 @@
 //! | `gc:incidents` | zset | incident id → issue time (ms) |
 //! | `gc:active` | set | ids of active incidents |
 //! | `gc:closed` | zset | id → close time (ms) |
+//! | `gc:reports`, `gc:report:incident` | hash | report id → report (JSON); → incident opened from it |
 //! | `gc:outbox` | zset | `ID:rev` → pending since (ms): MQTT publishes not yet done |
 //! | `{inc:ID}:meta` | string | the incident (JSON) |
 //! | `{inc:ID}:r` | hash | lead → recipient state (JSON, with its registry order `i`) |
@@ -25,7 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use gridcast_protocol::api::TimelineEvent;
+use std::collections::HashMap;
+
+use gridcast_protocol::api::{ReportView, TimelineEvent};
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::time::rfc3339;
@@ -46,6 +49,9 @@ const INCIDENTS: &str = "gc:incidents";
 const ACTIVE: &str = "gc:active";
 const CLOSED: &str = "gc:closed";
 const OUTBOX: &str = "gc:outbox";
+const REPORT_SEQ: &str = "gc:report:seq";
+const REPORTS: &str = "gc:reports";
+const REPORT_LINKS: &str = "gc:report:incident";
 const REGISTRY: &str = "gc:registry";
 const REGISTRY_VER: &str = "gc:registry:ver";
 
@@ -559,6 +565,52 @@ impl Store for RedisStore {
                     Some((id.to_owned(), rev.parse().ok()?))
                 })
                 .collect())
+        })
+    }
+
+    fn add_report(&self, mut report: ReportView) -> StoreFuture<'_, ReportView> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let n: u64 = self.seen(c.incr(REPORT_SEQ, 1).await)?;
+            report.id = format!("REP-{n:06}");
+            let json = serde_json::to_string(&report).map_err(io)?;
+            self.seen(c.hset::<_, _, _, ()>(REPORTS, &report.id, json).await)?;
+            Ok(report)
+        })
+    }
+
+    fn reports(&self) -> StoreFuture<'_, Vec<ReportView>> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let (all, links): (HashMap<String, String>, HashMap<String, String>) = self.seen(
+                redis::pipe()
+                    .hgetall(REPORTS)
+                    .hgetall(REPORT_LINKS)
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            let mut out: Vec<ReportView> = all
+                .values()
+                .map(|j| parse::<ReportView>(j))
+                .collect::<Result<_, _>>()?;
+            for r in &mut out {
+                r.incident = links.get(&r.id).cloned();
+            }
+            // Newest first: ids are zero-padded and grow.
+            out.sort_by(|a, b| b.id.cmp(&a.id));
+            Ok(out)
+        })
+    }
+
+    fn link_report<'a>(&'a self, report: &'a str, incident: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let exists: bool = self.seen(c.hexists(REPORTS, report).await)?;
+            if !exists {
+                return Ok(false);
+            }
+            // First promotion wins.
+            self.seen(c.hset_nx(REPORT_LINKS, report, incident).await)
         })
     }
 
