@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::{Me, ServerFrame};
 
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::session::encode;
+use crate::session::{Frame, encode};
 use crate::store::{IncidentMeta, RecipientState};
 
 /// A change to push to online leads.
@@ -35,6 +36,15 @@ pub enum BusEvent {
         meta: Arc<IncidentMeta>,
         /// The lead's new state.
         state: RecipientState,
+    },
+    /// A frame for every device of one lead (re-notification, escalation).
+    ToLead {
+        /// The lead.
+        lead: String,
+        /// A grid of the lead's assignments (the cluster routes by it).
+        grid: GridCode,
+        /// The frame.
+        frame: Frame,
     },
 }
 
@@ -73,6 +83,9 @@ pub fn deliver(presence: &Presence, metrics: &Metrics, event: &BusEvent) -> usiz
                 &meta.id,
                 presence.send_to_lead(&state.lead, &frame),
             )
+        }
+        BusEvent::ToLead { lead, frame, .. } => {
+            ("frame to a lead", lead, presence.send_to_lead(lead, frame))
         }
     };
     metrics.frames_out.fetch_add(reach.frames as u64, Relaxed);

@@ -80,16 +80,25 @@ type Message = (String, Vec<u8>);
 struct WireOut<'a> {
     origin: &'a str,
     whole: bool,
-    meta: &'a IncidentMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a IncidentMeta>,
     recipients: Vec<&'a RecipientState>,
+    /// A frame for one lead's devices: (lead, frame text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<(&'a str, &'a str)>,
 }
 
 #[derive(Deserialize)]
 struct WireIn {
     origin: String,
+    #[serde(default)]
     whole: bool,
-    meta: IncidentMeta,
+    #[serde(default)]
+    meta: Option<IncidentMeta>,
+    #[serde(default)]
     recipients: Vec<RecipientState>,
+    #[serde(default)]
+    to: Option<(String, String)>,
 }
 
 /// What a node tells the others' consoles.
@@ -364,7 +373,12 @@ impl Cluster {
             if w.origin == self.node {
                 return; // delivered locally when it was published
             }
-            let meta = Arc::new(w.meta);
+            if let Some((lead, frame)) = w.to {
+                self.presence.send_to_lead(&lead, &frame.into());
+                return;
+            }
+            let Some(meta) = w.meta else { return };
+            let meta = Arc::new(meta);
             let event = if w.whole {
                 self.saw(&meta.id, meta.rev);
                 BusEvent::Incident {
@@ -398,6 +412,7 @@ impl Cluster {
                 match name.as_str() {
                     "incident" => hub.console.emit("incident", codes, data),
                     "report" => hub.console.emit("report", codes, data),
+                    "escalation" => hub.console.emit("escalation", codes, data),
                     _ => {}
                 }
             }
@@ -712,34 +727,58 @@ impl Bus for ClusterBus {
                     .map(|r| r.lead.as_str())
                     .filter(|l| !c.presence.has(l))
                     .collect(),
-                BusEvent::Recipient { .. } => Vec::new(),
+                BusEvent::Recipient { .. } | BusEvent::ToLead { .. } => Vec::new(),
             };
-            let (meta, whole, recipients): (&IncidentMeta, bool, Vec<&RecipientState>) =
-                match &event {
-                    BusEvent::Incident { meta, recipients } => {
-                        c.saw(&meta.id, meta.rev);
-                        (meta, true, recipients.iter().collect())
-                    }
-                    BusEvent::Recipient { meta, state } => (meta, false, vec![state]),
-                };
-            let mut by_grid: HashMap<&GridCode, Vec<&RecipientState>> = HashMap::new();
-            for r in recipients {
-                by_grid.entry(&r.grid).or_default().push(r);
-            }
-            let messages: Vec<Message> = by_grid
-                .into_iter()
-                .filter_map(|(grid, recipients)| {
+            let (meta, whole, recipients, to) = match &event {
+                BusEvent::Incident { meta, recipients } => {
+                    c.saw(&meta.id, meta.rev);
+                    (Some(&**meta), true, recipients.iter().collect(), None)
+                }
+                BusEvent::Recipient { meta, state } => (Some(&**meta), false, vec![state], None),
+                BusEvent::ToLead { lead, grid, frame } => (
+                    None,
+                    false,
+                    Vec::new(),
+                    Some((lead.as_str(), grid, frame.as_str())),
+                ),
+            };
+            let messages: Vec<Message> = match to {
+                Some((lead, grid, frame)) => {
                     let w = WireOut {
                         origin: &c.node,
-                        whole,
-                        meta,
-                        recipients,
+                        whole: false,
+                        meta: None,
+                        recipients: Vec::new(),
+                        to: Some((lead, frame)),
                     };
                     serde_json::to_vec(&w)
                         .ok()
                         .map(|p| (grid_channel(grid.as_str()), p))
-                })
-                .collect();
+                        .into_iter()
+                        .collect()
+                }
+                None => {
+                    let mut by_grid: HashMap<&GridCode, Vec<&RecipientState>> = HashMap::new();
+                    for r in recipients {
+                        by_grid.entry(&r.grid).or_default().push(r);
+                    }
+                    by_grid
+                        .into_iter()
+                        .filter_map(|(grid, recipients)| {
+                            let w = WireOut {
+                                origin: &c.node,
+                                whole,
+                                meta,
+                                recipients,
+                                to: None,
+                            };
+                            serde_json::to_vec(&w)
+                                .ok()
+                                .map(|p| (grid_channel(grid.as_str()), p))
+                        })
+                        .collect()
+                }
+            };
             if whole {
                 return local + c.publish_and_count(messages, &away).await;
             }

@@ -17,6 +17,7 @@ use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::time::rfc3339;
 use gridcast_protocol::{ErrorCode, GridCode, Status};
 
+use crate::Hub;
 use crate::auth::Claims;
 use crate::bus::BusEvent;
 use crate::session::{Frame, encode};
@@ -24,7 +25,6 @@ use crate::store::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, StoreError,
 };
-use crate::{Hub, now_ms};
 
 /// A refusal with a contract code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +191,7 @@ impl Hub {
             .current()
             .resolve(&targets)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let new = NewIncident {
             meta: IncidentMeta {
                 id: String::new(),
@@ -275,7 +275,13 @@ impl Hub {
         }
         let outcome = self
             .store
-            .revise(id, revision, &operator.sub, now_ms(), self.mqtt.is_some())
+            .revise(
+                id,
+                revision,
+                &operator.sub,
+                self.clock.now_ms(),
+                self.mqtt.is_some(),
+            )
             .await?;
         let snap = match outcome {
             ReviseOutcome::Revised(s) => s,
@@ -330,7 +336,7 @@ impl Hub {
             .store
             .add_report(ReportView {
                 id: String::new(),
-                at: rfc3339(now_ms()),
+                at: rfc3339(self.clock.now_ms()),
                 lead: lead.to_owned(),
                 grid,
                 category,
@@ -425,7 +431,10 @@ impl Hub {
         }
         let is_ack = matches!(mark, Mark::Ack { .. });
         let started = Instant::now();
-        let outcome = self.store.mark(incident, lead, mark, now_ms()).await?;
+        let outcome = self
+            .store
+            .mark(incident, lead, mark, self.clock.now_ms())
+            .await?;
         match outcome {
             MarkOutcome::Changed(meta, state) => {
                 self.metrics.store_seconds.observe(started.elapsed());
@@ -457,7 +466,10 @@ impl Hub {
     /// The incident frames of a lead's sync: every active incident it is a recipient of
     /// and every one closed within the configured hours, with its own status.
     pub async fn sync_frames(&self, lead: &str) -> Result<Vec<Frame>, StoreError> {
-        let since = now_ms().saturating_sub(self.config.closed_sync_hours * 3_600_000);
+        let since = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.config.closed_sync_hours * 3_600_000);
         let list = self.store.incidents_for_lead(lead, since).await?;
         Ok(list.iter().map(|(meta, r)| lead_frame(meta, r)).collect())
     }

@@ -11,9 +11,11 @@
 pub mod api;
 pub mod auth;
 pub mod bus;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod escalation;
 pub mod incident;
 pub mod metrics;
 pub mod presence;
@@ -105,6 +107,8 @@ pub struct Inner {
     pub cluster: Option<Arc<cluster::Cluster>>,
     /// `--mqtt`: leads through a broker.
     pub mqtt: Option<Arc<transport::mqtt::Mqtt>>,
+    /// The incident core's time.
+    pub clock: Arc<dyn clock::Clock>,
     /// The MQTT event loop, until `serve` starts it.
     mqtt_loop: std::sync::Mutex<Option<rumqttc::v5::EventLoop>>,
 }
@@ -158,6 +162,15 @@ pub fn load_or_create_secret(
 impl Hub {
     /// Opens the store, loads the registry and builds a hub (nothing is served yet).
     pub async fn open(config: Config, shutdown: CancellationToken) -> Result<Hub, StartError> {
+        Self::open_with_clock(config, shutdown, Arc::new(clock::SystemClock)).await
+    }
+
+    /// [`Hub::open`] with the incident core reading `clock` (tests move time by hand).
+    pub async fn open_with_clock(
+        config: Config,
+        shutdown: CancellationToken,
+        clock: Arc<dyn clock::Clock>,
+    ) -> Result<Hub, StartError> {
         config.validate()?;
         let data_dir = config.data_dir.clone();
         let secret = {
@@ -293,6 +306,7 @@ impl Hub {
             cluster,
             mqtt,
             mqtt_loop: std::sync::Mutex::new(mqtt_loop),
+            clock,
             config,
         })))
     }
@@ -321,6 +335,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone());
     hub.tracker.spawn(console_ticker(hub.clone()));
+    hub.tracker.spawn(escalation::ticker(hub.clone()));
     if let Some(c) = &hub.cluster {
         c.start(&hub);
     }
@@ -362,7 +377,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let hub = Hub::open(config, shutdown).await?;
+    run_with_clock(config, listener, shutdown, Arc::new(clock::SystemClock)).await
+}
+
+/// [`run`] with the incident core reading `clock`.
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Arc<dyn clock::Clock>,
+) -> Result<(), StartError> {
+    let hub = Hub::open_with_clock(config, shutdown, clock).await?;
     serve(hub, listener).await
 }
 

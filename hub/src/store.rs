@@ -213,6 +213,12 @@ pub fn apply_revision(
     (next, event)
 }
 
+/// When escalation step `step` (1..=3) of an incident is due.
+pub fn escalation_due(meta: &IncidentMeta, step: u8) -> u64 {
+    let window = meta.ack_by.saturating_sub(meta.issued_at);
+    meta.ack_by + u64::from(step.saturating_sub(1)) * window
+}
+
 /// Durable incident state. See the module docs.
 pub trait Store: Send + Sync + 'static {
     /// Records a new incident and returns it with its id and `rev` 1, once durable.
@@ -255,6 +261,20 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox entries pending since before `older_than` (Unix ms), claimed for this
     /// caller: their age restarts at `now`, so a claimer that dies is retried later.
     fn outbox_claim(&self, older_than: u64, now: u64) -> StoreFuture<'_, Vec<(String, u64)>>;
+    /// Escalation: incidents whose next step is due at `now`, each with that step (1 grid
+    /// lead, 2 instructor, 3 console), claimed until `now + lease` so that one node at a
+    /// time acts on each. Step `k` is due at `ack_by + (k - 1) × window`.
+    fn escalations_due(&self, now: u64, lease: u64) -> StoreFuture<'_, Vec<(String, u8)>>;
+    /// Records `step` as done with its timeline events, durably; false when it was done
+    /// already (by another node, or before a restart). `next_due` is when the following
+    /// step is due (`None` after the last).
+    fn escalation_done<'a>(
+        &'a self,
+        incident: &'a str,
+        step: u8,
+        events: Vec<TimelineEvent>,
+        next_due: Option<u64>,
+    ) -> StoreFuture<'a, bool>;
     /// Records a lead's report; durable before the future resolves. `report.id` is
     /// ignored: the store numbers reports (`REP-000001`, …).
     fn add_report(&self, report: ReportView) -> StoreFuture<'_, ReportView>;

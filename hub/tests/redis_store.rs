@@ -262,6 +262,60 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
         );
     }
 
+    // Escalation due times: claimed by one caller per lease, each step recorded once.
+    for s in stores {
+        let snap = s.create_incident(new_incident(&leads[..1])).await.unwrap();
+        let (id, ack_by) = (snap.meta.id.clone(), snap.meta.ack_by);
+        let window = ack_by - snap.meta.issued_at;
+        let mine =
+            |v: Vec<(String, u8)>| v.into_iter().filter(|(i, _)| *i == id).collect::<Vec<_>>();
+        assert!(mine(s.escalations_due(ack_by - 1, 1_000).await.unwrap()).is_empty());
+        assert_eq!(
+            mine(s.escalations_due(ack_by, 1_000).await.unwrap()),
+            [(id.clone(), 1)]
+        );
+        assert!(
+            mine(s.escalations_due(ack_by + 10, 1_000).await.unwrap()).is_empty(),
+            "claimed: nobody else acts within the lease"
+        );
+        assert_eq!(
+            mine(s.escalations_due(ack_by + 1_001, 1_000).await.unwrap()),
+            [(id.clone(), 1)],
+            "a claimer that died is replaced after the lease"
+        );
+        let event = gridcast_protocol::api::TimelineEvent {
+            at: "2026-11-26T00:00:00.000Z".into(),
+            kind: "escalated".into(),
+            actor: "hub".into(),
+            lead: Some("L000".into()),
+            detail: Some("step 1".into()),
+        };
+        let next = Some(ack_by + window);
+        assert!(
+            s.escalation_done(&id, 1, vec![event.clone()], next)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.escalation_done(&id, 1, vec![event], next).await.unwrap(),
+            "the same step is never recorded twice"
+        );
+        assert!(mine(s.escalations_due(ack_by + window - 1, 1_000).await.unwrap()).is_empty());
+        assert_eq!(
+            mine(s.escalations_due(ack_by + window, 1_000).await.unwrap()),
+            [(id.clone(), 2)]
+        );
+        let kinds: Vec<String> = s
+            .timeline(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["issued", "escalated"]);
+    }
+
     // Outbox entries: claimed by one caller at a time, gone once done.
     let mut pending = new_incident(&leads[..1]);
     pending.outbox = true;

@@ -92,6 +92,11 @@ enum Record {
     Report {
         report: ReportView,
     },
+    Escalated {
+        incident: String,
+        step: u8,
+        events: Vec<TimelineEvent>,
+    },
     ReportLinked {
         report: String,
         incident: String,
@@ -116,6 +121,10 @@ struct State {
     outbox: HashMap<(String, u64), u64>,
     /// Reports in the order taken.
     reports: Vec<ReportView>,
+    /// Escalation steps done per incident.
+    escalated: HashMap<String, u8>,
+    /// Escalation claims (not persisted: a restart may act at once).
+    leases: HashMap<String, u64>,
 }
 
 impl State {
@@ -125,6 +134,16 @@ impl State {
                 self.outbox.remove(&(incident, rev));
             }
             Record::Report { report } => self.reports.push(report),
+            Record::Escalated {
+                incident,
+                step,
+                events,
+            } => {
+                if let Some(e) = self.incidents.get_mut(&incident) {
+                    e.timeline.extend(events);
+                }
+                self.escalated.insert(incident, step);
+            }
             Record::ReportLinked { report, incident } => {
                 if let Some(r) = self.reports.iter_mut().find(|r| r.id == report) {
                     r.incident.get_or_insert(incident);
@@ -277,6 +296,12 @@ enum Request {
         reply: oneshot::Sender<Result<ReviseOutcome, StoreError>>,
     },
     Report(ReportView, oneshot::Sender<Result<ReportView, StoreError>>),
+    Escalated {
+        incident: String,
+        step: u8,
+        events: Vec<TimelineEvent>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
     LinkReport {
         report: String,
         incident: String,
@@ -520,6 +545,25 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         st.apply(record);
                         reports.push((report, reply));
                     }
+                    Request::Escalated {
+                        incident,
+                        step,
+                        events,
+                        reply,
+                    } => {
+                        let done = st.escalated.get(&incident).copied().unwrap_or(0);
+                        let fresh = done + 1 == step && st.incidents.contains_key(&incident);
+                        if fresh {
+                            let record = Record::Escalated {
+                                incident,
+                                step,
+                                events,
+                            };
+                            line(&record, &mut buf);
+                            st.apply(record);
+                        }
+                        links.push((fresh, reply));
+                    }
                     Request::LinkReport {
                         report,
                         incident,
@@ -616,6 +660,7 @@ fn fail(req: Request, err: StoreError) {
         Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
         Request::Revise { reply, .. } => drop(reply.send(Err(err))),
         Request::Report(_, reply) => drop(reply.send(Err(err))),
+        Request::Escalated { reply, .. } => drop(reply.send(Err(err))),
         Request::LinkReport { reply, .. } => drop(reply.send(Err(err))),
     }
 }
@@ -765,6 +810,59 @@ impl Store for EmbeddedStore {
             }
             claimed.sort();
             Ok(claimed)
+        })
+    }
+
+    fn escalations_due(&self, now: u64, lease: u64) -> StoreFuture<'_, Vec<(String, u8)>> {
+        Box::pin(async move {
+            let mut st = self.shared.state.write().unwrap_or_else(|p| p.into_inner());
+            let st = &mut *st;
+            let mut due = Vec::new();
+            for (id, e) in &st.incidents {
+                if e.meta.state != IncidentState::Active {
+                    continue;
+                }
+                let done = st.escalated.get(id).copied().unwrap_or(0);
+                if done >= 3 {
+                    continue;
+                }
+                let step = done + 1;
+                let free = st.leases.get(id).is_none_or(|&until| until <= now);
+                if free && super::escalation_due(&e.meta, step) <= now {
+                    st.leases.insert(id.clone(), now + lease);
+                    due.push((id.clone(), step));
+                }
+            }
+            due.sort();
+            Ok(due)
+        })
+    }
+
+    fn escalation_done<'a>(
+        &'a self,
+        incident: &'a str,
+        step: u8,
+        events: Vec<TimelineEvent>,
+        _next_due: Option<u64>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = Request::Escalated {
+                incident: incident.to_owned(),
+                step,
+                events,
+                reply,
+            };
+            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+            let fresh = rx.await.map_err(|_| StoreError::Closed)??;
+            // The next step may be claimed as soon as it is due.
+            self.shared
+                .state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .leases
+                .remove(incident);
+            Ok(fresh)
         })
     }
 

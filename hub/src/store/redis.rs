@@ -10,6 +10,8 @@
 //! | `gc:active` | set | ids of active incidents |
 //! | `gc:closed` | zset | id → close time (ms) |
 //! | `gc:reports`, `gc:report:incident` | hash | report id → report (JSON); → incident opened from it |
+//! | `gc:esc` | zset | id → when its next escalation step is due (ms) |
+//! | `{inc:ID}:esc` | string | escalation steps done |
 //! | `gc:outbox` | zset | `ID:rev` → pending since (ms): MQTT publishes not yet done |
 //! | `{inc:ID}:meta` | string | the incident (JSON) |
 //! | `{inc:ID}:r` | hash | lead → recipient state (JSON, with its registry order `i`) |
@@ -49,6 +51,7 @@ const INCIDENTS: &str = "gc:incidents";
 const ACTIVE: &str = "gc:active";
 const CLOSED: &str = "gc:closed";
 const OUTBOX: &str = "gc:outbox";
+const ESCALATIONS: &str = "gc:esc";
 const REPORT_SEQ: &str = "gc:report:seq";
 const REPORTS: &str = "gc:reports";
 const REPORT_LINKS: &str = "gc:report:incident";
@@ -63,6 +66,9 @@ fn recipients_key(id: &str) -> String {
 }
 fn timeline_key(id: &str) -> String {
     format!("{{inc:{id}}}:tl")
+}
+fn escalation_key(id: &str) -> String {
+    format!("{{inc:{id}}}:esc")
 }
 
 /// A recipient as stored: its state and its place in registry order.
@@ -114,6 +120,16 @@ const REVISE_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
+return 1
+"#;
+
+/// KEYS: steps done, timeline. ARGV: step, events…. Records the step if it is the next
+/// one (so no step is done twice, whichever node gets there).
+const ESCALATED_SCRIPT: &str = r#"
+local done = tonumber(redis.call('GET', KEYS[1]) or '0')
+if done + 1 ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[i]) end
 return 1
 "#;
 
@@ -311,6 +327,8 @@ impl Store for RedisStore {
                 .zadd(INCIDENTS, &id, meta.issued_at)
                 .ignore()
                 .sadd(ACTIVE, &id)
+                .ignore()
+                .zadd(ESCALATIONS, &id, meta.ack_by)
                 .ignore();
             if outbox {
                 index
@@ -412,6 +430,8 @@ impl Store for RedisStore {
                         .srem(ACTIVE, incident)
                         .ignore()
                         .zadd(CLOSED, incident, at)
+                        .ignore()
+                        .zrem(ESCALATIONS, incident)
                         .ignore();
                 }
                 if outbox {
@@ -565,6 +585,67 @@ impl Store for RedisStore {
                     Some((id.to_owned(), rev.parse().ok()?))
                 })
                 .collect())
+        })
+    }
+
+    fn escalations_due(&self, now: u64, lease: u64) -> StoreFuture<'_, Vec<(String, u8)>> {
+        Box::pin(async move {
+            // Claimed in one script: due entries get `now + lease` as their score.
+            let ids: Vec<String> = self.seen(
+                redis::Script::new(CLAIM_SCRIPT)
+                    .key(ESCALATIONS)
+                    .arg(now + 1)
+                    .arg(now + lease)
+                    .invoke_async(&mut self.connection())
+                    .await,
+            )?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.get(escalation_key(id));
+            }
+            let done: Vec<Option<u8>> =
+                self.seen(pipe.query_async(&mut self.connection()).await)?;
+            let mut due = Vec::new();
+            for (id, done) in ids.into_iter().zip(done) {
+                let step = done.unwrap_or(0) + 1;
+                if step > 3 {
+                    let mut c = self.connection();
+                    self.seen(c.zrem::<_, _, ()>(ESCALATIONS, &id).await)?;
+                } else {
+                    due.push((id, step));
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    fn escalation_done<'a>(
+        &'a self,
+        incident: &'a str,
+        step: u8,
+        events: Vec<TimelineEvent>,
+        next_due: Option<u64>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let script = redis::Script::new(ESCALATED_SCRIPT);
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(escalation_key(incident))
+                .key(timeline_key(incident))
+                .arg(step);
+            for e in &events {
+                invocation.arg(serde_json::to_string(e).map_err(io)?);
+            }
+            let fresh: i64 = self.seen(invocation.invoke_async(&mut self.connection()).await)?;
+            let mut c = self.connection();
+            match next_due {
+                Some(due) => self.seen(c.zadd::<_, _, _, ()>(ESCALATIONS, incident, due).await)?,
+                None => self.seen(c.zrem::<_, _, ()>(ESCALATIONS, incident).await)?,
+            }
+            Ok(fresh == 1)
         })
     }
 

@@ -523,6 +523,18 @@ impl Mqtt {
         connected
     }
 
+    /// Any frame for one lead (re-notification, escalation), if it uses MQTT.
+    pub async fn publish_to_lead(&self, lead: &str, frame: &crate::session::Frame) {
+        if self.leads.contains_key(lead) {
+            self.publish(
+                lead_topic(lead),
+                frame.as_str().as_bytes(),
+                INCIDENT_EXPIRY_S,
+            )
+            .await;
+        }
+    }
+
     /// A lead's new status, to its phone if it uses MQTT.
     pub async fn publish_status(&self, meta: &IncidentMeta, state: &RecipientState) {
         if self.leads.contains_key(&state.lead) {

@@ -184,6 +184,17 @@ impl TestHub {
         tweak: impl FnOnce(&mut Config),
     ) -> TestHub {
         let dir = tmp_dir(name);
+        let clock = std::sync::Arc::new(gridcast_hub::clock::SystemClock);
+        Self::start_in(dir, registry, tweak, clock).await
+    }
+
+    /// A hub in `dir` (kept as it is: a restart finds its data) reading `clock`.
+    pub async fn start_in(
+        dir: PathBuf,
+        registry: Option<RegistryDoc>,
+        tweak: impl FnOnce(&mut Config),
+        clock: std::sync::Arc<dyn gridcast_hub::clock::Clock>,
+    ) -> TestHub {
         std::fs::create_dir_all(&dir).unwrap();
         let mut config = Config::with_data_dir(dir.join("data"));
         config.jwt_secret = Some(SECRET.into());
@@ -197,8 +208,11 @@ impl TestHub {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
-        let task =
-            tokio::spawn(async move { gridcast_hub::run(config, listener, s).await.unwrap() });
+        let task = tokio::spawn(async move {
+            gridcast_hub::run_with_clock(config, listener, s, clock)
+                .await
+                .unwrap()
+        });
         TestHub {
             addr,
             shutdown,

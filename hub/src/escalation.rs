@@ -1,0 +1,206 @@
+//! Escalation of missed acks (DESIGN.md §3): at `ack_by` every silent recipient is
+//! notified again and its grid's lead gets an `escalation` frame (step 1; for a
+//! micro-grid, the lead of its parent grid); one window later the grid's instructor
+//! (step 2); one more window later the console is alerted (step 3). An ack at any point
+//! takes the lead out of the chain.
+//!
+//! Due times come from the store (`ack_by` + steps done), never from one node's memory:
+//! a ticker on every node claims due steps with a lease, and a step is recorded durably
+//! (with its timeline events) *before* its frames go out, by whichever node gets there
+//! first — so a restart or a node death neither loses nor doubles a step.
+
+use std::time::Duration;
+
+use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::frame::ServerFrame;
+use gridcast_protocol::model::IncidentState;
+use gridcast_protocol::time::rfc3339;
+use gridcast_protocol::{GridCode, Role, Status};
+
+use crate::Hub;
+use crate::bus::BusEvent;
+use crate::incident::lead_frame;
+use crate::session::{Frame, encode};
+use crate::store::escalation_due;
+
+/// How often each node looks for due steps.
+pub const TICK: Duration = Duration::from_millis(200);
+/// How long a claimed step is left to the node that claimed it.
+const LEASE_MS: u64 = 30_000;
+/// Most silent leads named in one console alert.
+const ALERT_NAMES: usize = 50;
+
+/// The grid whose lead and instructor answer for `grid` (a micro-grid's parent).
+fn parent(grid: &GridCode) -> GridCode {
+    if grid.as_str().len() > 16 {
+        GridCode::parse(&grid.as_str()[..16]).unwrap_or_else(|_| grid.clone())
+    } else {
+        grid.clone()
+    }
+}
+
+/// Runs until shutdown: claims due steps and carries them out.
+pub async fn ticker(hub: Hub) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = hub.shutdown.cancelled() => return,
+        }
+        let now = hub.clock.now_ms();
+        let due = match hub.store.escalations_due(now, LEASE_MS).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "escalation check failed");
+                continue;
+            }
+        };
+        for (id, step) in due {
+            hub.escalate(&id, step).await;
+        }
+    }
+}
+
+impl Hub {
+    /// Carries out one escalation step of an incident (see the module docs).
+    pub async fn escalate(&self, id: &str, step: u8) {
+        let snap = match self.store.incident(id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(incident = id, error = %e, "escalation: store unavailable");
+                return;
+            }
+        };
+        let meta = &snap.meta;
+        let now = self.clock.now_ms();
+        let next_due = (step < 3 && meta.state == IncidentState::Active)
+            .then(|| escalation_due(meta, step + 1));
+        if meta.state != IncidentState::Active {
+            let _ = self.store.escalation_done(id, step, Vec::new(), None).await;
+            return;
+        }
+        let silent: Vec<_> = snap
+            .recipients
+            .iter()
+            .filter(|r| matches!(r.status, Status::Pending | Status::Delivered))
+            .collect();
+        let registry = self.registry.current();
+        let mut events = Vec::new();
+        let mut sends: Vec<(String, GridCode, Frame)> = Vec::new();
+        let event = |lead: Option<&str>, kind: &str, detail: String| TimelineEvent {
+            at: rfc3339(now),
+            kind: kind.into(),
+            actor: "hub".into(),
+            lead: lead.map(str::to_owned),
+            detail: Some(detail),
+        };
+        let drill = if meta.drill { " (drill)" } else { "" };
+        match step {
+            1 | 2 => {
+                let role = if step == 1 {
+                    Role::GridLead
+                } else {
+                    Role::Instructor
+                };
+                for r in &silent {
+                    let grid = parent(&r.grid);
+                    let to: Vec<String> = registry
+                        .people_in(&grid)
+                        .filter(|p| {
+                            registry.person(p).is_some_and(|p| {
+                                p.assignments
+                                    .iter()
+                                    .any(|a| a.grid == grid && a.role == role)
+                            })
+                        })
+                        .map(str::to_owned)
+                        .collect();
+                    let frame = encode(&ServerFrame::Escalation {
+                        incident: meta.id.clone(),
+                        lead: r.lead.clone(),
+                        grid: r.grid.clone(),
+                        role: r.role,
+                        step,
+                        drill: meta.drill,
+                    });
+                    for t in &to {
+                        sends.push((t.clone(), grid.clone(), frame.clone()));
+                    }
+                    let whom = if to.is_empty() {
+                        format!("no {} registered for {grid}", role.as_str())
+                    } else {
+                        format!("{} {}", role.as_str(), to.join(", "))
+                    };
+                    let detail = if step == 1 {
+                        sends.push((r.lead.clone(), r.grid.clone(), lead_frame(meta, r)));
+                        format!("step 1{drill}: re-notified; {whom}")
+                    } else {
+                        format!("step 2{drill}: {whom}")
+                    };
+                    events.push(event(Some(&r.lead), "escalated", detail));
+                }
+            }
+            _ => {
+                if !silent.is_empty() {
+                    let names: Vec<&str> = silent
+                        .iter()
+                        .take(ALERT_NAMES)
+                        .map(|r| r.lead.as_str())
+                        .collect();
+                    events.push(event(
+                        None,
+                        "alerted",
+                        format!(
+                            "step 3{drill}: {} silent: {}",
+                            silent.len(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        // Durable first: whoever records the step sends it; nobody sends it twice.
+        match self.store.escalation_done(id, step, events, next_due).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(incident = id, error = %e, "escalation step not recorded; retried after the lease");
+                return;
+            }
+        }
+        if silent.is_empty() {
+            return;
+        }
+        tracing::info!(
+            incident = id,
+            step,
+            silent = silent.len(),
+            drill = meta.drill,
+            "escalation step"
+        );
+        for (lead, grid, frame) in sends {
+            if let Some(m) = &self.mqtt {
+                m.publish_to_lead(&lead, &frame).await;
+            }
+            self.bus
+                .publish(BusEvent::ToLead { lead, grid, frame })
+                .await;
+        }
+        let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
+        let data = serde_json::json!({
+            "incident": meta.id, "step": step, "drill": meta.drill,
+            "silent": silent.iter().take(ALERT_NAMES).map(|r| &r.lead).collect::<Vec<_>>(),
+            "silent_count": silent.len(),
+        });
+        if let Some(c) = &self.cluster {
+            c.announce_console(
+                Vec::new(),
+                Some(("escalation", codes.clone(), data.clone())),
+            )
+            .await;
+        }
+        self.console.emit("escalation", codes, data);
+    }
+}

@@ -1,0 +1,355 @@
+//! Escalation of missed acks with a 2-second window, on a clock the test moves: the
+//! silent lead is re-notified and its grid lead escalated to, then the instructor, then
+//! the console; an ack in between takes a lead out of the chain; the timeline lists
+//! exactly those steps; a restart between two steps neither loses nor repeats one.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridcast_clients::lead::LeadClient;
+use gridcast_hub::clock::ManualClock;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame};
+use gridcast_protocol::model::Response;
+use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc};
+use support::*;
+
+const G1: &str = "3301060040051001";
+const G1_MICRO: &str = "3301060040051001001";
+const G2: &str = "3301060040051002";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Two grids, one with a micro-grid; each grid has a lead and an instructor.
+fn registry() -> RegistryDoc {
+    let grid = |code: &str, kind: Option<&str>| GridDoc {
+        code: code.into(),
+        name: code.into(),
+        kind: kind.map(str::to_owned),
+    };
+    let person = |id: &str, grid: &str, role: &str| StaffDoc {
+        id: id.into(),
+        name: id.into(),
+        phone: "13900000000".into(),
+        assignments: vec![AssignmentDoc {
+            grid: grid.into(),
+            role: role.into(),
+        }],
+    };
+    RegistryDoc {
+        grids: vec![
+            grid(G1, Some("community")),
+            grid(G1_MICRO, None),
+            grid(G2, Some("community")),
+        ],
+        staff: vec![
+            person("GL1", G1, "grid_lead"),
+            person("IN1", G1, "instructor"),
+            person("S1", G1_MICRO, "micro_lead"),
+            person("A1", G1, "full_time"),
+            person("GL2", G2, "grid_lead"),
+            person("IN2", G2, "instructor"),
+            person("S2", G2, "part_time"),
+        ],
+        task_kinds: vec![],
+    }
+}
+
+fn activation_2s() -> gridcast_protocol::api::CreateIncident {
+    let mut a = activation(
+        "Flood",
+        &["330106004"],
+        &["micro_lead", "part_time", "full_time"],
+    );
+    a.ack_within_s = Some(2);
+    a
+}
+
+async fn phones(hub: &TestHub, ids: &[&str]) -> Vec<(String, LeadClient)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token(id))
+            .await
+            .unwrap();
+        c.sync().await.unwrap();
+        out.push((id.to_string(), c));
+    }
+    out
+}
+
+fn phone<'a>(all: &'a mut [(String, LeadClient)], id: &str) -> &'a mut LeadClient {
+    &mut all.iter_mut().find(|(i, _)| i == id).unwrap().1
+}
+
+async fn next(c: &mut LeadClient) -> ServerFrame {
+    tokio::time::timeout(WAIT, c.next())
+        .await
+        .expect("a frame in time")
+        .unwrap()
+}
+
+/// The timeline's escalation steps: (kind, lead, detail prefix).
+async fn steps(hub: &TestHub, id: &str) -> Vec<(String, Option<String>, String)> {
+    hub.console("")
+        .timeline(id)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.kind == "escalated" || e.kind == "alerted")
+        .map(|e| {
+            let d = e.detail.unwrap_or_default();
+            (e.kind, e.lead, d.split(':').next().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+async fn wait_steps(hub: &TestHub, id: &str, n: usize) {
+    eventually(
+        WAIT,
+        &format!("{n} escalation steps on the timeline"),
+        || async { steps(hub, id).await.len() >= n },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_lead_is_renotified_then_escalated_to_its_grid_lead_instructor_and_console() {
+    let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
+    let hub = TestHub::start_in(
+        tmp_dir("escalation"),
+        Some(registry()),
+        |_| {},
+        clock.clone(),
+    )
+    .await;
+    let mut all = phones(&hub, &["GL1", "IN1", "S1", "A1", "GL2", "IN2", "S2"]).await;
+    let mut sse = reqwest::Client::new()
+        .get(format!("{}/v1/console/events", hub.http()))
+        .bearer_auth(token("op", gridcast_hub::auth::TokenRole::Operator, ""))
+        .send()
+        .await
+        .unwrap();
+    let created = hub.console("").activate(&activation_2s()).await.unwrap();
+    assert_eq!(created.recipients, 3, "S1, A1, S2");
+    for id in ["S1", "A1", "S2"] {
+        assert!(matches!(
+            next(phone(&mut all, id)).await,
+            ServerFrame::Incident { .. }
+        ));
+    }
+    // A1 answers in time; S1 only confirms receipt (still silent).
+    let ack = ClientFrame::Ack {
+        incident: created.id.clone(),
+        response: Response::Accept,
+        note: None,
+        reference: Some("a".into()),
+    };
+    phone(&mut all, "A1")
+        .request(&ack)
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    let receipt = ClientFrame::Receipt {
+        incident: created.id.clone(),
+        rev: 1,
+        reference: Some("r".into()),
+    };
+    phone(&mut all, "S1")
+        .request(&receipt)
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+
+    // The window passes: step 1.
+    clock.advance(2_000);
+    wait_steps(&hub, &created.id, 2).await;
+    for (silent, lead) in [("S1", "GL1"), ("S2", "GL2")] {
+        match next(phone(&mut all, silent)).await {
+            ServerFrame::Incident { incident, me } => {
+                assert_eq!(incident.id, created.id, "{silent} re-notified");
+                assert!(me.is_some());
+            }
+            other => panic!("{silent}: {other:?}"),
+        }
+        match next(phone(&mut all, lead)).await {
+            ServerFrame::Escalation {
+                incident,
+                lead: who,
+                step,
+                drill,
+                ..
+            } => {
+                assert_eq!(
+                    (incident.as_str(), who.as_str(), step, drill),
+                    (created.id.as_str(), silent, 1, false)
+                );
+            }
+            other => panic!("{lead}: {other:?}"),
+        }
+    }
+    // S1 declines in between: it leaves the chain.
+    let decline = ClientFrame::Ack {
+        incident: created.id.clone(),
+        response: Response::Decline,
+        note: Some("on another call".into()),
+        reference: Some("d".into()),
+    };
+    phone(&mut all, "S1")
+        .request(&decline)
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+
+    clock.advance(2_000);
+    wait_steps(&hub, &created.id, 3).await;
+    match next(phone(&mut all, "IN2")).await {
+        ServerFrame::Escalation { lead, step, .. } => assert_eq!((lead.as_str(), step), ("S2", 2)),
+        other => panic!("IN2: {other:?}"),
+    }
+    clock.advance(2_000);
+    wait_steps(&hub, &created.id, 4).await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !text.contains("\"step\":3") {
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .expect("the console alert")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: escalation"), "{text}");
+
+    // Exactly those steps, in order.
+    let got = steps(&hub, &created.id).await;
+    let want = [
+        ("escalated", Some("S1"), "step 1"),
+        ("escalated", Some("S2"), "step 1"),
+        ("escalated", Some("S2"), "step 2"),
+        ("alerted", None, "step 3"),
+    ];
+    let got_ref: Vec<(&str, Option<&str>, &str)> = got
+        .iter()
+        .map(|(k, l, d)| (k.as_str(), l.as_deref(), d.as_str()))
+        .collect();
+    assert_eq!(got_ref, want);
+    // Nobody else heard anything: a sentinel to everyone is their next frame.
+    let sentinel = hub
+        .console("")
+        .activate(&activation("Sentinel", &["330106004"], &[]))
+        .await
+        .unwrap();
+    clock.advance(60_000);
+    for id in ["IN1", "A1", "GL1", "GL2", "IN2", "S1"] {
+        match next(phone(&mut all, id)).await {
+            ServerFrame::Incident { incident, .. } => assert_eq!(incident.id, sentinel.id, "{id}"),
+            other => panic!("{id} got {other:?} before the sentinel"),
+        }
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_two_steps_neither_loses_nor_repeats_a_step() {
+    let dir = tmp_dir("escalation-restart");
+    let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
+    let hub = TestHub::start_in(dir.clone(), Some(registry()), |_| {}, clock.clone()).await;
+    let created = hub.console("").activate(&activation_2s()).await.unwrap();
+    clock.advance(2_000);
+    wait_steps(&hub, &created.id, 3).await; // step 1 for S1, A1, S2 (nobody answered)
+    hub.stop().await;
+
+    // Restarted on the same data: the next step is due one window later, once.
+    let hub = TestHub::start_in(dir, Some(registry()), |_| {}, clock.clone()).await;
+    let mut all = phones(&hub, &["IN1", "IN2"]).await;
+    clock.advance(2_000);
+    wait_steps(&hub, &created.id, 6).await;
+    let got = steps(&hub, &created.id).await;
+    let count = |prefix: &str| got.iter().filter(|(_, _, d)| d == prefix).count();
+    assert_eq!((count("step 1"), count("step 2")), (3, 3), "{got:?}");
+    for (id, want) in [("IN1", 2), ("IN2", 1)] {
+        for _ in 0..want {
+            assert!(matches!(
+                next(phone(&mut all, id)).await,
+                ServerFrame::Escalation { step: 2, .. }
+            ));
+        }
+    }
+    clock.advance(2_000);
+    wait_steps(&hub, &created.id, 7).await;
+    assert_eq!(
+        steps(&hub, &created.id).await.len(),
+        7,
+        "step 3 once, nothing repeated"
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_exactly_one_node_acts_on_each_step() {
+    let redis = support::redis::RedisServer::start("escalation").await;
+    let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let (url, id) = (redis.url(), name.to_owned());
+        let reg = (i == 0).then(registry);
+        let hub = TestHub::start_in(
+            tmp_dir(&format!("escalation-{}-{name}", redis.port)),
+            reg,
+            move |c| {
+                c.redis = Some(url);
+                c.node_id = Some(id);
+            },
+            clock.clone(),
+        )
+        .await;
+        ready_is(&hub.http(), true, WAIT).await;
+        nodes.push(hub);
+    }
+    // GL1 on node b, GL2 on node c; the activation on a.
+    let (mut gl1, _) = LeadClient::connect(&nodes[1].ws_url(), &lead_token("GL1"))
+        .await
+        .unwrap();
+    gl1.sync().await.unwrap();
+    let (mut gl2, _) = LeadClient::connect(&nodes[2].ws_url(), &lead_token("GL2"))
+        .await
+        .unwrap();
+    gl2.sync().await.unwrap();
+    let created = nodes[0]
+        .console("")
+        .activate(&activation_2s())
+        .await
+        .unwrap();
+    clock.advance(2_000);
+    wait_steps(&nodes[1], &created.id, 3).await;
+    // GL1 answers for S1 and A1 (both in G1), GL2 for S2: one frame each ...
+    for (c, want) in [(&mut gl1, 2), (&mut gl2, 1)] {
+        for _ in 0..want {
+            assert!(matches!(
+                next(c).await,
+                ServerFrame::Escalation { step: 1, .. }
+            ));
+        }
+    }
+    // ... and no second copy from another node before a later sentinel.
+    let sentinel = nodes[0]
+        .console("")
+        .activate(&activation("Sentinel", &["330106004"], &[]))
+        .await
+        .unwrap();
+    for c in [&mut gl1, &mut gl2] {
+        match next(c).await {
+            ServerFrame::Incident { incident, .. } => assert_eq!(incident.id, sentinel.id),
+            other => panic!("a second escalation: {other:?}"),
+        }
+    }
+    let got = steps(&nodes[2], &created.id).await;
+    assert_eq!(got.len(), 3, "three nodes ticking, each step once: {got:?}");
+    for n in nodes {
+        n.stop().await;
+    }
+}
