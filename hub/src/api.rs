@@ -143,6 +143,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/incidents/{id}/recipients", get(get_recipients))
         .route("/v1/incidents/{id}/timeline", get(get_timeline))
         .route("/v1/incidents/{id}/updates", post(post_update))
+        .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
         .route("/v1/reports", get(get_reports))
         .route("/v1/reports/{id}/promote", post(post_promote))
         .route("/v1/incidents/{id}/close", post(post_close))
@@ -216,16 +217,15 @@ async fn post_update(
     let op = operator(&hub, &headers)?;
     let req: UpdateBody = parse_body(body)?;
     let revision = crate::store::Revision::Update { body: req.body };
-    Ok(Json(hub.revise(&op, &id, revision).await?))
+    Ok(Json(hub.revise(&op, &id, revision, false).await?))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloseBody {
     reason: String,
-    /// Close even with open tasks (none can be open until tasks exist).
+    /// Close even with open tasks.
     #[serde(default)]
-    #[allow(dead_code)]
     force: bool,
 }
 
@@ -240,7 +240,42 @@ async fn post_close(
     let op = operator(&hub, &headers)?;
     let req: CloseBody = parse_body(body)?;
     let revision = crate::store::Revision::Close { reason: req.reason };
-    Ok(Json(hub.revise(&op, &id, revision).await?))
+    Ok(Json(hub.revise(&op, &id, revision, req.force).await?))
+}
+
+/// `POST /v1/incidents/{id}/tasks`.
+async fn post_task(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedTask>)> {
+    let op = operator(&hub, &headers)?;
+    let req: gridcast_protocol::api::CreateTask = parse_body(body)?;
+    let created = hub.create_task(&op, &id, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /v1/incidents/{id}/tasks`.
+async fn get_tasks(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<gridcast_protocol::api::TaskList>> {
+    let op = operator(&hub, &headers)?;
+    visible_snapshot(&hub, &op, &id).await?;
+    let tasks = hub
+        .store
+        .tasks(&id)
+        .await?
+        .into_iter()
+        .map(|t| gridcast_protocol::api::TaskRow {
+            task: t.view,
+            accepted_by: t.accepted_by,
+            note: t.note,
+        })
+        .collect();
+    Ok(Json(gridcast_protocol::api::TaskList { tasks }))
 }
 
 /// `GET /v1/reports`: the reports from the operator's jurisdiction, newest first.

@@ -263,6 +263,7 @@ impl Hub {
         operator: &Claims,
         id: &str,
         revision: Revision,
+        force: bool,
     ) -> Result<IncidentDetail, Refusal> {
         match &revision {
             Revision::Update { body } => check_text("body", body, 1, MAX_BODY)?,
@@ -272,6 +273,26 @@ impl Hub {
         match self.store.incident(id).await? {
             Some(s) if visible(&operator.scope, &s.meta) => {}
             _ => return Err(not_found()),
+        }
+        if matches!(revision, Revision::Close { .. }) && !force {
+            let open: Vec<String> = self
+                .store
+                .tasks(id)
+                .await?
+                .into_iter()
+                .filter(|t| t.is_open())
+                .map(|t| t.view.id)
+                .collect();
+            if !open.is_empty() {
+                return Err(Refusal::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} task(s) still open ({}); finish them or close with \"force\": true",
+                        open.len(),
+                        open.join(", ")
+                    ),
+                ));
+            }
         }
         let outcome = self
             .store
@@ -471,6 +492,13 @@ impl Hub {
             .now_ms()
             .saturating_sub(self.config.closed_sync_hours * 3_600_000);
         let list = self.store.incidents_for_lead(lead, since).await?;
-        Ok(list.iter().map(|(meta, r)| lead_frame(meta, r)).collect())
+        let mut frames: Vec<Frame> = list.iter().map(|(meta, r)| lead_frame(meta, r)).collect();
+        // Then one task frame per open task of theirs (DESIGN.md §3).
+        for (meta, r) in &list {
+            if meta.state == IncidentState::Active {
+                frames.extend(self.task_frames(&meta.id, r).await?);
+            }
+        }
+        Ok(frames)
     }
 }

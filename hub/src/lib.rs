@@ -24,6 +24,7 @@ pub mod registry;
 pub mod sample;
 pub mod session;
 pub mod store;
+pub mod task;
 pub mod transport;
 
 use std::path::Path;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use gridcast_protocol::GridCode;
 use gridcast_protocol::api::{ReportView, TimelineEvent};
-use gridcast_protocol::frame::{IncidentView, Targets};
+use gridcast_protocol::frame::{Assignee, IncidentView, Targets, TaskStatus, TaskView};
 use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role, Status};
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::time::rfc3339;
@@ -213,6 +213,151 @@ pub fn apply_revision(
     (next, event)
 }
 
+/// A task as stored: its view plus who holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The wire view (`rev` grows with each change).
+    pub view: TaskView,
+    /// The lead who accepted it (first accept wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
+    /// The operator who created it.
+    pub created_by: String,
+    /// The latest result note or reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The lead who made the latest change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_by: Option<String>,
+}
+
+impl TaskRecord {
+    /// Open or accepted: blocks a close without `force`.
+    pub fn is_open(&self) -> bool {
+        matches!(self.view.status, TaskStatus::Open | TaskStatus::Accepted)
+    }
+}
+
+/// Why a task update was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskRefusal {
+    /// Another lead accepted it first.
+    Taken(String),
+    /// Not possible in the task's state.
+    Conflict(String),
+}
+
+/// What a task change did.
+#[derive(Debug, Clone)]
+pub enum TaskOutcome {
+    /// Recorded durably.
+    Changed(TaskRecord),
+    /// Nothing to record (a retry); already durable.
+    Unchanged(TaskRecord),
+    /// No such incident or task.
+    NotFound,
+    /// The incident is closed.
+    Closed,
+    /// Refused by the task rules.
+    Refused(TaskRefusal),
+}
+
+/// A lead's task update under the contract's rules, shared by every store: the first
+/// accept wins; done/failed by the holder (an open task is taken by doing it); a lead
+/// task declined goes back to the command center, a grid task declined by one lead
+/// stays open for the others. `Ok(None)` is a retry with nothing to change.
+pub fn apply_task_update(
+    task: &TaskRecord,
+    lead: &str,
+    status: TaskStatus,
+    note: Option<String>,
+) -> Result<Option<TaskRecord>, TaskRefusal> {
+    let current = task.view.status;
+    let held_by_other = task.accepted_by.as_deref().is_some_and(|h| h != lead);
+    let mut next = task.clone();
+    next.view.rev += 1;
+    if note.is_some() {
+        next.note = note;
+    }
+    let terminal = matches!(
+        current,
+        TaskStatus::Done | TaskStatus::Failed | TaskStatus::Declined
+    );
+    match status {
+        TaskStatus::Open => {
+            return Err(TaskRefusal::Conflict(
+                "a task cannot be set back to open".into(),
+            ));
+        }
+        _ if current == status
+            && !held_by_other
+            && (status != TaskStatus::Declined || terminal) =>
+        {
+            return Ok(None);
+        }
+        _ if terminal => {
+            return Err(TaskRefusal::Conflict(format!(
+                "task {} is already {}",
+                task.view.id,
+                crate::store::task_status_name(current)
+            )));
+        }
+        _ if held_by_other => {
+            return Err(TaskRefusal::Taken(
+                task.accepted_by.clone().unwrap_or_default(),
+            ));
+        }
+        TaskStatus::Accepted => {
+            next.view.status = TaskStatus::Accepted;
+            next.accepted_by = Some(lead.to_owned());
+        }
+        TaskStatus::Done | TaskStatus::Failed => {
+            next.view.status = status;
+            next.accepted_by = Some(lead.to_owned());
+        }
+        TaskStatus::Declined => match (&task.view.assignee, current) {
+            // One lead of the grid says no: the others may still take it.
+            (Assignee::Grid(_), TaskStatus::Open) => {}
+            _ => {
+                next.view.status = TaskStatus::Declined;
+                next.accepted_by = None;
+            }
+        },
+    }
+    Ok(Some(next))
+}
+
+/// Wire name of a task status.
+pub fn task_status_name(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Open => "open",
+        TaskStatus::Accepted => "accepted",
+        TaskStatus::Done => "done",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Declined => "declined",
+    }
+}
+
+/// The timeline event of a task change.
+pub fn task_event(task: &TaskRecord, actor: &str, lead: Option<&str>, at: u64) -> TimelineEvent {
+    let what = match task.view.status {
+        TaskStatus::Open if task.view.rev == 1 => "created",
+        s => task_status_name(s),
+    };
+    let mut detail = format!("{} {} ({})", task.view.id, what, task.view.kind);
+    if let Some(n) = task.note.as_deref().filter(|n| !n.is_empty()) {
+        detail.push_str(": ");
+        detail.push_str(n);
+    }
+    TimelineEvent {
+        at: rfc3339(at),
+        kind: "task".into(),
+        actor: actor.into(),
+        lead: lead.map(str::to_owned),
+        detail: Some(detail),
+    }
+}
+
 /// When escalation step `step` (1..=3) of an incident is due.
 pub fn escalation_due(meta: &IncidentMeta, step: u8) -> u64 {
     let window = meta.ack_by.saturating_sub(meta.issued_at);
@@ -275,6 +420,25 @@ pub trait Store: Send + Sync + 'static {
         events: Vec<TimelineEvent>,
         next_due: Option<u64>,
     ) -> StoreFuture<'a, bool>;
+    /// Adds a task to an active incident; its id is `<incident>-T<n>` and its rev 1.
+    fn create_task<'a>(
+        &'a self,
+        incident: &'a str,
+        task: TaskRecord,
+        at: u64,
+    ) -> StoreFuture<'a, TaskOutcome>;
+    /// Applies a lead's task update ([`apply_task_update`]) atomically, durably.
+    fn update_task<'a>(
+        &'a self,
+        incident: &'a str,
+        task: &'a str,
+        lead: &'a str,
+        status: TaskStatus,
+        note: Option<String>,
+        at: u64,
+    ) -> StoreFuture<'a, TaskOutcome>;
+    /// The tasks of an incident, in creation order.
+    fn tasks<'a>(&'a self, incident: &'a str) -> StoreFuture<'a, Vec<TaskRecord>>;
     /// Records a lead's report; durable before the future resolves. `report.id` is
     /// ignored: the store numbers reports (`REP-000001`, …).
     fn add_report(&self, report: ReportView) -> StoreFuture<'_, ReportView>;
@@ -353,6 +517,81 @@ mod tests {
             delivered_at: None,
             acked_at: None,
         }
+    }
+
+    fn task(assignee: Assignee) -> TaskRecord {
+        TaskRecord {
+            view: TaskView {
+                id: "INC-000001-T1".into(),
+                incident: "INC-000001".into(),
+                rev: 1,
+                kind: "evacuation".into(),
+                title: "t".into(),
+                detail: String::new(),
+                assignee,
+                due_at: rfc3339(0),
+                status: TaskStatus::Open,
+            },
+            accepted_by: None,
+            created_by: "op".into(),
+            note: None,
+            note_by: None,
+        }
+    }
+
+    #[test]
+    fn task_rules_follow_the_contract() {
+        let grid = Assignee::Grid(GridCode::parse("3301060040051012").unwrap());
+        let open = task(grid.clone());
+        // A grid task declined by one lead stays open for the others.
+        let d = apply_task_update(&open, "L1", TaskStatus::Declined, Some("busy".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.view.status, d.view.rev), (TaskStatus::Open, 2));
+        // First accept wins; a retry is a no-op; another lead is refused.
+        let a = apply_task_update(&open, "L1", TaskStatus::Accepted, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.accepted_by.as_deref(), Some("L1"));
+        assert_eq!(
+            apply_task_update(&a, "L1", TaskStatus::Accepted, None),
+            Ok(None)
+        );
+        assert_eq!(
+            apply_task_update(&a, "L2", TaskStatus::Accepted, None),
+            Err(TaskRefusal::Taken("L1".into()))
+        );
+        assert_eq!(
+            apply_task_update(&a, "L2", TaskStatus::Done, None),
+            Err(TaskRefusal::Taken("L1".into()))
+        );
+        // Doing an open task takes it.
+        let done = apply_task_update(&open, "L2", TaskStatus::Done, Some("ok".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (done.view.status, done.accepted_by.as_deref()),
+            (TaskStatus::Done, Some("L2"))
+        );
+        assert_eq!(
+            apply_task_update(&done, "L2", TaskStatus::Done, None),
+            Ok(None)
+        );
+        assert!(matches!(
+            apply_task_update(&done, "L2", TaskStatus::Failed, None),
+            Err(TaskRefusal::Conflict(_))
+        ));
+        assert!(matches!(
+            apply_task_update(&a, "L1", TaskStatus::Open, None),
+            Err(TaskRefusal::Conflict(_))
+        ));
+        // A lead task declined goes back to the command center.
+        let mine = task(Assignee::Lead("L1".into()));
+        let back = apply_task_update(&mine, "L1", TaskStatus::Declined, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.view.status, TaskStatus::Declined);
+        assert!(!back.is_open());
     }
 
     #[test]

@@ -30,10 +30,9 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             hub.mark(lead, &incident, Mark::Ack { response, note })
                 .await
         }
-        ClientFrame::TaskUpdate { task, .. } => Err(Refusal::new(
-            ErrorCode::NotFound,
-            format!("no task {task:?}"),
-        )),
+        ClientFrame::TaskUpdate {
+            task, status, note, ..
+        } => hub.update_task(lead, &task, status, note).await,
         ClientFrame::Report {
             category,
             title,

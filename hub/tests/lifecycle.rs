@@ -408,3 +408,249 @@ async fn reports_are_stored_shown_and_promotable_across_cluster_nodes() {
         n.stop().await;
     }
 }
+
+fn task_city() -> gridcast_protocol::registry::RegistryDoc {
+    use gridcast_protocol::registry::{AssignmentDoc, GridDoc, StaffDoc, TaskKind};
+    let g1 = "3301060040051001";
+    let person = |id: &str, grid: &str, role: &str| StaffDoc {
+        id: id.into(),
+        name: id.into(),
+        phone: "13900000000".into(),
+        assignments: vec![AssignmentDoc {
+            grid: grid.into(),
+            role: role.into(),
+        }],
+    };
+    gridcast_protocol::registry::RegistryDoc {
+        grids: vec![
+            GridDoc {
+                code: g1.into(),
+                name: "G1".into(),
+                kind: Some("community".into()),
+            },
+            GridDoc {
+                code: format!("{g1}001"),
+                name: "G1 micro".into(),
+                kind: None,
+            },
+        ],
+        staff: vec![
+            person("GL1", g1, "grid_lead"),
+            person("S1", &format!("{g1}001"), "micro_lead"),
+            person("A1", g1, "full_time"),
+        ],
+        task_kinds: vec![TaskKind {
+            id: "evacuation".into(),
+            name: "Evacuation".into(),
+        }],
+    }
+}
+
+async fn next_task(c: &mut LeadClient) -> gridcast_protocol::frame::TaskView {
+    loop {
+        if let ServerFrame::Task { task } =
+            tokio::time::timeout(WAIT, c.next()).await.unwrap().unwrap()
+        {
+            return task;
+        }
+    }
+}
+
+async fn task_update(
+    c: &mut LeadClient,
+    task: &str,
+    status: &str,
+    note: Option<&str>,
+) -> Result<(), String> {
+    let mut f =
+        serde_json::json!({ "type": "task_update", "task": task, "status": status, "ref": "t" });
+    if let Some(n) = note {
+        f["note"] = n.into();
+    }
+    let frame: ClientFrame = serde_json::from_value(f).unwrap();
+    match c.request(&frame).await.unwrap().0 {
+        Ok(()) => Ok(()),
+        Err(ClientError::Hub { code, .. }) => Err(code),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Tasks: the published list, first accept wins, done with a note, close rules.
+async fn tasks_flow(api: [&str; 2], ws: &[String]) {
+    let ops = ConsoleClient::new(api[0], &token("op", TokenRole::Operator, ""));
+    let ids = ["GL1", "S1", "A1"];
+    let mut leads = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (mut c, _) = LeadClient::connect(&ws[i % ws.len()], &lead_token(id))
+            .await
+            .unwrap();
+        c.sync().await.unwrap();
+        leads.push(c);
+    }
+    let created = ops
+        .activate(&activation("Fire", &["330106004"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(created.recipients, 3);
+    for c in &mut leads {
+        frame(c, &created.id, 1).await;
+    }
+    let tasks = format!("/v1/incidents/{}/tasks", created.id);
+    let (status, code) = hub_error(
+        &ops,
+        &tasks,
+        serde_json::json!({"kind": "dance", "title": "x", "assignee": {"grid": "3301060040051001"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "bad_request"),
+        "an unlisted kind"
+    );
+    // A grid task: every recipient of the grid (micro-grid included) gets it.
+    let t1: gridcast_protocol::api::CreatedTask = ops
+        .send_json(
+            reqwest::Method::POST,
+            &tasks,
+            &serde_json::json!({"kind": "evacuation", "title": "Evacuate block 3",
+                "detail": "Elderly on floors 5-6", "assignee": {"grid": "3301060040051001"}, "due_in_s": 900}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t1.id, format!("{}-T1", created.id));
+    for c in &mut leads {
+        let t = next_task(c).await;
+        assert_eq!(
+            (t.id.as_str(), t.status),
+            (t1.id.as_str(), gridcast_protocol::frame::TaskStatus::Open)
+        );
+    }
+    // First accept wins; the others see it taken.
+    task_update(&mut leads[2], &t1.id, "accepted", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        task_update(&mut leads[1], &t1.id, "accepted", None).await,
+        Err("task_taken".into())
+    );
+    task_update(
+        &mut leads[2],
+        &t1.id,
+        "done",
+        Some("12 residents moved to the gym"),
+    )
+    .await
+    .unwrap();
+    // A lead task for S1; others may not touch it.
+    let t2: gridcast_protocol::api::CreatedTask = ops
+        .send_json(
+            reqwest::Method::POST,
+            &tasks,
+            &serde_json::json!({"kind": "evacuation", "title": "Check stall 12",
+                "assignee": {"lead": "S1"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        task_update(&mut leads[0], &t2.id, "accepted", None).await,
+        Err("not_recipient".into())
+    );
+    // S1 reconnects: its sync has the incident and its open task.
+    let (mut s1, _) = LeadClient::connect(&ws[ws.len() - 1], &lead_token("S1"))
+        .await
+        .unwrap();
+    let sync = s1.sync().await.unwrap();
+    let open: Vec<&str> = sync
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Task { task } => Some(task.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(open, [t2.id.as_str()], "done tasks are not in the sync");
+    // Close is refused while T2 is open ...
+    let close = format!("/v1/incidents/{}/close", created.id);
+    assert_eq!(
+        hub_error(&ops, &close, serde_json::json!({"reason": "done"})).await,
+        (409, "conflict".into())
+    );
+    // ... and goes through once S1 declines it.
+    task_update(&mut s1, &t2.id, "declined", Some("stall is locked"))
+        .await
+        .unwrap();
+    let list: gridcast_protocol::api::TaskList = ops.get(&tasks).await.unwrap();
+    let rows: Vec<(&str, &str, Option<&str>, Option<&str>)> = list
+        .tasks
+        .iter()
+        .map(|t| {
+            (
+                t.task.id.as_str(),
+                gridcast_hub::store::task_status_name(t.task.status),
+                t.accepted_by.as_deref(),
+                t.note.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                t1.id.as_str(),
+                "done",
+                Some("A1"),
+                Some("12 residents moved to the gym")
+            ),
+            (t2.id.as_str(), "declined", None, Some("stall is locked")),
+        ]
+    );
+    let _: serde_json::Value = ConsoleClient::new(api[1], &token("op2", TokenRole::Operator, ""))
+        .send_json(
+            reqwest::Method::POST,
+            &close,
+            &serde_json::json!({"reason": "done"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        task_update(&mut leads[2], &t1.id, "failed", None).await,
+        Err("incident_closed".into())
+    );
+    let tl = ops.timeline(&created.id).await.unwrap();
+    let task_events: Vec<String> = tl
+        .events
+        .iter()
+        .filter(|e| e.kind == "task")
+        .map(|e| e.detail.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(task_events.len(), 5, "{task_events:?}");
+    assert!(task_events[2].contains("done") && task_events[2].contains("12 residents"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_first_accept_wins_and_block_close_on_one_node() {
+    let hub = TestHub::start("tasks", Some(task_city()), |_| {}).await;
+    tasks_flow([&hub.http(), &hub.http()], &[hub.ws_url()]).await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_first_accept_wins_and_block_close_across_cluster_nodes() {
+    let redis = RedisServer::start("tasks").await;
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let (url, id) = (redis.url(), name.to_owned());
+        let reg = (i == 0).then(task_city);
+        let hub = TestHub::start(&format!("tasks-{}-{name}", redis.port), reg, move |c| {
+            c.redis = Some(url);
+            c.node_id = Some(id);
+        })
+        .await;
+        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+        nodes.push(hub);
+    }
+    let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
+    tasks_flow([&nodes[0].http(), &nodes[1].http()], &ws).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}

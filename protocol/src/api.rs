@@ -163,6 +163,55 @@ pub struct Timeline {
     pub events: Vec<TimelineEvent>,
 }
 
+/// `POST /v1/incidents/{id}/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// A kind from the published list (`GET /v1/task-kinds`).
+    pub kind: String,
+    /// Short title (1–200 characters).
+    pub title: String,
+    /// What to do.
+    #[serde(default)]
+    pub detail: String,
+    /// A lead (`{"lead":…}`) or a grid (`{"grid":…}`: any of its recipients; first
+    /// accept wins).
+    pub assignee: crate::frame::Assignee,
+    /// Seconds until due (default 3,600; at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_in_s: Option<u32>,
+}
+
+/// `201` answer to `POST /v1/incidents/{id}/tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedTask {
+    /// Task id (`INC-000001-T1`).
+    pub id: String,
+    /// Its rev (1).
+    pub rev: u64,
+}
+
+/// A task as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    /// The task.
+    #[serde(flatten)]
+    pub task: crate::frame::TaskView,
+    /// Who accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
+    /// The latest result note or reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    /// In creation order.
+    pub tasks: Vec<TaskRow>,
+}
+
 /// An upward report from a lead (`report` frame), as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportView {

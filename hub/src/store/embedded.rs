@@ -30,8 +30,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
-    Revision, Store, StoreError, StoreFuture, apply_mark, apply_revision, mark_event,
+    Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_mark, apply_revision,
+    apply_task_update, mark_event, task_event,
 };
+use gridcast_protocol::frame::TaskStatus;
 
 const LOG_FILE: &str = "incidents.log";
 const REGISTRY_FILE: &str = "registry.json";
@@ -97,6 +99,15 @@ enum Record {
         step: u8,
         events: Vec<TimelineEvent>,
     },
+    /// A task as it is after a change (created or updated).
+    Task {
+        incident: String,
+        task: TaskRecord,
+        actor: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lead: Option<String>,
+        at: u64,
+    },
     ReportLinked {
         report: String,
         incident: String,
@@ -108,6 +119,7 @@ struct Entry {
     recipients: Arc<Vec<RecipientState>>,
     index: HashMap<String, usize>,
     timeline: Vec<TimelineEvent>,
+    tasks: Vec<TaskRecord>,
 }
 
 #[derive(Default)]
@@ -134,6 +146,22 @@ impl State {
                 self.outbox.remove(&(incident, rev));
             }
             Record::Report { report } => self.reports.push(report),
+            Record::Task {
+                incident,
+                task,
+                actor,
+                lead,
+                at,
+            } => {
+                if let Some(e) = self.incidents.get_mut(&incident) {
+                    e.timeline
+                        .push(task_event(&task, &actor, lead.as_deref(), at));
+                    match e.tasks.iter_mut().find(|t| t.view.id == task.view.id) {
+                        Some(t) => *t = task,
+                        None => e.tasks.push(task),
+                    }
+                }
+            }
             Record::Escalated {
                 incident,
                 step,
@@ -220,6 +248,7 @@ impl State {
                         recipients: Arc::new(rs),
                         index,
                         timeline: vec![issued],
+                        tasks: Vec::new(),
                     },
                 );
             }
@@ -262,12 +291,66 @@ impl State {
         }
     }
 
+    fn judge_task(&self, incident: &str, change: TaskChange) -> TaskOutcome {
+        let Some(e) = self.incidents.get(incident) else {
+            return TaskOutcome::NotFound;
+        };
+        if e.meta.state == IncidentState::Closed {
+            return TaskOutcome::Closed;
+        }
+        match change {
+            TaskChange::Create(task) => {
+                let mut task = *task;
+                task.view.id = format!("{incident}-T{}", e.tasks.len() + 1);
+                task.view.rev = 1;
+                TaskOutcome::Changed(task)
+            }
+            TaskChange::Update {
+                task,
+                lead,
+                status,
+                note,
+            } => {
+                let Some(t) = e.tasks.iter().find(|t| t.view.id == task) else {
+                    return TaskOutcome::NotFound;
+                };
+                match apply_task_update(t, &lead, status, note) {
+                    Ok(Some(mut next)) => {
+                        next.note_by = Some(lead);
+                        TaskOutcome::Changed(next)
+                    }
+                    Ok(None) => TaskOutcome::Unchanged(t.clone()),
+                    Err(r) => TaskOutcome::Refused(r),
+                }
+            }
+        }
+    }
+
     fn snapshot(&self, id: &str) -> Option<IncidentSnapshot> {
         self.incidents.get(id).map(|e| IncidentSnapshot {
             meta: e.meta.clone(),
             recipients: e.recipients.clone(),
         })
     }
+}
+
+/// A task change for the writer to judge and apply.
+enum TaskChange {
+    Create(Box<TaskRecord>),
+    Update {
+        task: String,
+        lead: String,
+        status: TaskStatus,
+        note: Option<String>,
+    },
+}
+
+/// Who made a task's latest change (the lead who holds or answered it).
+fn last_actor(task: &TaskRecord) -> String {
+    task.note_by
+        .clone()
+        .or_else(|| task.accepted_by.clone())
+        .unwrap_or_default()
 }
 
 enum Request {
@@ -296,6 +379,12 @@ enum Request {
         reply: oneshot::Sender<Result<ReviseOutcome, StoreError>>,
     },
     Report(ReportView, oneshot::Sender<Result<ReportView, StoreError>>),
+    Task {
+        incident: String,
+        change: TaskChange,
+        at: u64,
+        reply: oneshot::Sender<Result<TaskOutcome, StoreError>>,
+    },
     Escalated {
         incident: String,
         step: u8,
@@ -430,6 +519,23 @@ impl EmbeddedStore {
         Ok(Self { shared, tx })
     }
 
+    async fn task_request(
+        &self,
+        incident: &str,
+        change: TaskChange,
+        at: u64,
+    ) -> Result<TaskOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Task {
+            incident: incident.to_owned(),
+            change,
+            at,
+            reply,
+        };
+        self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
         f(&st)
@@ -467,6 +573,7 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         let mut revisions = Vec::new();
         let mut reports = Vec::new();
         let mut links = Vec::new();
+        let mut tasks = Vec::new();
         {
             let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
             for req in batch.drain(..) {
@@ -545,6 +652,31 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         st.apply(record);
                         reports.push((report, reply));
                     }
+                    Request::Task {
+                        incident,
+                        change,
+                        at,
+                        reply,
+                    } => {
+                        let outcome = st.judge_task(&incident, change);
+                        if let TaskOutcome::Changed(task) = &outcome {
+                            let (actor, lead) = if task.view.rev == 1 {
+                                (task.created_by.clone(), None)
+                            } else {
+                                (last_actor(task), Some(last_actor(task)))
+                            };
+                            let record = Record::Task {
+                                incident,
+                                task: task.clone(),
+                                actor,
+                                lead,
+                                at,
+                            };
+                            line(&record, &mut buf);
+                            st.apply(record);
+                        }
+                        tasks.push((outcome, reply));
+                    }
                     Request::Escalated {
                         incident,
                         step,
@@ -622,6 +754,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (linked, reply) in links {
                     let _ = reply.send(Ok(linked));
                 }
+                for (outcome, reply) in tasks {
+                    let _ = reply.send(Ok(outcome));
+                }
             }
             Err(e) => {
                 // The in-memory state is now ahead of the disk: refuse everything from
@@ -647,6 +782,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (_, reply) in links {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (_, reply) in tasks {
+                    let _ = reply.send(Err(err.clone()));
+                }
             }
         }
     }
@@ -660,6 +798,7 @@ fn fail(req: Request, err: StoreError) {
         Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
         Request::Revise { reply, .. } => drop(reply.send(Err(err))),
         Request::Report(_, reply) => drop(reply.send(Err(err))),
+        Request::Task { reply, .. } => drop(reply.send(Err(err))),
         Request::Escalated { reply, .. } => drop(reply.send(Err(err))),
         Request::LinkReport { reply, .. } => drop(reply.send(Err(err))),
     }
@@ -810,6 +949,44 @@ impl Store for EmbeddedStore {
             }
             claimed.sort();
             Ok(claimed)
+        })
+    }
+
+    fn create_task<'a>(
+        &'a self,
+        incident: &'a str,
+        task: TaskRecord,
+        at: u64,
+    ) -> StoreFuture<'a, TaskOutcome> {
+        Box::pin(self.task_request(incident, TaskChange::Create(Box::new(task)), at))
+    }
+
+    fn update_task<'a>(
+        &'a self,
+        incident: &'a str,
+        task: &'a str,
+        lead: &'a str,
+        status: TaskStatus,
+        note: Option<String>,
+        at: u64,
+    ) -> StoreFuture<'a, TaskOutcome> {
+        let change = TaskChange::Update {
+            task: task.to_owned(),
+            lead: lead.to_owned(),
+            status,
+            note,
+        };
+        Box::pin(self.task_request(incident, change, at))
+    }
+
+    fn tasks<'a>(&'a self, incident: &'a str) -> StoreFuture<'a, Vec<TaskRecord>> {
+        Box::pin(async move {
+            Ok(self.read(|st| {
+                st.incidents
+                    .get(incident)
+                    .map(|e| e.tasks.clone())
+                    .unwrap_or_default()
+            }))
         })
     }
 

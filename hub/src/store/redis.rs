@@ -11,6 +11,7 @@
 //! | `gc:closed` | zset | id → close time (ms) |
 //! | `gc:reports`, `gc:report:incident` | hash | report id → report (JSON); → incident opened from it |
 //! | `gc:esc` | zset | id → when its next escalation step is due (ms) |
+//! | `{inc:ID}:tasks`, `{inc:ID}:taskseq` | hash, string | task id → task (JSON); last task number |
 //! | `{inc:ID}:esc` | string | escalation steps done |
 //! | `gc:outbox` | zset | `ID:rev` → pending since (ms): MQTT publishes not yet done |
 //! | `{inc:ID}:meta` | string | the incident (JSON) |
@@ -40,8 +41,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
-    Revision, Store, StoreError, StoreFuture, apply_revision, mark_event,
+    Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_revision,
+    apply_task_update, mark_event, task_event,
 };
+use gridcast_protocol::frame::TaskStatus;
 
 /// Channel on which a registry replacement is announced (payload: its version).
 pub const REGISTRY_CHANNEL: &str = "gc:registry";
@@ -66,6 +69,12 @@ fn recipients_key(id: &str) -> String {
 }
 fn timeline_key(id: &str) -> String {
     format!("{{inc:{id}}}:tl")
+}
+fn tasks_key(id: &str) -> String {
+    format!("{{inc:{id}}}:tasks")
+}
+fn task_seq_key(id: &str) -> String {
+    format!("{{inc:{id}}}:taskseq")
 }
 fn escalation_key(id: &str) -> String {
     format!("{{inc:{id}}}:esc")
@@ -130,6 +139,14 @@ local done = tonumber(redis.call('GET', KEYS[1]) or '0')
 if done + 1 ~= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 for i = 2, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[i]) end
+return 1
+"#;
+
+/// KEYS: tasks, timeline. ARGV: task id, expected JSON, new JSON, timeline event.
+const TASK_SCRIPT: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[4])
 return 1
 "#;
 
@@ -585,6 +602,121 @@ impl Store for RedisStore {
                     Some((id.to_owned(), rev.parse().ok()?))
                 })
                 .collect())
+        })
+    }
+
+    fn create_task<'a>(
+        &'a self,
+        incident: &'a str,
+        mut task: TaskRecord,
+        at: u64,
+    ) -> StoreFuture<'a, TaskOutcome> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let meta: Option<String> = self.seen(c.get(meta_key(incident)).await)?;
+            let Some(meta) = meta else {
+                return Ok(TaskOutcome::NotFound);
+            };
+            if parse::<IncidentMeta>(&meta)?.state == IncidentState::Closed {
+                return Ok(TaskOutcome::Closed);
+            }
+            let n: u64 = self.seen(c.incr(task_seq_key(incident), 1).await)?;
+            task.view.id = format!("{incident}-T{n}");
+            task.view.rev = 1;
+            let event = task_event(&task, &task.created_by, None, at);
+            self.seen(
+                redis::pipe()
+                    .atomic()
+                    .hset(
+                        tasks_key(incident),
+                        &task.view.id,
+                        serde_json::to_string(&task).map_err(io)?,
+                    )
+                    .ignore()
+                    .xadd(
+                        timeline_key(incident),
+                        "*",
+                        &[("e", serde_json::to_string(&event).map_err(io)?)],
+                    )
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await,
+            )?;
+            Ok(TaskOutcome::Changed(task))
+        })
+    }
+
+    fn update_task<'a>(
+        &'a self,
+        incident: &'a str,
+        task: &'a str,
+        lead: &'a str,
+        status: TaskStatus,
+        note: Option<String>,
+        at: u64,
+    ) -> StoreFuture<'a, TaskOutcome> {
+        Box::pin(async move {
+            // The rules run in Rust (apply_task_update, as in the embedded store); the
+            // write is a compare-and-set, so the first accept wins across nodes.
+            for _ in 0..16 {
+                let mut c = self.connection();
+                let (meta, current): (Option<String>, Option<String>) = self.seen(
+                    redis::pipe()
+                        .get(meta_key(incident))
+                        .hget(tasks_key(incident), task)
+                        .query_async(&mut c)
+                        .await,
+                )?;
+                let (Some(meta), Some(current)) = (meta, current) else {
+                    return Ok(TaskOutcome::NotFound);
+                };
+                if parse::<IncidentMeta>(&meta)?.state == IncidentState::Closed {
+                    return Ok(TaskOutcome::Closed);
+                }
+                let record: TaskRecord = parse(&current)?;
+                let mut next = match apply_task_update(&record, lead, status, note.clone()) {
+                    Ok(Some(next)) => next,
+                    Ok(None) => return Ok(TaskOutcome::Unchanged(record)),
+                    Err(r) => return Ok(TaskOutcome::Refused(r)),
+                };
+                next.note_by = Some(lead.to_owned());
+                let event = task_event(&next, lead, Some(lead), at);
+                let swapped: i64 = self.seen(
+                    redis::Script::new(TASK_SCRIPT)
+                        .key(tasks_key(incident))
+                        .key(timeline_key(incident))
+                        .arg(task)
+                        .arg(&current)
+                        .arg(serde_json::to_string(&next).map_err(io)?)
+                        .arg(serde_json::to_string(&event).map_err(io)?)
+                        .invoke_async(&mut c)
+                        .await,
+                )?;
+                if swapped == 1 {
+                    return Ok(TaskOutcome::Changed(next));
+                }
+            }
+            Err(StoreError::Io(format!("task {task} kept changing; retry")))
+        })
+    }
+
+    fn tasks<'a>(&'a self, incident: &'a str) -> StoreFuture<'a, Vec<TaskRecord>> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let all: HashMap<String, String> = self.seen(c.hgetall(tasks_key(incident)).await)?;
+            let mut out: Vec<TaskRecord> = all
+                .values()
+                .map(|j| parse::<TaskRecord>(j))
+                .collect::<Result<_, _>>()?;
+            let n = |t: &TaskRecord| {
+                t.view
+                    .id
+                    .rsplit_once("-T")
+                    .and_then(|(_, n)| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            out.sort_by_key(n);
+            Ok(out)
         })
     }
 

@@ -1,0 +1,230 @@
+//! Assistance tasks (DESIGN.md §3; Art. 11–13): created by operators from the published
+//! task-kind list for a lead or a grid, answered by leads with `task_update`. The rules
+//! (first accept wins, …) are the store's ([`crate::store::apply_task_update`]), applied
+//! atomically; here: checks, who is concerned, and the `task` frames.
+
+use gridcast_protocol::api::{CreateTask, CreatedTask};
+use gridcast_protocol::frame::{Assignee, ServerFrame, TaskStatus, TaskView};
+use gridcast_protocol::time::rfc3339;
+use gridcast_protocol::{ErrorCode, GridCode};
+
+use crate::Hub;
+use crate::auth::Claims;
+use crate::bus::BusEvent;
+use crate::incident::{MAX_BODY, MAX_NOTE, MAX_TITLE, Refusal, visible};
+use crate::session::{Frame, encode};
+use crate::store::{RecipientState, TaskOutcome, TaskRecord, TaskRefusal};
+
+/// Default time to do a task.
+const DEFAULT_DUE_S: u32 = 3_600;
+/// Longest a task may be given.
+const MAX_DUE_S: u32 = 7 * 86_400;
+
+/// The leads a task concerns, each with a grid of theirs (for routing): the assigned
+/// lead, or every recipient whose assignment lies in the assigned grid.
+pub fn concerned(task: &TaskView, recipients: &[RecipientState]) -> Vec<(String, GridCode)> {
+    match &task.assignee {
+        Assignee::Lead(l) => recipients
+            .iter()
+            .find(|r| r.lead == *l)
+            .map(|r| vec![(r.lead.clone(), r.grid.clone())])
+            .unwrap_or_default(),
+        Assignee::Grid(g) => recipients
+            .iter()
+            .filter(|r| r.grid.as_str().starts_with(g.as_str()))
+            .map(|r| (r.lead.clone(), r.grid.clone()))
+            .collect(),
+    }
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, message)
+}
+
+impl Hub {
+    /// `POST /v1/incidents/{id}/tasks`.
+    pub async fn create_task(
+        &self,
+        operator: &Claims,
+        incident: &str,
+        req: CreateTask,
+    ) -> Result<CreatedTask, Refusal> {
+        let registry = self.registry.current();
+        let kinds = &registry.registry.task_kinds;
+        if !kinds.iter().any(|k| k.id == req.kind) {
+            let list: Vec<&str> = kinds.iter().map(|k| k.id.as_str()).collect();
+            return Err(bad(format!(
+                "task kind {:?} is not on the published list ({})",
+                req.kind,
+                list.join(", ")
+            )));
+        }
+        let chars = |s: &str| s.chars().count();
+        if !(1..=MAX_TITLE).contains(&chars(&req.title)) {
+            return Err(bad(format!("title must have 1 to {MAX_TITLE} characters")));
+        }
+        if chars(&req.detail) > MAX_BODY {
+            return Err(bad(format!(
+                "detail must have at most {MAX_BODY} characters"
+            )));
+        }
+        let due_s = req.due_in_s.unwrap_or(DEFAULT_DUE_S);
+        if !(1..=MAX_DUE_S).contains(&due_s) {
+            return Err(bad(format!("due_in_s must be 1 to {MAX_DUE_S}")));
+        }
+        let snap = match self.store.incident(incident).await? {
+            Some(s) if visible(&operator.scope, &s.meta) => s,
+            _ => {
+                return Err(Refusal::new(
+                    ErrorCode::NotFound,
+                    format!("no incident {incident:?}"),
+                ));
+            }
+        };
+        match &req.assignee {
+            Assignee::Lead(l) if !snap.recipients.iter().any(|r| r.lead == *l) => {
+                return Err(bad(format!("lead {l} is not a recipient of {incident}")));
+            }
+            Assignee::Grid(g) if !registry.registry.grids.iter().any(|x| x.code == *g) => {
+                return Err(bad(format!("grid {g} is not in the registry")));
+            }
+            _ => {}
+        }
+        let now = self.clock.now_ms();
+        let record = TaskRecord {
+            view: TaskView {
+                id: String::new(),
+                incident: incident.to_owned(),
+                rev: 0,
+                kind: req.kind,
+                title: req.title,
+                detail: req.detail,
+                assignee: req.assignee,
+                due_at: rfc3339(now + u64::from(due_s) * 1000),
+                status: TaskStatus::Open,
+            },
+            accepted_by: None,
+            created_by: operator.sub.clone(),
+            note: None,
+            note_by: None,
+        };
+        let task = match self.store.create_task(incident, record, now).await? {
+            TaskOutcome::Changed(t) => t,
+            TaskOutcome::Closed => {
+                return Err(Refusal::new(
+                    ErrorCode::IncidentClosed,
+                    format!("incident {incident} is closed"),
+                ));
+            }
+            _ => {
+                return Err(Refusal::new(
+                    ErrorCode::NotFound,
+                    format!("no incident {incident:?}"),
+                ));
+            }
+        };
+        tracing::info!(task = %task.view.id, operator = %operator.sub, "task created");
+        self.send_task(&task.view, &snap.recipients).await;
+        self.console.incident_changed(incident);
+        Ok(CreatedTask {
+            id: task.view.id,
+            rev: task.view.rev,
+        })
+    }
+
+    /// A lead's `task_update`; resolves once durable.
+    pub async fn update_task(
+        &self,
+        lead: &str,
+        task: &str,
+        status: TaskStatus,
+        note: Option<String>,
+    ) -> Result<(), Refusal> {
+        if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
+            return Err(bad(format!("note must have at most {MAX_NOTE} characters")));
+        }
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no task {task:?}"));
+        let Some((incident, _)) = task.rsplit_once("-T") else {
+            return Err(not_found());
+        };
+        let Some(snap) = self.store.incident(incident).await? else {
+            return Err(not_found());
+        };
+        let tasks = self.store.tasks(incident).await?;
+        let Some(current) = tasks.iter().find(|t| t.view.id == task) else {
+            return Err(not_found());
+        };
+        if !concerned(&current.view, &snap.recipients)
+            .iter()
+            .any(|(l, _)| l == lead)
+        {
+            return Err(Refusal::new(
+                ErrorCode::NotRecipient,
+                format!("task {task} is not yours"),
+            ));
+        }
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .update_task(incident, task, lead, status, note, now)
+            .await?
+        {
+            TaskOutcome::Changed(t) => {
+                // Everyone concerned sees the new state (a grid task taken by one lead
+                // shows as accepted to the others).
+                self.send_task(&t.view, &snap.recipients).await;
+                self.console.incident_changed(incident);
+                Ok(())
+            }
+            TaskOutcome::Unchanged(_) => Ok(()),
+            TaskOutcome::NotFound => Err(not_found()),
+            TaskOutcome::Closed => Err(Refusal::new(
+                ErrorCode::IncidentClosed,
+                format!("incident {incident} is closed"),
+            )),
+            TaskOutcome::Refused(TaskRefusal::Taken(by)) => Err(Refusal::new(
+                ErrorCode::TaskTaken,
+                format!("task {task} was accepted by {by} first"),
+            )),
+            TaskOutcome::Refused(TaskRefusal::Conflict(m)) => {
+                Err(Refusal::new(ErrorCode::Conflict, m))
+            }
+        }
+    }
+
+    /// The `task` frame to every lead concerned, on every channel.
+    async fn send_task(&self, task: &TaskView, recipients: &[RecipientState]) {
+        let frame: Frame = encode(&ServerFrame::Task { task: task.clone() });
+        for (lead, grid) in concerned(task, recipients) {
+            if let Some(m) = &self.mqtt {
+                m.publish_to_lead(&lead, &frame).await;
+            }
+            self.bus
+                .publish(BusEvent::ToLead {
+                    lead,
+                    grid,
+                    frame: frame.clone(),
+                })
+                .await;
+        }
+    }
+
+    /// The open tasks of an incident that concern the recipient `me`, as sync frames.
+    pub async fn task_frames(
+        &self,
+        incident: &str,
+        me: &RecipientState,
+    ) -> Result<Vec<Frame>, crate::store::StoreError> {
+        let tasks = self.store.tasks(incident).await?;
+        Ok(tasks
+            .iter()
+            .filter(|t| t.is_open())
+            .filter(|t| !concerned(&t.view, std::slice::from_ref(me)).is_empty())
+            .map(|t| {
+                encode(&ServerFrame::Task {
+                    task: t.view.clone(),
+                })
+            })
+            .collect())
+    }
+}
