@@ -144,6 +144,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/incidents/{id}/timeline", get(get_timeline))
         .route("/v1/incidents/{id}/updates", post(post_update))
         .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
+        .route("/v1/incidents/{id}/report", get(get_after_action))
+        .route("/v1/stats", get(get_stats))
         .route("/v1/reports", get(get_reports))
         .route("/v1/reports/{id}/promote", post(post_promote))
         .route("/v1/incidents/{id}/close", post(post_close))
@@ -276,6 +278,95 @@ async fn get_tasks(
         })
         .collect();
     Ok(Json(gridcast_protocol::api::TaskList { tasks }))
+}
+
+/// `GET /v1/incidents/{id}/report`: the after-action report; `Accept: text/csv` gives
+/// one row per person.
+async fn get_after_action(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let op = operator(&hub, &headers)?;
+    let snap = visible_snapshot(&hub, &op, &id).await?;
+    let timeline = hub.store.timeline(&id).await?.unwrap_or_default();
+    let tasks = hub.store.tasks(&id).await?;
+    let report = crate::after_action::report(&snap, &timeline, &tasks);
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    Ok(if wants_csv {
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::after_action::people_csv(&report),
+        )
+            .into_response()
+    } else {
+        Json(report).into_response()
+    })
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    prefix: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /v1/stats?prefix=&from=&to=`: response figures over a period.
+async fn get_stats(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<Json<gridcast_protocol::api::Stats>> {
+    let op = operator(&hub, &headers)?;
+    let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
+    let when = |v: &Option<String>, name: &str| -> ApiResult<Option<u64>> {
+        match v.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => gridcast_protocol::time::parse_rfc3339(s)
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("{name} must be an RFC 3339 UTC time or a date (2026-11-26)"),
+                    )
+                }),
+        }
+    };
+    let (from, to) = (when(&q.from, "from")?, when(&q.to, "to")?);
+    let mut real = gridcast_protocol::api::StatsBlock::default();
+    let mut drill = gridcast_protocol::api::StatsBlock::default();
+    let (mut rd, mut ra, mut dd, mut da) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for snap in hub.store.incidents(None).await? {
+        let m = &snap.meta;
+        let inside = m.targets.codes.iter().all(|t| prefix.covers(t.as_str()));
+        if !inside
+            || !incident::visible(&op.scope, m)
+            || from.is_some_and(|f| m.issued_at < f)
+            || to.is_some_and(|t| m.issued_at >= t)
+        {
+            continue;
+        }
+        let timeline = hub.store.timeline(&m.id).await?.unwrap_or_default();
+        let r = crate::after_action::report(&snap, &timeline, &[]);
+        if m.drill {
+            crate::after_action::add(&mut drill, &r, &mut dd, &mut da);
+        } else {
+            crate::after_action::add(&mut real, &r, &mut rd, &mut ra);
+        }
+    }
+    use gridcast_protocol::api::Spread;
+    (real.deliver, real.ack) = (Spread::of(rd), Spread::of(ra));
+    (drill.deliver, drill.ack) = (Spread::of(dd), Spread::of(da));
+    Ok(Json(gridcast_protocol::api::Stats {
+        prefix: prefix.to_string(),
+        from: from.map(gridcast_protocol::time::rfc3339),
+        to: to.map(gridcast_protocol::time::rfc3339),
+        real,
+        drill,
+    }))
 }
 
 /// `GET /v1/reports`: the reports from the operator's jurisdiction, newest first.

@@ -8,6 +8,7 @@
 //! (local) are backends behind the core's traits; `api` is the command center's HTTP API.
 #![warn(missing_docs)]
 
+pub mod after_action;
 pub mod api;
 pub mod auth;
 pub mod bus;

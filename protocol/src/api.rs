@@ -212,6 +212,143 @@ pub struct TaskList {
     pub tasks: Vec<TaskRow>,
 }
 
+/// Median and 90th percentile of durations (nearest rank), in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spread {
+    /// How many durations.
+    pub n: usize,
+    /// Median (nearest rank), if any.
+    pub median_ms: Option<u64>,
+    /// 90th percentile (nearest rank), if any.
+    pub p90_ms: Option<u64>,
+}
+
+impl Spread {
+    /// Of these durations (any order).
+    pub fn of(mut v: Vec<u64>) -> Self {
+        v.sort_unstable();
+        let rank = |q: f64| {
+            (!v.is_empty()).then(|| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1])
+        };
+        Self {
+            n: v.len(),
+            median_ms: rank(0.5),
+            p90_ms: rank(0.9),
+        }
+    }
+}
+
+/// Escalation steps taken in an incident.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationCounts {
+    /// Silent leads escalated to their grid lead (step 1).
+    pub step1: usize,
+    /// Silent leads escalated to their instructor (step 2).
+    pub step2: usize,
+    /// True when the console was alerted (step 3).
+    pub alerted: bool,
+}
+
+/// One grid in the after-action report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportGrid {
+    /// Grid code.
+    pub code: GridCode,
+    /// Recipients.
+    pub recipients: usize,
+    /// Delivered (received or answered).
+    pub delivered: usize,
+    /// Answered (accepted or declined).
+    pub acked: usize,
+    /// Accepted.
+    pub accepted: usize,
+    /// Declined.
+    pub declined: usize,
+    /// Time from issue to delivery.
+    pub deliver: Spread,
+    /// Time from issue to the (latest) answer.
+    pub ack: Spread,
+    /// Escalation steps about its leads.
+    pub escalations: usize,
+}
+
+/// One person in the after-action report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportPerson {
+    /// Lead id.
+    pub lead: String,
+    /// Grid of the assignment.
+    pub grid: GridCode,
+    /// Role.
+    pub role: Role,
+    /// Final status.
+    pub status: Status,
+    /// Time from issue to delivery.
+    pub deliver_ms: Option<u64>,
+    /// Time from issue to the (latest) answer.
+    pub ack_ms: Option<u64>,
+    /// Escalation steps about this lead.
+    pub escalations: usize,
+}
+
+/// `GET /v1/incidents/{id}/report` (JSON; `Accept: text/csv` gives the people as CSV).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AfterAction {
+    /// The incident.
+    pub incident: IncidentView,
+    /// Drills are reported apart from real incidents.
+    pub drill: bool,
+    /// Counts by status.
+    pub counts: Counts,
+    /// Time from issue to delivery, all recipients.
+    pub deliver: Spread,
+    /// Time from issue to answer, all recipients.
+    pub ack: Spread,
+    /// Escalation steps.
+    pub escalations: EscalationCounts,
+    /// Per grid.
+    pub grids: Vec<ReportGrid>,
+    /// Per person, in registry order.
+    pub people: Vec<ReportPerson>,
+    /// Tasks and their outcome.
+    pub tasks: Vec<TaskRow>,
+}
+
+/// Response figures of a group of incidents in `GET /v1/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsBlock {
+    /// Incidents.
+    pub incidents: usize,
+    /// Recipients in all.
+    pub recipients: usize,
+    /// Delivered.
+    pub delivered: usize,
+    /// Answered.
+    pub acked: usize,
+    /// Time to deliver.
+    pub deliver: Spread,
+    /// Time to answer.
+    pub ack: Spread,
+    /// Escalation steps about leads (steps 1 and 2).
+    pub escalations: usize,
+}
+
+/// `GET /v1/stats?prefix=&from=&to=`: incidents issued in `[from, to)` whose targets
+/// lie in `prefix`, real ones and drills apart (Art. 24 evaluation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Area.
+    pub prefix: String,
+    /// Start (RFC 3339), if given.
+    pub from: Option<String>,
+    /// End (RFC 3339), if given.
+    pub to: Option<String>,
+    /// Real incidents.
+    pub real: StatsBlock,
+    /// Drills.
+    pub drill: StatsBlock,
+}
+
 /// An upward report from a lead (`report` frame), as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportView {
@@ -315,4 +452,18 @@ pub struct ErrorDetail {
     /// Every problem, for a refused registry document (extension).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_use_the_nearest_rank() {
+        assert_eq!(Spread::of(vec![]), Spread::default());
+        let s = Spread::of(vec![500, 100, 300, 200, 400]);
+        assert_eq!((s.n, s.median_ms, s.p90_ms), (5, Some(300), Some(500)));
+        let s = Spread::of((1..=10).map(|i| i * 10).collect());
+        assert_eq!((s.median_ms, s.p90_ms), (Some(50), Some(90)));
+    }
 }

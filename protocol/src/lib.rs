@@ -25,5 +25,14 @@ pub fn from_wire_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
+/// The wire name of an enum value that serializes as a string (the inverse of
+/// [`from_wire_name`]); empty for values that do not.
+pub fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// Largest decoded message, in bytes, that a hub or client accepts (64 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

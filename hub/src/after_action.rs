@@ -1,0 +1,136 @@
+//! Evaluation (Art. 24): the after-action report of one incident and response figures
+//! over a period. Times are from issue to the recipient's delivery and latest answer;
+//! percentiles are nearest-rank ([`Spread`]). Drills are always counted apart.
+
+use std::collections::BTreeMap;
+
+use gridcast_protocol::GridCode;
+use gridcast_protocol::api::{
+    AfterAction, EscalationCounts, ReportGrid, ReportPerson, Spread, StatsBlock, TaskRow,
+    TimelineEvent,
+};
+use gridcast_protocol::model::Status;
+
+use crate::incident::counts;
+use crate::store::{IncidentSnapshot, TaskRecord};
+
+fn escalated_leads(timeline: &[TimelineEvent]) -> BTreeMap<&str, usize> {
+    let mut m = BTreeMap::new();
+    for e in timeline.iter().filter(|e| e.kind == "escalated") {
+        if let Some(l) = &e.lead {
+            *m.entry(l.as_str()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+fn step_of(e: &TimelineEvent) -> Option<&str> {
+    e.detail.as_deref()?.split(':').next()?.split(' ').nth(1)
+}
+
+/// The after-action report of one incident.
+pub fn report(
+    snap: &IncidentSnapshot,
+    timeline: &[TimelineEvent],
+    tasks: &[TaskRecord],
+) -> AfterAction {
+    let meta = &snap.meta;
+    let esc = escalated_leads(timeline);
+    let since = |t: Option<u64>| t.map(|t| t.saturating_sub(meta.issued_at));
+    let people: Vec<ReportPerson> = snap
+        .recipients
+        .iter()
+        .map(|r| ReportPerson {
+            lead: r.lead.clone(),
+            grid: r.grid.clone(),
+            role: r.role,
+            status: r.status,
+            deliver_ms: since(r.delivered_at),
+            ack_ms: since(r.acked_at),
+            escalations: esc.get(r.lead.as_str()).copied().unwrap_or(0),
+        })
+        .collect();
+    let mut by_grid: BTreeMap<&GridCode, Vec<&ReportPerson>> = BTreeMap::new();
+    for p in &people {
+        by_grid.entry(&p.grid).or_default().push(p);
+    }
+    let grids = by_grid
+        .into_iter()
+        .map(|(code, ps)| ReportGrid {
+            code: code.clone(),
+            recipients: ps.len(),
+            delivered: ps.iter().filter(|p| p.deliver_ms.is_some()).count(),
+            acked: ps.iter().filter(|p| p.ack_ms.is_some()).count(),
+            accepted: ps.iter().filter(|p| p.status == Status::Accepted).count(),
+            declined: ps.iter().filter(|p| p.status == Status::Declined).count(),
+            deliver: Spread::of(ps.iter().filter_map(|p| p.deliver_ms).collect()),
+            ack: Spread::of(ps.iter().filter_map(|p| p.ack_ms).collect()),
+            escalations: ps.iter().map(|p| p.escalations).sum(),
+        })
+        .collect();
+    let steps = |n: &str| {
+        timeline
+            .iter()
+            .filter(|e| e.kind == "escalated" && step_of(e) == Some(n))
+            .count()
+    };
+    AfterAction {
+        incident: meta.view(),
+        drill: meta.drill,
+        counts: counts(&snap.recipients),
+        deliver: Spread::of(people.iter().filter_map(|p| p.deliver_ms).collect()),
+        ack: Spread::of(people.iter().filter_map(|p| p.ack_ms).collect()),
+        escalations: EscalationCounts {
+            step1: steps("1"),
+            step2: steps("2"),
+            alerted: timeline.iter().any(|e| e.kind == "alerted"),
+        },
+        grids,
+        tasks: tasks
+            .iter()
+            .map(|t| TaskRow {
+                task: t.view.clone(),
+                accepted_by: t.accepted_by.clone(),
+                note: t.note.clone(),
+            })
+            .collect(),
+        people,
+    }
+}
+
+/// The people of a report as CSV (one row per recipient, times in milliseconds).
+pub fn people_csv(r: &AfterAction) -> String {
+    let mut out = String::from("lead,grid,role,status,deliver_ms,ack_ms,escalations\n");
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for p in &r.people {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            field(&p.lead),
+            p.grid,
+            p.role.as_str(),
+            gridcast_protocol::wire_name(&p.status),
+            opt(p.deliver_ms),
+            opt(p.ack_ms),
+            p.escalations
+        ));
+    }
+    out
+}
+
+/// Adds one incident's figures to a block.
+pub fn add(block: &mut StatsBlock, r: &AfterAction, deliver: &mut Vec<u64>, ack: &mut Vec<u64>) {
+    block.incidents += 1;
+    block.recipients += r.people.len();
+    block.delivered += r.people.iter().filter(|p| p.deliver_ms.is_some()).count();
+    block.acked += r.people.iter().filter(|p| p.ack_ms.is_some()).count();
+    block.escalations += r.escalations.step1 + r.escalations.step2;
+    deliver.extend(r.people.iter().filter_map(|p| p.deliver_ms));
+    ack.extend(r.people.iter().filter_map(|p| p.ack_ms));
+}
