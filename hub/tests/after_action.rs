@@ -157,8 +157,9 @@ async fn the_after_action_report_matches_a_hand_computed_expectation() {
         ),
         (4, 0, false)
     );
-    let grids: Vec<(
-        &str,
+    /// code, recipients, delivered, acked, accepted, declined, deliver, ack, escalations
+    type Row<'a> = (
+        &'a str,
         usize,
         usize,
         usize,
@@ -167,7 +168,8 @@ async fn the_after_action_report_matches_a_hand_computed_expectation() {
         Spread,
         Spread,
         usize,
-    )> = r
+    );
+    let grids: Vec<Row> = r
         .grids
         .iter()
         .map(|g| {
