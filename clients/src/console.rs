@@ -54,6 +54,23 @@ impl ConsoleClient {
         }
     }
 
+    /// GET a path as text with an `Accept` header (the after-action report as CSV).
+    pub async fn get_text(&self, path: &str, accept: &str) -> Result<String, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, accept)
+            .send()
+            .await?;
+        if resp.status().is_success() {
+            return Ok(resp.text().await?);
+        }
+        Self::decode::<serde_json::Value>(resp)
+            .await
+            .map(|v| v.to_string())
+    }
+
     /// GET a path and decode the JSON answer.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self

@@ -67,6 +67,32 @@ enum Command {
         #[command(subcommand)]
         what: IncidentCmd,
     },
+    /// Assistance tasks.
+    Task {
+        #[command(subcommand)]
+        what: TaskCmd,
+    },
+    /// Upward reports from leads, newest first; --promote opens an incident from one.
+    Reports {
+        /// Report id to promote.
+        #[arg(long, requires = "level")]
+        promote: Option<String>,
+        /// Level of the incident opened by --promote.
+        #[arg(long, value_parser = parse_json::<Level>)]
+        level: Option<Level>,
+    },
+    /// Response figures over a period (real incidents and drills apart).
+    Stats {
+        /// Area prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// From (RFC 3339 or a date).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// To (RFC 3339 or a date).
+        #[arg(long, default_value = "")]
+        to: String,
+    },
     /// Connect as a lead's phone and print every frame as a JSON line.
     Lead {
         /// Do not send receipts automatically.
@@ -107,6 +133,65 @@ enum IncidentCmd {
         /// Incident id.
         id: String,
     },
+    /// Send an update (new body, rev + 1) to every recipient.
+    Update {
+        /// Incident id.
+        id: String,
+        /// The new body.
+        #[arg(long)]
+        body: String,
+    },
+    /// Close an incident (refused while tasks are open, unless --force).
+    Close {
+        /// Incident id.
+        id: String,
+        /// Why (kept on the timeline).
+        #[arg(long)]
+        reason: String,
+        /// Close even with open tasks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// After-action report: JSON, or one row per person with --csv.
+    Report {
+        /// Incident id.
+        id: String,
+        /// CSV instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Tasks of an incident.
+    Tasks {
+        /// Incident id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Give an assistance task to a lead (--lead) or to any lead of a grid (--grid).
+    Create {
+        /// Incident id.
+        incident: String,
+        /// A kind from the published list (gridcast-hub's GET /v1/task-kinds).
+        #[arg(long)]
+        kind: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// What to do.
+        #[arg(long, default_value = "")]
+        detail: String,
+        /// The lead.
+        #[arg(long, conflicts_with = "grid", required_unless_present = "grid")]
+        lead: Option<String>,
+        /// The grid (first accept wins).
+        #[arg(long)]
+        grid: Option<String>,
+        /// Seconds until due.
+        #[arg(long)]
+        due_in_s: Option<u32>,
+    },
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
@@ -122,8 +207,18 @@ fn print_json(v: &impl serde::Serialize) {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    // One line for people, not a backtrace (anyhow prints one when RUST_BACKTRACE is set).
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli
         .token
         .clone()
@@ -196,7 +291,93 @@ async fn main() -> anyhow::Result<()> {
                     print_json(&c.recipients(&id, status.as_deref()).await?)
                 }
                 IncidentCmd::Timeline { id } => print_json(&c.timeline(&id).await?),
+                IncidentCmd::Update { id, body } => {
+                    let d: serde_json::Value = c
+                        .send_json(
+                            reqwest::Method::POST,
+                            &format!("/v1/incidents/{id}/updates"),
+                            &serde_json::json!({ "body": body }),
+                        )
+                        .await?;
+                    print_json(&d);
+                }
+                IncidentCmd::Close { id, reason, force } => {
+                    let d: serde_json::Value = c
+                        .send_json(
+                            reqwest::Method::POST,
+                            &format!("/v1/incidents/{id}/close"),
+                            &serde_json::json!({ "reason": reason, "force": force }),
+                        )
+                        .await?;
+                    print_json(&d);
+                }
+                IncidentCmd::Report { id, csv } => {
+                    let path = format!("/v1/incidents/{id}/report");
+                    if csv {
+                        print!("{}", c.get_text(&path, "text/csv").await?);
+                    } else {
+                        print_json(&c.get::<serde_json::Value>(&path).await?);
+                    }
+                }
+                IncidentCmd::Tasks { id } => print_json(
+                    &c.get::<serde_json::Value>(&format!("/v1/incidents/{id}/tasks"))
+                        .await?,
+                ),
             }
+        }
+        Command::Task {
+            what:
+                TaskCmd::Create {
+                    incident,
+                    kind,
+                    title,
+                    detail,
+                    lead,
+                    grid,
+                    due_in_s,
+                },
+        } => {
+            let c = ConsoleClient::new(&cli.hub, &token);
+            let assignee = match (lead, grid) {
+                (Some(l), _) => serde_json::json!({ "lead": l }),
+                (None, Some(g)) => serde_json::json!({ "grid": g }),
+                (None, None) => anyhow::bail!("--lead or --grid"),
+            };
+            let mut body = serde_json::json!({
+                "kind": kind, "title": title, "detail": detail, "assignee": assignee,
+            });
+            if let Some(d) = due_in_s {
+                body["due_in_s"] = d.into();
+            }
+            let created: serde_json::Value = c
+                .send_json(
+                    reqwest::Method::POST,
+                    &format!("/v1/incidents/{incident}/tasks"),
+                    &body,
+                )
+                .await?;
+            print_json(&created);
+        }
+        Command::Reports { promote, level } => {
+            let c = ConsoleClient::new(&cli.hub, &token);
+            match (promote, level) {
+                (Some(id), Some(level)) => {
+                    let created: serde_json::Value = c
+                        .send_json(
+                            reqwest::Method::POST,
+                            &format!("/v1/reports/{id}/promote"),
+                            &serde_json::json!({ "level": level }),
+                        )
+                        .await?;
+                    print_json(&created);
+                }
+                _ => print_json(&c.get::<serde_json::Value>("/v1/reports").await?),
+            }
+        }
+        Command::Stats { prefix, from, to } => {
+            let c = ConsoleClient::new(&cli.hub, &token);
+            let path = format!("/v1/stats?prefix={prefix}&from={from}&to={to}");
+            print_json(&c.get::<serde_json::Value>(&path).await?);
         }
         Command::Lead {
             no_receipt,
