@@ -62,9 +62,32 @@ pub async fn ticker(hub: Hub) {
     }
 }
 
+/// The people assigned to `grid` in `role` (its grid lead, its instructor).
+fn responsible(
+    registry: &crate::registry::RegistryIndex,
+    grid: &GridCode,
+    role: Role,
+) -> Vec<String> {
+    registry
+        .people_in(grid)
+        .filter(|p| {
+            registry.person(p).is_some_and(|p| {
+                p.assignments
+                    .iter()
+                    .any(|a| a.grid == *grid && a.role == role)
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Hub {
-    /// Carries out one escalation step of an incident (see the module docs).
+    /// Carries out one escalation step of an incident, or of an overdue task when `id`
+    /// is a task id (see the module docs).
     pub async fn escalate(&self, id: &str, step: u8) {
+        if let Some((incident, _)) = crate::store::task_key(id) {
+            return self.escalate_task(id, incident, step).await;
+        }
         let snap = match self.store.incident(id).await {
             Ok(Some(s)) => s,
             Ok(None) => return,
@@ -106,17 +129,7 @@ impl Hub {
                 };
                 for r in &silent {
                     let grid = parent(&r.grid);
-                    let to: Vec<String> = registry
-                        .people_in(&grid)
-                        .filter(|p| {
-                            registry.person(p).is_some_and(|p| {
-                                p.assignments
-                                    .iter()
-                                    .any(|a| a.grid == grid && a.role == role)
-                            })
-                        })
-                        .map(str::to_owned)
-                        .collect();
+                    let to = responsible(&registry, &grid, role);
                     let frame = encode(&ServerFrame::Escalation {
                         incident: meta.id.clone(),
                         lead: r.lead.clone(),
@@ -193,6 +206,116 @@ impl Hub {
             "incident": meta.id, "step": step, "drill": meta.drill,
             "silent": silent.iter().take(ALERT_NAMES).map(|r| &r.lead).collect::<Vec<_>>(),
             "silent_count": silent.len(),
+        });
+        if let Some(c) = &self.cluster {
+            c.announce_console(
+                Vec::new(),
+                Some(("escalation", codes.clone(), data.clone())),
+            )
+            .await;
+        }
+        self.console.emit("escalation", codes, data);
+    }
+}
+
+impl Hub {
+    /// An open task past its due time: step 1 sends it again to the leads concerned and
+    /// to the grid lead, step 2 to the instructor, step 3 alerts the console; done,
+    /// failed or declined tasks leave the chain.
+    async fn escalate_task(&self, key: &str, incident: &str, step: u8) {
+        let (snap, tasks) = match (
+            self.store.incident(incident).await,
+            self.store.tasks(incident).await,
+        ) {
+            (Ok(Some(s)), Ok(t)) => (s, t),
+            (Ok(None), _) => return,
+            _ => {
+                tracing::warn!(task = key, "task escalation: store unavailable");
+                return;
+            }
+        };
+        let task = tasks.into_iter().find(|t| t.view.id == key);
+        let Some(task) = task.filter(|t| t.is_open() && snap.meta.state == IncidentState::Active)
+        else {
+            let _ = self
+                .store
+                .escalation_done(key, step, Vec::new(), None)
+                .await;
+            return;
+        };
+        let meta = &snap.meta;
+        let grid = match &task.view.assignee {
+            gridcast_protocol::frame::Assignee::Grid(g) => Some(parent(g)),
+            gridcast_protocol::frame::Assignee::Lead(l) => snap
+                .recipients
+                .iter()
+                .find(|r| r.lead == *l)
+                .map(|r| parent(&r.grid)),
+        };
+        let registry = self.registry.current();
+        let frame = encode(&ServerFrame::Task {
+            task: task.view.clone(),
+        });
+        let mut sends: Vec<(String, GridCode)> = Vec::new();
+        let whom = match (step, &grid) {
+            (1 | 2, Some(grid)) => {
+                let role = if step == 1 {
+                    Role::GridLead
+                } else {
+                    Role::Instructor
+                };
+                if step == 1 {
+                    sends.extend(crate::task::concerned(&task.view, &snap.recipients));
+                }
+                let to = responsible(&registry, grid, role);
+                sends.extend(to.iter().map(|l| (l.clone(), grid.clone())));
+                if to.is_empty() {
+                    format!("no {} registered for {grid}", role.as_str())
+                } else {
+                    format!("{} {}", role.as_str(), to.join(", "))
+                }
+            }
+            _ => "console alerted".to_owned(),
+        };
+        let drill = if meta.drill { " (drill)" } else { "" };
+        let event = TimelineEvent {
+            at: rfc3339(self.clock.now_ms()),
+            kind: "task_overdue".into(),
+            actor: "hub".into(),
+            lead: task.accepted_by.clone(),
+            detail: Some(format!("{} step {step}{drill}: {whom}", task.view.id)),
+        };
+        let next_due = (step < 3).then(|| task.escalation_due(step + 1));
+        match self
+            .store
+            .escalation_done(key, step, vec![event], next_due)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(task = key, error = %e, "task escalation not recorded; retried after the lease");
+                return;
+            }
+        }
+        tracing::info!(
+            task = key,
+            step,
+            drill = meta.drill,
+            "overdue task escalated"
+        );
+        for (lead, grid) in sends {
+            if let Some(m) = &self.mqtt {
+                m.publish_to_lead(&lead, &frame).await;
+            }
+            let frame = frame.clone();
+            self.bus
+                .publish(BusEvent::ToLead { lead, grid, frame })
+                .await;
+        }
+        let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
+        let data = serde_json::json!({
+            "incident": meta.id, "task": task.view.id, "step": step, "drill": meta.drill,
         });
         if let Some(c) = &self.cluster {
             c.announce_console(

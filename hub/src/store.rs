@@ -229,6 +229,12 @@ pub struct TaskRecord {
     /// The lead who made the latest change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note_by: Option<String>,
+    /// When it was created (Unix ms); its due time minus this is its escalation window.
+    #[serde(default)]
+    pub created_ms: u64,
+    /// Overdue escalation steps done.
+    #[serde(default)]
+    pub escalated: u8,
 }
 
 impl TaskRecord {
@@ -236,6 +242,19 @@ impl TaskRecord {
     pub fn is_open(&self) -> bool {
         matches!(self.view.status, TaskStatus::Open | TaskStatus::Accepted)
     }
+
+    /// When overdue escalation step `step` (1..=3) is due: at the due time, then one
+    /// window (due − created, at least a second) per step, as for acks.
+    pub fn escalation_due(&self, step: u8) -> u64 {
+        let due = gridcast_protocol::time::parse_rfc3339(&self.view.due_at).unwrap_or(u64::MAX / 4);
+        let window = due.saturating_sub(self.created_ms).max(1_000);
+        due + u64::from(step.saturating_sub(1)) * window
+    }
+}
+
+/// True when an escalation key names a task (`INC-…-T<n>`) rather than an incident.
+pub fn task_key(key: &str) -> Option<(&str, &str)> {
+    key.rsplit_once("-T").map(|(incident, _)| (incident, key))
 }
 
 /// Why a task update was refused.
@@ -408,7 +427,8 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_claim(&self, older_than: u64, now: u64) -> StoreFuture<'_, Vec<(String, u64)>>;
     /// Escalation: incidents whose next step is due at `now`, each with that step (1 grid
     /// lead, 2 instructor, 3 console), claimed until `now + lease` so that one node at a
-    /// time acts on each. Step `k` is due at `ack_by + (k - 1) × window`.
+    /// time acts on each. Step `k` is due at `ack_by + (k - 1) × window`. Open tasks past
+    /// their due time come the same way, keyed by task id ([`task_key`]).
     fn escalations_due(&self, now: u64, lease: u64) -> StoreFuture<'_, Vec<(String, u8)>>;
     /// Records `step` as done with its timeline events, durably; false when it was done
     /// already (by another node, or before a restart). `next_due` is when the following
@@ -536,6 +556,8 @@ mod tests {
             created_by: "op".into(),
             note: None,
             note_by: None,
+            created_ms: 0,
+            escalated: 0,
         }
     }
 

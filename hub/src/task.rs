@@ -107,6 +107,8 @@ impl Hub {
             created_by: operator.sub.clone(),
             note: None,
             note_by: None,
+            created_ms: now,
+            escalated: 0,
         };
         let task = match self.store.create_task(incident, record, now).await? {
             TaskOutcome::Changed(t) => t,

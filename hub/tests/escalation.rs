@@ -353,3 +353,108 @@ async fn in_a_cluster_exactly_one_node_acts_on_each_step() {
         n.stop().await;
     }
 }
+
+/// The timeline's overdue-task steps: "T<n> step <k>".
+async fn task_steps(hub: &TestHub, id: &str) -> Vec<String> {
+    hub.console("")
+        .timeline(id)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.kind == "task_overdue")
+        .map(|e| {
+            let d = e.detail.unwrap_or_default();
+            let head = d.split(':').next().unwrap_or("").to_owned();
+            head.rsplit_once("-T")
+                .map(|(_, t)| format!("T{t}"))
+                .unwrap_or(head)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_tasks_escalate_like_acks_until_done() {
+    let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
+    let mut doc = registry();
+    doc.task_kinds = vec![gridcast_protocol::registry::TaskKind {
+        id: "evacuation".into(),
+        name: "Evacuation".into(),
+    }];
+    let hub = TestHub::start_in(tmp_dir("task-overdue"), Some(doc), |_| {}, clock.clone()).await;
+    let mut all = phones(&hub, &["GL1", "IN1", "A1"]).await;
+    let ops = hub.console("");
+    let mut req = activation("Flood", &["330106004"], &[]);
+    req.ack_within_s = Some(3_600);
+    let created = ops.activate(&req).await.unwrap();
+    let tasks = format!("/v1/incidents/{}/tasks", created.id);
+    let mk = |assignee: serde_json::Value, due: u32| serde_json::json!({"kind": "evacuation", "title": "t", "assignee": assignee, "due_in_s": due});
+    let t1: gridcast_protocol::api::CreatedTask = ops
+        .send_json(
+            reqwest::Method::POST,
+            &tasks,
+            &mk(serde_json::json!({"grid": G1}), 5),
+        )
+        .await
+        .unwrap();
+    let t2: gridcast_protocol::api::CreatedTask = ops
+        .send_json(
+            reqwest::Method::POST,
+            &tasks,
+            &mk(serde_json::json!({"lead": "S1"}), 10),
+        )
+        .await
+        .unwrap();
+    let accept = |task: &str, status: &str| -> ClientFrame {
+        serde_json::from_value(serde_json::json!({
+            "type": "task_update", "task": task, "status": status, "ref": "t"
+        }))
+        .unwrap()
+    };
+    phone(&mut all, "A1")
+        .request(&accept(&t1.id, "accepted"))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+
+    // T1 is due: step 1 sends it again to the grid (A1, GL1, IN1 …) and to its grid lead.
+    clock.advance(5_000);
+    eventually(WAIT, "T1 step 1", || async {
+        task_steps(&hub, &created.id).await.len() == 1
+    })
+    .await;
+    let overdue =
+        |f: ServerFrame, id: &str| matches!(f, ServerFrame::Task { task } if task.id == id);
+    loop {
+        if overdue(next(phone(&mut all, "GL1")).await, &t1.id) {
+            break;
+        }
+    }
+    // A1 finishes T1: it leaves the chain. T2 (for S1, window 10 s) runs its course.
+    phone(&mut all, "A1")
+        .request(&accept(&t1.id, "done"))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    for (advance, n) in [(5_000, 2), (10_000, 3), (10_000, 4)] {
+        clock.advance(advance);
+        eventually(WAIT, &format!("{n} overdue steps"), || async {
+            task_steps(&hub, &created.id).await.len() >= n
+        })
+        .await;
+    }
+    assert_eq!(
+        task_steps(&hub, &created.id).await,
+        ["T1 step 1", "T2 step 1", "T2 step 2", "T2 step 3"],
+        "a done task stops; an open one goes to the grid lead, the instructor, the console"
+    );
+    // The instructor got T2 at step 2.
+    loop {
+        if overdue(next(phone(&mut all, "IN1")).await, &t2.id) {
+            break;
+        }
+    }
+    hub.stop().await;
+}

@@ -316,6 +316,77 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
         assert_eq!(kinds, ["issued", "escalated"]);
     }
 
+    // Overdue tasks come through the same claims, keyed by task id, while open.
+    for s in stores {
+        let snap = s.create_incident(new_incident(&leads[..1])).await.unwrap();
+        let id = snap.meta.id.clone();
+        let created = snap.meta.issued_at;
+        let task = gridcast_hub::store::TaskRecord {
+            view: gridcast_protocol::frame::TaskView {
+                id: String::new(),
+                incident: id.clone(),
+                rev: 0,
+                kind: "evacuation".into(),
+                title: "t".into(),
+                detail: String::new(),
+                assignee: gridcast_protocol::frame::Assignee::Lead("L000".into()),
+                due_at: gridcast_protocol::time::rfc3339(created + 5_000),
+                status: gridcast_protocol::frame::TaskStatus::Open,
+            },
+            accepted_by: None,
+            created_by: "op".into(),
+            note: None,
+            note_by: None,
+            created_ms: created,
+            escalated: 0,
+        };
+        let gridcast_hub::store::TaskOutcome::Changed(t) =
+            s.create_task(&id, task, created).await.unwrap()
+        else {
+            panic!("task not created");
+        };
+        let key = t.view.id.clone();
+        let mine =
+            |v: Vec<(String, u8)>| v.into_iter().filter(|(k, _)| *k == key).collect::<Vec<_>>();
+        assert!(mine(s.escalations_due(created + 4_999, 1_000).await.unwrap()).is_empty());
+        assert_eq!(
+            mine(s.escalations_due(created + 5_000, 1_000).await.unwrap()),
+            [(key.clone(), 1)]
+        );
+        let ev = gridcast_protocol::api::TimelineEvent {
+            at: "2026-11-26T00:00:00.000Z".into(),
+            kind: "task_overdue".into(),
+            actor: "hub".into(),
+            lead: None,
+            detail: Some("step 1".into()),
+        };
+        let next = Some(t.escalation_due(2));
+        assert!(
+            s.escalation_done(&key, 1, vec![ev.clone()], next)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.escalation_done(&key, 1, vec![ev], next).await.unwrap(),
+            "once"
+        );
+        // Done: it leaves the chain.
+        let done = gridcast_protocol::frame::TaskStatus::Done;
+        s.update_task(&id, &key, "L000", done, None, created + 6_000)
+            .await
+            .unwrap();
+        assert!(mine(s.escalations_due(created + 60_000, 1_000).await.unwrap()).is_empty());
+        let kinds: Vec<String> = s
+            .timeline(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["issued", "task", "task_overdue", "task"]);
+    }
+
     // Outbox entries: claimed by one caller at a time, gone once done.
     let mut pending = new_incident(&leads[..1]);
     pending.outbox = true;

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_mark, apply_revision,
-    apply_task_update, mark_event, task_event,
+    apply_task_update, mark_event, task_event, task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -167,6 +167,15 @@ impl State {
                 step,
                 events,
             } => {
+                if let Some((inc, task)) = task_key(&incident) {
+                    if let Some(e) = self.incidents.get_mut(inc) {
+                        e.timeline.extend(events);
+                        if let Some(t) = e.tasks.iter_mut().find(|t| t.view.id == task) {
+                            t.escalated = step;
+                        }
+                    }
+                    return;
+                }
                 if let Some(e) = self.incidents.get_mut(&incident) {
                     e.timeline.extend(events);
                 }
@@ -683,8 +692,17 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         events,
                         reply,
                     } => {
-                        let done = st.escalated.get(&incident).copied().unwrap_or(0);
-                        let fresh = done + 1 == step && st.incidents.contains_key(&incident);
+                        let fresh = match task_key(&incident) {
+                            Some((inc, task)) => st.incidents.get(inc).is_some_and(|e| {
+                                e.tasks.iter().any(|t| {
+                                    t.view.id == task && t.is_open() && t.escalated + 1 == step
+                                })
+                            }),
+                            None => {
+                                let done = st.escalated.get(&incident).copied().unwrap_or(0);
+                                done + 1 == step && st.incidents.contains_key(&incident)
+                            }
+                        };
                         if fresh {
                             let record = Record::Escalated {
                                 incident,
@@ -1000,15 +1018,18 @@ impl Store for EmbeddedStore {
                     continue;
                 }
                 let done = st.escalated.get(id).copied().unwrap_or(0);
-                if done >= 3 {
-                    continue;
+                let free = |key: &str| st.leases.get(key).is_none_or(|&until| until <= now);
+                if done < 3 && free(id) && super::escalation_due(&e.meta, done + 1) <= now {
+                    due.push((id.clone(), done + 1));
                 }
-                let step = done + 1;
-                let free = st.leases.get(id).is_none_or(|&until| until <= now);
-                if free && super::escalation_due(&e.meta, step) <= now {
-                    st.leases.insert(id.clone(), now + lease);
-                    due.push((id.clone(), step));
+                for t in e.tasks.iter().filter(|t| t.is_open() && t.escalated < 3) {
+                    if free(&t.view.id) && t.escalation_due(t.escalated + 1) <= now {
+                        due.push((t.view.id.clone(), t.escalated + 1));
+                    }
                 }
+            }
+            for (key, _) in &due {
+                st.leases.insert(key.clone(), now + lease);
             }
             due.sort();
             Ok(due)

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_revision,
-    apply_task_update, mark_event, task_event,
+    apply_task_update, mark_event, task_event, task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -146,7 +146,7 @@ return 1
 const TASK_SCRIPT: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XADD', KEYS[2], '*', 'e', ARGV[4])
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], '*', 'e', ARGV[4]) end
 return 1
 "#;
 
@@ -211,6 +211,53 @@ impl RedisStore {
     fn seen<T>(&self, r: redis::RedisResult<T>) -> Result<T, StoreError> {
         self.healthy.store(r.is_ok(), Ordering::Release);
         r.map_err(|e| StoreError::Io(format!("redis: {e}")))
+    }
+
+    /// Records an overdue task's escalation step: compare-and-set on the task (only the
+    /// next step, only while open), then its next due time.
+    async fn task_escalated(
+        &self,
+        incident: &str,
+        task: &str,
+        step: u8,
+        events: Vec<TimelineEvent>,
+        next_due: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.connection();
+        let current: Option<String> = self.seen(c.hget(tasks_key(incident), task).await)?;
+        let fresh = match current {
+            Some(current) => {
+                let mut t: TaskRecord = parse(&current)?;
+                if t.is_open() && t.escalated + 1 == step {
+                    t.escalated = step;
+                    let event = match events.first() {
+                        Some(e) => serde_json::to_string(e).map_err(io)?,
+                        None => String::new(),
+                    };
+                    let swapped: i64 = self.seen(
+                        redis::Script::new(TASK_SCRIPT)
+                            .key(tasks_key(incident))
+                            .key(timeline_key(incident))
+                            .arg(task)
+                            .arg(&current)
+                            .arg(serde_json::to_string(&t).map_err(io)?)
+                            .arg(event)
+                            .invoke_async(&mut c)
+                            .await,
+                    )?;
+                    swapped == 1
+                } else {
+                    false
+                }
+            }
+            None => false,
+        };
+        match next_due {
+            Some(due) if fresh => self.seen(c.zadd::<_, _, _, ()>(ESCALATIONS, task, due).await)?,
+            Some(_) => {}
+            None => self.seen(c.zrem::<_, _, ()>(ESCALATIONS, task).await)?,
+        }
+        Ok(fresh)
     }
 
     /// The registry stored and its version, read together.
@@ -624,9 +671,12 @@ impl Store for RedisStore {
             task.view.id = format!("{incident}-T{n}");
             task.view.rev = 1;
             let event = task_event(&task, &task.created_by, None, at);
+            let due = task.escalation_due(1);
             self.seen(
                 redis::pipe()
                     .atomic()
+                    .zadd(ESCALATIONS, &task.view.id, due)
+                    .ignore()
                     .hset(
                         tasks_key(incident),
                         &task.view.id,
@@ -742,7 +792,18 @@ impl Store for RedisStore {
                 self.seen(pipe.query_async(&mut self.connection()).await)?;
             let mut due = Vec::new();
             for (id, done) in ids.into_iter().zip(done) {
-                let step = done.unwrap_or(0) + 1;
+                let step = match task_key(&id) {
+                    // An overdue task: its own step count, and only while it is open.
+                    Some((incident, task)) => {
+                        let json: Option<String> =
+                            self.seen(self.connection().hget(tasks_key(incident), task).await)?;
+                        match json.map(|j| parse::<TaskRecord>(&j)).transpose()? {
+                            Some(t) if t.is_open() => t.escalated + 1,
+                            _ => 4,
+                        }
+                    }
+                    None => done.unwrap_or(0) + 1,
+                };
                 if step > 3 {
                     let mut c = self.connection();
                     self.seen(c.zrem::<_, _, ()>(ESCALATIONS, &id).await)?;
@@ -762,6 +823,9 @@ impl Store for RedisStore {
         next_due: Option<u64>,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            if let Some((inc, task)) = task_key(incident) {
+                return self.task_escalated(inc, task, step, events, next_due).await;
+            }
             let script = redis::Script::new(ESCALATED_SCRIPT);
             let mut invocation = script.prepare_invoke();
             invocation
