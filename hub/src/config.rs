@@ -60,6 +60,15 @@ pub struct Config {
     /// Largest registry upload.
     #[arg(long, env = "GRIDCAST_MAX_REGISTRY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_registry_bytes: usize,
+    /// Default ack windows of levels I, II, III and IV in seconds (an activation's
+    /// `ack_within_s` overrides); escalation starts when a window passes.
+    #[arg(
+        long,
+        env = "GRIDCAST_ACK_WINDOWS_S",
+        value_delimiter = ',',
+        default_value = "60,120,300,600"
+    )]
+    pub ack_windows_s: Vec<u32>,
     /// Hours a closed incident stays in a lead's sync.
     #[arg(long, env = "GRIDCAST_CLOSED_SYNC_HOURS", default_value_t = 24)]
     pub closed_sync_hours: u64,
@@ -83,6 +92,21 @@ impl Config {
         c
     }
 
+    /// The default ack window of a level, in seconds.
+    pub fn ack_window_s(&self, level: gridcast_protocol::Level) -> u32 {
+        use gridcast_protocol::Level;
+        let i = match level {
+            Level::I => 0,
+            Level::II => 1,
+            Level::III => 2,
+            Level::IV => 3,
+        };
+        self.ack_windows_s
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| level.default_ack_window_s())
+    }
+
     /// Checks the settings together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError(m.to_owned()));
@@ -93,6 +117,13 @@ impl Config {
         }
         if let Some(url) = &self.mqtt {
             crate::transport::mqtt::BrokerUrl::parse(url).map_err(ConfigError)?;
+        }
+        if self.ack_windows_s.len() != 4
+            || self.ack_windows_s.iter().any(|w| !(1..=86_400).contains(w))
+        {
+            return bad(
+                "--ack-windows-s needs four windows (levels I to IV), each 1..=86400 seconds",
+            );
         }
         if self.heartbeat_s == 0 || self.heartbeat_s > 3600 {
             return bad("--heartbeat-s must be 1..=3600");
@@ -135,6 +166,14 @@ mod tests {
         assert!(c.validate().is_ok());
         c.mqtt = Some("mqtt://127.0.0.1:1".into());
         assert!(c.validate().is_ok());
+        assert_eq!(c.ack_window_s(gridcast_protocol::Level::III), 300);
+        c.ack_windows_s = vec![30, 60, 90, 120];
+        assert_eq!(c.ack_window_s(gridcast_protocol::Level::III), 90);
+        c.ack_windows_s = vec![30, 60];
+        assert!(c.validate().is_err());
+        c.ack_windows_s = vec![30, 60, 90, 0];
+        assert!(c.validate().is_err());
+        c.ack_windows_s = vec![60, 120, 300, 600];
         c.mqtt = Some("127.0.0.1:1883".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("mqtt://"), "{e}");

@@ -165,7 +165,7 @@ impl Hub {
                 ));
             }
             Some(s) => s,
-            None => req.level.default_ack_window_s(),
+            None => self.config.ack_window_s(req.level),
         };
         if let Some(t) = req
             .targets
