@@ -46,8 +46,8 @@ stop_all() {
 }
 admin() { "$HUB" --jwt-secret "$SECRET" token --sub bench-admin --role admin --ttl-hours 1; }
 drill() { # hubs (comma-separated)
-  "$DRILL" --hub "$1" --admin-token "$(admin)" --jwt-secret "$SECRET" \
-    --city "$N" --max-leads "$N" --prefix 330106 --timeout-s 120
+  "$DRILL" fanout --hub "$1" --admin-token "$(admin)" --jwt-secret "$SECRET" \
+    --city "$N" --leads "$N" --prefix 330106 --timeout-s 120
 }
 
 echo "== 1 node, embedded store, $N phones"

@@ -1,239 +1,327 @@
-//! `gridcast-drill`: a drill against a running hub. Connects every lead of an area as a
-//! simulated phone, issues one activation marked `drill: true`, and measures how long
-//! the phones took to get it and to have their acks answered `ok`.
+//! `gridcast-drill`: drills, load tests and benchmarks against running hubs.
 //!
 //! ```text
-//! gridcast-drill --hub http://127.0.0.1:8080 --admin-token "$ADMIN" \
-//!     --jwt-secret "$SECRET" --prefix 330106
+//! gridcast-drill city --leads 10000 --out city.json
+//! gridcast-drill fanout --hub http://127.0.0.1:8080 --admin-token "$ADMIN" \
+//!     --jwt-secret "$SECRET" --leads 10000 [--mqtt 127.0.0.1:1883 --mqtt-share 0.2] [--json out.json]
+//! gridcast-drill baseline --leads 10000
+//! gridcast-drill storm --hub http://127.0.0.1:8080 --jwt-secret "$SECRET" --leads 10000
 //! ```
 //!
-//! Cluster mode: `--hub` takes several nodes (comma-separated); phones are spread over
-//! them in turn and the API calls go to the first. `--city N` first replaces the
-//! registry with the sample city grown to N people (`load-tests/bench-cluster.sh`
-//! compares 10,000 phones on one node and across three).
-//!
-//! It sends only to the hubs you name, a bounded number of connections, and stops by
-//! itself (`--timeout-s`).
+//! It sends only to the hubs and broker it is given, a bounded number of connections,
+//! and stops by itself (`--timeout-s`). One process holds at most ~19,000 connections
+//! (the machine's open-file limit is 20,000 per process); larger runs are refused with
+//! that reason.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use gridcast_clients::console::ConsoleClient;
-use gridcast_clients::lead::LeadClient;
-use gridcast_hub::auth::{Auth, Claims, TokenRole};
-use gridcast_protocol::api::CreateIncident;
-use gridcast_protocol::frame::{ClientFrame, ServerFrame, Targets};
-use gridcast_protocol::model::Response;
+use gridcast_hub::auth::Auth;
+use gridcast_load_tests::{
+    FanoutOpts, FanoutReport, Percentiles, baseline, fanout, leads_in, storm,
+};
+use gridcast_protocol::Target;
 use gridcast_protocol::registry::RegistryDoc;
-use gridcast_protocol::{Category, Level, Target};
-use tokio::sync::mpsc;
+
+/// Connections one process may hold (two file descriptors are needed per phone when the
+/// hub runs in the same process; here one, plus headroom).
+const MAX_PER_PROCESS: usize = 19_000;
 
 #[derive(Parser)]
 #[command(
     name = "gridcast-drill",
-    about = "Run a drill against a gridcast hub and measure it"
+    about = "Drills, load tests and benchmarks for gridcast"
 )]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct HubArgs {
     /// Hub base URL; several (comma-separated) spread the phones over cluster nodes.
     #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
     hub: Vec<String>,
-    /// First replace the registry with the sample city grown to this many people
-    /// (needs an admin token).
-    #[arg(long)]
-    city: Option<usize>,
-    /// Token with the whole city in scope (reads the registry, issues the drill).
-    #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
-    admin_token: String,
-    /// The hub's HS256 key, to mint a token for each simulated phone.
+    /// The hubs' HS256 key, to mint a token for each simulated phone.
     #[arg(long, env = "GRIDCAST_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
-    /// Area to drill (every lead with an assignment inside it connects).
+    /// Area to drill.
     #[arg(long, default_value = "330106")]
     prefix: String,
-    /// Most phones to connect.
+    /// Phones.
     #[arg(long, default_value_t = 2_000)]
-    max_leads: usize,
+    leads: usize,
     /// Give up after this many seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 120)]
     timeout_s: u64,
 }
 
-enum Event {
-    Ready,
-    Received(Duration),
-    Acked(Duration),
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic registry (the sample city grown) with exactly N staff.
+    City {
+        /// Staff.
+        #[arg(long)]
+        leads: usize,
+        /// Output file.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Connect N phones, issue one drill, time every delivery and ack.
+    Fanout {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Token with the whole city in scope (reads the registry, issues the drill).
+        #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// First replace the registry with the sample city grown to this many people.
+        #[arg(long)]
+        city: Option<usize>,
+        /// Broker host:port for the MQTT share.
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Share of phones on MQTT (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        mqtt_share: f64,
+        /// Human-like delay before each ack, min,max in ms.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        ack_delay_ms: Vec<u64>,
+        /// The hub's pid, to read its RSS and CPU (same machine).
+        #[arg(long)]
+        hub_pid: Option<u32>,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// The minimal broadcaster every figure is compared with (started as a child).
+    Baseline {
+        /// Clients.
+        #[arg(long, default_value_t = 2_000)]
+        leads: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+    },
+    /// Run the baseline server (used by `baseline`).
+    #[command(hide = true)]
+    BaselineServe {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// Reconnect storm: N phones connect, all drop at once, all reconnect and sync.
+    Storm {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Token with the whole city in scope (reads the registry).
+        #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
 }
 
-fn summary(name: &str, mut v: Vec<Duration>) {
-    if v.is_empty() {
-        println!("{name}: none");
-        return;
-    }
-    v.sort();
-    let p = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
-    println!(
-        "{name}: n={} p50={:.1}ms p99={:.1}ms max={:.1}ms",
-        v.len(),
-        p(0.5).as_secs_f64() * 1e3,
-        p(0.99).as_secs_f64() * 1e3,
-        v[v.len() - 1].as_secs_f64() * 1e3
-    );
-}
-
-/// Waits until every node has the registry of `people` staff (cluster notification).
-async fn wait_for_registry(hubs: &[String], token: &str, people: usize) -> anyhow::Result<()> {
-    for h in hubs {
-        let c = ConsoleClient::new(h, token);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let doc: RegistryDoc = c.get("/v1/registry").await?;
-            if doc.staff.len() == people {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{h} did not take the new registry in 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+fn check_limit(n: usize) -> anyhow::Result<()> {
+    if n > MAX_PER_PROCESS {
+        bail!(
+            "{n} connections exceed what one process may hold here ({MAX_PER_PROCESS}; the open-file limit is 20,000 per process): run several drills"
+        );
     }
     Ok(())
+}
+
+fn print_fanout(r: &FanoutReport) {
+    let p = |x: &Percentiles| {
+        format!(
+            "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+            x.p50, x.p90, x.p99, x.max
+        )
+    };
+    println!("incident        {}", r.incident);
+    println!("recipients      {}", r.recipients);
+    println!(
+        "connected       {} ({} over MQTT), {:.0}/s",
+        r.connected, r.connected_mqtt, r.connect_per_s
+    );
+    println!("delivered       {}", r.delivered);
+    println!("acked           {}", r.acked);
+    println!("delivery        {}", p(&r.delivery_ms));
+    println!("last delivery   {:.1} ms", r.last_delivery_ms);
+    println!("last ack        {:.1} ms", r.last_ack_ms);
+    println!("errors          {}", r.errors);
+    if let (Some(rss), Some(cpu)) = (r.hub_rss_mb, r.hub_cpu_s) {
+        println!("hub             {rss:.1} MiB RSS, {cpu:.2} s CPU for the drill");
+    }
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let prefix = Target::parse(&args.prefix).context("--prefix")?;
-    let console = ConsoleClient::new(&args.hub[0], &args.admin_token);
-    if let Some(n) = args.city {
-        let doc = gridcast_hub::sample::drill_city(n);
-        let _: serde_json::Value = console
-            .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
-            .await
-            .context("replacing the registry (--city needs an admin token)")?;
-        println!(
-            "registry replaced: sample city grown to {} people",
-            doc.staff.len()
-        );
-        if args.hub.len() > 1 {
-            wait_for_registry(&args.hub, &args.admin_token, doc.staff.len()).await?;
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
-    let registry: RegistryDoc = console
-        .get("/v1/registry")
-        .await
-        .context("reading the registry")?;
-    let leads: Vec<String> = registry
-        .staff
-        .iter()
-        .filter(|s| s.assignments.iter().any(|a| prefix.covers(&a.grid)))
-        .take(args.max_leads)
-        .map(|s| s.id.clone())
-        .collect();
-    if leads.is_empty() {
-        bail!("no lead has an assignment under {prefix}");
-    }
-    let auth = Auth::new(args.jwt_secret.as_bytes());
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + 3600;
-    let urls: Vec<String> = args
-        .hub
-        .iter()
-        .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
-        .collect();
-    let deadline = Duration::from_secs(args.timeout_s);
-    let (tx, mut rx) = mpsc::channel(leads.len() * 3);
-    let (go_tx, _) = tokio::sync::broadcast::channel::<Instant>(1);
-    let connect_started = Instant::now();
-    for (i, id) in leads.iter().enumerate() {
-        let url = &urls[i % urls.len()];
-        let token = auth.sign(&Claims {
-            sub: id.clone(),
-            role: TokenRole::Lead,
-            scope: String::new(),
-            exp,
-        });
-        let (url, tx, mut go) = (url.clone(), tx.clone(), go_tx.subscribe());
-        tokio::spawn(tokio::time::timeout(deadline, async move {
-            let (mut c, _) = LeadClient::connect(&url, &token).await.ok()?;
-            c.sync().await.ok()?;
-            tx.send(Event::Ready).await.ok()?;
-            let issued = go.recv().await.ok()?;
-            loop {
-                if let ServerFrame::Incident { incident, .. } = c.next().await.ok()?
-                    && incident.drill
-                {
-                    tx.send(Event::Received(issued.elapsed())).await.ok()?;
-                    let ack = ClientFrame::Ack {
-                        incident: incident.id,
-                        response: Response::Accept,
-                        note: None,
-                        reference: Some("a".into()),
-                    };
-                    let (res, _) = c.request(&ack).await.ok()?;
-                    res.ok()?;
-                    tx.send(Event::Acked(issued.elapsed())).await.ok()?;
-                    c.close().await;
-                    return Some(());
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::City { leads, out } => {
+            let mut doc = gridcast_hub::sample::drill_city(leads);
+            doc.staff.truncate(leads);
+            std::fs::write(&out, serde_json::to_vec_pretty(&doc)?)
+                .with_context(|| format!("{}", out.display()))?;
+            println!(
+                "{}: {} grids, {} staff",
+                out.display(),
+                doc.grids.len(),
+                doc.staff.len()
+            );
+        }
+        Command::Fanout {
+            hub,
+            admin_token,
+            city,
+            mqtt,
+            mqtt_share,
+            ack_delay_ms,
+            hub_pid,
+            json,
+        } => {
+            check_limit(hub.leads)?;
+            if let Some(n) = city {
+                let console = ConsoleClient::new(&hub.hub[0], &admin_token);
+                let doc = gridcast_hub::sample::drill_city(n);
+                let _: serde_json::Value = console
+                    .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
+                    .await
+                    .context("replacing the registry (--city needs an admin token)")?;
+                for h in &hub.hub {
+                    wait_for_registry(h, &admin_token, doc.staff.len()).await?;
                 }
             }
-        }));
-    }
-    drop(tx);
-    let mut ready = 0;
-    while ready < leads.len() {
-        match tokio::time::timeout(deadline, rx.recv()).await {
-            Ok(Some(Event::Ready)) => ready += 1,
-            _ => bail!("only {ready} of {} phones connected", leads.len()),
+            let mqtt = match mqtt {
+                None => None,
+                Some(m) => {
+                    let (h, p) = m.rsplit_once(':').context("--mqtt is host:port")?;
+                    Some((h.to_owned(), p.parse().context("--mqtt port")?))
+                }
+            };
+            let [lo, hi] = ack_delay_ms[..] else {
+                bail!("--ack-delay-ms is min,max");
+            };
+            let report = fanout(FanoutOpts {
+                hubs: hub.hub,
+                admin_token,
+                jwt_secret: hub.jwt_secret,
+                prefix: Target::parse(&hub.prefix).context("--prefix")?,
+                leads: hub.leads,
+                mqtt,
+                mqtt_share,
+                ack_delay_ms: (lo, hi.max(lo)),
+                timeout: Duration::from_secs(hub.timeout_s),
+                hub_pid,
+                progress: true,
+            })
+            .await?;
+            print_fanout(&report);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            if report.acked < report.connected {
+                bail!(
+                    "{} of {} phones did not get their ack recorded",
+                    report.connected - report.acked,
+                    report.connected
+                );
+            }
+        }
+        Command::Baseline { leads, timeout_s } => {
+            check_limit(leads)?;
+            let exe = std::env::current_exe()?;
+            let mut child = tokio::process::Command::new(exe)
+                .args(["baseline-serve", "--listen", "127.0.0.1:0"])
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let pid = child.id();
+            let mut out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+                child.stdout.take().context("baseline stdout")?,
+            ));
+            let addr = out
+                .next_line()
+                .await?
+                .context("baseline server did not start")?;
+            let before = pid.and_then(gridcast_load_tests::proc_usage);
+            let (times, connect_per_s) = baseline::run(
+                &format!("ws://{addr}"),
+                leads,
+                Duration::from_secs(timeout_s),
+            )
+            .await?;
+            let after = pid.and_then(gridcast_load_tests::proc_usage);
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+            for t in &times {
+                h.record((t.as_micros() as u64).max(1))?;
+            }
+            let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+            println!(
+                "baseline        {} clients, connected {connect_per_s:.0}/s",
+                times.len()
+            );
+            println!(
+                "delivery        p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                h.max() as f64 / 1000.0
+            );
+            if let (Some((rss, c0)), Some((_, c1))) = (before, after) {
+                println!(
+                    "server          {rss:.1} MiB RSS, {:.2} s CPU for the broadcast",
+                    c1 - c0
+                );
+            }
+            let _ = child.kill().await;
+        }
+        Command::BaselineServe { listen } => {
+            let l = tokio::net::TcpListener::bind(&listen).await?;
+            println!("{}", l.local_addr()?);
+            baseline::serve(l).await?;
+        }
+        Command::Storm { hub, admin_token } => {
+            check_limit(hub.leads)?;
+            let console = ConsoleClient::new(&hub.hub[0], &admin_token);
+            let doc: RegistryDoc = console.get("/v1/registry").await?;
+            let prefix = Target::parse(&hub.prefix).context("--prefix")?;
+            let leads = leads_in(&doc, &prefix, hub.leads);
+            let url = format!("{}/v1/lead/ws", hub.hub[0].replacen("http", "ws", 1));
+            let auth = Auth::new(hub.jwt_secret.as_bytes());
+            let (secs, recovered, errors) =
+                storm(&url, &auth, &leads, Duration::from_secs(hub.timeout_s)).await?;
+            println!(
+                "storm           {} phones dropped and reconnected: all synced in {:.0} ms, {recovered} incident frames recovered, {errors} errors",
+                leads.len(),
+                secs * 1e3
+            );
         }
     }
-    println!(
-        "{} phones connected and synced over {} node(s) in {:.0}ms",
-        ready,
-        urls.len(),
-        connect_started.elapsed().as_secs_f64() * 1e3
-    );
-    let req = CreateIncident {
-        title: "DRILL: evacuation exercise".into(),
-        body: "This is a drill.".into(),
-        level: Level::III,
-        category: Category::Natural,
-        drill: true,
-        targets: Targets {
-            codes: vec![prefix.clone()],
-            roles: vec![],
-        },
-        ack_within_s: Some(300),
-    };
-    let issued = Instant::now();
-    let _ = go_tx.send(issued);
-    let created = console.activate(&req).await.context("issuing the drill")?;
-    println!(
-        "issued {} to {} recipients ({} online) in {:.1}ms",
-        created.id,
-        created.recipients,
-        created.online,
-        issued.elapsed().as_secs_f64() * 1e3
-    );
-    let (mut received, mut acked) = (Vec::new(), Vec::new());
-    // Every connected phone is a recipient and acks; `online` is the hub's own count.
-    while acked.len() < ready {
-        match tokio::time::timeout(deadline, rx.recv()).await {
-            Ok(Some(Event::Received(d))) => received.push(d),
-            Ok(Some(Event::Acked(d))) => acked.push(d),
-            Ok(Some(Event::Ready)) => {}
-            _ => break,
-        }
-    }
-    summary("received", received);
-    summary("ack ok", acked);
-    let d = console.incident(&created.id).await?;
-    println!(
-        "hub counts: accepted {} of {}",
-        d.counts.accepted,
-        d.counts.total()
-    );
     Ok(())
+}
+
+/// Waits until a node has the registry of `people` staff (cluster notification).
+async fn wait_for_registry(hub: &str, token: &str, people: usize) -> anyhow::Result<()> {
+    let c = ConsoleClient::new(hub, token);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc: RegistryDoc = c.get("/v1/registry").await?;
+        if doc.staff.len() == people {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{hub} did not take the new registry in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,0 +1,463 @@
+//! The drill and load generator behind `gridcast-drill`: simulated phones on WebSocket
+//! and MQTT, one drill activation, every delivery timed in an HDR histogram.
+//!
+//! It talks only to the hubs and broker it is given, opens a bounded number of
+//! connections, and stops by itself (`timeout`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use gridcast_clients::console::ConsoleClient;
+use gridcast_clients::lead::LeadClient;
+use gridcast_hub::auth::{Auth, Claims, TokenRole};
+use gridcast_protocol::api::CreateIncident;
+use gridcast_protocol::frame::{ClientFrame, ServerFrame, Targets};
+use gridcast_protocol::model::Response;
+use gridcast_protocol::registry::RegistryDoc;
+use gridcast_protocol::{Category, Level, Target};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+pub mod baseline;
+pub mod mqtt;
+
+/// What a fan-out drill does.
+#[derive(Debug, Clone)]
+pub struct FanoutOpts {
+    /// Hub base URLs; phones are spread over them, API calls go to the first.
+    pub hubs: Vec<String>,
+    /// A token with the whole city in scope.
+    pub admin_token: String,
+    /// The hubs' HS256 key, to mint the phones' tokens.
+    pub jwt_secret: String,
+    /// Area to drill.
+    pub prefix: Target,
+    /// Most phones.
+    pub leads: usize,
+    /// Broker `host:port` for the MQTT share.
+    pub mqtt: Option<(String, u16)>,
+    /// Share of phones on MQTT (0..=1).
+    pub mqtt_share: f64,
+    /// Human-like delay before an ack: uniform in this range (ms).
+    pub ack_delay_ms: (u64, u64),
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// The hub's process id, to read its RSS and CPU from /proc.
+    pub hub_pid: Option<u32>,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th.
+    pub p90: f64,
+    /// 99th.
+    pub p99: f64,
+    /// Worst.
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// The result of a fan-out drill (the JSON keys are part of the tool's contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    /// Recipients of the drill activation.
+    pub recipients: usize,
+    /// Phones connected and synced before the drill.
+    pub connected: usize,
+    /// Of those, over MQTT.
+    pub connected_mqtt: usize,
+    /// Phones that got the activation.
+    pub delivered: usize,
+    /// Phones whose ack was answered `ok`.
+    pub acked: usize,
+    /// From the POST to each phone having the frame.
+    pub delivery_ms: Percentiles,
+    /// From the POST to the last delivery.
+    pub last_delivery_ms: f64,
+    /// From the POST to the last `ok` for an ack.
+    pub last_ack_ms: f64,
+    /// Phones connected and synced per second.
+    pub connect_per_s: f64,
+    /// Phones that failed (connect, sync, timeout, refused ack).
+    pub errors: usize,
+    /// The hub's resident memory after the drill, if its pid was given.
+    pub hub_rss_mb: Option<f64>,
+    /// The hub's CPU seconds during the drill (issue to last ack), if its pid was given.
+    pub hub_cpu_s: Option<f64>,
+    /// The incident.
+    pub incident: String,
+}
+
+/// Reads a process's resident memory (MiB) and CPU time (s) from /proc.
+pub fn proc_usage(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces): utime is 14th, stime 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some((rss_kb / 1024.0, ticks / 100.0))
+}
+
+/// A tiny deterministic generator for human-like delays (no dependency needed).
+pub fn delay_for(i: usize, (lo, hi): (u64, u64)) -> Duration {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    Duration::from_millis(lo + if hi > lo { x % (hi - lo + 1) } else { 0 })
+}
+
+/// The staff of the registry with an assignment inside `prefix`, at most `n`.
+pub fn leads_in(doc: &RegistryDoc, prefix: &Target, n: usize) -> Vec<(String, Vec<String>)> {
+    doc.staff
+        .iter()
+        .filter(|s| s.assignments.iter().any(|a| prefix.covers(&a.grid)))
+        .take(n)
+        .map(|s| {
+            let mut grids: Vec<String> = s.assignments.iter().map(|a| a.grid.clone()).collect();
+            grids.dedup();
+            (s.id.clone(), grids)
+        })
+        .collect()
+}
+
+/// Mints a lead token.
+pub fn lead_token(auth: &Auth, lead: &str) -> String {
+    let exp = gridcast_hub::now_ms() / 1000 + 3600;
+    auth.sign(&Claims {
+        sub: lead.into(),
+        role: TokenRole::Lead,
+        scope: String::new(),
+        exp,
+    })
+}
+
+/// What a phone reports.
+#[derive(Debug)]
+pub enum Event {
+    /// Connected and synced.
+    Ready(bool),
+    /// Got the drill.
+    Received(Duration),
+    /// Its ack was answered `ok`.
+    Acked(Duration),
+    /// Gave up.
+    Failed(String),
+}
+
+/// Connection attempts in flight at once (a ramp, not a single SYN flood), and how
+/// often a phone tries before it counts as failed (phones retry, with backoff).
+const CONNECTING_AT_ONCE: usize = 256;
+const CONNECT_TRIES: u32 = 5;
+
+/// Connects and syncs a WebSocket phone, retrying like a phone does.
+async fn ws_connect(url: &str, token: &str, gate: &tokio::sync::Semaphore) -> Option<LeadClient> {
+    for attempt in 1..=CONNECT_TRIES {
+        let tried = async {
+            let _slot = gate.acquire().await.ok()?;
+            let (mut c, _) = LeadClient::connect(url, token).await.ok()?;
+            c.sync().await.ok()?;
+            Some(c)
+        };
+        if let Some(c) = tried.await {
+            return Some(c);
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+    None
+}
+
+/// One WebSocket phone: sync, wait for the drill, receipt, ack after a delay.
+async fn ws_phone(
+    url: String,
+    token: String,
+    delay: Duration,
+    tx: mpsc::Sender<Event>,
+    mut go: watch::Receiver<Option<Instant>>,
+    gate: Arc<tokio::sync::Semaphore>,
+) {
+    let run = async {
+        let mut c = ws_connect(&url, &token, &gate).await?;
+        tx.send(Event::Ready(false)).await.ok()?;
+        let issued = loop {
+            if let Some(t) = *go.borrow_and_update() {
+                break t;
+            }
+            go.changed().await.ok()?;
+        };
+        loop {
+            if let ServerFrame::Incident { incident, .. } = c.next().await.ok()?
+                && incident.drill
+            {
+                tx.send(Event::Received(issued.elapsed())).await.ok()?;
+                let receipt = ClientFrame::Receipt {
+                    incident: incident.id.clone(),
+                    rev: incident.rev,
+                    reference: None,
+                };
+                c.send(&receipt).await.ok()?;
+                tokio::time::sleep(delay).await; // the person reading and answering
+                let ack = ClientFrame::Ack {
+                    incident: incident.id,
+                    response: Response::Accept,
+                    note: None,
+                    reference: Some("a".into()),
+                };
+                let (res, _) = c.request(&ack).await.ok()?;
+                res.ok()?;
+                tx.send(Event::Acked(issued.elapsed())).await.ok()?;
+                c.close().await;
+                return Some(());
+            }
+        }
+    };
+    if run.await.is_none() {
+        let _ = tx.send(Event::Failed("websocket phone".into())).await;
+    }
+}
+
+/// Runs one fan-out drill. See the crate docs.
+pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
+    let console = ConsoleClient::new(&opts.hubs[0], &opts.admin_token);
+    let registry: RegistryDoc = console
+        .get("/v1/registry")
+        .await
+        .context("reading the registry")?;
+    let leads = leads_in(&registry, &opts.prefix, opts.leads);
+    if leads.is_empty() {
+        bail!("no lead has an assignment under {}", opts.prefix);
+    }
+    let auth = Auth::new(opts.jwt_secret.as_bytes());
+    let urls: Vec<String> = opts
+        .hubs
+        .iter()
+        .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
+        .collect();
+    let mqtt_every = if opts.mqtt.is_some() && opts.mqtt_share > 0.0 {
+        (1.0 / opts.mqtt_share).round().max(1.0) as usize
+    } else {
+        usize::MAX
+    };
+    let (tx, mut rx) = mpsc::channel(leads.len() * 3 + 16);
+    let (go_tx, go_rx) = watch::channel(None);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(CONNECTING_AT_ONCE));
+    for (i, (id, grids)) in leads.iter().enumerate() {
+        let token = lead_token(&auth, id);
+        let delay = delay_for(i, opts.ack_delay_ms);
+        let (tx, go) = (tx.clone(), go_rx.clone());
+        if i % mqtt_every == mqtt_every - 1
+            && let Some((host, port)) = &opts.mqtt
+        {
+            let phone = mqtt::Phone {
+                host: host.clone(),
+                port: *port,
+                lead: id.clone(),
+                grids: grids.clone(),
+                token,
+                delay,
+            };
+            tasks.spawn(phone.run(tx, go, gate.clone()));
+        } else {
+            let url = urls[i % urls.len()].clone();
+            tasks.spawn(ws_phone(url, token, delay, tx, go, gate.clone()));
+        }
+    }
+    drop(tx);
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let (mut ready, mut ready_mqtt, mut errors) = (0, 0, 0);
+    let mut last_progress = Instant::now();
+    while ready + errors < leads.len() {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Ready(mqtt))) => {
+                ready += 1;
+                ready_mqtt += usize::from(mqtt);
+            }
+            Ok(Some(Event::Failed(why))) => {
+                errors += 1;
+                if errors == 1 {
+                    eprintln!("a phone failed to connect: {why}");
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => bail!(
+                "only {ready} of {} phones connected before the timeout ({errors} failed)",
+                leads.len()
+            ),
+        }
+        if opts.progress && last_progress.elapsed() > Duration::from_millis(500) {
+            eprintln!(
+                "connecting: {ready}/{} synced, {errors} failed",
+                leads.len()
+            );
+            last_progress = Instant::now();
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    let cpu_before = opts.hub_pid.and_then(proc_usage).map(|(_, cpu)| cpu);
+    let req = CreateIncident {
+        title: "DRILL: evacuation exercise".into(),
+        body: "This is a drill.".into(),
+        level: Level::III,
+        category: Category::Natural,
+        drill: true,
+        targets: Targets {
+            codes: vec![opts.prefix.clone()],
+            roles: vec![],
+        },
+        ack_within_s: Some(600),
+    };
+    let issued = Instant::now();
+    let _ = go_tx.send(Some(issued));
+    let created = console.activate(&req).await.context("issuing the drill")?;
+    let mut hist =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
+    let (mut delivered, mut acked, mut failed) = (0, 0, 0);
+    let (mut last_delivery, mut last_ack) = (Duration::ZERO, Duration::ZERO);
+    while acked + failed < ready {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Received(d))) => {
+                delivered += 1;
+                last_delivery = last_delivery.max(d);
+                let _ = hist.record((d.as_micros() as u64).max(1));
+            }
+            Ok(Some(Event::Acked(d))) => {
+                acked += 1;
+                last_ack = last_ack.max(d);
+            }
+            Ok(Some(Event::Failed(_))) => failed += 1,
+            Ok(Some(Event::Ready(_))) => {}
+            Ok(None) | Err(_) => break,
+        }
+        if opts.progress && last_progress.elapsed() > Duration::from_millis(500) {
+            eprintln!("drill: {delivered}/{ready} delivered, {acked} acked, {failed} failed");
+            last_progress = Instant::now();
+        }
+    }
+    tasks.abort_all();
+    let usage = opts.hub_pid.and_then(proc_usage);
+    Ok(FanoutReport {
+        recipients: created.recipients,
+        connected: ready,
+        connected_mqtt: ready_mqtt,
+        delivered,
+        acked,
+        delivery_ms: Percentiles::of(&hist),
+        last_delivery_ms: last_delivery.as_secs_f64() * 1e3,
+        last_ack_ms: last_ack.as_secs_f64() * 1e3,
+        connect_per_s: ready as f64 / connect_s.max(1e-9),
+        // Connect failures, and phones that never saw their ack answered.
+        errors: errors + ready.saturating_sub(acked),
+        hub_rss_mb: usage.map(|(rss, _)| rss),
+        hub_cpu_s: match (usage, cpu_before) {
+            (Some((_, after)), Some(before)) => Some(after - before),
+            _ => None,
+        },
+        incident: created.id,
+    })
+}
+
+/// Counts that outlive a phone task (for the storm scenario).
+#[derive(Default)]
+pub struct Counters {
+    /// Phones synced.
+    pub synced: AtomicUsize,
+    /// Incident frames seen in syncs.
+    pub recovered: AtomicUsize,
+    /// Microseconds of the slowest sync.
+    pub slowest_us: AtomicU64,
+}
+
+/// Reconnect storm: `leads` phones connect and sync, then all drop at once and
+/// reconnect; returns (seconds until all are synced again, incidents recovered in the
+/// syncs, errors).
+pub async fn storm(
+    url: &str,
+    auth: &Auth,
+    leads: &[(String, Vec<String>)],
+    timeout: Duration,
+) -> anyhow::Result<(f64, usize, usize)> {
+    let connect_all = |counters: Arc<Counters>| {
+        let mut set = tokio::task::JoinSet::new();
+        for (id, _) in leads {
+            let (url, token, counters) = (url.to_owned(), lead_token(auth, id), counters.clone());
+            set.spawn(async move {
+                let t = Instant::now();
+                let (mut c, _) = LeadClient::connect(&url, &token).await.ok()?;
+                let sync = c.sync().await.ok()?;
+                counters.synced.fetch_add(1, Relaxed);
+                counters.recovered.fetch_add(
+                    sync.iter()
+                        .filter(|f| matches!(f, ServerFrame::Incident { .. }))
+                        .count(),
+                    Relaxed,
+                );
+                counters
+                    .slowest_us
+                    .fetch_max(t.elapsed().as_micros() as u64, Relaxed);
+                Some(c)
+            });
+        }
+        set
+    };
+    let first = Arc::new(Counters::default());
+    let mut set = connect_all(first.clone());
+    let mut phones = Vec::new();
+    while let Some(r) = tokio::time::timeout(timeout, set.join_next())
+        .await
+        .context("initial connect timed out")?
+    {
+        if let Ok(Some(c)) = r {
+            phones.push(c);
+        }
+    }
+    // Everyone drops at once (as after a hub restart or a network blip) ...
+    drop(phones);
+    let again = Arc::new(Counters::default());
+    let t = Instant::now();
+    let mut set = connect_all(again.clone());
+    let mut errors = 0;
+    while let Some(r) = tokio::time::timeout(timeout, set.join_next())
+        .await
+        .context("reconnect storm timed out")?
+    {
+        if !matches!(r, Ok(Some(_))) {
+            errors += 1;
+        }
+    }
+    Ok((
+        t.elapsed().as_secs_f64(),
+        again.recovered.load(Relaxed),
+        errors,
+    ))
+}

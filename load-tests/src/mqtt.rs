@@ -1,0 +1,193 @@
+//! A simulated phone on MQTT: will + retained presence, its lead and grid topics,
+//! `hello` for the sync, then receipt and ack for the drill over the up topic.
+
+use std::time::{Duration, Instant};
+
+use gridcast_protocol::frame::{ClientFrame, ServerFrame};
+use gridcast_protocol::model::Response;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
+use tokio::sync::{mpsc, watch};
+
+use crate::Event;
+
+/// One MQTT phone.
+pub struct Phone {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Lead id.
+    pub lead: String,
+    /// Its grids (topics it reads).
+    pub grids: Vec<String>,
+    /// Its token for `hello`.
+    pub token: String,
+    /// Before answering.
+    pub delay: Duration,
+}
+
+enum In {
+    Connected,
+    Subscribed,
+    Frame(ServerFrame),
+}
+
+impl Phone {
+    /// Runs the phone, reporting to `tx`; `gate` bounds connection attempts in flight.
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<Event>,
+        go: watch::Receiver<Option<Instant>>,
+        gate: std::sync::Arc<tokio::sync::Semaphore>,
+    ) {
+        if self.drive(&tx, go, &gate).await.is_none() {
+            let _ = tx
+                .send(Event::Failed(format!("mqtt phone {}", self.lead)))
+                .await;
+        }
+    }
+
+    async fn drive(
+        &self,
+        tx: &mpsc::Sender<Event>,
+        mut go: watch::Receiver<Option<Instant>>,
+        gate: &tokio::sync::Semaphore,
+    ) -> Option<()> {
+        // Connecting (until synced) holds a slot; rumqttc itself reconnects on failure.
+        let slot = gate.acquire().await.ok()?;
+        let mut o = MqttOptions::new(format!("drill-{}", self.lead), &self.host, self.port);
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_last_will(LastWill::new(
+                format!("gridcast/v1/presence/{}", self.lead),
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+                None,
+            ));
+        let (client, mut eventloop) = AsyncClient::new(o, 64);
+        let (itx, mut irx) = mpsc::channel(256);
+        let pump = tokio::spawn(async move {
+            loop {
+                let m = match eventloop.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => In::Connected,
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => In::Subscribed,
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        match serde_json::from_slice(&p.payload) {
+                            Ok(f) => In::Frame(f),
+                            Err(_) => continue,
+                        }
+                    }
+                    Ok(_) => continue,
+                    // Like a phone: try again (the drill's timeout bounds it).
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                if itx.send(m).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let result = async {
+            let up = format!("gridcast/v1/up/{}", self.lead);
+            let send = |f: &ClientFrame| {
+                let (client, up) = (client.clone(), up.clone());
+                let payload = serde_json::to_vec(f).unwrap_or_default();
+                async move {
+                    client
+                        .publish(up, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .ok()
+                }
+            };
+            while !matches!(irx.recv().await?, In::Connected) {}
+            client
+                .publish(
+                    format!("gridcast/v1/presence/{}", self.lead),
+                    QoS::AtLeastOnce,
+                    true,
+                    "online",
+                )
+                .await
+                .ok()?;
+            let mut topics = vec![format!("gridcast/v1/lead/{}", self.lead)];
+            topics.extend(self.grids.iter().map(|g| format!("gridcast/v1/grid/{g}")));
+            for t in &topics {
+                client.subscribe(t, QoS::AtLeastOnce).await.ok()?;
+            }
+            let mut acks = 0;
+            while acks < topics.len() {
+                if matches!(irx.recv().await?, In::Subscribed) {
+                    acks += 1;
+                }
+            }
+            send(&ClientFrame::Hello {
+                token: self.token.clone(),
+                client: None,
+            })
+            .await?;
+            loop {
+                if let In::Frame(ServerFrame::Synced) = irx.recv().await? {
+                    break;
+                }
+            }
+            drop(slot);
+            tx.send(Event::Ready(true)).await.ok()?;
+            let issued = loop {
+                if let Some(t) = *go.borrow_and_update() {
+                    break t;
+                }
+                go.changed().await.ok()?;
+            };
+            let incident = loop {
+                if let In::Frame(ServerFrame::Incident { incident, .. }) = irx.recv().await?
+                    && incident.drill
+                {
+                    break incident;
+                }
+            };
+            tx.send(Event::Received(issued.elapsed())).await.ok()?;
+            send(&ClientFrame::Receipt {
+                incident: incident.id.clone(),
+                rev: incident.rev,
+                reference: None,
+            })
+            .await?;
+            tokio::time::sleep(self.delay).await;
+            send(&ClientFrame::Ack {
+                incident: incident.id,
+                response: Response::Accept,
+                note: None,
+                reference: Some("a".into()),
+            })
+            .await?;
+            loop {
+                match irx.recv().await? {
+                    In::Frame(ServerFrame::Ok { reference }) if reference == "a" => break,
+                    In::Frame(ServerFrame::Error {
+                        reference: Some(r), ..
+                    }) if r == "a" => return None,
+                    _ => {}
+                }
+            }
+            tx.send(Event::Acked(issued.elapsed())).await.ok()?;
+            // Leaving cleanly fires no will: say offline first.
+            let _ = client
+                .publish(
+                    format!("gridcast/v1/presence/{}", self.lead),
+                    QoS::AtLeastOnce,
+                    true,
+                    "offline",
+                )
+                .await;
+            let _ = client.disconnect().await;
+            Some(())
+        }
+        .await;
+        pump.abort();
+        result
+    }
+}
