@@ -51,12 +51,16 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
     }
 }
 
-/// Connects `n` clients to a baseline server at `url` and broadcasts once: the delivery
-/// time of every client, measured from the `go`.
-pub async fn run(url: &str, n: usize, timeout: Duration) -> anyhow::Result<(Vec<Duration>, f64)> {
+/// Baseline clients, connected.
+pub type Clients = Vec<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+/// Connects `n` clients to a baseline server at `url`; returns them and the connect rate.
+pub async fn connect(url: &str, n: usize) -> anyhow::Result<(Clients, f64)> {
     let started = Instant::now();
     let mut clients = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
         let mut set = tokio::task::JoinSet::new();
         for _ in chunk {
             let url = url.to_owned();
@@ -71,6 +75,12 @@ pub async fn run(url: &str, n: usize, timeout: Duration) -> anyhow::Result<(Vec<
         }
     }
     let connect_per_s = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    Ok((clients, connect_per_s))
+}
+
+/// Broadcasts once: the delivery time of every client, measured from the `go`.
+pub async fn broadcast(clients: Clients, timeout: Duration) -> anyhow::Result<Vec<Duration>> {
+    let n = clients.len();
     let go = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     let mut first = true;
@@ -96,5 +106,5 @@ pub async fn run(url: &str, n: usize, timeout: Duration) -> anyhow::Result<(Vec<
             times.push(d);
         }
     }
-    Ok((times, connect_per_s))
+    Ok(times)
 }

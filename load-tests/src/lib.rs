@@ -105,6 +105,9 @@ pub struct FanoutReport {
     pub hub_rss_mb: Option<f64>,
     /// The hub's CPU seconds during the drill (issue to last ack), if its pid was given.
     pub hub_cpu_s: Option<f64>,
+    /// The hub's CPU seconds from the issue to the last delivery (receipts arriving
+    /// meanwhile included), if its pid was given.
+    pub hub_cpu_fanout_s: Option<f64>,
     /// The incident.
     pub incident: String,
 }
@@ -343,6 +346,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
     let mut hist =
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
     let (mut delivered, mut acked, mut failed) = (0, 0, 0);
+    let mut cpu_at_delivery = None;
     let (mut last_delivery, mut last_ack) = (Duration::ZERO, Duration::ZERO);
     while acked + failed < ready {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -350,6 +354,9 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
                 delivered += 1;
                 last_delivery = last_delivery.max(d);
                 let _ = hist.record((d.as_micros() as u64).max(1));
+                if delivered == ready {
+                    cpu_at_delivery = opts.hub_pid.and_then(proc_usage).map(|(_, c)| c);
+                }
             }
             Ok(Some(Event::Acked(d))) => {
                 acked += 1;
@@ -383,6 +390,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
             (Some((_, after)), Some(before)) => Some(after - before),
             _ => None,
         },
+        hub_cpu_fanout_s: cpu_at_delivery.zip(cpu_before).map(|(a, b)| a - b),
         incident: created.id,
     })
 }

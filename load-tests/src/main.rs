@@ -152,6 +152,9 @@ fn print_fanout(r: &FanoutReport) {
     if let (Some(rss), Some(cpu)) = (r.hub_rss_mb, r.hub_cpu_s) {
         println!("hub             {rss:.1} MiB RSS, {cpu:.2} s CPU for the drill");
     }
+    if let Some(cpu) = r.hub_cpu_fanout_s {
+        println!("hub fan-out     {cpu:.2} s CPU from the issue to the last delivery");
+    }
 }
 
 #[tokio::main]
@@ -253,13 +256,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .next_line()
                 .await?
                 .context("baseline server did not start")?;
+            let (clients, connect_per_s) =
+                baseline::connect(&format!("ws://{addr}"), leads).await?;
             let before = pid.and_then(gridcast_load_tests::proc_usage);
-            let (times, connect_per_s) = baseline::run(
-                &format!("ws://{addr}"),
-                leads,
-                Duration::from_secs(timeout_s),
-            )
-            .await?;
+            let times = baseline::broadcast(clients, Duration::from_secs(timeout_s)).await?;
             let after = pid.and_then(gridcast_load_tests::proc_usage);
             let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
             for t in &times {
@@ -277,9 +277,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 q(0.99),
                 h.max() as f64 / 1000.0
             );
-            if let (Some((rss, c0)), Some((_, c1))) = (before, after) {
+            if let (Some((_, c0)), Some((rss, c1))) = (before, after) {
                 println!(
-                    "server          {rss:.1} MiB RSS, {:.2} s CPU for the broadcast",
+                    "server          {rss:.1} MiB RSS with {} connections, {:.2} s CPU for the broadcast",
+                    times.len(),
                     c1 - c0
                 );
             }

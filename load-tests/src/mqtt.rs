@@ -31,7 +31,7 @@ pub struct Phone {
 enum In {
     Connected,
     Subscribed,
-    Frame(ServerFrame),
+    Frame(Box<ServerFrame>),
 }
 
 impl Phone {
@@ -75,7 +75,7 @@ impl Phone {
                     Ok(MqttEvent::Incoming(Packet::SubAck(_))) => In::Subscribed,
                     Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                         match serde_json::from_slice(&p.payload) {
-                            Ok(f) => In::Frame(f),
+                            Ok(f) => In::Frame(Box::new(f)),
                             Err(_) => continue,
                         }
                     }
@@ -130,7 +130,9 @@ impl Phone {
             })
             .await?;
             loop {
-                if let In::Frame(ServerFrame::Synced) = irx.recv().await? {
+                if let In::Frame(f) = irx.recv().await?
+                    && matches!(*f, ServerFrame::Synced)
+                {
                     break;
                 }
             }
@@ -143,7 +145,8 @@ impl Phone {
                 go.changed().await.ok()?;
             };
             let incident = loop {
-                if let In::Frame(ServerFrame::Incident { incident, .. }) = irx.recv().await?
+                if let In::Frame(f) = irx.recv().await?
+                    && let ServerFrame::Incident { incident, .. } = *f
                     && incident.drill
                 {
                     break incident;
@@ -165,11 +168,14 @@ impl Phone {
             })
             .await?;
             loop {
-                match irx.recv().await? {
-                    In::Frame(ServerFrame::Ok { reference }) if reference == "a" => break,
-                    In::Frame(ServerFrame::Error {
+                let In::Frame(f) = irx.recv().await? else {
+                    continue;
+                };
+                match *f {
+                    ServerFrame::Ok { reference } if reference == "a" => break,
+                    ServerFrame::Error {
                         reference: Some(r), ..
-                    }) if r == "a" => return None,
+                    } if r == "a" => return None,
                     _ => {}
                 }
             }
