@@ -60,19 +60,20 @@ pub type Clients = Vec<
 pub async fn connect(url: &str, n: usize) -> anyhow::Result<(Clients, f64)> {
     let started = Instant::now();
     let mut clients = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in chunk {
-            let url = url.to_owned();
-            set.spawn(async move {
-                tokio_tungstenite::connect_async_with_config(url, Some(config()), true)
-                    .await
-                    .map(|(ws, _)| ws)
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            clients.push(r?.context("baseline client connect")?);
-        }
+    // The same ramp as the drill's phones: 256 connection attempts in flight.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (url, gate) = (url.to_owned(), gate.clone());
+        set.spawn(async move {
+            let _slot = gate.acquire().await;
+            tokio_tungstenite::connect_async_with_config(url, Some(config()), true)
+                .await
+                .map(|(ws, _)| ws)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        clients.push(r?.context("baseline client connect")?);
     }
     let connect_per_s = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
     Ok((clients, connect_per_s))

@@ -103,6 +103,11 @@ pub struct FanoutReport {
     pub errors: usize,
     /// The hub's resident memory after the drill, if its pid was given.
     pub hub_rss_mb: Option<f64>,
+    /// Hub memory per connected, idle phone (KiB): RSS once all are synced minus RSS
+    /// before the first connected, over the phones, if its pid was given.
+    pub hub_kib_per_idle_phone: Option<f64>,
+    /// Acks answered `ok` per second, from the first to the last.
+    pub acks_per_s: f64,
     /// The hub's CPU seconds during the drill (issue to last ack), if its pid was given.
     pub hub_cpu_s: Option<f64>,
     /// The hub's CPU seconds from the issue to the last delivery (receipts arriving
@@ -270,6 +275,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
     } else {
         usize::MAX
     };
+    let rss_before = opts.hub_pid.and_then(proc_usage).map(|(rss, _)| rss);
     let (tx, mut rx) = mpsc::channel(leads.len() * 3 + 16);
     let (go_tx, go_rx) = watch::channel(None);
     let started = Instant::now();
@@ -327,7 +333,11 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         }
     }
     let connect_s = started.elapsed().as_secs_f64();
-    let cpu_before = opts.hub_pid.and_then(proc_usage).map(|(_, cpu)| cpu);
+    let idle = opts.hub_pid.and_then(proc_usage);
+    let cpu_before = idle.map(|(_, cpu)| cpu);
+    let kib_per_phone = idle
+        .zip(rss_before)
+        .map(|((rss, _), before)| (rss - before) * 1024.0 / ready.max(1) as f64);
     let req = CreateIncident {
         title: "DRILL: evacuation exercise".into(),
         body: "This is a drill.".into(),
@@ -348,6 +358,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
     let (mut delivered, mut acked, mut failed) = (0, 0, 0);
     let mut cpu_at_delivery = None;
     let (mut last_delivery, mut last_ack) = (Duration::ZERO, Duration::ZERO);
+    let mut first_ack = Duration::MAX;
     while acked + failed < ready {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(Event::Received(d))) => {
@@ -361,6 +372,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
             Ok(Some(Event::Acked(d))) => {
                 acked += 1;
                 last_ack = last_ack.max(d);
+                first_ack = first_ack.min(d);
             }
             Ok(Some(Event::Failed(_))) => failed += 1,
             Ok(Some(Event::Ready(_))) => {}
@@ -386,6 +398,12 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         // Connect failures, and phones that never saw their ack answered.
         errors: errors + ready.saturating_sub(acked),
         hub_rss_mb: usage.map(|(rss, _)| rss),
+        hub_kib_per_idle_phone: kib_per_phone,
+        acks_per_s: if acked > 1 {
+            (acked - 1) as f64 / last_ack.saturating_sub(first_ack).as_secs_f64().max(1e-9)
+        } else {
+            0.0
+        },
         hub_cpu_s: match (usage, cpu_before) {
             (Some((_, after)), Some(before)) => Some(after - before),
             _ => None,

@@ -148,9 +148,13 @@ fn print_fanout(r: &FanoutReport) {
     println!("delivery        {}", p(&r.delivery_ms));
     println!("last delivery   {:.1} ms", r.last_delivery_ms);
     println!("last ack        {:.1} ms", r.last_ack_ms);
+    println!("acks            {:.0}/s answered ok", r.acks_per_s);
     println!("errors          {}", r.errors);
     if let (Some(rss), Some(cpu)) = (r.hub_rss_mb, r.hub_cpu_s) {
         println!("hub             {rss:.1} MiB RSS, {cpu:.2} s CPU for the drill");
+    }
+    if let Some(k) = r.hub_kib_per_idle_phone {
+        println!("hub memory      {k:.1} KiB per connected idle phone");
     }
     if let Some(cpu) = r.hub_cpu_fanout_s {
         println!("hub fan-out     {cpu:.2} s CPU from the issue to the last delivery");
