@@ -62,12 +62,9 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("ws", peer = %addr);
             let tracker = hub.tracker.clone();
-            async move {
-                // Tracked so that shutdown waits for sessions (axum does not).
-                let _ = tracker
-                    .spawn(session(hub, socket, permit).instrument(span))
-                    .await;
-            }
+            // Tracked so that shutdown waits for sessions (axum does not); run in the
+            // upgrade's own task rather than a second one per session.
+            tracker.track_future(session(hub, socket, permit).instrument(span))
         })
 }
 
