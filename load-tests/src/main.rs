@@ -111,6 +111,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// Sustained load: K drill activations a second for T seconds to N phones.
+    Sustained {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Token with the whole city in scope.
+        #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Activations per second.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// For this many seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Reconnect storm: N phones connect, all drop at once, all reconnect and sync.
     Storm {
         #[command(flatten)]
@@ -294,6 +308,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let l = tokio::net::TcpListener::bind(&listen).await?;
             println!("{}", l.local_addr()?);
             baseline::serve(l).await?;
+        }
+        Command::Sustained {
+            hub,
+            admin_token,
+            rate,
+            seconds,
+        } => {
+            check_limit(hub.leads)?;
+            let opts = FanoutOpts {
+                hubs: hub.hub,
+                admin_token,
+                jwt_secret: hub.jwt_secret,
+                prefix: Target::parse(&hub.prefix).context("--prefix")?,
+                leads: hub.leads,
+                mqtt: None,
+                mqtt_share: 0.0,
+                ack_delay_ms: (0, 0),
+                timeout: Duration::from_secs(hub.timeout_s),
+                hub_pid: None,
+                progress: false,
+            };
+            let r = gridcast_load_tests::sustained(&opts, rate, seconds).await?;
+            let d = r.delivery_ms;
+            println!(
+                "sustained       {} activations at {:.1}/s to {} phones: {}/{} delivered",
+                r.activations, r.rate, r.connected, r.delivered, r.expected
+            );
+            println!(
+                "delivery        p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+                d.p50, d.p90, d.p99, d.max
+            );
+            if r.delivered < r.expected {
+                bail!("{} deliveries missing", r.expected - r.delivered);
+            }
         }
         Command::Storm { hub, admin_token } => {
             check_limit(hub.leads)?;
