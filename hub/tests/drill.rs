@@ -31,6 +31,7 @@ async fn a_drill_of_2000_phones_on_websocket_and_mqtt_reaches_and_records_everyo
         timeout: Duration::from_secs(120),
         hub_pid: None,
         progress: false,
+        kill: None,
     })
     .await
     .unwrap();

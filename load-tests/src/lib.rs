@@ -48,6 +48,8 @@ pub struct FanoutOpts {
     pub hub_pid: Option<u32>,
     /// Print progress to stderr.
     pub progress: bool,
+    /// Chaos: kill -9 this process once this share of the phones got the drill.
+    pub kill: Option<(u32, f64)>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -115,6 +117,8 @@ pub struct FanoutReport {
     pub hub_cpu_fanout_s: Option<f64>,
     /// The incident.
     pub incident: String,
+    /// Chaos: from the kill to the last ack, if a process was killed.
+    pub recovery_ms: Option<f64>,
 }
 
 /// Reads a process's resident memory (MiB) and CPU time (s) from /proc.
@@ -204,9 +208,40 @@ async fn ws_connect(url: &str, token: &str, gate: &tokio::sync::Semaphore) -> Op
     None
 }
 
-/// One WebSocket phone: sync, wait for the drill, receipt, ack after a delay.
+/// Connects and syncs, returning the sync's frames too.
+async fn connect_sync(
+    url: &str,
+    token: &str,
+    gate: &tokio::sync::Semaphore,
+) -> Option<(LeadClient, Vec<ServerFrame>)> {
+    let _slot = gate.acquire().await.ok()?;
+    let (mut c, _) = LeadClient::connect(url, token).await.ok()?;
+    let sync = c.sync().await.ok()?;
+    Some((c, sync))
+}
+
+/// The drill incident in a sync that still needs this phone's answer.
+fn unanswered(sync: &[ServerFrame]) -> Option<gridcast_protocol::frame::IncidentView> {
+    sync.iter().find_map(|f| match f {
+        ServerFrame::Incident { incident, me } if incident.drill => {
+            let answered = me.as_ref().is_some_and(|m| {
+                matches!(
+                    m.status,
+                    gridcast_protocol::Status::Accepted | gridcast_protocol::Status::Declined
+                )
+            });
+            (!answered).then(|| incident.clone())
+        }
+        _ => None,
+    })
+}
+
+/// One WebSocket phone: sync, wait for the drill, receipt, ack after a delay. When its
+/// node goes away it moves to the next node, as a phone behind a load balancer does,
+/// and finds the drill again in that node's sync.
 async fn ws_phone(
-    url: String,
+    urls: Arc<Vec<String>>,
+    start: usize,
     token: String,
     delay: Duration,
     tx: mpsc::Sender<Event>,
@@ -214,7 +249,7 @@ async fn ws_phone(
     gate: Arc<tokio::sync::Semaphore>,
 ) {
     let run = async {
-        let mut c = ws_connect(&url, &token, &gate).await?;
+        let mut c = ws_connect(&urls[start % urls.len()], &token, &gate).await?;
         tx.send(Event::Ready(false)).await.ok()?;
         let issued = loop {
             if let Some(t) = *go.borrow_and_update() {
@@ -222,29 +257,65 @@ async fn ws_phone(
             }
             go.changed().await.ok()?;
         };
+        let (mut node, mut moves) = (start, 0);
+        let mut from_sync = None;
+        let mut received = false;
         loop {
-            if let ServerFrame::Incident { incident, .. } = c.next().await.ok()?
-                && incident.drill
-            {
-                tx.send(Event::Received(issued.elapsed())).await.ok()?;
-                let receipt = ClientFrame::Receipt {
-                    incident: incident.id.clone(),
-                    rev: incident.rev,
-                    reference: None,
-                };
-                c.send(&receipt).await.ok()?;
-                tokio::time::sleep(delay).await; // the person reading and answering
-                let ack = ClientFrame::Ack {
-                    incident: incident.id,
-                    response: Response::Accept,
-                    note: None,
-                    reference: Some("a".into()),
-                };
-                let (res, _) = c.request(&ack).await.ok()?;
-                res.ok()?;
+            let live = match from_sync.take() {
+                Some(v) => Some(v),
+                None => loop {
+                    match c.next().await {
+                        Ok(ServerFrame::Incident { incident, .. }) if incident.drill => {
+                            break Some(incident);
+                        }
+                        Ok(_) => {}
+                        Err(_) => break None,
+                    }
+                },
+            };
+            let answered = match live {
+                Some(incident) => {
+                    if !received {
+                        received = true;
+                        tx.send(Event::Received(issued.elapsed())).await.ok()?;
+                        let receipt = ClientFrame::Receipt {
+                            incident: incident.id.clone(),
+                            rev: incident.rev,
+                            reference: None,
+                        };
+                        let _ = c.send(&receipt).await;
+                        tokio::time::sleep(delay).await; // the person reading and answering
+                    }
+                    let ack = ClientFrame::Ack {
+                        incident: incident.id,
+                        response: Response::Accept,
+                        note: None,
+                        reference: Some("a".into()),
+                    };
+                    matches!(c.request(&ack).await, Ok((Ok(()), _)))
+                }
+                None => false,
+            };
+            if answered {
                 tx.send(Event::Acked(issued.elapsed())).await.ok()?;
                 c.close().await;
                 return Some(());
+            }
+            // The node went away: the next one, and the drill from its sync.
+            loop {
+                moves += 1;
+                if moves > 10 {
+                    return None;
+                }
+                node += 1;
+                tokio::time::sleep(Duration::from_millis(100 * moves)).await;
+                if let Some((next, sync)) =
+                    connect_sync(&urls[node % urls.len()], &token, &gate).await
+                {
+                    c = next;
+                    from_sync = unanswered(&sync);
+                    break;
+                }
             }
         }
     };
@@ -265,11 +336,12 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         bail!("no lead has an assignment under {}", opts.prefix);
     }
     let auth = Auth::new(opts.jwt_secret.as_bytes());
-    let urls: Vec<String> = opts
-        .hubs
-        .iter()
-        .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
-        .collect();
+    let urls: Arc<Vec<String>> = Arc::new(
+        opts.hubs
+            .iter()
+            .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
+            .collect(),
+    );
     let mqtt_every = if opts.mqtt.is_some() && opts.mqtt_share > 0.0 {
         (1.0 / opts.mqtt_share).round().max(1.0) as usize
     } else {
@@ -298,8 +370,15 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
             };
             tasks.spawn(phone.run(tx, go, gate.clone()));
         } else {
-            let url = urls[i % urls.len()].clone();
-            tasks.spawn(ws_phone(url, token, delay, tx, go, gate.clone()));
+            tasks.spawn(ws_phone(
+                urls.clone(),
+                i,
+                token,
+                delay,
+                tx,
+                go,
+                gate.clone(),
+            ));
         }
     }
     drop(tx);
@@ -357,6 +436,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
     let (mut delivered, mut acked, mut failed) = (0, 0, 0);
     let mut cpu_at_delivery = None;
+    let mut killed_at: Option<Duration> = None;
     let (mut last_delivery, mut last_ack) = (Duration::ZERO, Duration::ZERO);
     let mut first_ack = Duration::MAX;
     while acked + failed < ready {
@@ -367,6 +447,18 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
                 let _ = hist.record((d.as_micros() as u64).max(1));
                 if delivered == ready {
                     cpu_at_delivery = opts.hub_pid.and_then(proc_usage).map(|(_, c)| c);
+                }
+                if let Some((pid, share)) = opts.kill
+                    && killed_at.is_none()
+                    && delivered as f64 >= share * ready as f64
+                {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .status();
+                    killed_at = Some(issued.elapsed());
+                    if opts.progress {
+                        eprintln!("chaos: killed {pid} after {delivered} deliveries");
+                    }
                 }
             }
             Ok(Some(Event::Acked(d))) => {
@@ -410,6 +502,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         },
         hub_cpu_fanout_s: cpu_at_delivery.zip(cpu_before).map(|(a, b)| a - b),
         incident: created.id,
+        recovery_ms: killed_at.map(|k| last_ack.saturating_sub(k).as_secs_f64() * 1e3),
     })
 }
 

@@ -94,6 +94,12 @@ enum Command {
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// Chaos: kill -9 this process (a cluster node) mid-drill ...
+        #[arg(long)]
+        kill_pid: Option<u32>,
+        /// ... once this share of the phones got the drill.
+        #[arg(long, default_value_t = 0.5)]
+        kill_after: f64,
     },
     /// The minimal broadcaster every figure is compared with (started as a child).
     Baseline {
@@ -170,6 +176,9 @@ fn print_fanout(r: &FanoutReport) {
     if let Some(k) = r.hub_kib_per_idle_phone {
         println!("hub memory      {k:.1} KiB per connected idle phone");
     }
+    if let Some(ms) = r.recovery_ms {
+        println!("chaos recovery  {ms:.0} ms from the kill to the last ack");
+    }
     if let Some(cpu) = r.hub_cpu_fanout_s {
         println!("hub fan-out     {cpu:.2} s CPU from the issue to the last delivery");
     }
@@ -209,6 +218,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ack_delay_ms,
             hub_pid,
             json,
+            kill_pid,
+            kill_after,
         } => {
             check_limit(hub.leads)?;
             if let Some(n) = city {
@@ -244,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout: Duration::from_secs(hub.timeout_s),
                 hub_pid,
                 progress: true,
+                kill: kill_pid.map(|p| (p, kill_after)),
             })
             .await?;
             print_fanout(&report);
@@ -328,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout: Duration::from_secs(hub.timeout_s),
                 hub_pid: None,
                 progress: false,
+                kill: None,
             };
             let r = gridcast_load_tests::sustained(&opts, rate, seconds).await?;
             let d = r.delivery_ms;
