@@ -329,6 +329,23 @@ impl Hub {
     }
 }
 
+/// Pending connections the listener queues (the kernel caps it at `somaxconn`): a
+/// reconnect storm of thousands of phones must not lose SYNs to a short queue (a lost
+/// SYN costs the phone a second before it retries).
+pub const LISTEN_BACKLOG: u32 = 8_192;
+
+/// Binds the hub's listener with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How long shutdown waits for sessions and tasks to finish.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 

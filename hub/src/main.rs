@@ -115,8 +115,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = gridcast_hub::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
