@@ -56,6 +56,9 @@ const PRESENCE_FLUSH_DELAY: Duration = Duration::from_millis(50);
 const STATUS_QUEUE: usize = 8_192;
 /// Most status updates in one pipeline.
 const STATUS_BATCH: usize = 512;
+/// Most failed publishes retried at once; beyond that the resync that follows a
+/// reconnect (or a missed probe) delivers them.
+const PUBLISH_RETRIES: usize = 64;
 /// How long a failed publish is retried.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(30);
 
@@ -126,6 +129,8 @@ pub struct Cluster {
     /// Status updates (a lead's new answer) waiting to be published in one pipeline.
     status_tx: mpsc::Sender<Message>,
     status_rx: Mutex<Option<mpsc::Receiver<Message>>>,
+    /// Bounds the publishes being retried in the background.
+    retrying: Arc<tokio::sync::Semaphore>,
     /// The other live nodes, as of the last heartbeat.
     live: Mutex<Vec<String>>,
     /// Highest `rev` of each active incident delivered to this node's sessions.
@@ -165,6 +170,7 @@ impl Cluster {
             subscribed_gen: watch::channel(0).0,
             reconcile: Notify::new(),
             live: Mutex::default(),
+            retrying: Arc::new(tokio::sync::Semaphore::new(PUBLISH_RETRIES)),
             seen: DashMap::new(),
             last_probe: AtomicU64::new(0),
             registry_ver: AtomicU64::new(registry_ver),
@@ -674,10 +680,17 @@ impl Cluster {
             Err(e) => tracing::warn!(error = %e, "cluster publish failed; retrying"),
         }
         self.metrics.cluster_publish_errors.fetch_add(1, Relaxed);
+        let Ok(permit) = self.retrying.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "too many publishes retrying; the resync after Redis returns delivers this one"
+            );
+            return 0;
+        };
         let shutdown = self.shutdown.clone();
         let metrics = self.metrics.clone();
         let store = self.store.clone();
         self.tracker.spawn(async move {
+            let _permit = permit;
             let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
             while tokio::time::Instant::now() < deadline {
                 tokio::select! {

@@ -202,16 +202,6 @@ impl Presence {
         reach
     }
 
-    /// `GET /v1/presence` for this node alone.
-    pub fn body(
-        &self,
-        prefix: &Target,
-        registry: &RegistryIndex,
-        with_leads: bool,
-    ) -> PresenceBody {
-        body(prefix, registry, with_leads, self.online())
-    }
-
     /// After a registry change: new assignments for leads still known, and the sessions
     /// of leads no longer in the registry ended with `code`.
     pub fn refresh(&self, registry: &RegistryIndex, code: u16) {

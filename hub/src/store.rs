@@ -87,6 +87,44 @@ impl IncidentMeta {
     }
 }
 
+impl IncidentMeta {
+    /// True when a lead's sync (and a resync) carries it: active, or closed at or after
+    /// `closed_since` (Unix ms).
+    pub fn in_sync_window(&self, closed_since: u64) -> bool {
+        match self.state {
+            IncidentState::Active => true,
+            IncidentState::Closed => self.closed_at.unwrap_or(0) >= closed_since,
+        }
+    }
+}
+
+/// The recipients of a new incident, all pending, and its `issued` timeline event.
+/// Shared by every store.
+pub fn issue_state(
+    meta: &IncidentMeta,
+    recipients: Vec<(String, GridCode, Role)>,
+) -> (Vec<RecipientState>, TimelineEvent) {
+    let rs: Vec<RecipientState> = recipients
+        .into_iter()
+        .map(|(lead, grid, role)| RecipientState {
+            lead,
+            grid,
+            role,
+            status: Status::Pending,
+            delivered_at: None,
+            acked_at: None,
+        })
+        .collect();
+    let issued = TimelineEvent {
+        at: rfc3339(meta.issued_at),
+        kind: "issued".into(),
+        actor: meta.issued_by.clone(),
+        lead: None,
+        detail: Some(format!("{} recipients", rs.len())),
+    };
+    (rs, issued)
+}
+
 /// A new incident, before the store gives it an id.
 #[derive(Debug, Clone)]
 pub struct NewIncident {

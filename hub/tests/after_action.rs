@@ -11,46 +11,7 @@ use gridcast_hub::clock::ManualClock;
 use gridcast_protocol::api::{AfterAction, Spread, Stats};
 use gridcast_protocol::frame::ClientFrame;
 use gridcast_protocol::model::Response;
-use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc};
 use support::*;
-
-const G1: &str = "3301060040051001";
-const G1_MICRO: &str = "3301060040051001001";
-const G2: &str = "3301060040051002";
-
-fn registry() -> RegistryDoc {
-    let grid = |code: &str, kind: Option<&str>| GridDoc {
-        code: code.into(),
-        name: code.into(),
-        kind: kind.map(str::to_owned),
-    };
-    let person = |id: &str, grid: &str, role: &str| StaffDoc {
-        id: id.into(),
-        name: id.into(),
-        phone: "13900000000".into(),
-        assignments: vec![AssignmentDoc {
-            grid: grid.into(),
-            role: role.into(),
-        }],
-    };
-    RegistryDoc {
-        grids: vec![
-            grid(G1, Some("community")),
-            grid(G1_MICRO, None),
-            grid(G2, Some("community")),
-        ],
-        staff: vec![
-            person("GL1", G1, "grid_lead"),
-            person("IN1", G1, "instructor"),
-            person("S1", G1_MICRO, "micro_lead"),
-            person("A1", G1, "full_time"),
-            person("GL2", G2, "grid_lead"),
-            person("IN2", G2, "instructor"),
-            person("S2", G2, "part_time"),
-        ],
-        task_kinds: vec![],
-    }
-}
 
 fn spread(n: usize, median: Option<u64>, p90: Option<u64>) -> Spread {
     Spread {
@@ -65,7 +26,7 @@ async fn the_after_action_report_matches_a_hand_computed_expectation() {
     let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
     let hub = TestHub::start_in(
         tmp_dir("after-action"),
-        Some(registry()),
+        Some(two_grid_city()),
         |_| {},
         clock.clone(),
     )

@@ -12,48 +12,9 @@ use gridcast_clients::lead::LeadClient;
 use gridcast_hub::clock::ManualClock;
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
 use gridcast_protocol::model::Response;
-use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc};
 use support::*;
 
-const G1: &str = "3301060040051001";
-const G1_MICRO: &str = "3301060040051001001";
-const G2: &str = "3301060040051002";
 const WAIT: Duration = Duration::from_secs(15);
-
-/// Two grids, one with a micro-grid; each grid has a lead and an instructor.
-fn registry() -> RegistryDoc {
-    let grid = |code: &str, kind: Option<&str>| GridDoc {
-        code: code.into(),
-        name: code.into(),
-        kind: kind.map(str::to_owned),
-    };
-    let person = |id: &str, grid: &str, role: &str| StaffDoc {
-        id: id.into(),
-        name: id.into(),
-        phone: "13900000000".into(),
-        assignments: vec![AssignmentDoc {
-            grid: grid.into(),
-            role: role.into(),
-        }],
-    };
-    RegistryDoc {
-        grids: vec![
-            grid(G1, Some("community")),
-            grid(G1_MICRO, None),
-            grid(G2, Some("community")),
-        ],
-        staff: vec![
-            person("GL1", G1, "grid_lead"),
-            person("IN1", G1, "instructor"),
-            person("S1", G1_MICRO, "micro_lead"),
-            person("A1", G1, "full_time"),
-            person("GL2", G2, "grid_lead"),
-            person("IN2", G2, "instructor"),
-            person("S2", G2, "part_time"),
-        ],
-        task_kinds: vec![],
-    }
-}
 
 fn activation_2s() -> gridcast_protocol::api::CreateIncident {
     let mut a = activation(
@@ -118,7 +79,7 @@ async fn a_silent_lead_is_renotified_then_escalated_to_its_grid_lead_instructor_
     let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
     let hub = TestHub::start_in(
         tmp_dir("escalation"),
-        Some(registry()),
+        Some(two_grid_city()),
         |_| {},
         clock.clone(),
     )
@@ -257,14 +218,14 @@ async fn a_silent_lead_is_renotified_then_escalated_to_its_grid_lead_instructor_
 async fn a_restart_between_two_steps_neither_loses_nor_repeats_a_step() {
     let dir = tmp_dir("escalation-restart");
     let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
-    let hub = TestHub::start_in(dir.clone(), Some(registry()), |_| {}, clock.clone()).await;
+    let hub = TestHub::start_in(dir.clone(), Some(two_grid_city()), |_| {}, clock.clone()).await;
     let created = hub.console("").activate(&activation_2s()).await.unwrap();
     clock.advance(2_000);
     wait_steps(&hub, &created.id, 3).await; // step 1 for S1, A1, S2 (nobody answered)
     hub.stop().await;
 
     // Restarted on the same data: the next step is due one window later, once.
-    let hub = TestHub::start_in(dir, Some(registry()), |_| {}, clock.clone()).await;
+    let hub = TestHub::start_in(dir, Some(two_grid_city()), |_| {}, clock.clone()).await;
     let mut all = phones(&hub, &["IN1", "IN2"]).await;
     clock.advance(2_000);
     wait_steps(&hub, &created.id, 6).await;
@@ -293,23 +254,15 @@ async fn a_restart_between_two_steps_neither_loses_nor_repeats_a_step() {
 async fn in_a_cluster_exactly_one_node_acts_on_each_step() {
     let redis = support::redis::RedisServer::start("escalation").await;
     let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
-    let mut nodes = Vec::new();
-    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-        let (url, id) = (redis.url(), name.to_owned());
-        let reg = (i == 0).then(registry);
-        let hub = TestHub::start_in(
-            tmp_dir(&format!("escalation-{}-{name}", redis.port)),
-            reg,
-            move |c| {
-                c.redis = Some(url);
-                c.node_id = Some(id);
-            },
+    let nodes = redis
+        .cluster(
+            "escalation",
+            &["a", "b", "c"],
+            two_grid_city(),
             clock.clone(),
+            |_| {},
         )
         .await;
-        ready_is(&hub.http(), true, WAIT).await;
-        nodes.push(hub);
-    }
     // GL1 on node b, GL2 on node c; the activation on a.
     let (mut gl1, _) = LeadClient::connect(&nodes[1].ws_url(), &lead_token("GL1"))
         .await
@@ -376,7 +329,7 @@ async fn task_steps(hub: &TestHub, id: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overdue_tasks_escalate_like_acks_until_done() {
     let clock = Arc::new(ManualClock::new(gridcast_hub::now_ms()));
-    let mut doc = registry();
+    let mut doc = two_grid_city();
     doc.task_kinds = vec![gridcast_protocol::registry::TaskKind {
         id: "evacuation".into(),
         name: "Evacuation".into(),

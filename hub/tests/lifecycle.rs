@@ -242,18 +242,15 @@ async fn updates_and_close_reach_every_recipient_on_one_node() {
 async fn updates_and_close_reach_every_recipient_across_cluster_nodes() {
     let redis = RedisServer::start("lifecycle").await;
     let doc = city(40);
-    let mut nodes = Vec::new();
-    for (i, name) in ["a", "b"].into_iter().enumerate() {
-        let (url, id) = (redis.url(), name.to_owned());
-        let reg = (i == 0).then(|| doc.clone());
-        let hub = TestHub::start(&format!("lifecycle-{}-{name}", redis.port), reg, move |c| {
-            c.redis = Some(url);
-            c.node_id = Some(id);
-        })
+    let nodes = redis
+        .cluster(
+            "lifecycle",
+            &["a", "b"],
+            doc.clone(),
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            |_| {},
+        )
         .await;
-        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
-        nodes.push(hub);
-    }
     let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
     update_and_close([&nodes[0].http(), &nodes[1].http()], &ws, &doc).await;
     for n in nodes {
@@ -386,18 +383,15 @@ async fn reports_are_stored_shown_and_promotable_on_one_node() {
 async fn reports_are_stored_shown_and_promotable_across_cluster_nodes() {
     let redis = RedisServer::start("reports").await;
     let doc = city(20);
-    let mut nodes = Vec::new();
-    for (i, name) in ["a", "b"].into_iter().enumerate() {
-        let (url, id) = (redis.url(), name.to_owned());
-        let reg = (i == 0).then(|| doc.clone());
-        let hub = TestHub::start(&format!("reports-{}-{name}", redis.port), reg, move |c| {
-            c.redis = Some(url);
-            c.node_id = Some(id);
-        })
+    let nodes = redis
+        .cluster(
+            "reports",
+            &["a", "b"],
+            doc.clone(),
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            |_| {},
+        )
         .await;
-        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
-        nodes.push(hub);
-    }
     reports_flow(
         [&nodes[0].http(), &nodes[1].http()],
         &nodes[0].ws_url(),
@@ -409,41 +403,18 @@ async fn reports_are_stored_shown_and_promotable_across_cluster_nodes() {
     }
 }
 
+/// G1 of [`two_grid_city`] with its micro-grid and three of its people (GL1, S1, A1),
+/// and one task kind.
 fn task_city() -> gridcast_protocol::registry::RegistryDoc {
-    use gridcast_protocol::registry::{AssignmentDoc, GridDoc, StaffDoc, TaskKind};
-    let g1 = "3301060040051001";
-    let person = |id: &str, grid: &str, role: &str| StaffDoc {
-        id: id.into(),
-        name: id.into(),
-        phone: "13900000000".into(),
-        assignments: vec![AssignmentDoc {
-            grid: grid.into(),
-            role: role.into(),
-        }],
-    };
-    gridcast_protocol::registry::RegistryDoc {
-        grids: vec![
-            GridDoc {
-                code: g1.into(),
-                name: "G1".into(),
-                kind: Some("community".into()),
-            },
-            GridDoc {
-                code: format!("{g1}001"),
-                name: "G1 micro".into(),
-                kind: None,
-            },
-        ],
-        staff: vec![
-            person("GL1", g1, "grid_lead"),
-            person("S1", &format!("{g1}001"), "micro_lead"),
-            person("A1", g1, "full_time"),
-        ],
-        task_kinds: vec![TaskKind {
-            id: "evacuation".into(),
-            name: "Evacuation".into(),
-        }],
-    }
+    let mut doc = two_grid_city();
+    doc.grids.retain(|g| g.code.starts_with(G1));
+    doc.staff
+        .retain(|p| ["GL1", "S1", "A1"].contains(&p.id.as_str()));
+    doc.task_kinds = vec![gridcast_protocol::registry::TaskKind {
+        id: "evacuation".into(),
+        name: "Evacuation".into(),
+    }];
+    doc
 }
 
 async fn next_task(c: &mut LeadClient) -> gridcast_protocol::frame::TaskView {
@@ -636,18 +607,15 @@ async fn tasks_first_accept_wins_and_block_close_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_first_accept_wins_and_block_close_across_cluster_nodes() {
     let redis = RedisServer::start("tasks").await;
-    let mut nodes = Vec::new();
-    for (i, name) in ["a", "b"].into_iter().enumerate() {
-        let (url, id) = (redis.url(), name.to_owned());
-        let reg = (i == 0).then(task_city);
-        let hub = TestHub::start(&format!("tasks-{}-{name}", redis.port), reg, move |c| {
-            c.redis = Some(url);
-            c.node_id = Some(id);
-        })
+    let nodes = redis
+        .cluster(
+            "tasks",
+            &["a", "b"],
+            task_city(),
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            |_| {},
+        )
         .await;
-        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
-        nodes.push(hub);
-    }
     let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
     tasks_flow([&nodes[0].http(), &nodes[1].http()], &ws).await;
     for n in nodes {

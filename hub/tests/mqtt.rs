@@ -597,23 +597,16 @@ async fn in_a_cluster_each_change_is_published_once_and_each_frame_handled_once(
     let redis = support::redis::RedisServer::start("mqtt-cluster").await;
     let broker = Mosquitto::start("cluster").await;
     let doc = city(5);
-    let mut nodes = Vec::new();
-    for (i, name) in ["a", "b"].into_iter().enumerate() {
-        let (r, m, id) = (redis.url(), broker.url(), name.to_owned());
-        let reg = (i == 0).then(|| doc.clone());
-        let hub = TestHub::start(
-            &format!("mqtt-cluster-{}-{name}", redis.port),
-            reg,
-            move |c| {
-                c.redis = Some(r);
-                c.mqtt = Some(m);
-                c.node_id = Some(id);
-            },
+    let m = broker.url();
+    let nodes = redis
+        .cluster(
+            "mqtt-cluster",
+            &["a", "b"],
+            doc.clone(),
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            move |c| c.mqtt = Some(m.clone()),
         )
         .await;
-        ready_is(&hub.http(), true, Duration::from_secs(20)).await;
-        nodes.push(hub);
-    }
     let lead = doc.staff[0].id.clone();
     let mut phone = mqtt_lead(&broker, &doc, &lead, true).await;
     wait_online(&nodes[1], 1).await;

@@ -5,7 +5,7 @@
 //! connections, and stops by itself (`timeout`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -513,8 +513,6 @@ pub struct Counters {
     pub synced: AtomicUsize,
     /// Incident frames seen in syncs.
     pub recovered: AtomicUsize,
-    /// Microseconds of the slowest sync.
-    pub slowest_us: AtomicU64,
 }
 
 /// Reconnect storm: `leads` phones connect and sync, then all drop at once and
@@ -531,7 +529,6 @@ pub async fn storm(
         for (id, _) in leads {
             let (url, token, counters) = (url.to_owned(), lead_token(auth, id), counters.clone());
             set.spawn(async move {
-                let t = Instant::now();
                 let (mut c, _) = LeadClient::connect(&url, &token).await.ok()?;
                 let sync = c.sync().await.ok()?;
                 counters.synced.fetch_add(1, Relaxed);
@@ -541,9 +538,6 @@ pub async fn storm(
                         .count(),
                     Relaxed,
                 );
-                counters
-                    .slowest_us
-                    .fetch_max(t.elapsed().as_micros() as u64, Relaxed);
                 Some(c)
             });
         }

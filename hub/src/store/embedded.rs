@@ -24,14 +24,13 @@ use gridcast_protocol::GridCode;
 use gridcast_protocol::api::{ReportView, TimelineEvent};
 use gridcast_protocol::model::{IncidentState, Role};
 use gridcast_protocol::registry::RegistryDoc;
-use gridcast_protocol::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_mark, apply_revision,
-    apply_task_update, mark_event, task_event, task_key,
+    apply_task_update, issue_state, mark_event, task_event, task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -222,33 +221,15 @@ impl State {
                 {
                     self.seq = self.seq.max(n);
                 }
-                let mut index = HashMap::with_capacity(recipients.len());
-                let rs: Vec<RecipientState> = recipients
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (lead, grid, role))| {
-                        self.by_lead
-                            .entry(lead.clone())
-                            .or_default()
-                            .push(meta.id.clone());
-                        index.insert(lead.clone(), i);
-                        RecipientState {
-                            lead,
-                            grid,
-                            role,
-                            status: gridcast_protocol::Status::Pending,
-                            delivered_at: None,
-                            acked_at: None,
-                        }
-                    })
-                    .collect();
-                let issued = TimelineEvent {
-                    at: rfc3339(meta.issued_at),
-                    kind: "issued".into(),
-                    actor: meta.issued_by.clone(),
-                    lead: None,
-                    detail: Some(format!("{} recipients", rs.len())),
-                };
+                let (rs, issued) = issue_state(&meta, recipients);
+                let mut index = HashMap::with_capacity(rs.len());
+                for (i, r) in rs.iter().enumerate() {
+                    self.by_lead
+                        .entry(r.lead.clone())
+                        .or_default()
+                        .push(meta.id.clone());
+                    index.insert(r.lead.clone(), i);
+                }
                 self.order.push(meta.id.clone());
                 self.incidents.insert(
                     meta.id.clone(),
@@ -884,10 +865,7 @@ impl Store for EmbeddedStore {
                 st.order
                     .iter()
                     .filter_map(|id| st.snapshot(id))
-                    .filter(|s| match s.meta.state {
-                        IncidentState::Active => true,
-                        IncidentState::Closed => s.meta.closed_at.unwrap_or(0) >= closed_since,
-                    })
+                    .filter(|s| s.meta.in_sync_window(closed_since))
                     .collect()
             }))
         })
@@ -922,10 +900,7 @@ impl Store for EmbeddedStore {
                 };
                 ids.iter()
                     .filter_map(|id| st.incidents.get(id))
-                    .filter(|e| match e.meta.state {
-                        IncidentState::Active => true,
-                        IncidentState::Closed => e.meta.closed_at.unwrap_or(0) >= closed_since,
-                    })
+                    .filter(|e| e.meta.in_sync_window(closed_since))
                     .filter_map(|e| {
                         e.index
                             .get(lead)

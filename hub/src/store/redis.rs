@@ -34,7 +34,6 @@ use std::collections::HashMap;
 use gridcast_protocol::api::{ReportView, TimelineEvent};
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::registry::RegistryDoc;
-use gridcast_protocol::time::rfc3339;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -42,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_revision,
-    apply_task_update, mark_event, task_event, task_key,
+    apply_task_update, issue_state, mark_event, task_event, task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -260,6 +259,22 @@ impl RedisStore {
         Ok(fresh)
     }
 
+    /// Ids of the active incidents and of those closed at or after `closed_since`.
+    async fn recent_ids(&self, closed_since: u64) -> Result<Vec<String>, StoreError> {
+        let mut c = self.connection();
+        let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
+            redis::pipe()
+                .smembers(ACTIVE)
+                .zrangebyscore(CLOSED, closed_since, "+inf")
+                .query_async(&mut c)
+                .await,
+        )?;
+        ids.extend(closed);
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// The registry stored and its version, read together.
     pub async fn load_registry_versioned(&self) -> Result<(u64, Option<RegistryDoc>), StoreError> {
         let mut c = self.connection();
@@ -336,25 +351,7 @@ impl Store for RedisStore {
             meta.id = format!("INC-{n:06}");
             meta.rev = 1;
             let id = meta.id.clone();
-            let recipients: Vec<RecipientState> = new
-                .recipients
-                .into_iter()
-                .map(|(lead, grid, role)| RecipientState {
-                    lead,
-                    grid,
-                    role,
-                    status: gridcast_protocol::Status::Pending,
-                    delivered_at: None,
-                    acked_at: None,
-                })
-                .collect();
-            let issued = TimelineEvent {
-                at: rfc3339(meta.issued_at),
-                kind: "issued".into(),
-                actor: meta.issued_by.clone(),
-                lead: None,
-                detail: Some(format!("{} recipients", recipients.len())),
-            };
+            let (recipients, issued) = issue_state(&meta, new.recipients);
             let fields: Vec<(String, String)> = recipients
                 .iter()
                 .enumerate()
@@ -517,22 +514,9 @@ impl Store for RedisStore {
 
     fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
         Box::pin(async move {
-            let mut c = self.connection();
-            let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
-                redis::pipe()
-                    .smembers(ACTIVE)
-                    .zrangebyscore(CLOSED, closed_since, "+inf")
-                    .query_async(&mut c)
-                    .await,
-            )?;
-            ids.extend(closed);
-            ids.sort();
-            ids.dedup();
+            let ids = self.recent_ids(closed_since).await?;
             let mut snaps = self.snapshots(&ids).await?;
-            snaps.retain(|s| match s.meta.state {
-                IncidentState::Active => true,
-                IncidentState::Closed => s.meta.closed_at.unwrap_or(0) >= closed_since,
-            });
+            snaps.retain(|s| s.meta.in_sync_window(closed_since));
             Ok(snaps)
         })
     }
@@ -565,17 +549,7 @@ impl Store for RedisStore {
         closed_since: u64,
     ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>> {
         Box::pin(async move {
-            let mut c = self.connection();
-            let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
-                redis::pipe()
-                    .smembers(ACTIVE)
-                    .zrangebyscore(CLOSED, closed_since, "+inf")
-                    .query_async(&mut c)
-                    .await,
-            )?;
-            ids.extend(closed);
-            ids.sort();
-            ids.dedup();
+            let ids = self.recent_ids(closed_since).await?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
@@ -583,6 +557,7 @@ impl Store for RedisStore {
             for id in &ids {
                 pipe.get(meta_key(id)).hget(recipients_key(id), lead);
             }
+            let mut c = self.connection();
             let raw: Vec<Option<String>> = self.seen(pipe.query_async(&mut c).await)?;
             let mut out = Vec::new();
             for pair in raw.chunks(2) {

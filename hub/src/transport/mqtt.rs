@@ -59,6 +59,8 @@ const OUTBOX_GRACE: Duration = Duration::from_secs(5);
 const WORKERS: usize = 4;
 /// Up frames waiting per worker.
 const WORKER_QUEUE: usize = 1_024;
+/// Up frames waiting in tasks when a worker queue is full.
+const OVERFLOW_TASKS: usize = 1_024;
 /// Requests the client may queue for the event loop.
 const CLIENT_QUEUE: usize = 10_000;
 
@@ -265,6 +267,7 @@ impl Mqtt {
         shards: Vec<mpsc::Sender<(String, Bytes)>>,
     ) {
         let mut backoff = Duration::from_millis(100);
+        let overflow = Arc::new(tokio::sync::Semaphore::new(OVERFLOW_TASKS));
         loop {
             let event = tokio::select! {
                 e = eventloop.poll() => e,
@@ -285,7 +288,9 @@ impl Mqtt {
                     self.connected.store(true, Relaxed);
                     tracing::info!("mqtt connected");
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => self.dispatch(&hub, p, &shards),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    self.dispatch(&hub, p, &shards, &overflow).await
+                }
                 Ok(_) => {}
                 Err(e) => {
                     if self.connected.swap(false, Relaxed) {
@@ -316,7 +321,13 @@ impl Mqtt {
         }
     }
 
-    fn dispatch(&self, hub: &Hub, p: Publish, shards: &[mpsc::Sender<(String, Bytes)>]) {
+    async fn dispatch(
+        &self,
+        hub: &Hub,
+        p: Publish,
+        shards: &[mpsc::Sender<(String, Bytes)>],
+        overflow: &Arc<tokio::sync::Semaphore>,
+    ) {
         let Ok(topic) = std::str::from_utf8(&p.topic) else {
             return;
         };
@@ -336,11 +347,20 @@ impl Mqtt {
             let shard = &shards[h.finish() as usize % shards.len()];
             let item = (lead.to_owned(), p.payload);
             if let Err(mpsc::error::TrySendError::Full(item)) = shard.try_send(item) {
-                // Never dropped, never blocking the event loop (keepalives).
-                let shard = shard.clone();
-                hub.tracker.spawn(async move {
-                    let _ = shard.send(item).await;
-                });
+                // Never dropped. A few waiting frames are handed to tasks so that the
+                // event loop keeps serving keepalives; past that it waits (backpressure).
+                match overflow.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let shard = shard.clone();
+                        hub.tracker.spawn(async move {
+                            let _ = shard.send(item).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        let _ = shard.send(item).await;
+                    }
+                }
             }
         }
     }

@@ -274,3 +274,43 @@ pub fn activation(
     }))
     .unwrap()
 }
+
+/// Grids of [`two_grid_city`].
+pub const G1: &str = "3301060040051001";
+pub const G1_MICRO: &str = "3301060040051001001";
+pub const G2: &str = "3301060040051002";
+
+/// Two grids, one with a micro-grid; each grid has a lead and an instructor.
+pub fn two_grid_city() -> RegistryDoc {
+    let grid = |code: &str, kind: Option<&str>| GridDoc {
+        code: code.into(),
+        name: code.into(),
+        kind: kind.map(str::to_owned),
+    };
+    let person = |id: &str, grid: &str, role: &str| StaffDoc {
+        id: id.into(),
+        name: id.into(),
+        phone: "13900000000".into(),
+        assignments: vec![AssignmentDoc {
+            grid: grid.into(),
+            role: role.into(),
+        }],
+    };
+    RegistryDoc {
+        grids: vec![
+            grid(G1, Some("community")),
+            grid(G1_MICRO, None),
+            grid(G2, Some("community")),
+        ],
+        staff: vec![
+            person("GL1", G1, "grid_lead"),
+            person("IN1", G1, "instructor"),
+            person("S1", G1_MICRO, "micro_lead"),
+            person("A1", G1, "full_time"),
+            person("GL2", G2, "grid_lead"),
+            person("IN2", G2, "instructor"),
+            person("S2", G2, "part_time"),
+        ],
+        task_kinds: vec![],
+    }
+}

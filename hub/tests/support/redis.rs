@@ -108,3 +108,36 @@ impl RedisServer {
         cmd.query_async(&mut c).await.unwrap()
     }
 }
+
+impl RedisServer {
+    /// Cluster nodes on this Redis named `names`, all reading `clock`, with `tweak`
+    /// applied to each; the first seeds `registry`, the others load it from Redis. Each
+    /// is ready (`/readyz` 200) when this returns.
+    pub async fn cluster(
+        &self,
+        test: &str,
+        names: &[&str],
+        registry: gridcast_protocol::registry::RegistryDoc,
+        clock: std::sync::Arc<dyn gridcast_hub::clock::Clock>,
+        tweak: impl Fn(&mut gridcast_hub::Config) + Clone + Send + 'static,
+    ) -> Vec<super::TestHub> {
+        let mut nodes = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let (url, id, tweak) = (self.url(), name.to_string(), tweak.clone());
+            let hub = super::TestHub::start_in(
+                tmp_dir(&format!("{test}-{}-{name}", self.port)),
+                (i == 0).then(|| registry.clone()),
+                move |c| {
+                    c.redis = Some(url);
+                    c.node_id = Some(id);
+                    tweak(c);
+                },
+                clock.clone(),
+            )
+            .await;
+            super::ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+            nodes.push(hub);
+        }
+        nodes
+    }
+}
