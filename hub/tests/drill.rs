@@ -29,7 +29,8 @@ async fn a_drill_of_2000_phones_on_websocket_and_mqtt_reaches_and_records_everyo
         mqtt_share: 0.2,
         ack_delay_ms: (10, 200),
         timeout: Duration::from_secs(120),
-        hub_pid: None,
+        hub_pids: vec![],
+        per_process: 20_000,
         progress: false,
         kill: None,
     })

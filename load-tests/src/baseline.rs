@@ -2,14 +2,18 @@
 //! tuned buffers, one pre-serialised frame written to every connection; no auth, no
 //! state, no acks), run as its own process under the same load as the hub.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::{Event, FanoutOpts, Percentiles};
 
 /// A frame of the size of a real incident frame.
 pub const FRAME: &str = r#"{"type":"incident","incident":{"id":"INC-000001","rev":1,"state":"active","title":"DRILL: evacuation exercise","body":"This is a drill.","level":"III","category":"natural","drill":true,"issued_at":"2026-11-26T00:00:00.000Z","ack_by":"2026-11-26T00:10:00.000Z","targets":{"codes":["330106"]}},"me":{"status":"pending","grid":"3301060040051001","role":"grid_lead"}}"#;
@@ -51,61 +55,133 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
     }
 }
 
-/// Baseline clients, connected.
-pub type Clients = Vec<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
->;
-
-/// Connects `n` clients to a baseline server at `url`; returns them and the connect rate.
-pub async fn connect(url: &str, n: usize) -> anyhow::Result<(Clients, f64)> {
-    let started = Instant::now();
-    let mut clients = Vec::with_capacity(n);
-    // The same ramp as the drill's phones: 256 connection attempts in flight.
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        let (url, gate) = (url.to_owned(), gate.clone());
-        set.spawn(async move {
-            let _slot = gate.acquire().await;
+/// One baseline client: connects, reports ready, waits for the go, reports when the
+/// frame arrived, stays connected.
+pub async fn phone(
+    url: String,
+    tx: mpsc::Sender<Event>,
+    mut go: watch::Receiver<Option<Instant>>,
+    gate: Arc<tokio::sync::Semaphore>,
+) {
+    let run = async {
+        let mut ws = {
+            let _slot = gate.acquire().await.ok()?;
             tokio_tungstenite::connect_async_with_config(url, Some(config()), true)
                 .await
-                .map(|(ws, _)| ws)
-        });
+                .ok()?
+                .0
+        };
+        tx.send(Event::Ready(false)).await.ok()?;
+        let issued = crate::wait_go(&mut go).await?;
+        while !matches!(ws.next().await?.ok()?, Message::Text(_)) {}
+        tx.send(Event::Received(issued.elapsed())).await.ok()?;
+        std::future::pending::<()>().await;
+        Some(ws)
+    };
+    if run.await.is_none() {
+        let _ = tx.send(Event::Failed("baseline client".into())).await;
     }
-    while let Some(r) = set.join_next().await {
-        clients.push(r?.context("baseline client connect")?);
-    }
-    let connect_per_s = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok((clients, connect_per_s))
 }
 
-/// Broadcasts once: the delivery time of every client, measured from the `go`.
-pub async fn broadcast(clients: Clients, timeout: Duration) -> anyhow::Result<Vec<Duration>> {
-    let n = clients.len();
-    let go = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    let mut first = true;
-    for mut ws in clients {
-        let send_go = std::mem::take(&mut first);
-        set.spawn(async move {
-            if send_go {
-                ws.send(Message::text("go")).await.ok()?;
-            }
-            loop {
-                if let Message::Text(_) = ws.next().await?.ok()? {
-                    return Some(go.elapsed());
-                }
-            }
-        });
+/// The result of a baseline run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineReport {
+    /// Server processes.
+    pub servers: usize,
+    /// Clients connected.
+    pub clients: usize,
+    /// Clients connected per second.
+    pub connect_per_s: f64,
+    /// Clients that got the frame.
+    pub delivered: usize,
+    /// From the go to each client having the frame.
+    pub delivery_ms: Percentiles,
+    /// From the go to the last delivery.
+    pub last_delivery_ms: f64,
+    /// The servers' RSS with every client connected (summed).
+    pub server_rss_mb: f64,
+    /// Server memory per connected client (KiB).
+    pub server_kib_per_conn: f64,
+    /// The servers' CPU seconds from the go to the last delivery (summed).
+    pub server_cpu_s: f64,
+    /// Clients that failed.
+    pub errors: usize,
+}
+
+/// Runs `servers` baseline broadcasters (`gridcast-drill baseline-serve`, children of
+/// this process) and `opts.leads` clients spread over them round-robin (and over
+/// worker processes past `opts.per_process`); broadcasts once.
+pub async fn run(mut opts: FanoutOpts, servers: usize) -> anyhow::Result<BaselineReport> {
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    let (mut urls, mut pids) = (Vec::new(), Vec::new());
+    for _ in 0..servers.max(1) {
+        let mut child = tokio::process::Command::new(&exe)
+            .args(["baseline-serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        pids.push(child.id().context("baseline server pid")?);
+        let mut out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().context("baseline stdout")?,
+        ));
+        let addr = out
+            .next_line()
+            .await?
+            .context("baseline server did not start")?;
+        urls.push(format!("ws://{addr}"));
+        children.push(child);
     }
-    let mut times = Vec::with_capacity(n);
-    while let Some(r) = tokio::time::timeout(timeout, set.join_next())
-        .await
-        .context("baseline broadcast timed out")?
-    {
-        if let Ok(Some(d)) = r {
-            times.push(d);
+    opts.hubs = urls.clone();
+    let n = opts.leads;
+    let idle = crate::procs_usage(&pids).context("reading the servers' /proc")?;
+    let (tx, mut rx) = mpsc::channel(n * 2 + 16);
+    let (go_tx, go_rx) = watch::channel(None);
+    let started = Instant::now();
+    let leads = vec![Default::default(); n];
+    let phones = crate::Phones::start(crate::Job::Baseline, &opts, &leads, tx, go_rx)?;
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let (ready, _, errors) = crate::await_ready(&mut rx, n, deadline, opts.progress).await?;
+    let connect_s = started.elapsed().as_secs_f64();
+    let mut triggers = Vec::new();
+    for u in &urls {
+        triggers.push(
+            tokio_tungstenite::connect_async_with_config(u.as_str(), Some(config()), true)
+                .await?
+                .0,
+        );
+    }
+    let loaded = crate::procs_usage(&pids).context("reading the servers' /proc")?;
+    let _ = go_tx.send(Some(Instant::now()));
+    for t in &mut triggers {
+        t.send(Message::text("go")).await?;
+    }
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let (mut delivered, mut lost, mut last) = (0, 0, Duration::ZERO);
+    while delivered + lost < ready {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Received(d))) => {
+                delivered += 1;
+                last = last.max(d);
+                h.record((d.as_micros() as u64).max(1))?;
+            }
+            Ok(Some(Event::Failed(_))) => lost += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
         }
     }
-    Ok(times)
+    let done = crate::procs_usage(&pids).context("reading the servers' /proc")?;
+    drop(phones);
+    Ok(BaselineReport {
+        servers: urls.len(),
+        clients: ready,
+        connect_per_s: ready as f64 / connect_s.max(1e-9),
+        delivered,
+        delivery_ms: Percentiles::of(&h),
+        last_delivery_ms: last.as_secs_f64() * 1e3,
+        server_rss_mb: loaded.0,
+        server_kib_per_conn: (loaded.0 - idle.0) * 1024.0 / ready.max(1) as f64,
+        server_cpu_s: done.1 - loaded.1,
+        errors: errors + lost,
+    })
 }

@@ -5,7 +5,6 @@
 //! connections, and stops by itself (`timeout`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -22,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 pub mod baseline;
 pub mod mqtt;
+pub mod workers;
 
 /// What a fan-out drill does.
 #[derive(Debug, Clone)]
@@ -44,8 +44,11 @@ pub struct FanoutOpts {
     pub ack_delay_ms: (u64, u64),
     /// Give up after this long.
     pub timeout: Duration,
-    /// The hub's process id, to read its RSS and CPU from /proc.
-    pub hub_pid: Option<u32>,
+    /// The hubs' process ids, to read their RSS and CPU from /proc (summed).
+    pub hub_pids: Vec<u32>,
+    /// Phones per process: more phones than this are spread over worker processes
+    /// of the tool's own (the open-file limit is per process).
+    pub per_process: usize,
     /// Print progress to stderr.
     pub progress: bool,
     /// Chaos: kill -9 this process once this share of the phones got the drill.
@@ -66,7 +69,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
         let ms = |us: u64| us as f64 / 1000.0;
         if h.is_empty() {
             return Self::default();
@@ -139,6 +142,18 @@ pub fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     Some((rss_kb / 1024.0, ticks / 100.0))
 }
 
+/// [`proc_usage`] summed over several processes; `None` if any cannot be read or
+/// none is given.
+pub fn procs_usage(pids: &[u32]) -> Option<(f64, f64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold((0.0, 0.0), |(m, c), &pid| {
+        let (m2, c2) = proc_usage(pid)?;
+        Some((m + m2, c + c2))
+    })
+}
+
 /// A tiny deterministic generator for human-like delays (no dependency needed).
 pub fn delay_for(i: usize, (lo, hi): (u64, u64)) -> Duration {
     let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
@@ -182,6 +197,8 @@ pub enum Event {
     Received(Duration),
     /// Its ack was answered `ok`.
     Acked(Duration),
+    /// Storm: synced again this long after the drop, with this many incidents.
+    Synced(Duration, usize),
     /// Gave up.
     Failed(String),
 }
@@ -191,21 +208,30 @@ pub enum Event {
 const CONNECTING_AT_ONCE: usize = 256;
 const CONNECT_TRIES: u32 = 5;
 
-/// Connects and syncs a WebSocket phone, retrying like a phone does.
-async fn ws_connect(url: &str, token: &str, gate: &tokio::sync::Semaphore) -> Option<LeadClient> {
+/// Connects and syncs a WebSocket phone, retrying like a phone does; the last error
+/// if it never got through.
+async fn ws_connect(
+    url: &str,
+    token: &str,
+    gate: &tokio::sync::Semaphore,
+) -> Result<LeadClient, String> {
+    let mut last = String::new();
     for attempt in 1..=CONNECT_TRIES {
         let tried = async {
-            let _slot = gate.acquire().await.ok()?;
-            let (mut c, _) = LeadClient::connect(url, token).await.ok()?;
-            c.sync().await.ok()?;
-            Some(c)
+            let _slot = gate.acquire().await.map_err(|e| e.to_string())?;
+            let (mut c, _) = LeadClient::connect(url, token)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            c.sync().await.map_err(|e| format!("sync: {e}"))?;
+            Ok::<_, String>(c)
         };
-        if let Some(c) = tried.await {
-            return Some(c);
+        match tried.await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
     }
-    None
+    Err(last)
 }
 
 /// Connects and syncs, returning the sync's frames too.
@@ -248,15 +274,18 @@ async fn ws_phone(
     mut go: watch::Receiver<Option<Instant>>,
     gate: Arc<tokio::sync::Semaphore>,
 ) {
+    let mut c = match ws_connect(&urls[start % urls.len()], &token, &gate).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx
+                .send(Event::Failed(format!("websocket phone: {e}")))
+                .await;
+            return;
+        }
+    };
     let run = async {
-        let mut c = ws_connect(&urls[start % urls.len()], &token, &gate).await?;
         tx.send(Event::Ready(false)).await.ok()?;
-        let issued = loop {
-            if let Some(t) = *go.borrow_and_update() {
-                break t;
-            }
-            go.changed().await.ok()?;
-        };
+        let issued = wait_go(&mut go).await?;
         let (mut node, mut moves) = (start, 0);
         let mut from_sync = None;
         let mut received = false;
@@ -327,92 +356,18 @@ async fn ws_phone(
 /// Runs one fan-out drill. See the crate docs.
 pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
     let console = ConsoleClient::new(&opts.hubs[0], &opts.admin_token);
-    let registry: RegistryDoc = console
-        .get("/v1/registry")
-        .await
-        .context("reading the registry")?;
-    let leads = leads_in(&registry, &opts.prefix, opts.leads);
-    if leads.is_empty() {
-        bail!("no lead has an assignment under {}", opts.prefix);
-    }
-    let auth = Auth::new(opts.jwt_secret.as_bytes());
-    let urls: Arc<Vec<String>> = Arc::new(
-        opts.hubs
-            .iter()
-            .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
-            .collect(),
-    );
-    let mqtt_every = if opts.mqtt.is_some() && opts.mqtt_share > 0.0 {
-        (1.0 / opts.mqtt_share).round().max(1.0) as usize
-    } else {
-        usize::MAX
-    };
-    let rss_before = opts.hub_pid.and_then(proc_usage).map(|(rss, _)| rss);
+    let leads = drill_leads(&opts).await?;
+    let rss_before = procs_usage(&opts.hub_pids).map(|(rss, _)| rss);
     let (tx, mut rx) = mpsc::channel(leads.len() * 3 + 16);
     let (go_tx, go_rx) = watch::channel(None);
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let gate = Arc::new(tokio::sync::Semaphore::new(CONNECTING_AT_ONCE));
-    for (i, (id, grids)) in leads.iter().enumerate() {
-        let token = lead_token(&auth, id);
-        let delay = delay_for(i, opts.ack_delay_ms);
-        let (tx, go) = (tx.clone(), go_rx.clone());
-        if i % mqtt_every == mqtt_every - 1
-            && let Some((host, port)) = &opts.mqtt
-        {
-            let phone = mqtt::Phone {
-                host: host.clone(),
-                port: *port,
-                lead: id.clone(),
-                grids: grids.clone(),
-                token,
-                delay,
-            };
-            tasks.spawn(phone.run(tx, go, gate.clone()));
-        } else {
-            tasks.spawn(ws_phone(
-                urls.clone(),
-                i,
-                token,
-                delay,
-                tx,
-                go,
-                gate.clone(),
-            ));
-        }
-    }
-    drop(tx);
+    let phones = Phones::start(Job::Fanout, &opts, &leads, tx, go_rx)?;
     let deadline = tokio::time::Instant::now() + opts.timeout;
-    let (mut ready, mut ready_mqtt, mut errors) = (0, 0, 0);
+    let (ready, ready_mqtt, errors) =
+        await_ready(&mut rx, leads.len(), deadline, opts.progress).await?;
     let mut last_progress = Instant::now();
-    while ready + errors < leads.len() {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Event::Ready(mqtt))) => {
-                ready += 1;
-                ready_mqtt += usize::from(mqtt);
-            }
-            Ok(Some(Event::Failed(why))) => {
-                errors += 1;
-                if errors == 1 {
-                    eprintln!("a phone failed to connect: {why}");
-                }
-            }
-            Ok(Some(_)) => {}
-            _ => bail!(
-                "only {ready} of {} phones connected before the timeout ({errors} failed)",
-                leads.len()
-            ),
-        }
-        if opts.progress && last_progress.elapsed() > Duration::from_millis(500) {
-            eprintln!(
-                "connecting: {ready}/{} synced, {errors} failed",
-                leads.len()
-            );
-            last_progress = Instant::now();
-        }
-    }
     let connect_s = started.elapsed().as_secs_f64();
-    let idle = opts.hub_pid.and_then(proc_usage);
+    let idle = procs_usage(&opts.hub_pids);
     let cpu_before = idle.map(|(_, cpu)| cpu);
     let kib_per_phone = idle
         .zip(rss_before)
@@ -446,7 +401,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
                 last_delivery = last_delivery.max(d);
                 let _ = hist.record((d.as_micros() as u64).max(1));
                 if delivered == ready {
-                    cpu_at_delivery = opts.hub_pid.and_then(proc_usage).map(|(_, c)| c);
+                    cpu_at_delivery = procs_usage(&opts.hub_pids).map(|(_, c)| c);
                 }
                 if let Some((pid, share)) = opts.kill
                     && killed_at.is_none()
@@ -467,7 +422,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
                 first_ack = first_ack.min(d);
             }
             Ok(Some(Event::Failed(_))) => failed += 1,
-            Ok(Some(Event::Ready(_))) => {}
+            Ok(Some(Event::Ready(_) | Event::Synced(..))) => {}
             Ok(None) | Err(_) => break,
         }
         if opts.progress && last_progress.elapsed() > Duration::from_millis(500) {
@@ -475,8 +430,8 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
             last_progress = Instant::now();
         }
     }
-    tasks.abort_all();
-    let usage = opts.hub_pid.and_then(proc_usage);
+    drop(phones);
+    let usage = procs_usage(&opts.hub_pids);
     Ok(FanoutReport {
         recipients: created.recipients,
         connected: ready,
@@ -504,75 +459,6 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         incident: created.id,
         recovery_ms: killed_at.map(|k| last_ack.saturating_sub(k).as_secs_f64() * 1e3),
     })
-}
-
-/// Counts that outlive a phone task (for the storm scenario).
-#[derive(Default)]
-pub struct Counters {
-    /// Phones synced.
-    pub synced: AtomicUsize,
-    /// Incident frames seen in syncs.
-    pub recovered: AtomicUsize,
-}
-
-/// Reconnect storm: `leads` phones connect and sync, then all drop at once and
-/// reconnect; returns (seconds until all are synced again, incidents recovered in the
-/// syncs, errors).
-pub async fn storm(
-    url: &str,
-    auth: &Auth,
-    leads: &[(String, Vec<String>)],
-    timeout: Duration,
-) -> anyhow::Result<(f64, usize, usize)> {
-    let connect_all = |counters: Arc<Counters>| {
-        let mut set = tokio::task::JoinSet::new();
-        for (id, _) in leads {
-            let (url, token, counters) = (url.to_owned(), lead_token(auth, id), counters.clone());
-            set.spawn(async move {
-                let (mut c, _) = LeadClient::connect(&url, &token).await.ok()?;
-                let sync = c.sync().await.ok()?;
-                counters.synced.fetch_add(1, Relaxed);
-                counters.recovered.fetch_add(
-                    sync.iter()
-                        .filter(|f| matches!(f, ServerFrame::Incident { .. }))
-                        .count(),
-                    Relaxed,
-                );
-                Some(c)
-            });
-        }
-        set
-    };
-    let first = Arc::new(Counters::default());
-    let mut set = connect_all(first.clone());
-    let mut phones = Vec::new();
-    while let Some(r) = tokio::time::timeout(timeout, set.join_next())
-        .await
-        .context("initial connect timed out")?
-    {
-        if let Ok(Some(c)) = r {
-            phones.push(c);
-        }
-    }
-    // Everyone drops at once (as after a hub restart or a network blip) ...
-    drop(phones);
-    let again = Arc::new(Counters::default());
-    let t = Instant::now();
-    let mut set = connect_all(again.clone());
-    let mut errors = 0;
-    while let Some(r) = tokio::time::timeout(timeout, set.join_next())
-        .await
-        .context("reconnect storm timed out")?
-    {
-        if !matches!(r, Ok(Some(_))) {
-            errors += 1;
-        }
-    }
-    Ok((
-        t.elapsed().as_secs_f64(),
-        again.recovered.load(Relaxed),
-        errors,
-    ))
 }
 
 /// The result of a sustained run.
@@ -617,7 +503,7 @@ pub async fn sustained(
             ready_tx.clone(),
         );
         phones.spawn(async move {
-            let Some(mut c) = ws_connect(&url, &token, &gate).await else {
+            let Ok(mut c) = ws_connect(&url, &token, &gate).await else {
                 let _ = ready.send(false).await;
                 return;
             };
@@ -697,5 +583,295 @@ pub async fn sustained(
         delivered,
         delivery_ms: Percentiles::of(&hist),
         rate: issued.len() as f64 / started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The phones a drill connects: staff with an assignment under its prefix, at most
+/// `opts.leads`, in registry order (every worker process computes the same list).
+pub async fn drill_leads(opts: &FanoutOpts) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let console = ConsoleClient::new(&opts.hubs[0], &opts.admin_token);
+    let registry: RegistryDoc = console
+        .get("/v1/registry")
+        .await
+        .context("reading the registry")?;
+    let leads = leads_in(&registry, &opts.prefix, opts.leads);
+    if leads.is_empty() {
+        bail!("no lead has an assignment under {}", opts.prefix);
+    }
+    Ok(leads)
+}
+
+/// What the simulated phones of a run do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Sync, wait for the drill, receipt, ack after a human-like delay.
+    Fanout,
+    /// Sync; at the go, drop and reconnect at once, sync again.
+    Storm,
+    /// Raw WebSocket clients of the baseline broadcaster (`hubs` are its `ws://` URLs).
+    Baseline,
+}
+
+impl Job {
+    /// Its name on a worker's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fanout => "fanout",
+            Self::Storm => "storm",
+            Self::Baseline => "baseline",
+        }
+    }
+}
+
+impl std::str::FromStr for Job {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Fanout, Self::Storm, Self::Baseline]
+            .into_iter()
+            .find(|j| j.name() == s)
+            .ok_or_else(|| format!("unknown job {s:?}"))
+    }
+}
+
+/// The phones of a run, in this process or spread over worker processes. Dropping it
+/// ends them (tasks aborted, workers killed).
+pub enum Phones {
+    /// Tasks of this process.
+    Local(tokio::task::JoinSet<()>),
+    /// Worker processes.
+    Workers(workers::Workers),
+}
+
+impl Phones {
+    /// Starts one phone per lead: here when they fit in one process, else over
+    /// `ceil(n / per_process)` workers. Each phone reports to `tx` and waits for `go`.
+    pub fn start(
+        job: Job,
+        opts: &FanoutOpts,
+        leads: &[(String, Vec<String>)],
+        tx: mpsc::Sender<Event>,
+        go: watch::Receiver<Option<Instant>>,
+    ) -> anyhow::Result<Self> {
+        if leads.len() <= opts.per_process.max(1) {
+            return Ok(Self::Local(spawn_local(
+                job,
+                opts,
+                leads,
+                0..leads.len(),
+                tx,
+                go,
+            )));
+        }
+        Ok(Self::Workers(workers::spawn(
+            job,
+            opts,
+            leads.len(),
+            tx,
+            go,
+        )?))
+    }
+}
+
+/// Spawns the phones `range` of `leads` (global indices: they choose the node, the
+/// MQTT share and the answering delay) as tasks of this process.
+pub fn spawn_local(
+    job: Job,
+    opts: &FanoutOpts,
+    leads: &[(String, Vec<String>)],
+    range: std::ops::Range<usize>,
+    tx: mpsc::Sender<Event>,
+    go: watch::Receiver<Option<Instant>>,
+) -> tokio::task::JoinSet<()> {
+    let auth = Auth::new(opts.jwt_secret.as_bytes());
+    let urls: Arc<Vec<String>> = Arc::new(match job {
+        Job::Baseline => opts.hubs.clone(),
+        _ => opts
+            .hubs
+            .iter()
+            .map(|h| format!("{}/v1/lead/ws", h.replacen("http", "ws", 1)))
+            .collect(),
+    });
+    let mqtt_every = if job == Job::Fanout && opts.mqtt.is_some() && opts.mqtt_share > 0.0 {
+        (1.0 / opts.mqtt_share).round().max(1.0) as usize
+    } else {
+        usize::MAX
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(CONNECTING_AT_ONCE));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in range {
+        let (tx, go, gate) = (tx.clone(), go.clone(), gate.clone());
+        let url = urls[i % urls.len()].clone();
+        match job {
+            Job::Baseline => {
+                tasks.spawn(baseline::phone(url, tx, go, gate));
+            }
+            Job::Storm => {
+                tasks.spawn(storm_phone(
+                    url,
+                    lead_token(&auth, &leads[i].0),
+                    tx,
+                    go,
+                    gate,
+                ));
+            }
+            Job::Fanout => {
+                let (id, grids) = &leads[i];
+                let token = lead_token(&auth, id);
+                let delay = delay_for(i, opts.ack_delay_ms);
+                if i % mqtt_every == mqtt_every - 1
+                    && let Some((host, port)) = &opts.mqtt
+                {
+                    let phone = mqtt::Phone {
+                        host: host.clone(),
+                        port: *port,
+                        lead: id.clone(),
+                        grids: grids.clone(),
+                        token,
+                        delay,
+                    };
+                    tasks.spawn(phone.run(tx, go, gate));
+                } else {
+                    tasks.spawn(ws_phone(urls.clone(), i, token, delay, tx, go, gate));
+                }
+            }
+        }
+    }
+    tasks
+}
+
+/// Waits for the go; the instant the drill was issued.
+pub async fn wait_go(go: &mut watch::Receiver<Option<Instant>>) -> Option<Instant> {
+    loop {
+        if let Some(t) = *go.borrow_and_update() {
+            return Some(t);
+        }
+        go.changed().await.ok()?;
+    }
+}
+
+/// Collects `Ready`/`Failed` until all `n` phones reported: (ready, of those over
+/// MQTT, failed), or an error naming how far it got at the deadline.
+pub async fn await_ready(
+    rx: &mut mpsc::Receiver<Event>,
+    n: usize,
+    deadline: tokio::time::Instant,
+    progress: bool,
+) -> anyhow::Result<(usize, usize, usize)> {
+    let (mut ready, mut ready_mqtt, mut errors) = (0, 0, 0);
+    let mut last_progress = Instant::now();
+    while ready + errors < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Ready(mqtt))) => {
+                ready += 1;
+                ready_mqtt += usize::from(mqtt);
+            }
+            Ok(Some(Event::Failed(why))) => {
+                errors += 1;
+                if errors == 1 {
+                    eprintln!("a phone failed to connect: {why}");
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => bail!("only {ready} of {n} phones connected before the timeout ({errors} failed)"),
+        }
+        if progress && last_progress.elapsed() > Duration::from_millis(500) {
+            eprintln!("connecting: {ready}/{n} synced, {errors} failed");
+            last_progress = Instant::now();
+        }
+    }
+    Ok((ready, ready_mqtt, errors))
+}
+
+/// A storm phone: connects and syncs; at the go it drops its connection with all the
+/// others and reconnects at once (no ramp: that is the storm), syncs, reports, and
+/// stays connected.
+async fn storm_phone(
+    url: String,
+    token: String,
+    tx: mpsc::Sender<Event>,
+    mut go: watch::Receiver<Option<Instant>>,
+    gate: Arc<tokio::sync::Semaphore>,
+) {
+    let first = match ws_connect(&url, &token, &gate).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Event::Failed(format!("storm phone: {e}"))).await;
+            return;
+        }
+    };
+    let run = async {
+        tx.send(Event::Ready(false)).await.ok()?;
+        let dropped = wait_go(&mut go).await?;
+        drop(first);
+        let (mut c, _) = LeadClient::connect(&url, &token).await.ok()?;
+        let sync = c.sync().await.ok()?;
+        let incidents = sync
+            .iter()
+            .filter(|f| matches!(f, ServerFrame::Incident { .. }))
+            .count();
+        tx.send(Event::Synced(dropped.elapsed(), incidents))
+            .await
+            .ok()?;
+        std::future::pending::<()>().await;
+        Some(c)
+    };
+    if run.await.is_none() {
+        let _ = tx.send(Event::Failed("storm phone".into())).await;
+    }
+}
+
+/// The result of a reconnect storm.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormReport {
+    /// Phones connected before the storm.
+    pub phones: usize,
+    /// Of those, synced again after it.
+    pub synced: usize,
+    /// From the drop to the last phone synced again.
+    pub seconds: f64,
+    /// Incident frames the phones found in their syncs.
+    pub recovered: usize,
+    /// Phones that failed to connect first or to reconnect.
+    pub errors: usize,
+}
+
+/// Reconnect storm: the phones connect and sync, then all drop at once (as after a
+/// hub restart or a network blip) and reconnect.
+pub async fn storm(opts: &FanoutOpts) -> anyhow::Result<StormReport> {
+    let leads = drill_leads(opts).await?;
+    let (tx, mut rx) = mpsc::channel(leads.len() * 2 + 16);
+    let (go_tx, go_rx) = watch::channel(None);
+    let phones = Phones::start(Job::Storm, opts, &leads, tx, go_rx)?;
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let (ready, _, mut errors) = await_ready(&mut rx, leads.len(), deadline, opts.progress).await?;
+    let _ = go_tx.send(Some(Instant::now()));
+    let (mut synced, mut recovered, mut last) = (0, 0, Duration::ZERO);
+    let mut last_progress = Instant::now();
+    while synced < ready {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Synced(after, n))) => {
+                synced += 1;
+                recovered += n;
+                last = last.max(after);
+            }
+            Ok(Some(Event::Failed(_))) => errors += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+        if synced + errors >= leads.len() {
+            break;
+        }
+        if opts.progress && last_progress.elapsed() > Duration::from_millis(500) {
+            eprintln!("storm: {synced}/{ready} synced again, {errors} failed");
+            last_progress = Instant::now();
+        }
+    }
+    drop(phones);
+    Ok(StormReport {
+        phones: ready,
+        synced,
+        seconds: last.as_secs_f64(),
+        recovered,
+        errors,
     })
 }

@@ -9,25 +9,22 @@
 //! ```
 //!
 //! It sends only to the hubs and broker it is given, a bounded number of connections,
-//! and stops by itself (`--timeout-s`). One process holds at most ~19,000 connections
-//! (the machine's open-file limit is 20,000 per process); larger runs are refused with
-//! that reason.
+//! and stops by itself (`--timeout-s`). One process holds at most `--per-process`
+//! connections (18,000 by default: the machine's open-file limit is 20,000 per
+//! process); larger runs are spread over worker processes of the tool's own.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gridcast_clients::console::ConsoleClient;
-use gridcast_hub::auth::Auth;
-use gridcast_load_tests::{
-    FanoutOpts, FanoutReport, Percentiles, baseline, fanout, leads_in, storm,
-};
+use gridcast_load_tests::{FanoutOpts, FanoutReport, Percentiles, baseline, fanout, storm};
 use gridcast_protocol::Target;
 use gridcast_protocol::registry::RegistryDoc;
 
 /// Connections one process may hold (two file descriptors are needed per phone when the
 /// hub runs in the same process; here one, plus headroom).
-const MAX_PER_PROCESS: usize = 19_000;
+const MAX_PER_PROCESS: usize = 18_000;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +53,10 @@ struct HubArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
+    /// Phones one process holds; more are spread over worker processes of the tool
+    /// (the open-file limit is per process: 20,000 here).
+    #[arg(long, default_value_t = MAX_PER_PROCESS)]
+    per_process: usize,
 }
 
 #[derive(Subcommand)]
@@ -88,9 +89,9 @@ enum Command {
         /// Human-like delay before each ack, min,max in ms.
         #[arg(long, value_delimiter = ',', default_value = "100,1000")]
         ack_delay_ms: Vec<u64>,
-        /// The hub's pid, to read its RSS and CPU (same machine).
-        #[arg(long)]
-        hub_pid: Option<u32>,
+        /// The hubs' pids (comma-separated), to read their RSS and CPU (same machine).
+        #[arg(long, value_delimiter = ',')]
+        hub_pid: Vec<u32>,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -101,14 +102,52 @@ enum Command {
         #[arg(long, default_value_t = 0.5)]
         kill_after: f64,
     },
-    /// The minimal broadcaster every figure is compared with (started as a child).
+    /// The minimal broadcaster every figure is compared with (started as children).
     Baseline {
         /// Clients.
         #[arg(long, default_value_t = 2_000)]
         leads: usize,
+        /// Broadcaster processes (clients spread round-robin), e.g. 6 beside a 6-node
+        /// cluster.
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout_s: u64,
+        /// Clients one process holds; more are spread over worker processes.
+        #[arg(long, default_value_t = MAX_PER_PROCESS)]
+        per_process: usize,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// One worker process of a large run (started by the tool itself).
+    #[command(hide = true)]
+    Worker {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// fanout, storm or baseline.
+        #[arg(long)]
+        job: gridcast_load_tests::Job,
+        /// First phone (index into the run's lead list).
+        #[arg(long)]
+        skip: usize,
+        /// Phones.
+        #[arg(long)]
+        take: usize,
+        #[arg(
+            long,
+            env = "GRIDCAST_TOKEN",
+            hide_env_values = true,
+            default_value = ""
+        )]
+        admin_token: String,
+        #[arg(long)]
+        mqtt: Option<String>,
+        #[arg(long, default_value_t = 0.0)]
+        mqtt_share: f64,
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        ack_delay_ms: Vec<u64>,
     },
     /// Run the baseline server (used by `baseline`).
     #[command(hide = true)]
@@ -138,25 +177,70 @@ enum Command {
         /// Token with the whole city in scope (reads the registry).
         #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
         admin_token: String,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
 }
 
-fn check_limit(n: usize) -> anyhow::Result<()> {
-    if n > MAX_PER_PROCESS {
+/// Refuses a run this process could not hold, naming the limit: `per_process`
+/// connections (or fewer, `n`) need as many open files.
+fn check_limit(n: usize, per_process: usize) -> anyhow::Result<()> {
+    let need = n.min(per_process) + 256;
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft
+        && soft < need
+    {
         bail!(
-            "{n} connections exceed what one process may hold here ({MAX_PER_PROCESS}; the open-file limit is 20,000 per process): run several drills"
+            "{} connections in one process need about {need} open files, but this process may open {soft} (`ulimit -n`): raise it (`ulimit -n $(ulimit -Hn)`) or lower --per-process",
+            n.min(per_process)
         );
     }
     Ok(())
 }
 
-fn print_fanout(r: &FanoutReport) {
-    let p = |x: &Percentiles| {
-        format!(
-            "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
-            x.p50, x.p90, x.p99, x.max
-        )
+fn mqtt_addr(m: Option<String>) -> anyhow::Result<Option<(String, u16)>> {
+    m.map(|m| {
+        let (h, p) = m.rsplit_once(':').context("--mqtt is host:port")?;
+        Ok((h.to_owned(), p.parse().context("--mqtt port")?))
+    })
+    .transpose()
+}
+
+fn delay_range(v: &[u64]) -> anyhow::Result<(u64, u64)> {
+    let [lo, hi] = v[..] else {
+        bail!("--ack-delay-ms is min,max");
     };
+    Ok((lo, hi.max(lo)))
+}
+
+impl HubArgs {
+    fn opts(self, admin_token: String) -> anyhow::Result<FanoutOpts> {
+        Ok(FanoutOpts {
+            hubs: self.hub,
+            admin_token,
+            jwt_secret: self.jwt_secret,
+            prefix: Target::parse(&self.prefix).context("--prefix")?,
+            leads: self.leads,
+            mqtt: None,
+            mqtt_share: 0.0,
+            ack_delay_ms: (0, 0),
+            timeout: Duration::from_secs(self.timeout_s),
+            hub_pids: vec![],
+            per_process: self.per_process,
+            progress: true,
+            kill: None,
+        })
+    }
+}
+
+fn print_fanout(r: &FanoutReport) {
+    let p = percentiles;
     println!("incident        {}", r.incident);
     println!("recipients      {}", r.recipients);
     println!(
@@ -221,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kill_pid,
             kill_after,
         } => {
-            check_limit(hub.leads)?;
+            check_limit(hub.leads, hub.per_process)?;
             if let Some(n) = city {
                 let console = ConsoleClient::new(&hub.hub[0], &admin_token);
                 let doc = gridcast_hub::sample::drill_city(n);
@@ -233,35 +317,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     wait_for_registry(h, &admin_token, doc.staff.len()).await?;
                 }
             }
-            let mqtt = match mqtt {
-                None => None,
-                Some(m) => {
-                    let (h, p) = m.rsplit_once(':').context("--mqtt is host:port")?;
-                    Some((h.to_owned(), p.parse().context("--mqtt port")?))
-                }
-            };
-            let [lo, hi] = ack_delay_ms[..] else {
-                bail!("--ack-delay-ms is min,max");
-            };
-            let report = fanout(FanoutOpts {
-                hubs: hub.hub,
-                admin_token,
-                jwt_secret: hub.jwt_secret,
-                prefix: Target::parse(&hub.prefix).context("--prefix")?,
-                leads: hub.leads,
-                mqtt,
-                mqtt_share,
-                ack_delay_ms: (lo, hi.max(lo)),
-                timeout: Duration::from_secs(hub.timeout_s),
-                hub_pid,
-                progress: true,
-                kill: kill_pid.map(|p| (p, kill_after)),
-            })
-            .await?;
+            let mut opts = hub.opts(admin_token)?;
+            opts.mqtt = mqtt_addr(mqtt)?;
+            opts.mqtt_share = mqtt_share;
+            opts.ack_delay_ms = delay_range(&ack_delay_ms)?;
+            opts.hub_pids = hub_pid;
+            opts.kill = kill_pid.map(|p| (p, kill_after));
+            let report = fanout(opts).await?;
             print_fanout(&report);
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
-            }
+            write_json(json, &report)?;
             if report.acked < report.connected {
                 bail!(
                     "{} of {} phones did not get their ack recorded",
@@ -270,51 +334,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Baseline { leads, timeout_s } => {
-            check_limit(leads)?;
-            let exe = std::env::current_exe()?;
-            let mut child = tokio::process::Command::new(exe)
-                .args(["baseline-serve", "--listen", "127.0.0.1:0"])
-                .stdout(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()?;
-            let pid = child.id();
-            let mut out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
-                child.stdout.take().context("baseline stdout")?,
-            ));
-            let addr = out
-                .next_line()
-                .await?
-                .context("baseline server did not start")?;
-            let (clients, connect_per_s) =
-                baseline::connect(&format!("ws://{addr}"), leads).await?;
-            let before = pid.and_then(gridcast_load_tests::proc_usage);
-            let times = baseline::broadcast(clients, Duration::from_secs(timeout_s)).await?;
-            let after = pid.and_then(gridcast_load_tests::proc_usage);
-            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-            for t in &times {
-                h.record((t.as_micros() as u64).max(1))?;
+        Command::Baseline {
+            leads,
+            servers,
+            timeout_s,
+            per_process,
+            json,
+        } => {
+            check_limit(leads, per_process)?;
+            let opts = HubArgs {
+                hub: vec![],
+                jwt_secret: String::new(),
+                prefix: "33".into(),
+                leads,
+                timeout_s,
+                per_process,
             }
-            let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+            .opts(String::new())?;
+            let r = baseline::run(opts, servers).await?;
             println!(
-                "baseline        {} clients, connected {connect_per_s:.0}/s",
-                times.len()
+                "baseline        {} clients on {} server process(es), connected {:.0}/s",
+                r.clients, r.servers, r.connect_per_s
             );
+            println!("delivered       {}", r.delivered);
+            println!("delivery        {}", percentiles(&r.delivery_ms));
+            println!("last delivery   {:.1} ms", r.last_delivery_ms);
             println!(
-                "delivery        p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
-                q(0.5),
-                q(0.9),
-                q(0.99),
-                h.max() as f64 / 1000.0
+                "server          {:.1} MiB RSS with {} connections ({:.1} KiB each), {:.2} s CPU for the broadcast",
+                r.server_rss_mb, r.clients, r.server_kib_per_conn, r.server_cpu_s
             );
-            if let (Some((_, c0)), Some((rss, c1))) = (before, after) {
-                println!(
-                    "server          {rss:.1} MiB RSS with {} connections, {:.2} s CPU for the broadcast",
-                    times.len(),
-                    c1 - c0
-                );
-            }
-            let _ = child.kill().await;
+            println!("errors          {}", r.errors);
+            write_json(json, &r)?;
+        }
+        Command::Worker {
+            hub,
+            job,
+            skip,
+            take,
+            admin_token,
+            mqtt,
+            mqtt_share,
+            ack_delay_ms,
+        } => {
+            check_limit(take, take)?;
+            let mut opts = hub.opts(admin_token)?;
+            opts.mqtt = mqtt_addr(mqtt)?;
+            opts.mqtt_share = mqtt_share;
+            opts.ack_delay_ms = delay_range(&ack_delay_ms)?;
+            opts.progress = false;
+            gridcast_load_tests::workers::run(job, opts, skip, take).await?;
         }
         Command::BaselineServe { listen } => {
             let l = tokio::net::TcpListener::bind(&listen).await?;
@@ -327,51 +395,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             seconds,
         } => {
-            check_limit(hub.leads)?;
-            let opts = FanoutOpts {
-                hubs: hub.hub,
-                admin_token,
-                jwt_secret: hub.jwt_secret,
-                prefix: Target::parse(&hub.prefix).context("--prefix")?,
-                leads: hub.leads,
-                mqtt: None,
-                mqtt_share: 0.0,
-                ack_delay_ms: (0, 0),
-                timeout: Duration::from_secs(hub.timeout_s),
-                hub_pid: None,
-                progress: false,
-                kill: None,
-            };
+            check_limit(hub.leads, usize::MAX)?;
+            let mut opts = hub.opts(admin_token)?;
+            opts.progress = false;
             let r = gridcast_load_tests::sustained(&opts, rate, seconds).await?;
-            let d = r.delivery_ms;
             println!(
                 "sustained       {} activations at {:.1}/s to {} phones: {}/{} delivered",
                 r.activations, r.rate, r.connected, r.delivered, r.expected
             );
-            println!(
-                "delivery        p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
-                d.p50, d.p90, d.p99, d.max
-            );
+            println!("delivery        {}", percentiles(&r.delivery_ms));
             if r.delivered < r.expected {
                 bail!("{} deliveries missing", r.expected - r.delivered);
             }
         }
-        Command::Storm { hub, admin_token } => {
-            check_limit(hub.leads)?;
-            let console = ConsoleClient::new(&hub.hub[0], &admin_token);
-            let doc: RegistryDoc = console.get("/v1/registry").await?;
-            let prefix = Target::parse(&hub.prefix).context("--prefix")?;
-            let leads = leads_in(&doc, &prefix, hub.leads);
-            let url = format!("{}/v1/lead/ws", hub.hub[0].replacen("http", "ws", 1));
-            let auth = Auth::new(hub.jwt_secret.as_bytes());
-            let (secs, recovered, errors) =
-                storm(&url, &auth, &leads, Duration::from_secs(hub.timeout_s)).await?;
+        Command::Storm {
+            hub,
+            admin_token,
+            json,
+        } => {
+            check_limit(hub.leads, hub.per_process)?;
+            let r = storm(&hub.opts(admin_token)?).await?;
             println!(
-                "storm           {} phones dropped and reconnected: all synced in {:.0} ms, {recovered} incident frames recovered, {errors} errors",
-                leads.len(),
-                secs * 1e3
+                "storm           {} phones dropped and reconnected: {} synced again in {:.0} ms, {} incident frames recovered, {} errors",
+                r.phones,
+                r.synced,
+                r.seconds * 1e3,
+                r.recovered,
+                r.errors
             );
+            write_json(json, &r)?;
+            if r.synced < r.phones {
+                bail!("{} phones did not sync again", r.phones - r.synced);
+            }
         }
+    }
+    Ok(())
+}
+
+fn percentiles(x: &Percentiles) -> String {
+    format!(
+        "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+        x.p50, x.p90, x.p99, x.max
+    )
+}
+
+fn write_json(path: Option<std::path::PathBuf>, r: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(&path, serde_json::to_vec_pretty(r)?)
+            .with_context(|| format!("{}", path.display()))?;
     }
     Ok(())
 }
