@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# 100,000 phones on one machine: a cluster of NODES hub processes (default 6) on one
+# Redis (AOF, fsync every second), beside NODES baseline broadcaster processes, with
+# the phones spread over the drill's own worker processes (one process may hold at
+# most ~19,000 connections here). Runs the baseline, a fan-out drill and a reconnect
+# storm of all the phones. Stops by itself and leaves nothing running.
+# Usage: load-tests/bench-100k.sh [N] [NODES]
+set -euo pipefail
+N=${1:-100000}
+NODES=${2:-6}
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)"
+cargo build --release -q -p gridcast-hub -p gridcast-load-tests
+HUB=target/release/gridcast-hub
+DRILL=target/release/gridcast-drill
+SECRET=bench-secret-0123456789abcdef
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$DRILL" city --leads "$N" --out "$WORK/city.json"
+echo "== baseline: $NODES broadcaster processes, $N clients"
+"$DRILL" baseline --leads "$N" --servers "$NODES" --timeout-s 600 --json "$WORK/baseline.json" 2>&1 \
+  | grep -v '^connecting'
+
+RP=$(port)
+redis-server --bind 127.0.0.1 --port "$RP" --dir "$WORK" --save "" --appendonly yes \
+  --appendfsync everysec --loglevel warning >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.05; done
+HUBS=(); HUB_PIDS=()
+for i in $(seq 1 "$NODES"); do
+  P=$(port)
+  GRIDCAST_LOG=warn "$HUB" --listen "127.0.0.1:$P" --jwt-secret "$SECRET" --node-id "n$i" \
+    --data-dir "$WORK/n$i" --registry "$WORK/city.json" --redis "redis://127.0.0.1:$RP/" \
+    >"$WORK/n$i.log" 2>&1 &
+  PIDS+=($!); HUB_PIDS+=($!)
+  HUBS+=("http://127.0.0.1:$P")
+  until curl -sf "http://127.0.0.1:$P/readyz" >/dev/null; do sleep 0.1; done
+done
+HUB_LIST=$(IFS=,; echo "${HUBS[*]}")
+PID_LIST=$(IFS=,; echo "${HUB_PIDS[*]}")
+ADMIN=$("$HUB" --jwt-secret "$SECRET" token --sub bench --role admin --ttl-hours 2)
+
+echo "== gridcast: $NODES-node cluster, fan-out drill, $N phones"
+"$DRILL" fanout --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \
+  --hub-pid "$PID_LIST" --timeout-s 600 --json "$WORK/fanout.json" 2>&1 | grep -v '^connecting\|^drill:'
+echo "== gridcast: $NODES-node cluster, reconnect storm, $N phones"
+"$DRILL" storm --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \
+  --timeout-s 600 --json "$WORK/storm.json" 2>&1 | grep -v '^connecting\|^storm:'
+python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+b = json.load(open(f"{w}/baseline.json")); f = json.load(open(f"{w}/fanout.json"))
+print(f"ratio: last delivery {f['last_delivery_ms']:.0f} / {b['last_delivery_ms']:.0f} ms = "
+      f"{f['last_delivery_ms'] / b['last_delivery_ms']:.2f}x; "
+      f"CPU {f['hub_cpu_fanout_s']:.2f} / {b['server_cpu_s']:.2f} s = "
+      f"{f['hub_cpu_fanout_s'] / max(b['server_cpu_s'], 1e-9):.2f}x")
+PY
