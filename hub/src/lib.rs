@@ -426,22 +426,16 @@ async fn console_ticker(hub: Hub) {
             c.announce_console(here.clone(), None).await;
         }
         for id in here.into_iter().chain(remote) {
-            if let Ok(Some(snap)) = hub.store.incident(&id).await {
-                let counts = incident::counts(&snap.recipients);
-                let state = if snap.meta.state == gridcast_protocol::model::IncidentState::Active {
+            if let Ok(Some((meta, counts))) = hub.store.counts(&id).await {
+                let state = if meta.state == gridcast_protocol::model::IncidentState::Active {
                     "active"
                 } else {
                     "closed"
                 };
                 hub.console.emit(
                     "progress",
-                    snap.meta
-                        .targets
-                        .codes
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect(),
-                    console::progress(&id, snap.meta.rev, state, &counts),
+                    meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+                    console::progress(&id, meta.rev, state, &counts),
                 );
             }
         }

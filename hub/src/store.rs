@@ -447,6 +447,20 @@ pub trait Store: Send + Sync + 'static {
     fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>>;
     /// One incident.
     fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>>;
+    /// One incident with its recipients counted by status, without reading every
+    /// recipient where the store keeps the counts (the console asks a few times a
+    /// second for every incident that changed).
+    fn counts<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<(Arc<IncidentMeta>, gridcast_protocol::api::Counts)>> {
+        Box::pin(async move {
+            Ok(self
+                .incident(id)
+                .await?
+                .map(|s| (s.meta, crate::incident::counts(&s.recipients))))
+        })
+    }
     /// All incidents, newest first, optionally of one state.
     fn incidents(&self, state: Option<IncidentState>) -> StoreFuture<'_, Vec<IncidentSnapshot>>;
     /// The incidents a lead is a recipient of that are active, or closed at or after

@@ -149,6 +149,13 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     ];
     assert_eq!(e.meta, r.meta, "meta round-trips exactly");
     assert_eq!(e.recipients, r.recipients, "same states in registry order");
+    // The counts the Redis mark script keeps agree with counting the recipients.
+    let counted = gridcast_hub::incident::counts(&e.recipients);
+    for s in &stores {
+        let (_, kept) = s.counts("INC-000001").await.unwrap().unwrap();
+        assert_eq!(kept, counted, "counts kept by the store");
+    }
+    assert!(counted.accepted > 0 && counted.declined > 0 && counted.delivered > 0);
     let [te, tr] = [
         stores[0].timeline("INC-000001").await.unwrap().unwrap(),
         stores[1].timeline("INC-000001").await.unwrap().unwrap(),

@@ -207,6 +207,8 @@ pub enum Event {
 /// often a phone tries before it counts as failed (phones retry, with backoff).
 const CONNECTING_AT_ONCE: usize = 256;
 const CONNECT_TRIES: u32 = 5;
+/// How often a phone sends its ack on one connection before it gives up.
+const ACK_TRIES: u32 = 20;
 
 /// Connects and syncs a WebSocket phone, retrying like a phone does; the last error
 /// if it never got through.
@@ -321,7 +323,24 @@ async fn ws_phone(
                         note: None,
                         reference: Some("a".into()),
                     };
-                    matches!(c.request(&ack).await, Ok((Ok(()), _)))
+                    // A phone retries its ack until it is answered `ok` (the hub may
+                    // answer `unavailable` while its store recovers); a dead
+                    // connection sends it to the next node.
+                    let mut answered = false;
+                    for attempt in 1..=ACK_TRIES {
+                        match c.request(&ack).await {
+                            Ok((Ok(()), _)) => {
+                                answered = true;
+                                break;
+                            }
+                            Ok((Err(_), _)) => {
+                                let backoff = 100 * u64::from(attempt);
+                                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    answered
                 }
                 None => false,
             };

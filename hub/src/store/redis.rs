@@ -75,6 +75,10 @@ fn tasks_key(id: &str) -> String {
 fn task_seq_key(id: &str) -> String {
     format!("{{inc:{id}}}:taskseq")
 }
+/// Recipients counted by status (`pending`, `delivered`, …), kept by the mark script.
+fn counts_key(id: &str) -> String {
+    format!("{{inc:{id}}}:n")
+}
 fn escalation_key(id: &str) -> String {
     format!("{{inc:{id}}}:esc")
 }
@@ -87,8 +91,8 @@ struct Stored {
     state: RecipientState,
 }
 
-/// KEYS: meta, recipients, timeline. ARGV: lead, receipt|accept|decline, at (ms),
-/// timeline event JSON. Returns {outcome, meta?, state?}.
+/// KEYS: meta, recipients, timeline, counts. ARGV: lead, receipt|accept|decline, at
+/// (ms), timeline event JSON. Returns {outcome, meta?, state?}.
 const MARK_SCRIPT: &str = r#"
 local meta = redis.call('GET', KEYS[1])
 if not meta then return {'not_found'} end
@@ -118,6 +122,10 @@ end
 if not changed then return {'unchanged', meta, cur} end
 local enc = cjson.encode(r)
 redis.call('HSET', KEYS[2], ARGV[1], enc)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBY', KEYS[4], cjson.decode(cur).status, -1)
+  redis.call('HINCRBY', KEYS[4], r.status, 1)
+end
 redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
 return {'changed', meta, enc}
 "#;
@@ -381,6 +389,17 @@ impl Store for RedisStore {
             if !fields.is_empty() {
                 pipe.hset_multiple(recipients_key(&id), &fields).ignore();
             }
+            let counts = crate::incident::counts(&recipients);
+            pipe.hset_multiple(
+                counts_key(&id),
+                &[
+                    ("pending", counts.pending),
+                    ("delivered", counts.delivered),
+                    ("accepted", counts.accepted),
+                    ("declined", counts.declined),
+                ],
+            )
+            .ignore();
             self.seen(pipe.query_async::<()>(&mut c).await)?;
             let mut index = redis::pipe();
             index
@@ -419,6 +438,7 @@ impl Store for RedisStore {
                     .key(meta_key(incident))
                     .key(recipients_key(incident))
                     .key(timeline_key(incident))
+                    .key(counts_key(incident))
                     .arg(lead)
                     .arg(mark_kind(&mark))
                     .arg(at)
@@ -523,6 +543,38 @@ impl Store for RedisStore {
 
     fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>> {
         Box::pin(async move { Ok(self.snapshots(&[id.to_owned()]).await?.pop()) })
+    }
+
+    fn counts<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<(Arc<IncidentMeta>, gridcast_protocol::api::Counts)>> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let (meta, n): (Option<String>, HashMap<String, i64>) = self.seen(
+                redis::pipe()
+                    .get(meta_key(id))
+                    .hgetall(counts_key(id))
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            let Some(meta) = meta else { return Ok(None) };
+            if n.is_empty() {
+                // Recorded before the counts were kept: count the recipients.
+                return Ok(self
+                    .incident(id)
+                    .await?
+                    .map(|s| (s.meta, crate::incident::counts(&s.recipients))));
+            }
+            let get = |k: &str| n.get(k).copied().unwrap_or(0).max(0) as usize;
+            let counts = gridcast_protocol::api::Counts {
+                pending: get("pending"),
+                delivered: get("delivered"),
+                accepted: get("accepted"),
+                declined: get("declined"),
+            };
+            Ok(Some((Arc::new(parse(&meta)?), counts)))
+        })
     }
 
     fn incidents(&self, state: Option<IncidentState>) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
