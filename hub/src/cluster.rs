@@ -432,29 +432,33 @@ impl Cluster {
         self.reload_registry(hub).await?;
         // Active incidents and those closed recently (a missed close must reach phones).
         let since = now_ms().saturating_sub(hub.config.closed_sync_hours * 3_600_000);
-        let snaps = hub.store.recent(since).await?;
+        let metas = hub.store.recent_metas(since).await?;
         let mut resent = 0;
-        for s in &snaps {
-            let seen = self.seen.get(&s.meta.id).map(|r| *r).unwrap_or(0);
-            if s.meta.rev > seen {
-                resent += deliver(
-                    &self.presence,
-                    &self.metrics,
-                    &BusEvent::Incident {
-                        meta: s.meta.clone(),
-                        recipients: s.recipients.clone(),
-                    },
-                );
-                self.saw(&s.meta.id, s.meta.rev);
+        for meta in &metas {
+            let seen = self.seen.get(&meta.id).map(|r| *r).unwrap_or(0);
+            if meta.rev <= seen {
+                continue; // nothing missed: its recipients need not be read
             }
+            let Some(s) = hub.store.incident(&meta.id).await? else {
+                continue;
+            };
+            resent += deliver(
+                &self.presence,
+                &self.metrics,
+                &BusEvent::Incident {
+                    meta: s.meta.clone(),
+                    recipients: s.recipients.clone(),
+                },
+            );
+            self.saw(&s.meta.id, s.meta.rev);
         }
-        let active: HashSet<&str> = snaps.iter().map(|s| s.meta.id.as_str()).collect();
+        let active: HashSet<&str> = metas.iter().map(|m| m.id.as_str()).collect();
         self.seen.retain(|id, _| active.contains(id.as_str()));
         self.metrics.cluster_resyncs.fetch_add(1, Relaxed);
         self.metrics
             .cluster_resent
             .fetch_add(resent as u64, Relaxed);
-        tracing::info!(node = %self.node, active = snaps.len(), resent, "cluster resync done");
+        tracing::info!(node = %self.node, active = metas.len(), resent, "cluster resync done");
         Ok(())
     }
 

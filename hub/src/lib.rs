@@ -27,6 +27,7 @@ pub mod session;
 pub mod store;
 pub mod task;
 pub mod transport;
+pub mod web;
 
 use std::path::Path;
 use std::sync::Arc;

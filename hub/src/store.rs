@@ -445,6 +445,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, ReviseOutcome>;
     /// Active incidents and those closed at or after `closed_since` (Unix ms).
     fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>>;
+    /// The incidents of [`Store::recent`] without their recipients (a resync compares
+    /// revisions first and reads recipients only for what it must resend).
+    fn recent_metas(&self, closed_since: u64) -> StoreFuture<'_, Vec<Arc<IncidentMeta>>> {
+        Box::pin(async move {
+            Ok(self
+                .recent(closed_since)
+                .await?
+                .into_iter()
+                .map(|s| s.meta)
+                .collect())
+        })
+    }
     /// One incident.
     fn incident<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<IncidentSnapshot>>;
     /// One incident with its recipients counted by status, without reading every

@@ -91,44 +91,80 @@ struct Stored {
     state: RecipientState,
 }
 
-/// KEYS: meta, recipients, timeline, counts. ARGV: lead, receipt|accept|decline, at
-/// (ms), timeline event JSON. Returns {outcome, meta?, state?}.
+/// Receipts and acks of one incident, applied in order in one call (a node batches the
+/// marks that arrive while its previous calls are in flight: one round trip and one
+/// script run for hundreds of phones instead of one each).
+/// KEYS: meta, recipients, timeline, counts. ARGV: per mark four values: lead,
+/// receipt|accept|decline, at (ms), timeline event JSON.
+/// Returns {'not_found'} or {meta, outcome1, state1, outcome2, state2, …} with outcome
+/// changed|unchanged|not_recipient|closed (state '' for the last two).
 const MARK_SCRIPT: &str = r#"
 local meta = redis.call('GET', KEYS[1])
 if not meta then return {'not_found'} end
-local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if not cur then return {'not_recipient'} end
-local kind = ARGV[2]
-if kind ~= 'receipt' and cjson.decode(meta).state == 'closed' then return {'closed'} end
-local r = cjson.decode(cur)
-local at = tonumber(ARGV[3])
-local changed = false
-if kind == 'receipt' then
-  if r.status == 'pending' then
-    r.status = 'delivered'
-    r.delivered_at = at
-    changed = true
-  end
-else
-  local want = 'declined'
-  if kind == 'accept' then want = 'accepted' end
-  if r.status ~= want then
-    r.status = want
-    if r.delivered_at == nil or r.delivered_at == cjson.null then r.delivered_at = at end
-    r.acked_at = at
-    changed = true
+local closed = cjson.decode(meta).state == 'closed'
+local out = {meta}
+local delta = {}
+for i = 1, #ARGV, 4 do
+  local lead, kind, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local cur = redis.call('HGET', KEYS[2], lead)
+  if not cur then
+    out[#out + 1] = 'not_recipient'; out[#out + 1] = ''
+  elseif kind ~= 'receipt' and closed then
+    out[#out + 1] = 'closed'; out[#out + 1] = ''
+  else
+    local r = cjson.decode(cur)
+    local old = r.status
+    local changed = false
+    if kind == 'receipt' then
+      if r.status == 'pending' then
+        r.status = 'delivered'
+        r.delivered_at = at
+        changed = true
+      end
+    else
+      local want = 'declined'
+      if kind == 'accept' then want = 'accepted' end
+      if r.status ~= want then
+        r.status = want
+        if r.delivered_at == nil or r.delivered_at == cjson.null then r.delivered_at = at end
+        r.acked_at = at
+        changed = true
+      end
+    end
+    if changed then
+      local enc = cjson.encode(r)
+      redis.call('HSET', KEYS[2], lead, enc)
+      redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 3])
+      delta[old] = (delta[old] or 0) - 1
+      delta[r.status] = (delta[r.status] or 0) + 1
+      out[#out + 1] = 'changed'; out[#out + 1] = enc
+    else
+      out[#out + 1] = 'unchanged'; out[#out + 1] = cur
+    end
   end
 end
-if not changed then return {'unchanged', meta, cur} end
-local enc = cjson.encode(r)
-redis.call('HSET', KEYS[2], ARGV[1], enc)
 if redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HINCRBY', KEYS[4], cjson.decode(cur).status, -1)
-  redis.call('HINCRBY', KEYS[4], r.status, 1)
+  for status, d in pairs(delta) do
+    if d ~= 0 then redis.call('HINCRBY', KEYS[4], status, d) end
+  end
 end
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[4])
-return {'changed', meta, enc}
+return out
 "#;
+
+/// Most marks in one script call.
+const MARK_BATCH: usize = 512;
+/// Script calls in flight at once from one node.
+const MARK_CALLS_IN_FLIGHT: usize = 4;
+
+/// One receipt or ack waiting for its batch.
+struct MarkJob {
+    incident: String,
+    lead: String,
+    kind: &'static str,
+    at: u64,
+    event: String,
+    reply: tokio::sync::oneshot::Sender<Result<MarkOutcome, StoreError>>,
+}
 
 /// KEYS: meta, timeline. ARGV: expected meta, new meta, timeline event. Replaces the
 /// meta only if it is still the one the revision was computed from (compare and set).
@@ -172,7 +208,7 @@ pub struct RedisStore {
     /// Replaced whole by [`RedisStore::renew`]: the connection manager reconnects after
     /// a dropped connection, not after one that silently stopped answering.
     conn: Arc<RwLock<ConnectionManager>>,
-    mark: Arc<redis::Script>,
+    marks: tokio::sync::mpsc::Sender<MarkJob>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -192,12 +228,21 @@ pub async fn connect(client: &redis::Client) -> redis::RedisResult<ConnectionMan
 impl RedisStore {
     /// Connects (bounded by the manager's connection timeout).
     pub async fn open(client: redis::Client) -> redis::RedisResult<Self> {
-        let conn = connect(&client).await?;
+        let conn = Arc::new(RwLock::new(connect(&client).await?));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (marks, rx) = tokio::sync::mpsc::channel(MARK_BATCH * 16);
+        let batcher = MarkBatcher {
+            conn: conn.clone(),
+            healthy: healthy.clone(),
+            script: Arc::new(redis::Script::new(MARK_SCRIPT)),
+        };
+        // Ends when the last clone of the store is dropped (the channel closes).
+        tokio::spawn(batcher.run(rx));
         Ok(Self {
             client,
-            conn: Arc::new(RwLock::new(conn)),
-            mark: Arc::new(redis::Script::new(MARK_SCRIPT)),
-            healthy: Arc::new(AtomicBool::new(true)),
+            conn,
+            marks,
+            healthy,
         })
     }
 
@@ -321,6 +366,99 @@ impl RedisStore {
     }
 }
 
+/// Turns the receipts and acks queued by every session of this node into few script
+/// calls: it takes what is queued (up to [`MARK_BATCH`]), groups it by incident (an
+/// incident's keys share one slot) keeping the order, and runs up to
+/// [`MARK_CALLS_IN_FLIGHT`] calls at once; while they run, the next batch gathers.
+struct MarkBatcher {
+    conn: Arc<RwLock<ConnectionManager>>,
+    healthy: Arc<AtomicBool>,
+    script: Arc<redis::Script>,
+}
+
+impl MarkBatcher {
+    async fn run(self, mut rx: tokio::sync::mpsc::Receiver<MarkJob>) {
+        let this = Arc::new(self);
+        let calls = Arc::new(tokio::sync::Semaphore::new(MARK_CALLS_IN_FLIGHT));
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MARK_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let mut groups: Vec<(String, Vec<MarkJob>)> = Vec::new();
+            for job in batch {
+                match groups.iter_mut().find(|(id, _)| *id == job.incident) {
+                    Some((_, jobs)) => jobs.push(job),
+                    None => groups.push((job.incident.clone(), vec![job])),
+                }
+            }
+            for (incident, jobs) in groups {
+                let Ok(permit) = calls.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = this.clone();
+                tokio::spawn(async move {
+                    this.call(&incident, jobs).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    async fn call(&self, incident: &str, jobs: Vec<MarkJob>) {
+        let mut inv = self.script.prepare_invoke();
+        inv.key(meta_key(incident))
+            .key(recipients_key(incident))
+            .key(timeline_key(incident))
+            .key(counts_key(incident));
+        for j in &jobs {
+            inv.arg(&j.lead).arg(j.kind).arg(j.at).arg(&j.event);
+        }
+        let mut c = self.conn.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let reply: redis::RedisResult<Vec<String>> = inv.invoke_async(&mut c).await;
+        self.healthy.store(reply.is_ok(), Ordering::Release);
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("redis: {e}");
+                for j in jobs {
+                    let _ = j.reply.send(Err(StoreError::Io(msg.clone())));
+                }
+                return;
+            }
+        };
+        if reply.first().map(String::as_str) == Some("not_found") {
+            for j in jobs {
+                let _ = j.reply.send(Ok(MarkOutcome::NotFound));
+            }
+            return;
+        }
+        let meta: Result<Arc<IncidentMeta>, StoreError> = reply
+            .first()
+            .ok_or_else(|| io("empty mark reply"))
+            .and_then(|m| parse(m).map(Arc::new));
+        for (i, j) in jobs.into_iter().enumerate() {
+            let outcome = meta.clone().and_then(|meta| {
+                let (Some(what), Some(state)) = (reply.get(1 + 2 * i), reply.get(2 + 2 * i)) else {
+                    return Err(io("short mark reply"));
+                };
+                let state = || parse::<Stored>(state).map(|s| s.state);
+                Ok(match what.as_str() {
+                    "changed" => MarkOutcome::Changed(meta, state()?),
+                    "unchanged" => MarkOutcome::Unchanged(meta, state()?),
+                    "not_recipient" => MarkOutcome::NotRecipient,
+                    "closed" => MarkOutcome::Closed,
+                    other => return Err(io(format!("unexpected mark reply {other:?}"))),
+                })
+            });
+            let _ = j.reply.send(outcome);
+        }
+    }
+}
+
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(format!("redis data: {e}"))
 }
@@ -431,40 +569,18 @@ impl Store for RedisStore {
         at: u64,
     ) -> StoreFuture<'a, MarkOutcome> {
         Box::pin(async move {
-            let event = serde_json::to_string(&mark_event(lead, &mark, at)).map_err(io)?;
-            let mut c = self.connection();
-            let reply: Vec<String> = self.seen(
-                self.mark
-                    .key(meta_key(incident))
-                    .key(recipients_key(incident))
-                    .key(timeline_key(incident))
-                    .key(counts_key(incident))
-                    .arg(lead)
-                    .arg(mark_kind(&mark))
-                    .arg(at)
-                    .arg(event)
-                    .invoke_async(&mut c)
-                    .await,
-            )?;
-            let state = |i: usize| -> Result<(Arc<IncidentMeta>, RecipientState), StoreError> {
-                let meta = reply.get(1).ok_or_else(|| io("short reply"))?;
-                let r = reply.get(i).ok_or_else(|| io("short reply"))?;
-                Ok((Arc::new(parse(meta)?), parse::<Stored>(r)?.state))
+            let gone = || StoreError::Io("redis: the mark batcher stopped".into());
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = MarkJob {
+                incident: incident.to_owned(),
+                lead: lead.to_owned(),
+                kind: mark_kind(&mark),
+                at,
+                event: serde_json::to_string(&mark_event(lead, &mark, at)).map_err(io)?,
+                reply,
             };
-            Ok(match reply.first().map(String::as_str) {
-                Some("changed") => {
-                    let (m, r) = state(2)?;
-                    MarkOutcome::Changed(m, r)
-                }
-                Some("unchanged") => {
-                    let (m, r) = state(2)?;
-                    MarkOutcome::Unchanged(m, r)
-                }
-                Some("not_found") => MarkOutcome::NotFound,
-                Some("not_recipient") => MarkOutcome::NotRecipient,
-                Some("closed") => MarkOutcome::Closed,
-                other => return Err(io(format!("unexpected mark reply {other:?}"))),
-            })
+            self.marks.send(job).await.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
         })
     }
 
@@ -538,6 +654,29 @@ impl Store for RedisStore {
             let mut snaps = self.snapshots(&ids).await?;
             snaps.retain(|s| s.meta.in_sync_window(closed_since));
             Ok(snaps)
+        })
+    }
+
+    fn recent_metas(&self, closed_since: u64) -> StoreFuture<'_, Vec<Arc<IncidentMeta>>> {
+        Box::pin(async move {
+            let ids = self.recent_ids(closed_since).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.get(meta_key(id));
+            }
+            let mut c = self.connection();
+            let metas: Vec<Option<String>> = self.seen(pipe.query_async(&mut c).await)?;
+            let mut out = Vec::with_capacity(metas.len());
+            for m in metas.into_iter().flatten() {
+                let meta: IncidentMeta = parse(&m)?;
+                if meta.in_sync_window(closed_since) {
+                    out.push(Arc::new(meta));
+                }
+            }
+            Ok(out)
         })
     }
 
