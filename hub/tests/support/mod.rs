@@ -2,6 +2,7 @@
 //! registries. Every wait is on an event with a timeout, never a sleep.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chromium;
 pub mod mosquitto;
 pub mod mqtt_phone;
 pub mod proxy;
