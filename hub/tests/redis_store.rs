@@ -433,3 +433,75 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     assert_eq!(back.unwrap().staff.len(), 30);
     assert!(redis_store.healthy());
 }
+
+/// Hundreds of phones marking at once: the Redis store batches their marks into few
+/// script calls; every mark must still be applied by the rules, in each lead's order,
+/// with the kept counts and the timeline matching the embedded store's one-by-one
+/// result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_marks_are_batched_without_losing_or_reordering_any() {
+    let server = RedisServer::start("store-batch").await;
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let redis_store = std::sync::Arc::new(RedisStore::open(client).await.unwrap());
+    let embedded = EmbeddedStore::open(&tmp_dir("store-batch")).unwrap();
+    let leads: Vec<String> = (0..600).map(|i| format!("B{i:04}")).collect();
+    let incident = new_incident(&leads);
+    redis_store.create_incident(incident.clone()).await.unwrap();
+    embedded.create_incident(incident).await.unwrap();
+    // Each lead: receipt, an answer, and for every fourth a changed answer.
+    let plan = |i: usize| -> Vec<Mark> {
+        let answer = |r| Mark::Ack {
+            response: r,
+            note: None,
+        };
+        let mut m = vec![Mark::Receipt];
+        m.push(answer(if i % 2 == 0 {
+            Response::Accept
+        } else {
+            Response::Decline
+        }));
+        if i % 4 == 1 {
+            m.push(answer(Response::Accept));
+        }
+        m
+    };
+    let base = gridcast_hub::now_ms();
+    let mut phones = tokio::task::JoinSet::new();
+    for (i, lead) in leads.iter().enumerate() {
+        let (store, lead, marks) = (redis_store.clone(), lead.clone(), plan(i));
+        phones.spawn(async move {
+            let mut changed = 0;
+            for (step, m) in marks.into_iter().enumerate() {
+                let at = base + (i * 10 + step) as u64;
+                match store.mark("INC-000001", &lead, m, at).await.unwrap() {
+                    MarkOutcome::Changed(..) => changed += 1,
+                    other => panic!("{lead} step {step}: {other:?}"),
+                }
+            }
+            changed
+        });
+    }
+    let mut changes = 0;
+    while let Some(r) = phones.join_next().await {
+        changes += r.unwrap();
+    }
+    for (i, lead) in leads.iter().enumerate() {
+        for (step, m) in plan(i).into_iter().enumerate() {
+            let at = base + (i * 10 + step) as u64;
+            embedded.mark("INC-000001", lead, m, at).await.unwrap();
+        }
+    }
+    let r = redis_store.incident("INC-000001").await.unwrap().unwrap();
+    let e = embedded.incident("INC-000001").await.unwrap().unwrap();
+    assert_eq!(r.recipients, e.recipients, "same final state of every lead");
+    let counted = gridcast_hub::incident::counts(&r.recipients);
+    assert_eq!(
+        (counted.accepted, counted.declined, counted.pending),
+        (450, 150, 0)
+    );
+    let (_, kept) = redis_store.counts("INC-000001").await.unwrap().unwrap();
+    assert_eq!(kept, counted, "counts kept by the batched script");
+    let timeline = redis_store.timeline("INC-000001").await.unwrap().unwrap();
+    assert_eq!(changes, 600 * 2 + 150);
+    assert_eq!(timeline.len(), 1 + changes, "issued + one event per change");
+}

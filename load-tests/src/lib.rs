@@ -822,8 +822,9 @@ async fn storm_phone(
         tx.send(Event::Ready(false)).await.ok()?;
         let dropped = wait_go(&mut go).await?;
         drop(first);
-        let (mut c, _) = LeadClient::connect(&url, &token).await.ok()?;
-        let sync = c.sync().await.ok()?;
+        // All at once (no ramp: that is the storm), retrying like a phone whose SYN was
+        // dropped by a full listen queue.
+        let (c, sync) = reconnect(&url, &token).await?;
         let incidents = sync
             .iter()
             .filter(|f| matches!(f, ServerFrame::Incident { .. }))
@@ -837,6 +838,25 @@ async fn storm_phone(
     if run.await.is_none() {
         let _ = tx.send(Event::Failed("storm phone".into())).await;
     }
+}
+
+/// A storm phone's reconnect: at once, then with jittered backoff, as phones do.
+async fn reconnect(url: &str, token: &str) -> Option<(LeadClient, Vec<ServerFrame>)> {
+    for attempt in 0..CONNECT_TRIES {
+        if attempt > 0 {
+            let seed = token.bytes().fold(attempt as usize, |h, b| {
+                h.wrapping_mul(31).wrapping_add(b.into())
+            });
+            let jitter = delay_for(seed, (0, 250));
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt)) + jitter).await;
+        }
+        if let Ok((mut c, _)) = LeadClient::connect(url, token).await
+            && let Ok(sync) = c.sync().await
+        {
+            return Some((c, sync));
+        }
+    }
+    None
 }
 
 /// The result of a reconnect storm.
