@@ -455,7 +455,7 @@ async fn concurrent_marks_are_batched_without_losing_or_reordering_any() {
             note: None,
         };
         let mut m = vec![Mark::Receipt];
-        m.push(answer(if i % 2 == 0 {
+        m.push(answer(if i.is_multiple_of(2) {
             Response::Accept
         } else {
             Response::Decline
