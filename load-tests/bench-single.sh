@@ -26,6 +26,8 @@ echo "hub idle RSS: $(awk '/VmRSS/ {print $2/1024 " MiB"}' /proc/$HUB_PID/status
 
 echo "== baseline: minimal broadcaster, $N clients"
 "$DRILL" baseline --leads "$N"
+echo "== baseline whose clients answer with a receipt as the phones do, $N clients"
+"$DRILL" baseline --leads "$N" --receipts
 echo "== gridcast: fan-out drill, $N phones"
 "$DRILL" fanout --hub "http://127.0.0.1:$PORT" --admin-token "$ADMIN" --jwt-secret "$SECRET" \
   --leads "$N" --hub-pid "$HUB_PID" --json "$WORK/fanout.json"

@@ -56,9 +56,11 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
 }
 
 /// One baseline client: connects, reports ready, waits for the go, reports when the
-/// frame arrived, stays connected.
+/// frame arrived (and with `receipt`, decodes it and answers with a receipt frame as a
+/// gridcast phone does), stays connected.
 pub async fn phone(
     url: String,
+    receipt: bool,
     tx: mpsc::Sender<Event>,
     mut go: watch::Receiver<Option<Instant>>,
     gate: Arc<tokio::sync::Semaphore>,
@@ -73,8 +75,24 @@ pub async fn phone(
         };
         tx.send(Event::Ready(false)).await.ok()?;
         let issued = crate::wait_go(&mut go).await?;
-        while !matches!(ws.next().await?.ok()?, Message::Text(_)) {}
+        let frame = loop {
+            if let Message::Text(t) = ws.next().await?.ok()? {
+                break t;
+            }
+        };
         tx.send(Event::Received(issued.elapsed())).await.ok()?;
+        if receipt {
+            let f: gridcast_protocol::frame::ServerFrame = serde_json::from_str(&frame).ok()?;
+            if let gridcast_protocol::frame::ServerFrame::Incident { incident, .. } = f {
+                let r = gridcast_protocol::frame::ClientFrame::Receipt {
+                    incident: incident.id,
+                    rev: incident.rev,
+                    reference: None,
+                };
+                let text = serde_json::to_string(&r).ok()?;
+                ws.send(Message::text(text)).await.ok()?;
+            }
+        }
         std::future::pending::<()>().await;
         Some(ws)
     };
@@ -111,7 +129,11 @@ pub struct BaselineReport {
 /// Runs `servers` baseline broadcasters (`gridcast-drill baseline-serve`, children of
 /// this process) and `opts.leads` clients spread over them round-robin (and over
 /// worker processes past `opts.per_process`); broadcasts once.
-pub async fn run(mut opts: FanoutOpts, servers: usize) -> anyhow::Result<BaselineReport> {
+pub async fn run(
+    mut opts: FanoutOpts,
+    servers: usize,
+    receipts: bool,
+) -> anyhow::Result<BaselineReport> {
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     let (mut urls, mut pids) = (Vec::new(), Vec::new());
@@ -139,7 +161,12 @@ pub async fn run(mut opts: FanoutOpts, servers: usize) -> anyhow::Result<Baselin
     let (go_tx, go_rx) = watch::channel(None);
     let started = Instant::now();
     let leads = vec![Default::default(); n];
-    let phones = crate::Phones::start(crate::Job::Baseline, &opts, &leads, tx, go_rx)?;
+    let job = if receipts {
+        crate::Job::BaselineReceipts
+    } else {
+        crate::Job::Baseline
+    };
+    let phones = crate::Phones::start(job, &opts, &leads, tx, go_rx)?;
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let (ready, _, errors) = crate::await_ready(&mut rx, n, deadline, opts.progress).await?;
     let connect_s = started.elapsed().as_secs_f64();
@@ -184,4 +211,18 @@ pub async fn run(mut opts: FanoutOpts, servers: usize) -> anyhow::Result<Baselin
         server_cpu_s: done.1 - loaded.1,
         errors: errors + lost,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_frame_is_a_real_incident_frame() {
+        let f: gridcast_protocol::frame::ServerFrame = serde_json::from_str(FRAME).unwrap();
+        assert!(matches!(
+            f,
+            gridcast_protocol::frame::ServerFrame::Incident { .. }
+        ));
+    }
 }

@@ -629,6 +629,9 @@ pub enum Job {
     Storm,
     /// Raw WebSocket clients of the baseline broadcaster (`hubs` are its `ws://` URLs).
     Baseline,
+    /// The same, each client also decoding the frame and answering with a receipt
+    /// as gridcast's phones do (the broadcaster reads and ignores it).
+    BaselineReceipts,
 }
 
 impl Job {
@@ -638,6 +641,7 @@ impl Job {
             Self::Fanout => "fanout",
             Self::Storm => "storm",
             Self::Baseline => "baseline",
+            Self::BaselineReceipts => "baseline-receipts",
         }
     }
 }
@@ -645,10 +649,15 @@ impl Job {
 impl std::str::FromStr for Job {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [Self::Fanout, Self::Storm, Self::Baseline]
-            .into_iter()
-            .find(|j| j.name() == s)
-            .ok_or_else(|| format!("unknown job {s:?}"))
+        [
+            Self::Fanout,
+            Self::Storm,
+            Self::Baseline,
+            Self::BaselineReceipts,
+        ]
+        .into_iter()
+        .find(|j| j.name() == s)
+        .ok_or_else(|| format!("unknown job {s:?}"))
     }
 }
 
@@ -703,7 +712,7 @@ pub fn spawn_local(
 ) -> tokio::task::JoinSet<()> {
     let auth = Auth::new(opts.jwt_secret.as_bytes());
     let urls: Arc<Vec<String>> = Arc::new(match job {
-        Job::Baseline => opts.hubs.clone(),
+        Job::Baseline | Job::BaselineReceipts => opts.hubs.clone(),
         _ => opts
             .hubs
             .iter()
@@ -721,8 +730,9 @@ pub fn spawn_local(
         let (tx, go, gate) = (tx.clone(), go.clone(), gate.clone());
         let url = urls[i % urls.len()].clone();
         match job {
-            Job::Baseline => {
-                tasks.spawn(baseline::phone(url, tx, go, gate));
+            Job::Baseline | Job::BaselineReceipts => {
+                let receipt = job == Job::BaselineReceipts;
+                tasks.spawn(baseline::phone(url, receipt, tx, go, gate));
             }
             Job::Storm => {
                 tasks.spawn(storm_phone(

@@ -117,6 +117,9 @@ enum Command {
         /// Clients one process holds; more are spread over worker processes.
         #[arg(long, default_value_t = MAX_PER_PROCESS)]
         per_process: usize,
+        /// Clients decode the frame and answer with a receipt, as the drill's phones do.
+        #[arg(long)]
+        receipts: bool,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -126,7 +129,7 @@ enum Command {
     Worker {
         #[command(flatten)]
         hub: HubArgs,
-        /// fanout, storm or baseline.
+        /// fanout, storm, baseline or baseline-receipts.
         #[arg(long)]
         job: gridcast_load_tests::Job,
         /// First phone (index into the run's lead list).
@@ -339,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             servers,
             timeout_s,
             per_process,
+            receipts,
             json,
         } => {
             check_limit(leads, per_process)?;
@@ -351,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 per_process,
             }
             .opts(String::new())?;
-            let r = baseline::run(opts, servers).await?;
+            let r = baseline::run(opts, servers, receipts).await?;
             println!(
                 "baseline        {} clients on {} server process(es), connected {:.0}/s",
                 r.clients, r.servers, r.connect_per_s

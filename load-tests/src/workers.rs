@@ -150,7 +150,7 @@ fn line(e: &Event) -> String {
 /// events to stdout until they are done or stdin closes (the parent went away).
 pub async fn run(job: Job, opts: FanoutOpts, skip: usize, take: usize) -> anyhow::Result<()> {
     let leads = match job {
-        Job::Baseline => vec![Default::default(); opts.leads],
+        Job::Baseline | Job::BaselineReceipts => vec![Default::default(); opts.leads],
         _ => crate::drill_leads(&opts).await?,
     };
     if skip + take > leads.len() {
