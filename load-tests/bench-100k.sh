@@ -24,6 +24,9 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 echo "== baseline: $NODES broadcaster processes, $N clients"
 "$DRILL" baseline --leads "$N" --servers "$NODES" --timeout-s 600 --json "$WORK/baseline.json" 2>&1 \
   | grep -v '^connecting'
+echo "== baseline: $NODES broadcaster processes, $N clients that answer with a receipt"
+"$DRILL" baseline --leads "$N" --servers "$NODES" --timeout-s 600 --receipts \
+  --json "$WORK/baseline-receipts.json" 2>&1 | grep -v '^connecting'
 
 RP=$(port)
 redis-server --bind 127.0.0.1 --port "$RP" --dir "$WORK" --save "" --appendonly yes \
@@ -53,9 +56,11 @@ echo "== gridcast: $NODES-node cluster, reconnect storm, $N phones"
 python3 - "$WORK" <<'PY'
 import json, sys
 w = sys.argv[1]
-b = json.load(open(f"{w}/baseline.json")); f = json.load(open(f"{w}/fanout.json"))
-print(f"ratio: last delivery {f['last_delivery_ms']:.0f} / {b['last_delivery_ms']:.0f} ms = "
-      f"{f['last_delivery_ms'] / b['last_delivery_ms']:.2f}x; "
-      f"CPU {f['hub_cpu_fanout_s']:.2f} / {b['server_cpu_s']:.2f} s = "
-      f"{f['hub_cpu_fanout_s'] / max(b['server_cpu_s'], 1e-9):.2f}x")
+f = json.load(open(f"{w}/fanout.json"))
+for name in ("baseline", "baseline-receipts"):
+    b = json.load(open(f"{w}/{name}.json"))
+    print(f"vs {name}: last delivery {f['last_delivery_ms']:.0f} / {b['last_delivery_ms']:.0f} ms = "
+          f"{f['last_delivery_ms'] / b['last_delivery_ms']:.2f}x; "
+          f"CPU {f['hub_cpu_fanout_s']:.2f} / {b['server_cpu_s']:.2f} s = "
+          f"{f['hub_cpu_fanout_s'] / max(b['server_cpu_s'], 1e-9):.2f}x")
 PY
