@@ -285,8 +285,16 @@ impl Page {
         }
     }
 
-    /// Clicks the first element matching `selector` (failing if there is none).
+    /// Clicks the first element matching `selector`, once there is one (waiting up to
+    /// 15 s, as a person waits for the page to show it).
     pub async fn click(&self, selector: &str) {
+        let sel = serde_json::to_string(selector).unwrap();
+        self.wait_for(
+            &format!("document.querySelector({sel}) !== null"),
+            Duration::from_secs(15),
+            &format!("an element {selector} to click"),
+        )
+        .await;
         let js = format!(
             "(() => {{ const e = document.querySelector({s}); if (!e) return false; e.click(); return true; }})()",
             s = serde_json::to_string(selector).unwrap()
@@ -294,8 +302,16 @@ impl Page {
         assert_eq!(self.eval(&js).await, json!(true), "no element {selector}");
     }
 
-    /// Sets the value of a form field as typing would (an `input` event follows).
+    /// Sets the value of a form field as typing would (an `input` event follows), once
+    /// the field is there (waiting up to 15 s).
     pub async fn fill(&self, selector: &str, value: &str) {
+        let sel = serde_json::to_string(selector).unwrap();
+        self.wait_for(
+            &format!("document.querySelector({sel}) !== null"),
+            Duration::from_secs(15),
+            &format!("a field {selector} to fill"),
+        )
+        .await;
         let js = format!(
             "(() => {{ const e = document.querySelector({s}); if (!e) return false; e.value = {v}; e.dispatchEvent(new Event('input', {{bubbles: true}})); return true; }})()",
             s = serde_json::to_string(selector).unwrap(),
