@@ -141,9 +141,16 @@ function onFrame(f) {
     case "error": {
       const p = f.ref && S.pending.get(f.ref);
       if (p) {
-        // Refused for good (not a transient failure): stop resending, say why.
-        if (f.code !== "rate_limited") S.pending.delete(f.ref);
-        S.notes.set(p.key, { text: `${p.what}: ${f.message} (${f.code})`, cls: "error" });
+        if (f.code === "unavailable" || f.code === "rate_limited") {
+          // Transient: the hub could not record it yet. Resend until it says ok.
+          p.tries = (p.tries || 0) + 1;
+          S.notes.set(p.key, { text: `${p.what}: not recorded yet, retrying…`, cls: "muted" });
+          setTimeout(() => S.pending.has(f.ref) && S.synced && send(p.frame), backoff(Math.min(p.tries, 5), 500, 10000));
+        } else {
+          // Refused for good: stop resending, say why.
+          S.pending.delete(f.ref);
+          S.notes.set(p.key, { text: `${p.what}: ${f.message} (${f.code})`, cls: "error" });
+        }
       } else {
         addAlert(`${f.code}: ${f.message}`);
       }

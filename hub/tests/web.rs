@@ -543,3 +543,56 @@ async fn screenshots_of_the_console_and_the_phone() {
     );
     hub.stop().await;
 }
+
+/// The contract asks phones to resend an answer until it is `ok`: an Accept tapped
+/// while the hub's store (here Redis) is down is answered `unavailable`, and the page
+/// keeps resending it until Redis is back and it is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_the_hub_cannot_record_yet_is_resent_until_it_is() {
+    let mut redis = support::redis::RedisServer::start("web-unavailable").await;
+    let url = redis.url();
+    let hub = TestHub::start("web-unavailable", Some(city()), move |c| {
+        c.redis = Some(url);
+        c.node_id = Some("w1".into());
+    })
+    .await;
+    ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+    let created = hub
+        .console("")
+        .activate(&activation("Gas smell in block 7", &[G1], &[]))
+        .await
+        .unwrap();
+    let b = Browser::start("unavailable").await;
+    let phone = lead_page(&b, &hub.http(), "GL1").await;
+    phone
+        .wait_for(
+            "(document.querySelector('.incident .title') || {}).textContent === 'Gas smell in block 7'",
+            WAIT,
+            "the incident on the phone",
+        )
+        .await;
+    redis.kill().await;
+    phone.click(".incident .accept").await;
+    phone
+        .wait_for(
+            "(document.querySelector('.incident .note') || {}).textContent === 'Accept: not recorded yet, retrying…'",
+            Duration::from_secs(30),
+            "the page saying it retries",
+        )
+        .await;
+    redis.restart().await;
+    phone
+        .wait_for(
+            "(document.querySelector('.incident .note') || {}).textContent === 'Accept: recorded ✓'",
+            Duration::from_secs(60),
+            "the accept recorded once Redis is back",
+        )
+        .await;
+    let detail: serde_json::Value = hub
+        .console("")
+        .get(&format!("/v1/incidents/{}", created.id))
+        .await
+        .unwrap();
+    assert_eq!(detail["counts"]["accepted"], json!(1), "{detail}");
+    hub.stop().await;
+}
