@@ -8,17 +8,7 @@
 set -euo pipefail
 N=${1:-100000}
 NODES=${2:-6}
-cd "$(dirname "$0")/.."
-ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p gridcast-hub -p gridcast-load-tests
-HUB=target/release/gridcast-hub
-DRILL=target/release/gridcast-drill
-SECRET=bench-secret-0123456789abcdef
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/bench-common.sh"
 
 "$DRILL" city --leads "$N" --out "$WORK/city.json"
 echo "== baseline: $NODES broadcaster processes, $N clients"
@@ -28,24 +18,16 @@ echo "== baseline: $NODES broadcaster processes, $N clients that answer with a r
 "$DRILL" baseline --leads "$N" --servers "$NODES" --timeout-s 600 --receipts \
   --json "$WORK/baseline-receipts.json" 2>&1 | grep -v '^connecting'
 
-RP=$(port)
-redis-server --bind 127.0.0.1 --port "$RP" --dir "$WORK" --save "" --appendonly yes \
-  --appendfsync everysec --loglevel warning >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.05; done
+start_redis everysec
 HUBS=(); HUB_PIDS=()
 for i in $(seq 1 "$NODES"); do
   P=$(port)
-  GRIDCAST_LOG=warn "$HUB" --listen "127.0.0.1:$P" --jwt-secret "$SECRET" --node-id "n$i" \
-    --data-dir "$WORK/n$i" --registry "$WORK/city.json" --redis "redis://127.0.0.1:$RP/" \
-    >"$WORK/n$i.log" 2>&1 &
-  PIDS+=($!); HUB_PIDS+=($!)
-  HUBS+=("http://127.0.0.1:$P")
-  until curl -sf "http://127.0.0.1:$P/readyz" >/dev/null; do sleep 0.1; done
+  start_hub "$P" "n$i" --node-id "n$i" --registry "$WORK/city.json" --redis "$R"
+  HUB_PIDS+=("$LAST"); HUBS+=("http://127.0.0.1:$P")
 done
 HUB_LIST=$(IFS=,; echo "${HUBS[*]}")
 PID_LIST=$(IFS=,; echo "${HUB_PIDS[*]}")
-ADMIN=$("$HUB" --jwt-secret "$SECRET" token --sub bench --role admin --ttl-hours 2)
+ADMIN=$(admin_token)
 
 echo "== gridcast: $NODES-node cluster, fan-out drill, $N phones"
 "$DRILL" fanout --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \

@@ -4,24 +4,13 @@
 # Usage: load-tests/bench-single.sh [N]
 set -euo pipefail
 N=${1:-10000}
-cd "$(dirname "$0")/.."
-ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p gridcast-hub -p gridcast-load-tests
-HUB=target/release/gridcast-hub
-DRILL=target/release/gridcast-drill
-SECRET=bench-secret-0123456789abcdef
-WORK=$(mktemp -d)
-HUB_PID=
-cleanup() { [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source "$(dirname "$0")/bench-common.sh"
+PORT=$(port)
 
 "$DRILL" city --leads "$N" --out "$WORK/city.json"
-GRIDCAST_LOG=warn "$HUB" --listen "127.0.0.1:$PORT" --jwt-secret "$SECRET" \
-  --data-dir "$WORK/data" --registry "$WORK/city.json" >"$WORK/hub.log" 2>&1 &
-HUB_PID=$!
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.1; done
-ADMIN=$("$HUB" --jwt-secret "$SECRET" token --sub bench --role admin --ttl-hours 1)
+start_hub "$PORT" hub --registry "$WORK/city.json"
+HUB_PID=$LAST
+ADMIN=$(admin_token)
 echo "hub idle RSS: $(awk '/VmRSS/ {print $2/1024 " MiB"}' /proc/$HUB_PID/status)"
 
 echo "== baseline: minimal broadcaster, $N clients"

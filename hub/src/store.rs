@@ -163,6 +163,14 @@ pub struct IncidentSnapshot {
     pub recipients: Arc<Vec<RecipientState>>,
 }
 
+impl IncidentSnapshot {
+    /// The incident with its recipients counted by status.
+    pub fn counted(self) -> (Arc<IncidentMeta>, gridcast_protocol::api::Counts) {
+        let counts = crate::incident::counts(&self.recipients);
+        (self.meta, counts)
+    }
+}
+
 /// A change a lead makes to its own status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
@@ -466,12 +474,7 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         id: &'a str,
     ) -> StoreFuture<'a, Option<(Arc<IncidentMeta>, gridcast_protocol::api::Counts)>> {
-        Box::pin(async move {
-            Ok(self
-                .incident(id)
-                .await?
-                .map(|s| (s.meta, crate::incident::counts(&s.recipients))))
-        })
+        Box::pin(async move { Ok(self.incident(id).await?.map(IncidentSnapshot::counted)) })
     }
     /// All incidents, newest first, optionally of one state.
     fn incidents(&self, state: Option<IncidentState>) -> StoreFuture<'_, Vec<IncidentSnapshot>>;

@@ -59,6 +59,29 @@ struct HubArgs {
     per_process: usize,
 }
 
+/// What the simulated phones do (fan-out drills and their workers).
+#[derive(clap::Args, Clone)]
+struct PhoneArgs {
+    /// Broker host:port for the MQTT share.
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Share of phones on MQTT (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    mqtt_share: f64,
+    /// Human-like delay before each ack, min,max in ms.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    ack_delay_ms: Vec<u64>,
+}
+
+impl PhoneArgs {
+    fn apply(self, opts: &mut FanoutOpts) -> anyhow::Result<()> {
+        opts.mqtt = mqtt_addr(self.mqtt)?;
+        opts.mqtt_share = self.mqtt_share;
+        opts.ack_delay_ms = delay_range(&self.ack_delay_ms)?;
+        Ok(())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a synthetic registry (the sample city grown) with exactly N staff.
@@ -80,15 +103,8 @@ enum Command {
         /// First replace the registry with the sample city grown to this many people.
         #[arg(long)]
         city: Option<usize>,
-        /// Broker host:port for the MQTT share.
-        #[arg(long)]
-        mqtt: Option<String>,
-        /// Share of phones on MQTT (0 to 1).
-        #[arg(long, default_value_t = 0.0)]
-        mqtt_share: f64,
-        /// Human-like delay before each ack, min,max in ms.
-        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
-        ack_delay_ms: Vec<u64>,
+        #[command(flatten)]
+        phones: PhoneArgs,
         /// The hubs' pids (comma-separated), to read their RSS and CPU (same machine).
         #[arg(long, value_delimiter = ',')]
         hub_pid: Vec<u32>,
@@ -145,12 +161,8 @@ enum Command {
             default_value = ""
         )]
         admin_token: String,
-        #[arg(long)]
-        mqtt: Option<String>,
-        #[arg(long, default_value_t = 0.0)]
-        mqtt_share: f64,
-        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
-        ack_delay_ms: Vec<u64>,
+        #[command(flatten)]
+        phones: PhoneArgs,
     },
     /// Run the baseline server (used by `baseline`).
     #[command(hide = true)]
@@ -300,9 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hub,
             admin_token,
             city,
-            mqtt,
-            mqtt_share,
-            ack_delay_ms,
+            phones,
             hub_pid,
             json,
             kill_pid,
@@ -321,9 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let mut opts = hub.opts(admin_token)?;
-            opts.mqtt = mqtt_addr(mqtt)?;
-            opts.mqtt_share = mqtt_share;
-            opts.ack_delay_ms = delay_range(&ack_delay_ms)?;
+            phones.apply(&mut opts)?;
             opts.hub_pids = hub_pid;
             opts.kill = kill_pid.map(|p| (p, kill_after));
             let report = fanout(opts).await?;
@@ -376,15 +384,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             skip,
             take,
             admin_token,
-            mqtt,
-            mqtt_share,
-            ack_delay_ms,
+            phones,
         } => {
             check_limit(take, take)?;
             let mut opts = hub.opts(admin_token)?;
-            opts.mqtt = mqtt_addr(mqtt)?;
-            opts.mqtt_share = mqtt_share;
-            opts.ack_delay_ms = delay_range(&ack_delay_ms)?;
+            phones.apply(&mut opts)?;
             opts.progress = false;
             gridcast_load_tests::workers::run(job, opts, skip, take).await?;
         }

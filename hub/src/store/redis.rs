@@ -700,10 +700,7 @@ impl Store for RedisStore {
             let Some(meta) = meta else { return Ok(None) };
             if n.is_empty() {
                 // Recorded before the counts were kept: count the recipients.
-                return Ok(self
-                    .incident(id)
-                    .await?
-                    .map(|s| (s.meta, crate::incident::counts(&s.recipients))));
+                return Ok(self.incident(id).await?.map(IncidentSnapshot::counted));
             }
             let get = |k: &str| n.get(k).copied().unwrap_or(0).max(0) as usize;
             let counts = gridcast_protocol::api::Counts {
