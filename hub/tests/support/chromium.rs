@@ -285,39 +285,35 @@ impl Page {
         }
     }
 
-    /// Clicks the first element matching `selector`, once there is one (waiting up to
-    /// 15 s, as a person waits for the page to show it).
-    pub async fn click(&self, selector: &str) {
+    /// Runs `action` (JavaScript with `e` bound to the element) on the first element
+    /// matching `selector`, once there is one: waiting up to 15 s, as a person waits
+    /// for the page to show it.
+    async fn on_element(&self, selector: &str, action: &str) {
         let sel = serde_json::to_string(selector).unwrap();
         self.wait_for(
             &format!("document.querySelector({sel}) !== null"),
             Duration::from_secs(15),
-            &format!("an element {selector} to click"),
+            &format!("an element {selector}"),
         )
         .await;
         let js = format!(
-            "(() => {{ const e = document.querySelector({s}); if (!e) return false; e.click(); return true; }})()",
-            s = serde_json::to_string(selector).unwrap()
+            "(() => {{ const e = document.querySelector({sel}); if (!e) return false; {action}; return true; }})()"
         );
         assert_eq!(self.eval(&js).await, json!(true), "no element {selector}");
     }
 
+    /// Clicks the first element matching `selector`, once there is one.
+    pub async fn click(&self, selector: &str) {
+        self.on_element(selector, "e.click()").await;
+    }
+
     /// Sets the value of a form field as typing would (an `input` event follows), once
-    /// the field is there (waiting up to 15 s).
+    /// the field is there.
     pub async fn fill(&self, selector: &str, value: &str) {
-        let sel = serde_json::to_string(selector).unwrap();
-        self.wait_for(
-            &format!("document.querySelector({sel}) !== null"),
-            Duration::from_secs(15),
-            &format!("a field {selector} to fill"),
-        )
-        .await;
-        let js = format!(
-            "(() => {{ const e = document.querySelector({s}); if (!e) return false; e.value = {v}; e.dispatchEvent(new Event('input', {{bubbles: true}})); return true; }})()",
-            s = serde_json::to_string(selector).unwrap(),
-            v = serde_json::to_string(value).unwrap()
-        );
-        assert_eq!(self.eval(&js).await, json!(true), "no field {selector}");
+        let v = serde_json::to_string(value).unwrap();
+        let action =
+            format!("e.value = {v}; e.dispatchEvent(new Event('input', {{bubbles: true}}))");
+        self.on_element(selector, &action).await;
     }
 
     /// The text of the first element matching `selector`, or `None`.
