@@ -21,6 +21,7 @@ pub mod incident;
 pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
+pub mod receipts;
 pub mod registry;
 pub mod sample;
 pub mod session;
@@ -112,6 +113,8 @@ pub struct Inner {
     pub mqtt: Option<Arc<transport::mqtt::Mqtt>>,
     /// The incident core's time.
     pub clock: Arc<dyn clock::Clock>,
+    /// Receipts without a `ref`, for the [`receipts`] lane.
+    pub receipts: receipts::Lane,
     /// The MQTT event loop, until `serve` starts it.
     mqtt_loop: std::sync::Mutex<Option<rumqttc::v5::EventLoop>>,
 }
@@ -292,7 +295,8 @@ impl Hub {
                 (Some(m), Some(el))
             }
         };
-        Ok(Hub(Arc::new(Inner {
+        let (receipts, lane) = receipts::lane();
+        let hub = Hub(Arc::new(Inner {
             auth: Auth::new(&secret),
             registry: RegistryHandle::new(index),
             store,
@@ -309,9 +313,13 @@ impl Hub {
             cluster,
             mqtt,
             mqtt_loop: std::sync::Mutex::new(mqtt_loop),
+            receipts,
             clock,
             config,
-        })))
+        }));
+        // Started with the hub, not with `serve`: a queued receipt is always recorded.
+        hub.tracker.spawn(receipts::run(hub.clone(), lane));
+        Ok(hub)
     }
 }
 

@@ -202,6 +202,23 @@ pub enum MarkOutcome {
     Closed,
 }
 
+/// One mark of a batch ([`Store::mark_many`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkRequest {
+    /// Incident id.
+    pub incident: String,
+    /// The lead marking.
+    pub lead: String,
+    /// What.
+    pub mark: Mark,
+    /// When (Unix ms).
+    pub at: u64,
+}
+
+/// What [`Store::mark_many`] resolves to: one outcome per mark, in order.
+pub type MarksFuture<'a> =
+    Pin<Box<dyn Future<Output = Vec<Result<MarkOutcome, StoreError>>> + Send + 'a>>;
+
 /// A change to the incident itself: it bumps `rev` and reaches every recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
@@ -441,6 +458,15 @@ pub trait Store: Send + Sync + 'static {
         mark: Mark,
         at: u64,
     ) -> StoreFuture<'a, MarkOutcome>;
+    /// Applies many marks, each exactly as [`Store::mark`] would, in order; durable
+    /// before the future resolves. Backends that can record them together override it.
+    fn mark_many<'a>(&'a self, marks: &'a [MarkRequest]) -> MarksFuture<'a> {
+        Box::pin(futures_util::future::join_all(
+            marks
+                .iter()
+                .map(|m| self.mark(&m.incident, &m.lead, m.mark.clone(), m.at)),
+        ))
+    }
     /// Applies an operator's revision (update or close), durable before the future
     /// resolves; with `outbox`, the new `rev` gets an outbox entry (MQTT on).
     fn revise<'a>(

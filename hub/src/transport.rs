@@ -20,7 +20,12 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
         ClientFrame::Hello { .. } => {
             Err(Refusal::new(ErrorCode::BadRequest, "already authenticated"))
         }
-        ClientFrame::Receipt { incident, .. } => hub.mark(lead, &incident, Mark::Receipt).await,
+        ClientFrame::Receipt { incident, .. } => {
+            if reference.is_none() && hub.receipt_later(lead, &incident) {
+                return None;
+            }
+            hub.mark(lead, &incident, Mark::Receipt).await
+        }
         ClientFrame::Ack {
             incident,
             response,

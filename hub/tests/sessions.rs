@@ -598,3 +598,62 @@ async fn registry_changes_apply_at_run_time_and_incidents_keep_their_recipients(
     );
     hub.stop().await;
 }
+
+/// Receipts without a `ref` go to the hub's receipt lane: nothing is answered, a bad one
+/// still gets its `error`, and every receipt the hub has read when it stops is on disk
+/// when it starts again (the lane records what is queued before it ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_without_ref_are_recorded_and_none_read_is_lost_at_a_stop() {
+    let doc = city(300);
+    let hub = TestHub::start("receipt-lane", Some(doc.clone()), |_| {}).await;
+    let console = hub.console("");
+    let mine = console
+        .activate(&activation("Lane", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let theirs = console
+        .activate(&activation("Theirs", &[TOWN_B], &[]))
+        .await
+        .unwrap();
+    let leads: Vec<&str> = doc
+        .staff
+        .iter()
+        .filter(|p| p.assignments.iter().all(|a| a.grid.starts_with(TOWN_A)))
+        .map(|p| p.id.as_str())
+        .collect();
+    assert!(leads.len() > 50, "{}", leads.len());
+    let mut phones = Vec::new();
+    for lead in &leads {
+        let (mut c, _) = LeadClient::connect(&hub.ws_url(), &lead_token(lead))
+            .await
+            .unwrap();
+        let synced = c.sync().await.unwrap();
+        assert_eq!(incident_status(&synced, &mine.id), Some(Status::Pending));
+        phones.push(c);
+    }
+    let receipt = |id: &str| ClientFrame::Receipt {
+        incident: id.to_owned(),
+        rev: 1,
+        reference: None,
+    };
+    phones[0].send(&receipt(&theirs.id)).await.unwrap();
+    assert_eq!(expect_error(&mut phones[0], "not_recipient").await, None);
+
+    for c in &mut phones {
+        c.send(&receipt(&mine.id)).await.unwrap();
+    }
+    // A session answers its frames in order: its pong means its receipt was taken.
+    for c in &mut phones {
+        ping_pong(c).await;
+    }
+    let dir = hub.dir.clone();
+    hub.stop().await;
+    let clock = std::sync::Arc::new(gridcast_hub::clock::SystemClock);
+    let n = leads.len();
+    let hub = TestHub::start_in(dir, Some(doc), |_| {}, clock).await;
+    let counts = hub.console("").incident(&mine.id).await.unwrap().counts;
+    assert_eq!(counts.delivered, n);
+    let counts = hub.console("").incident(&theirs.id).await.unwrap().counts;
+    assert_eq!(counts.delivered, 0);
+    hub.stop().await;
+}

@@ -28,9 +28,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
-    Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_mark, apply_revision,
-    apply_task_update, issue_state, mark_event, task_event, task_key,
+    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, MarkRequest, MarksFuture, NewIncident,
+    RecipientState, ReviseOutcome, Revision, Store, StoreError, StoreFuture, TaskOutcome,
+    TaskRecord, apply_mark, apply_revision, apply_task_update, issue_state, mark_event, task_event,
+    task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -355,6 +356,10 @@ enum Request {
         at: u64,
         reply: oneshot::Sender<Result<MarkOutcome, StoreError>>,
     },
+    Marks(
+        Vec<MarkRequest>,
+        oneshot::Sender<Vec<Result<MarkOutcome, StoreError>>>,
+    ),
     OutboxDone {
         incident: String,
         rev: u64,
@@ -559,6 +564,7 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         buf.clear();
         let mut creates = Vec::new();
         let mut marks = Vec::new();
+        let mut batches = Vec::new();
         let mut dones = Vec::new();
         let mut revisions = Vec::new();
         let mut reports = Vec::new();
@@ -601,6 +607,30 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                             st.apply(record);
                         }
                         marks.push((outcome, reply));
+                    }
+                    Request::Marks(batch, reply) => {
+                        let mut outcomes = Vec::with_capacity(batch.len());
+                        for MarkRequest {
+                            incident,
+                            lead,
+                            mark,
+                            at,
+                        } in batch
+                        {
+                            let (outcome, changed) = st.judge(&incident, &lead, &mark, at);
+                            if changed {
+                                let record = Record::Mark {
+                                    incident,
+                                    lead,
+                                    mark,
+                                    at,
+                                };
+                                line(&record, &mut buf);
+                                st.apply(record);
+                            }
+                            outcomes.push(outcome);
+                        }
+                        batches.push((outcomes, reply));
                     }
                     Request::Revise {
                         incident,
@@ -741,6 +771,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (outcome, reply) in marks {
                     let _ = reply.send(Ok(outcome));
                 }
+                for (outcomes, reply) in batches {
+                    let _ = reply.send(outcomes.into_iter().map(Ok).collect());
+                }
                 for reply in dones {
                     let _ = reply.send(Ok(()));
                 }
@@ -769,6 +802,9 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 for (_, reply) in marks {
                     let _ = reply.send(Err(err.clone()));
                 }
+                for (outcomes, reply) in batches {
+                    let _ = reply.send(vec![Err(err.clone()); outcomes.len()]);
+                }
                 for reply in dones {
                     let _ = reply.send(Err(err.clone()));
                 }
@@ -794,6 +830,7 @@ fn fail(req: Request, err: StoreError) {
     match req {
         Request::Create(_, reply) => drop(reply.send(Err(err))),
         Request::Mark { reply, .. } => drop(reply.send(Err(err))),
+        Request::Marks(batch, reply) => drop(reply.send(vec![Err(err); batch.len()])),
         Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
         Request::Revise { reply, .. } => drop(reply.send(Err(err))),
         Request::Report(_, reply) => drop(reply.send(Err(err))),
@@ -833,6 +870,22 @@ impl Store for EmbeddedStore {
             };
             self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn mark_many<'a>(&'a self, marks: &'a [MarkRequest]) -> MarksFuture<'a> {
+        Box::pin(async move {
+            let closed = || vec![Err(StoreError::Closed); marks.len()];
+            let (reply, rx) = oneshot::channel();
+            if self
+                .tx
+                .send(Request::Marks(marks.to_vec(), reply))
+                .await
+                .is_err()
+            {
+                return closed();
+            }
+            rx.await.unwrap_or_else(|_| closed())
         })
     }
 
