@@ -267,10 +267,13 @@ async fn read_loop(
     last_seen: &AtomicU64,
 ) {
     let mut bucket = TokenBucket::new(hub.config.upstream_rate, hub.config.upstream_burst);
+    // Made once: a cancellation future registers itself with the token when made.
+    let killed = handle.killed();
+    tokio::pin!(killed);
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
-            () = handle.killed() => return,
+            () = &mut killed => return,
         };
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
@@ -339,6 +342,8 @@ async fn write_loop(
     let interval = Duration::from_secs(u64::from(hub.config.heartbeat_s));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let killed = handle.killed();
+    tokio::pin!(killed);
     loop {
         let step = async {
             tokio::select! {
@@ -364,7 +369,7 @@ async fn write_loop(
         };
         tokio::select! {
             biased;
-            () = handle.killed() => break,
+            () = &mut killed => break,
             r = step => if r.is_err() { handle.end(close::GOING_AWAY); return; }
         }
     }
