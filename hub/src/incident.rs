@@ -213,7 +213,8 @@ impl Hub {
         };
         let started = Instant::now();
         let snap = self.store.create_incident(new).await?;
-        self.metrics.store_seconds.observe(started.elapsed());
+        let stored = started.elapsed();
+        self.metrics.store_seconds.observe(stored);
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
         let mut online = self
             .bus
@@ -235,7 +236,10 @@ impl Hub {
         let meta = &snap.meta;
         tracing::info!(
             incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
-            recipients = snap.recipients.len(), online, "incident issued"
+            recipients = snap.recipients.len(), online,
+            store_ms = stored.as_millis() as u64,
+            published_ms = (started.elapsed() - stored).as_millis() as u64,
+            "incident issued"
         );
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let event = serde_json::json!({
