@@ -9,7 +9,11 @@ DRILL=target/release/gridcast-drill
 SECRET=bench-secret-0123456789abcdef
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+# GRIDCAST_BENCH_KEEP=1 keeps the scratch dir (hub logs, Redis log, JSON reports).
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ -n "${GRIDCAST_BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -27,7 +31,7 @@ start_redis() {
 # start_hub PORT NAME [flags…]: a release hub in $WORK/NAME, once ready; sets LAST (pid).
 start_hub() {
   local p=$1 n=$2; shift 2
-  GRIDCAST_LOG=warn "$HUB" --listen "127.0.0.1:$p" --jwt-secret "$SECRET" \
+  GRIDCAST_LOG=${GRIDCAST_BENCH_LOG:-warn} "$HUB" --listen "127.0.0.1:$p" --jwt-secret "$SECRET" \
     --data-dir "$WORK/$n" "$@" >"$WORK/$n.log" 2>&1 &
   PIDS+=($!); LAST=$!
   for _ in $(seq 1 300); do

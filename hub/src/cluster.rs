@@ -14,7 +14,9 @@
 //! - **Resync.** Pub/sub is at-most-once. Each node publishes a probe to itself every
 //!   heartbeat; a subscription that ends or misses probes for [`PROBE_DEAD`] is dropped
 //!   and made again, and then the node re-sends to its sessions every active incident
-//!   whose `rev` it has not delivered, and reloads the registry if its version moved.
+//!   whose `rev` it has not delivered, or delivered only in part (a fan-out is one
+//!   message per grid: a subscription lost in the middle of one leaves grids unsent),
+//!   and reloads the registry if its version moved.
 //!   `/readyz` is false from the loss until the resync is done.
 //! - **Registry** replacements are stored with a version and announced on `gc:registry`.
 //! - **Console** progress: each node announces the incidents its leads changed every
@@ -114,6 +116,60 @@ struct ConsoleWire {
     event: Option<(String, Vec<String>, serde_json::Value)>,
 }
 
+/// What of an incident reached a node's sessions: its newest `rev`, and whether all of
+/// that rev did (issued or resent from this node) or only the grids listed (another
+/// node's fan-out is one message per grid, and a subscription lost in the middle of one
+/// leaves the rest of its grids unsent).
+#[derive(Debug, Default)]
+struct Seen {
+    rev: u64,
+    whole: bool,
+    grids: HashSet<String>,
+}
+
+impl Seen {
+    /// All of `rev` was delivered here.
+    fn whole(&mut self, rev: u64) {
+        if rev >= self.rev {
+            self.rev = rev;
+            self.whole = true;
+            self.grids.clear();
+        }
+    }
+
+    /// `rev`'s message for `grid` was delivered here.
+    fn grid(&mut self, rev: u64, grid: &str) {
+        if rev > self.rev {
+            *self = Seen {
+                rev,
+                ..Seen::default()
+            };
+        }
+        if rev == self.rev && !self.whole {
+            self.grids.insert(grid.to_owned());
+        }
+    }
+
+    /// True if `meta` may not have reached every session here: a newer rev, or a grid
+    /// with sessions here that the incident targets and whose message never came.
+    fn missed(&self, meta: &IncidentMeta, local: &[GridCode]) -> bool {
+        if meta.rev > self.rev {
+            return true;
+        }
+        if meta.rev < self.rev || self.whole {
+            return false;
+        }
+        local.iter().any(|g| {
+            let targeted = meta
+                .targets
+                .codes
+                .iter()
+                .any(|t| g.as_str().starts_with(t.as_str()));
+            targeted && !self.grids.contains(g.as_str())
+        })
+    }
+}
+
 /// One node's part in the cluster.
 pub struct Cluster {
     node: String,
@@ -133,8 +189,8 @@ pub struct Cluster {
     retrying: Arc<tokio::sync::Semaphore>,
     /// The other live nodes, as of the last heartbeat.
     live: Mutex<Vec<String>>,
-    /// Highest `rev` of each active incident delivered to this node's sessions.
-    seen: DashMap<String, u64>,
+    /// What of each active incident reached this node's sessions.
+    seen: DashMap<String, Seen>,
     last_probe: AtomicU64,
     registry_ver: AtomicU64,
     /// The presence entry must be rewritten whole (start, or a failed heartbeat).
@@ -259,8 +315,7 @@ impl Cluster {
     }
 
     fn saw(&self, id: &str, rev: u64) {
-        let mut e = self.seen.entry(id.to_owned()).or_insert(0);
-        *e = (*e).max(rev);
+        self.seen.entry(id.to_owned()).or_default().whole(rev);
     }
 
     async fn subscriber(self: Arc<Self>, hub: Hub) {
@@ -371,7 +426,7 @@ impl Cluster {
     async fn handle(&self, hub: &Hub, msg: &redis::Msg) {
         let channel = msg.get_channel_name();
         let payload = msg.get_payload_bytes();
-        if channel.starts_with("gc:g:") {
+        if let Some(grid) = channel.strip_prefix("gc:g:") {
             let Ok(w) = serde_json::from_slice::<WireIn>(payload) else {
                 tracing::warn!(channel, "undecodable cluster message dropped");
                 return;
@@ -386,7 +441,10 @@ impl Cluster {
             let Some(meta) = w.meta else { return };
             let meta = Arc::new(meta);
             let event = if w.whole {
-                self.saw(&meta.id, meta.rev);
+                self.seen
+                    .entry(meta.id.clone())
+                    .or_default()
+                    .grid(meta.rev, grid);
                 BusEvent::Incident {
                     meta,
                     recipients: Arc::new(w.recipients),
@@ -434,9 +492,13 @@ impl Cluster {
         let since = now_ms().saturating_sub(hub.config.closed_sync_hours * 3_600_000);
         let metas = hub.store.recent_metas(since).await?;
         let mut resent = 0;
+        let local = self.presence.grids();
         for meta in &metas {
-            let seen = self.seen.get(&meta.id).map(|r| *r).unwrap_or(0);
-            if meta.rev <= seen {
+            let missed = self
+                .seen
+                .get(&meta.id)
+                .is_none_or(|s| s.missed(meta, &local));
+            if !missed {
                 continue; // nothing missed: its recipients need not be read
             }
             let Some(s) = hub.store.incident(&meta.id).await? else {
@@ -814,5 +876,72 @@ impl Bus for ClusterBus {
             }
             local
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gridcast_protocol::frame::Targets;
+    use gridcast_protocol::model::{Category, IncidentState, Level};
+    use gridcast_protocol::{GridCode, Target};
+
+    use super::Seen;
+    use crate::store::IncidentMeta;
+
+    const G1: &str = "3301060040011001";
+    const G2: &str = "3301060040021001";
+    const OTHER: &str = "3301061010011001";
+
+    fn meta(rev: u64) -> IncidentMeta {
+        IncidentMeta {
+            id: "INC-000001".into(),
+            rev,
+            state: IncidentState::Active,
+            title: "t".into(),
+            body: String::new(),
+            level: Level::III,
+            category: Category::Natural,
+            drill: true,
+            issued_at: 0,
+            ack_by: 1,
+            targets: Targets {
+                codes: vec![Target::parse("330106004").unwrap()],
+                roles: vec![],
+            },
+            issued_by: "op".into(),
+            closed_at: None,
+        }
+    }
+
+    fn grids(codes: &[&str]) -> Vec<GridCode> {
+        codes.iter().map(|c| GridCode::parse(c).unwrap()).collect()
+    }
+
+    #[test]
+    fn an_incident_is_missed_until_every_targeted_local_grid_got_its_message() {
+        let local = grids(&[G1, G2, OTHER]);
+        let mut s = Seen::default();
+        assert!(s.missed(&meta(1), &local), "nothing seen yet");
+        s.grid(1, G1);
+        // The subscription was lost before G2's message: the resync must resend.
+        assert!(s.missed(&meta(1), &local));
+        assert!(
+            !s.missed(&meta(1), &grids(&[G1, OTHER])),
+            "OTHER is not targeted"
+        );
+        s.grid(1, G2);
+        assert!(!s.missed(&meta(1), &local));
+        // An update starts over: rev 2 reached G1 only.
+        s.grid(2, G1);
+        assert!(s.missed(&meta(2), &local));
+        // A late message of the old rev changes nothing.
+        s.grid(1, G2);
+        assert!(s.missed(&meta(2), &local));
+        // Resent whole (or issued here): nothing missed, whatever the grids.
+        s.whole(2);
+        assert!(!s.missed(&meta(2), &local));
+        s.grid(2, G2);
+        assert!(!s.missed(&meta(2), &local));
+        assert!(s.missed(&meta(3), &local));
     }
 }
