@@ -5,6 +5,7 @@
 //! and the [`Bus`](crate::bus) traits and returns contract error codes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -460,23 +461,40 @@ impl Hub {
             .store
             .mark(incident, lead, mark, self.clock.now_ms())
             .await?;
+        if let Some((meta, state)) = self.marked(incident, is_ack, outcome, started)?
+            && is_ack
+        {
+            // Every device of the lead learns the new answer.
+            if let Some(m) = &self.mqtt {
+                m.publish_status(&meta, &state).await;
+            }
+            self.bus.publish(BusEvent::Recipient { meta, state }).await;
+        }
+        Ok(())
+    }
+
+    /// What a recorded mark means (counted, the console told), whichever way it was
+    /// recorded: the new state if it changed, or the lead's refusal.
+    pub(crate) fn marked(
+        &self,
+        incident: &str,
+        is_ack: bool,
+        outcome: MarkOutcome,
+        started: Instant,
+    ) -> Result<Option<(Arc<IncidentMeta>, RecipientState)>, Refusal> {
         match outcome {
             MarkOutcome::Changed(meta, state) => {
                 self.metrics.store_seconds.observe(started.elapsed());
                 self.console.incident_changed(&meta.id);
-                if is_ack {
-                    self.metrics.acks.fetch_add(1, Relaxed);
-                    // Every device of the lead learns the new answer.
-                    if let Some(m) = &self.mqtt {
-                        m.publish_status(&meta, &state).await;
-                    }
-                    self.bus.publish(BusEvent::Recipient { meta, state }).await;
+                let counter = if is_ack {
+                    &self.metrics.acks
                 } else {
-                    self.metrics.receipts.fetch_add(1, Relaxed);
-                }
-                Ok(())
+                    &self.metrics.receipts
+                };
+                counter.fetch_add(1, Relaxed);
+                Ok(Some((meta, state)))
             }
-            MarkOutcome::Unchanged(..) => Ok(()),
+            MarkOutcome::Unchanged(..) => Ok(None),
             MarkOutcome::NotFound | MarkOutcome::NotRecipient => Err(Refusal::new(
                 ErrorCode::NotRecipient,
                 format!("you are not a recipient of incident {incident:?}"),

@@ -13,13 +13,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gridcast_protocol::ErrorCode;
 use gridcast_protocol::frame::ServerFrame;
 use tokio::sync::mpsc;
 
 use crate::Hub;
 use crate::session::encode;
-use crate::store::{Mark, MarkOutcome, MarkRequest};
+use crate::store::{Mark, MarkRequest};
 
 /// Receipts that may wait for the lane; past this, sessions record their own.
 pub const LANE_CAPACITY: usize = 16_384;
@@ -57,19 +56,10 @@ pub async fn run(hub: Hub, mut rx: mpsc::Receiver<MarkRequest>) {
 async fn record(hub: &Hub, batch: &mut Vec<MarkRequest>) {
     let started = Instant::now();
     let outcomes = hub.store.mark_many(batch).await;
-    hub.metrics.store_seconds.observe(started.elapsed());
     for (req, outcome) in batch.drain(..).zip(outcomes) {
-        let refusal = match outcome {
-            Ok(MarkOutcome::Changed(meta, _)) => {
-                hub.metrics.receipts.fetch_add(1, Relaxed);
-                hub.console.incident_changed(&meta.id);
-                continue;
-            }
-            Ok(MarkOutcome::Unchanged(..) | MarkOutcome::Closed) => continue,
-            Ok(MarkOutcome::NotFound | MarkOutcome::NotRecipient) => (
-                ErrorCode::NotRecipient,
-                format!("you are not a recipient of incident {:?}", req.incident),
-            ),
+        let refusal = match outcome.map(|o| hub.marked(&req.incident, false, o, started)) {
+            Ok(Ok(_)) => continue,
+            Ok(Err(refusal)) => refusal,
             Err(e) => {
                 // The phone sends its receipt again with its next sync; the incident
                 // stays `pending` for it until then.
@@ -80,8 +70,8 @@ async fn record(hub: &Hub, batch: &mut Vec<MarkRequest>) {
         hub.metrics.frame_errors.fetch_add(1, Relaxed);
         let frame = encode(&ServerFrame::Error {
             reference: None,
-            code: refusal.0,
-            message: refusal.1,
+            code: refusal.code,
+            message: refusal.message,
         });
         hub.presence.send_to_lead(&req.lead, &frame);
     }

@@ -10,6 +10,7 @@ use gridcast_clients::ClientError;
 use gridcast_clients::lead::LeadClient;
 use gridcast_hub::auth::TokenRole;
 use gridcast_protocol::Status;
+use gridcast_protocol::api::CreatedIncident;
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
 use gridcast_protocol::model::Response;
 use support::*;
@@ -40,6 +41,18 @@ async fn expect_error(c: &mut LeadClient, code: &str) -> Option<String> {
             return reference;
         }
     }
+}
+
+/// One activation of town A (the test's leads) and one of town B (someone else's).
+async fn mine_and_theirs(
+    console: &gridcast_clients::console::ConsoleClient,
+) -> (CreatedIncident, CreatedIncident) {
+    let (a, b) = (
+        activation("Mine", &[TOWN_A], &[]),
+        activation("Theirs", &[TOWN_B], &[]),
+    );
+    let mine = console.activate(&a).await.unwrap();
+    (mine, console.activate(&b).await.unwrap())
 }
 
 async fn ping_pong(c: &mut LeadClient) {
@@ -172,14 +185,7 @@ async fn bad_frames_get_the_contract_errors_and_the_session_stays_usable() {
     let hub = TestHub::start("badframes", Some(city(60)), |_| {}).await;
     let console = hub.console("");
     let doc = city(60);
-    let mine = console
-        .activate(&activation("Mine", &[TOWN_A], &[]))
-        .await
-        .unwrap();
-    let theirs = console
-        .activate(&activation("Theirs", &[TOWN_B], &[]))
-        .await
-        .unwrap();
+    let (mine, theirs) = mine_and_theirs(&console).await;
     let lead = doc
         .staff
         .iter()
@@ -607,14 +613,7 @@ async fn receipts_without_ref_are_recorded_and_none_read_is_lost_at_a_stop() {
     let doc = city(300);
     let hub = TestHub::start("receipt-lane", Some(doc.clone()), |_| {}).await;
     let console = hub.console("");
-    let mine = console
-        .activate(&activation("Lane", &[TOWN_A], &[]))
-        .await
-        .unwrap();
-    let theirs = console
-        .activate(&activation("Theirs", &[TOWN_B], &[]))
-        .await
-        .unwrap();
+    let (mine, theirs) = mine_and_theirs(&console).await;
     let leads: Vec<&str> = doc
         .staff
         .iter()

@@ -349,13 +349,7 @@ enum Request {
         NewIncident,
         oneshot::Sender<Result<IncidentSnapshot, StoreError>>,
     ),
-    Mark {
-        incident: String,
-        lead: String,
-        mark: Mark,
-        at: u64,
-        reply: oneshot::Sender<Result<MarkOutcome, StoreError>>,
-    },
+    /// Receipts and acks, one or many (one outcome each, in order).
     Marks(
         Vec<MarkRequest>,
         oneshot::Sender<Vec<Result<MarkOutcome, StoreError>>>,
@@ -468,6 +462,17 @@ fn replay(path: &Path) -> Result<(State, usize), OpenError> {
 }
 
 impl EmbeddedStore {
+    /// One request to the writer for any number of marks; one outcome each, in order.
+    async fn marks(&self, batch: Vec<MarkRequest>) -> Vec<Result<MarkOutcome, StoreError>> {
+        let n = batch.len();
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Marks(batch, reply)).await.is_err() {
+            return vec![Err(StoreError::Closed); n];
+        }
+        rx.await
+            .unwrap_or_else(|_| vec![Err(StoreError::Closed); n])
+    }
+
     /// Opens (or creates) the store in `dir`, replays its log and starts the writer.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
         let io = |e| OpenError::Io(dir.to_owned(), e);
@@ -563,7 +568,6 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
         }
         buf.clear();
         let mut creates = Vec::new();
-        let mut marks = Vec::new();
         let mut batches = Vec::new();
         let mut dones = Vec::new();
         let mut revisions = Vec::new();
@@ -587,26 +591,6 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                         line(&record, &mut buf);
                         st.apply(record);
                         creates.push((st.snapshot(&id), reply));
-                    }
-                    Request::Mark {
-                        incident,
-                        lead,
-                        mark,
-                        at,
-                        reply,
-                    } => {
-                        let (outcome, changed) = st.judge(&incident, &lead, &mark, at);
-                        if changed {
-                            let record = Record::Mark {
-                                incident,
-                                lead,
-                                mark,
-                                at,
-                            };
-                            line(&record, &mut buf);
-                            st.apply(record);
-                        }
-                        marks.push((outcome, reply));
                     }
                     Request::Marks(batch, reply) => {
                         let mut outcomes = Vec::with_capacity(batch.len());
@@ -768,9 +752,6 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                     // The caller may have gone (request cancelled); the record stands.
                     let _ = reply.send(snap.ok_or(StoreError::Closed));
                 }
-                for (outcome, reply) in marks {
-                    let _ = reply.send(Ok(outcome));
-                }
                 for (outcomes, reply) in batches {
                     let _ = reply.send(outcomes.into_iter().map(Ok).collect());
                 }
@@ -797,9 +778,6 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
                 tracing::error!(error = %e, bytes = len, "store write failed; refusing further writes");
                 let err = StoreError::Io(e.to_string());
                 for (_, reply) in creates {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for (_, reply) in marks {
                     let _ = reply.send(Err(err.clone()));
                 }
                 for (outcomes, reply) in batches {
@@ -829,7 +807,6 @@ fn fail(req: Request, err: StoreError) {
     // The caller may have gone; nothing was recorded either way.
     match req {
         Request::Create(_, reply) => drop(reply.send(Err(err))),
-        Request::Mark { reply, .. } => drop(reply.send(Err(err))),
         Request::Marks(batch, reply) => drop(reply.send(vec![Err(err); batch.len()])),
         Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
         Request::Revise { reply, .. } => drop(reply.send(Err(err))),
@@ -860,33 +837,19 @@ impl Store for EmbeddedStore {
         at: u64,
     ) -> StoreFuture<'a, MarkOutcome> {
         Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            let req = Request::Mark {
+            let req = MarkRequest {
                 incident: incident.to_owned(),
                 lead: lead.to_owned(),
                 mark,
                 at,
-                reply,
             };
-            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
-            rx.await.map_err(|_| StoreError::Closed)?
+            let mut outcomes = self.marks(vec![req]).await;
+            outcomes.pop().unwrap_or(Err(StoreError::Closed))
         })
     }
 
     fn mark_many<'a>(&'a self, marks: &'a [MarkRequest]) -> MarksFuture<'a> {
-        Box::pin(async move {
-            let closed = || vec![Err(StoreError::Closed); marks.len()];
-            let (reply, rx) = oneshot::channel();
-            if self
-                .tx
-                .send(Request::Marks(marks.to_vec(), reply))
-                .await
-                .is_err()
-            {
-                return closed();
-            }
-            rx.await.unwrap_or_else(|_| closed())
-        })
+        Box::pin(self.marks(marks.to_vec()))
     }
 
     fn revise<'a>(
