@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
         .iter()
         .map(|p| {
             let (handle, rx) = SessionHandle::new(Channel::Ws, 256, &token);
-            presence.register(&p.id, assignments(p), handle);
+            presence.register(&p.id, assignments(p), handle, usize::MAX);
             queues.push(rx);
             let a = &p.assignments[0];
             RecipientState {

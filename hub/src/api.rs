@@ -5,9 +5,8 @@
 
 use std::convert::Infallible;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,10 +23,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::Hub;
 use crate::auth::{Claims, TokenRole};
 use crate::incident::{self, Refusal};
 use crate::registry::RegistryIndex;
-use crate::{Hub, now_ms};
 
 /// An API error: contract code, message, and for a refused registry every problem.
 #[derive(Debug)]
@@ -90,8 +89,7 @@ fn operator(hub: &Hub, headers: &HeaderMap) -> ApiResult<Claims> {
             )
         })?;
     let claims = hub
-        .auth
-        .verify(token.trim(), now_ms() / 1000)
+        .authenticate(token.trim())
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     if claims.role == TokenRole::Lead {
         return Err(ApiError::new(
@@ -102,14 +100,55 @@ fn operator(hub: &Hub, headers: &HeaderMap) -> ApiResult<Claims> {
     Ok(claims)
 }
 
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::TooLarge, "request body is over the limit")
-        } else {
-            ApiError::new(ErrorCode::BadRequest, e.body_text())
-        }
+/// The authenticated operator of a request, read from the headers alone. axum runs
+/// header extractors before the body extractor, which comes last in every handler, so a
+/// request without a valid operator token is answered `401` before a byte of its body
+/// is read (a 62 MiB body without a token costs the hub nothing).
+pub struct Operator(pub Claims);
+
+impl axum::extract::FromRequestParts<Hub> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        hub: &Hub,
+    ) -> Result<Self, ApiError> {
+        operator(hub, &parts.headers).map(Operator)
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes within `--body-timeout-s`.
+async fn parse_body<T: DeserializeOwned>(hub: &Hub, body: Body, limit: usize) -> ApiResult<T> {
+    use http_body_util::BodyExt;
+    let deadline = std::time::Duration::from_secs(hub.config.body_timeout_s);
+    let read = tokio::time::timeout(
+        deadline,
+        http_body_util::Limited::new(body, limit).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs()
+            ),
+        )
     })?;
+    let bytes = read
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!("request body is over the limit of {limit} bytes"),
+                )
+            } else {
+                ApiError::new(ErrorCode::BadRequest, format!("reading the body: {e}"))
+            }
+        })?
+        .to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
@@ -136,7 +175,6 @@ fn query_filter<T: DeserializeOwned>(
 
 /// The hub's routes.
 pub fn router(hub: Hub) -> Router {
-    let registry_limit = hub.config.max_registry_bytes;
     Router::new()
         .route("/v1/incidents", post(create_incident).get(list_incidents))
         .route("/v1/incidents/{id}", get(get_incident))
@@ -150,12 +188,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/reports/{id}/promote", post(post_promote))
         .route("/v1/incidents/{id}/close", post(post_close))
         .route("/v1/presence", get(get_presence))
-        .route(
-            "/v1/registry",
-            get(get_registry)
-                .put(put_registry)
-                .layer(DefaultBodyLimit::max(registry_limit)),
-        )
+        .route("/v1/registry", get(get_registry).put(put_registry))
         .route("/v1/task-kinds", get(get_task_kinds))
         .route("/v1/console/events", get(console_events))
         .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
@@ -164,17 +197,15 @@ pub fn router(hub: Hub) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
-        .layer(DefaultBodyLimit::max(hub.config.max_body_bytes))
         .with_state(hub)
 }
 
 async fn create_incident(
     State(hub): State<Hub>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Operator(op): Operator,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
-    let op = operator(&hub, &headers)?;
-    let req: CreateIncident = parse_body(body)?;
+    let req: CreateIncident = parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let created = hub.issue(&op, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -186,10 +217,9 @@ struct StateQuery {
 
 async fn list_incidents(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Query(q): Query<StateQuery>,
 ) -> ApiResult<Json<IncidentList>> {
-    let op = operator(&hub, &headers)?;
     let state: Option<IncidentState> =
         query_filter(q.state.as_deref(), "state", "active or closed")?;
     let all = hub.store.incidents(state).await?;
@@ -213,12 +243,11 @@ struct UpdateBody {
 /// `POST /v1/incidents/{id}/updates`: a new body, `rev` + 1, to every recipient.
 async fn post_update(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
-    let op = operator(&hub, &headers)?;
-    let req: UpdateBody = parse_body(body)?;
+    let req: UpdateBody = parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let revision = crate::store::Revision::Update { body: req.body };
     Ok(Json(hub.revise(&op, &id, revision, false).await?))
 }
@@ -236,12 +265,11 @@ struct CloseBody {
 /// it are `incident_closed`.
 async fn post_close(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
-    let op = operator(&hub, &headers)?;
-    let req: CloseBody = parse_body(body)?;
+    let req: CloseBody = parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let revision = crate::store::Revision::Close { reason: req.reason };
     Ok(Json(hub.revise(&op, &id, revision, req.force).await?))
 }
@@ -249,12 +277,12 @@ async fn post_close(
 /// `POST /v1/incidents/{id}/tasks`.
 async fn post_task(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedTask>)> {
-    let op = operator(&hub, &headers)?;
-    let req: gridcast_protocol::api::CreateTask = parse_body(body)?;
+    let req: gridcast_protocol::api::CreateTask =
+        parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let created = hub.create_task(&op, &id, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -262,10 +290,9 @@ async fn post_task(
 /// `GET /v1/incidents/{id}/tasks`.
 async fn get_tasks(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<gridcast_protocol::api::TaskList>> {
-    let op = operator(&hub, &headers)?;
     visible_snapshot(&hub, &op, &id).await?;
     let tasks = hub
         .store
@@ -285,10 +312,10 @@ async fn get_tasks(
 /// one row per person.
 async fn get_after_action(
     State(hub): State<Hub>,
+    Operator(op): Operator,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let op = operator(&hub, &headers)?;
     let snap = visible_snapshot(&hub, &op, &id).await?;
     let timeline = hub.store.timeline(&id).await?.unwrap_or_default();
     let tasks = hub.store.tasks(&id).await?;
@@ -318,10 +345,9 @@ struct StatsQuery {
 /// `GET /v1/stats?prefix=&from=&to=`: response figures over a period.
 async fn get_stats(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Query(q): Query<StatsQuery>,
 ) -> ApiResult<Json<gridcast_protocol::api::Stats>> {
-    let op = operator(&hub, &headers)?;
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
     let when = |v: &Option<String>, name: &str| -> ApiResult<Option<u64>> {
         match v.as_deref().filter(|s| !s.is_empty()) {
@@ -373,9 +399,8 @@ async fn get_stats(
 /// `GET /v1/reports`: the reports from the operator's jurisdiction, newest first.
 async fn get_reports(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
 ) -> ApiResult<Json<gridcast_protocol::api::ReportList>> {
-    let op = operator(&hub, &headers)?;
     let mut reports = hub.store.reports().await?;
     reports.retain(|r| r.grid.as_str().starts_with(&op.scope));
     Ok(Json(gridcast_protocol::api::ReportList { reports }))
@@ -384,12 +409,12 @@ async fn get_reports(
 /// `POST /v1/reports/{id}/promote`: opens an incident from a report.
 async fn post_promote(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
-    let op = operator(&hub, &headers)?;
-    let req: gridcast_protocol::api::PromoteReport = parse_body(body)?;
+    let req: gridcast_protocol::api::PromoteReport =
+        parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let created = hub.promote(&op, &id, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -410,10 +435,9 @@ async fn visible_snapshot(
 
 async fn get_incident(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
-    let op = operator(&hub, &headers)?;
     let snap = visible_snapshot(&hub, &op, &id).await?;
     Ok(Json(incident::detail(&snap)))
 }
@@ -425,11 +449,10 @@ struct StatusQuery {
 
 async fn get_recipients(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
     Query(q): Query<StatusQuery>,
 ) -> ApiResult<Json<RecipientList>> {
-    let op = operator(&hub, &headers)?;
     let want: Option<Status> = query_filter(
         q.status.as_deref(),
         "status",
@@ -447,10 +470,9 @@ async fn get_recipients(
 
 async fn get_timeline(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Timeline>> {
-    let op = operator(&hub, &headers)?;
     visible_snapshot(&hub, &op, &id).await?;
     let events = hub.store.timeline(&id).await?.unwrap_or_default();
     Ok(Json(Timeline { events }))
@@ -482,10 +504,9 @@ fn scoped_prefix(op: &Claims, prefix: Option<&str>) -> ApiResult<Target> {
 
 async fn get_presence(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
     Query(q): Query<PresenceQuery>,
 ) -> ApiResult<Json<gridcast_protocol::api::Presence>> {
-    let op = operator(&hub, &headers)?;
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
     let registry = hub.registry.current();
     let with_leads = q.leads.unwrap_or(false);
@@ -516,24 +537,33 @@ fn scoped_registry(index: &RegistryIndex, scope: &str) -> RegistryDoc {
     doc
 }
 
-async fn get_registry(State(hub): State<Hub>, headers: HeaderMap) -> ApiResult<Json<RegistryDoc>> {
-    let op = operator(&hub, &headers)?;
+async fn get_registry(
+    State(hub): State<Hub>,
+    Operator(op): Operator,
+) -> ApiResult<Json<RegistryDoc>> {
     Ok(Json(scoped_registry(&hub.registry.current(), &op.scope)))
 }
 
 async fn put_registry(
     State(hub): State<Hub>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Operator(op): Operator,
+    body: Body,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let op = operator(&hub, &headers)?;
     if op.role != TokenRole::Admin || !op.scope.is_empty() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "replacing the registry needs an admin token for the whole city",
         ));
     }
-    let doc: RegistryDoc = parse_body(body)?;
+    // One upload at a time, decided before its body is read: a second admin upload
+    // while one is being read waits for nothing and holds no memory.
+    let Ok(_one_upload) = hub.registry_uploads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "another registry upload is in progress; retry when it is done",
+        ));
+    };
+    let doc: RegistryDoc = parse_body(&hub, body, hub.config.max_registry_bytes).await?;
     let registry = doc.validate().map_err(|problems| ApiError {
         code: ErrorCode::BadRequest,
         message: format!(
@@ -555,9 +585,8 @@ async fn put_registry(
 
 async fn get_task_kinds(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    _op: Operator,
 ) -> ApiResult<Json<serde_json::Value>> {
-    operator(&hub, &headers)?;
     Ok(Json(
         serde_json::json!({ "task_kinds": hub.registry.current().registry.task_kinds }),
     ))
@@ -565,51 +594,91 @@ async fn get_task_kinds(
 
 async fn console_events(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    Operator(op): Operator,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let op = operator(&hub, &headers)?;
     let rx = hub.console.subscribe();
+    // The city-wide count only for a city-wide operator; a scoped one gets its own.
+    let online = if op.scope.is_empty() {
+        hub.presence.online_leads()
+    } else {
+        let scope = op.scope.clone();
+        hub.presence
+            .online()
+            .iter()
+            .filter(|l| {
+                l.assignments
+                    .iter()
+                    .any(|a| a.grid.as_str().starts_with(&scope))
+            })
+            .count()
+    };
     let hello = Event::default().event("hello").data(
-        serde_json::json!({ "node": hub.node_id, "scope": op.scope, "online": hub.presence.online_leads() }).to_string(),
+        serde_json::json!({ "node": hub.node_id, "scope": op.scope, "online": online }).to_string(),
     );
     let stop = hub.shutdown.clone();
     let metrics = hub.metrics.clone();
-    let stream = futures_util::stream::unfold(
-        (rx, Some(hello), op.scope),
-        move |(mut rx, first, scope)| {
-            let stop = stop.clone();
-            let metrics = metrics.clone();
-            async move {
-                if let Some(e) = first {
-                    return Some((Ok(e), (rx, None, scope)));
-                }
-                loop {
-                    let msg = tokio::select! {
-                        m = rx.recv() => m,
-                        () = stop.cancelled() => return None,
-                    };
-                    match msg {
-                        Ok(ev) => {
-                            if let Some(data) = ev.for_scope(&scope) {
-                                let e = Event::default().event(ev.name).data(data.to_string());
-                                return Some((Ok(e), (rx, None, scope)));
-                            }
-                        }
-                        Err(RecvError::Lagged(n)) => {
-                            metrics
-                                .console_lagged
-                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                            let e = Event::default()
-                                .event("lagged")
-                                .data(serde_json::json!({ "skipped": n }).to_string());
-                            return Some((Ok(e), (rx, None, scope)));
-                        }
-                        Err(RecvError::Closed) => return None,
+    // The stream ends when its token expires or is revoked: the console signs in again.
+    let until = tokio::time::Instant::now() + op.expires_in();
+    let revocations = (hub.revocations.clone(), hub.revocations.changed());
+    struct StreamState {
+        rx: tokio::sync::broadcast::Receiver<crate::console::ConsoleEvent>,
+        first: Option<Event>,
+        op: Claims,
+        revocations: (
+            std::sync::Arc<crate::revocation::Revocations>,
+            tokio::sync::watch::Receiver<u64>,
+        ),
+    }
+    let state = StreamState {
+        rx,
+        first: Some(hello),
+        op,
+        revocations,
+    };
+    let stream = futures_util::stream::unfold(state, move |mut st| {
+        let stop = stop.clone();
+        let metrics = metrics.clone();
+        async move {
+            if let Some(e) = st.first.take() {
+                return Some((Ok(e), st));
+            }
+            loop {
+                let msg = tokio::select! {
+                    m = st.rx.recv() => m,
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep_until(until) => {
+                        metrics.sessions_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return None;
                     }
+                    Ok(()) = st.revocations.1.changed() => {
+                        if st.revocations.0.is_revoked(&st.op) {
+                            metrics.sessions_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return None;
+                        }
+                        continue;
+                    }
+                };
+                match msg {
+                    Ok(ev) => {
+                        if let Some(data) = ev.for_scope(&st.op.scope) {
+                            let e = Event::default().event(ev.name).data(data.to_string());
+                            return Some((Ok(e), st));
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        metrics
+                            .console_lagged
+                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        let e = Event::default()
+                            .event("lagged")
+                            .data(serde_json::json!({ "skipped": n }).to_string());
+                        return Some((Ok(e), st));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
             }
-        },
-    );
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

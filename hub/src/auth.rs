@@ -4,6 +4,12 @@
 //! with the RustCrypto `hmac`/`sha2` crates keeps RSA and elliptic-curve code (and a
 //! second `rand`) out of the build. Only `HS256` is accepted: a token with any other
 //! `alg`, including `none`, is refused. Verification is constant-time.
+//!
+//! Beyond the signature: an operator token must carry `scope` (empty = the whole city;
+//! missing is refused, never read as the whole city); no token may live longer than
+//! `--max-token-lifetime-h` from now; during a key rotation a second key
+//! (`--jwt-secret-previous`) is accepted, and a token's `kid` header says which key
+//! signed it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,17 +32,37 @@ pub enum TokenRole {
 }
 
 /// Claims of a gridcast token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Claims {
     /// Lead or operator id.
     pub sub: String,
     /// Role.
     pub role: TokenRole,
     /// An operator's jurisdiction prefix; empty = the whole city.
-    #[serde(default)]
     pub scope: String,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// The token's own id, for revocation (`gridcast-hub token` always sets one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+impl Claims {
+    /// How long until the token expires (zero if it has).
+    pub fn expires_in(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.exp * 1000).saturating_sub(crate::now_ms()))
+    }
+}
+
+/// Claims as they arrive: `scope` may be missing, which only a lead token may do.
+#[derive(Deserialize)]
+struct WireClaims {
+    sub: String,
+    role: TokenRole,
+    scope: Option<String>,
+    exp: u64,
+    #[serde(default)]
+    jti: Option<String>,
 }
 
 /// Why a token was refused. The message never contains the token.
@@ -54,48 +80,93 @@ pub enum TokenError {
     /// Past `exp`.
     #[error("token has expired")]
     Expired,
+    /// An operator token without a `scope` claim.
+    #[error("operator tokens must carry a scope claim (an empty string is the whole city)")]
+    NoScope,
+    /// `exp` further away than the hub allows.
+    #[error("token lives longer than this hub allows ({0} hours); ask for a shorter one")]
+    TooLong(u64),
+    /// Listed in the revocation list.
+    #[error("token has been revoked")]
+    Revoked,
 }
 
-/// Signs and checks tokens with one HS256 key.
+/// Signs with one HS256 key and checks with it or, during a rotation, the previous one.
 #[derive(Clone)]
 pub struct Auth {
-    key: Vec<u8>,
+    /// (kid, key): the signing key first.
+    keys: Vec<(String, Vec<u8>)>,
+    /// Longest a token may still have to live, in seconds.
+    max_lifetime_s: u64,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Auth { key: <redacted> }")
+        f.write_str("Auth { keys: <redacted> }")
     }
 }
 
-const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
-
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Header {
     alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
 }
 
+/// The key id of a key: the first 8 hex digits of its SHA-256 (names the key without
+/// revealing it).
+pub fn key_id(key: &[u8]) -> String {
+    use sha2::Digest;
+    Sha256::digest(key)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Default of `--max-token-lifetime-h`: 30 days.
+pub const DEFAULT_MAX_LIFETIME_H: u64 = 720;
+
 impl Auth {
-    /// A signer/verifier for `secret`.
+    /// A signer/verifier for `secret` with the default maximum lifetime.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_keys(secret, None, DEFAULT_MAX_LIFETIME_H)
+    }
+
+    /// A signer for `secret` that also accepts tokens of `previous` (a key rotation),
+    /// refusing any token with more than `max_lifetime_h` hours left.
+    pub fn with_keys(secret: &[u8], previous: Option<&[u8]>, max_lifetime_h: u64) -> Self {
+        let mut keys = vec![(key_id(secret), secret.to_vec())];
+        if let Some(p) = previous {
+            keys.push((key_id(p), p.to_vec()));
+        }
         Self {
-            key: secret.to_vec(),
+            keys,
+            max_lifetime_s: max_lifetime_h.saturating_mul(3600),
         }
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+    fn mac(key: &[u8]) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length")
     }
 
-    /// Mints a token.
+    /// Mints a token with the signing key, naming it in `kid`.
     pub fn sign(&self, claims: &Claims) -> String {
+        let (kid, key) = &self.keys[0];
+        let header = Header {
+            alg: "HS256".into(),
+            kid: Some(kid.clone()),
+            typ: Some("JWT".into()),
+        };
+        let header = serde_json::to_vec(&header).expect("headers always serialize");
         let payload = serde_json::to_vec(claims).expect("claims always serialize");
         let mut token = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(HEADER),
+            URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(payload)
         );
-        let mut mac = self.mac();
+        let mut mac = Self::mac(key);
         mac.update(token.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
         token.push('.');
@@ -103,7 +174,8 @@ impl Auth {
         token
     }
 
-    /// Checks a token's algorithm, signature and expiry (`now` in Unix seconds).
+    /// Checks a token's algorithm, signature, claims, expiry and lifetime (`now` in Unix
+    /// seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         let mut parts = token.splitn(3, '.');
         let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
@@ -120,18 +192,43 @@ impl Auth {
         let sig = URL_SAFE_NO_PAD
             .decode(s)
             .map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(&token.as_bytes()[..h.len() + 1 + p.len()]);
-        mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
-        let claims: Claims = URL_SAFE_NO_PAD
+        let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+        // A named key must be one of ours; an unnamed one may be either.
+        let good = self
+            .keys
+            .iter()
+            .filter(|(kid, _)| header.kid.as_ref().is_none_or(|k| k == kid))
+            .any(|(_, key)| {
+                let mut mac = Self::mac(key);
+                mac.update(signed);
+                mac.verify_slice(&sig).is_ok()
+            });
+        if !good {
+            return Err(TokenError::Signature);
+        }
+        let wire: WireClaims = URL_SAFE_NO_PAD
             .decode(p)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenError::Malformed)?;
-        if claims.exp <= now {
+        if wire.exp <= now {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        if wire.exp - now > self.max_lifetime_s {
+            return Err(TokenError::TooLong(self.max_lifetime_s / 3600));
+        }
+        let scope = match (wire.scope, wire.role) {
+            (Some(s), _) => s,
+            (None, TokenRole::Lead) => String::new(),
+            (None, _) => return Err(TokenError::NoScope),
+        };
+        Ok(Claims {
+            sub: wire.sub,
+            role: wire.role,
+            scope,
+            exp: wire.exp,
+            jti: wire.jti,
+        })
     }
 }
 
@@ -145,7 +242,73 @@ mod tests {
             role: TokenRole::Lead,
             scope: String::new(),
             exp,
+            jti: None,
         }
+    }
+
+    /// A token with these raw header and claims, signed with `key`.
+    fn raw(key: &[u8], header: &str, claims: &str) -> String {
+        let t = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut mac = Auth::mac(key);
+        mac.update(t.as_bytes());
+        format!(
+            "{t}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn operator_tokens_need_a_scope_and_lifetimes_are_bounded() {
+        let a = Auth::with_keys(b"secret", None, 24);
+        let h = r#"{"alg":"HS256"}"#;
+        let op = raw(b"secret", h, r#"{"sub":"op","role":"operator","exp":1000}"#);
+        assert_eq!(a.verify(&op, 1), Err(TokenError::NoScope));
+        let city = raw(
+            b"secret",
+            h,
+            r#"{"sub":"op","role":"admin","scope":"","exp":1000}"#,
+        );
+        assert_eq!(a.verify(&city, 1).unwrap().scope, "");
+        let lead = raw(b"secret", h, r#"{"sub":"L1","role":"lead","exp":1000}"#);
+        assert_eq!(a.verify(&lead, 1).unwrap().sub, "L1");
+        // exp in the year 2140.
+        let forever = raw(
+            b"secret",
+            h,
+            r#"{"sub":"L1","role":"lead","exp":5364662400}"#,
+        );
+        assert_eq!(
+            a.verify(&forever, 1_800_000_000),
+            Err(TokenError::TooLong(24))
+        );
+        let day = raw(b"secret", h, r#"{"sub":"L1","role":"lead","exp":100000}"#);
+        assert!(a.verify(&day, 100_000 - 24 * 3600).is_ok());
+        assert_eq!(
+            a.verify(&day, 99_999 - 24 * 3600),
+            Err(TokenError::TooLong(24))
+        );
+    }
+
+    #[test]
+    fn a_rotation_accepts_the_previous_key_and_kid_picks_the_key() {
+        let old = Auth::new(b"old-key");
+        let new = Auth::with_keys(b"new-key", Some(b"old-key"), DEFAULT_MAX_LIFETIME_H);
+        let after = Auth::new(b"new-key");
+        let t_old = old.sign(&claims(100));
+        let t_new = new.sign(&claims(100));
+        assert!(new.verify(&t_old, 1).is_ok());
+        assert!(new.verify(&t_new, 1).is_ok());
+        assert!(old.verify(&t_new, 1).is_err());
+        // Once the rotation is over, the old key's tokens stop working.
+        assert_eq!(after.verify(&t_old, 1), Err(TokenError::Signature));
+        // A kid that names a key we do not hold is refused, even if another key would do.
+        let h = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, key_id(b"elsewhere"));
+        let t = raw(b"new-key", &h, r#"{"sub":"L1","role":"lead","exp":100}"#);
+        assert_eq!(new.verify(&t, 1), Err(TokenError::Signature));
     }
 
     #[test]

@@ -29,6 +29,18 @@ pub struct Config {
     /// HS256 key for tokens (default: a random key kept in the data dir).
     #[arg(long, env = "GRIDCAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// The previous HS256 key during a key rotation: tokens signed with it are still
+    /// accepted (new ones are signed with `--jwt-secret`). Remove it to end the rotation.
+    #[arg(long, env = "GRIDCAST_JWT_SECRET_PREVIOUS", hide_env_values = true)]
+    pub jwt_secret_previous: Option<String>,
+    /// Longest a token may still have to live when it is presented, in hours; a token
+    /// with a later `exp` is refused.
+    #[arg(long, env = "GRIDCAST_MAX_TOKEN_LIFETIME_H", default_value_t = crate::auth::DEFAULT_MAX_LIFETIME_H)]
+    pub max_token_lifetime_h: u64,
+    /// Revoked tokens: a file of lines `jti:ID` or `sub:ID` (`#` comments), read again
+    /// whenever it changes; sessions and console streams of a revoked token end.
+    #[arg(long, env = "GRIDCAST_REVOKED_TOKENS")]
+    pub revoked_tokens: Option<PathBuf>,
     /// Seconds between WebSocket pings; a session silent for two intervals is dropped.
     #[arg(long, env = "GRIDCAST_HEARTBEAT_S", default_value_t = 20)]
     pub heartbeat_s: u32,
@@ -41,12 +53,21 @@ pub struct Config {
     /// Frames a session may have queued before it counts as a slow consumer.
     #[arg(long, env = "GRIDCAST_SESSION_QUEUE", default_value_t = 256)]
     pub session_queue: usize,
-    /// Upstream frames per second per session.
+    /// Upstream frames per second per lead (all its sessions and channels together).
     #[arg(long, env = "GRIDCAST_UPSTREAM_RATE", default_value_t = 20)]
     pub upstream_rate: u32,
-    /// Upstream burst per session.
+    /// Upstream burst of frames per lead.
     #[arg(long, env = "GRIDCAST_UPSTREAM_BURST", default_value_t = 50)]
     pub upstream_burst: u32,
+    /// Upstream bytes per second per lead (charged before a frame is decoded).
+    #[arg(long, env = "GRIDCAST_UPSTREAM_BYTES_RATE", default_value_t = 64 * 1024)]
+    pub upstream_bytes_rate: u32,
+    /// Upstream burst of bytes per lead (at least one largest frame, 64 KiB).
+    #[arg(long, env = "GRIDCAST_UPSTREAM_BYTES_BURST", default_value_t = 256 * 1024)]
+    pub upstream_bytes_burst: u32,
+    /// Reports a lead may file a minute (also the burst); more are `rate_limited`.
+    #[arg(long, env = "GRIDCAST_REPORT_QUOTA", default_value_t = 30)]
+    pub report_quota: u32,
     /// WebSocket connection attempts per second per source address (carrier NATs and
     /// drills put thousands of phones behind one address).
     #[arg(long, env = "GRIDCAST_CONNECT_RATE", default_value_t = 2_000)]
@@ -69,6 +90,28 @@ pub struct Config {
         default_value = "60,120,300,600"
     )]
     pub ack_windows_s: Vec<u32>,
+    /// Seconds a connection has to send a whole HTTP request head; also the longest a
+    /// kept-alive connection may wait idle for its next request (at most 30).
+    #[arg(long, env = "GRIDCAST_HEADER_TIMEOUT_S", default_value_t = 20)]
+    pub header_timeout_s: u64,
+    /// Seconds an operator has to send a whole request body once its token was checked.
+    #[arg(long, env = "GRIDCAST_BODY_TIMEOUT_S", default_value_t = 30)]
+    pub body_timeout_s: u64,
+    /// Most open connections of every kind (HTTP, console streams and WebSocket); over
+    /// it a new connection is closed at once and a line is logged.
+    #[arg(long, env = "GRIDCAST_MAX_CONNECTIONS", default_value_t = 60_000)]
+    pub max_connections: usize,
+    /// Most WebSocket connections that have not yet said a good `hello`; they take a
+    /// session slot only after it.
+    #[arg(long, env = "GRIDCAST_MAX_PENDING_HELLOS", default_value_t = 1_000)]
+    pub max_pending_hellos: usize,
+    /// Most sessions one lead holds on this node (all channels); the newest wins and the
+    /// oldest is closed with 4409.
+    #[arg(long, env = "GRIDCAST_MAX_SESSIONS_PER_LEAD", default_value_t = 4)]
+    pub max_sessions_per_lead: usize,
+    /// Load balancers whose `X-Forwarded-For` is believed: `CIDR,CIDR,…` (default none).
+    #[arg(long, env = "GRIDCAST_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Hours a closed incident stays in a lead's sync.
     #[arg(long, env = "GRIDCAST_CLOSED_SYNC_HOURS", default_value_t = 24)]
     pub closed_sync_hours: u64,
@@ -138,14 +181,45 @@ impl Config {
             || self.upstream_burst == 0
             || self.connect_rate == 0
             || self.connect_burst == 0
+            || self.upstream_bytes_rate == 0
+            || self.report_quota == 0
         {
             return bad("rate limits must be positive");
         }
+        if (self.upstream_bytes_burst as usize) < gridcast_protocol::MAX_MESSAGE_BYTES {
+            return bad("--upstream-bytes-burst must hold one largest frame (65536 bytes)");
+        }
+        if !(1..=30).contains(&self.header_timeout_s) {
+            return bad("--header-timeout-s must be 1..=30");
+        }
+        if self.body_timeout_s == 0 {
+            return bad("--body-timeout-s must be positive");
+        }
+        if self.max_connections == 0
+            || self.max_pending_hellos == 0
+            || self.max_sessions_per_lead == 0
+        {
+            return bad(
+                "--max-connections, --max-pending-hellos and --max-sessions-per-lead must be positive",
+            );
+        }
+        crate::listen::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError)?;
         if self.max_sessions == 0 {
             return bad("--max-sessions must be positive");
         }
-        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
-            return bad("--jwt-secret must have at least 16 characters");
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 16)
+            || self
+                .jwt_secret_previous
+                .as_ref()
+                .is_some_and(|s| s.len() < 16)
+        {
+            return bad("--jwt-secret and --jwt-secret-previous must have at least 16 characters");
+        }
+        if self.jwt_secret_previous.is_some() && self.jwt_secret.is_none() {
+            return bad("--jwt-secret-previous needs --jwt-secret (the new key)");
+        }
+        if self.max_token_lifetime_h == 0 {
+            return bad("--max-token-lifetime-h must be positive");
         }
         Ok(())
     }

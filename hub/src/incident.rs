@@ -332,8 +332,9 @@ impl Hub {
         Ok(detail(&snap))
     }
 
-    /// Takes a lead's upward report (Art. 18: nobody may block it): any grid of the
-    /// registry, stored durably, shown on the console at once.
+    /// Takes a lead's upward report (Art. 18: nobody may block it): into one of the
+    /// lead's own grids or their micro-grids, within the lead's report quota
+    /// (`--report-quota` a minute), stored durably, shown on the console at once.
     pub async fn report(
         &self,
         lead: &str,
@@ -345,17 +346,35 @@ impl Hub {
     ) -> Result<(), Refusal> {
         check_text("title", &title, 1, MAX_TITLE)?;
         check_text("detail", &detail, 0, MAX_BODY)?;
-        if !self
-            .registry
-            .current()
-            .registry
-            .grids
-            .iter()
-            .any(|g| g.code == grid)
-        {
+        let registry = self.registry.current();
+        if !registry.registry.grids.iter().any(|g| g.code == grid) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 format!("grid {grid} is not in the registry"),
+            ));
+        }
+        let own = registry.person(lead).is_some_and(|p| {
+            p.assignments
+                .iter()
+                .any(|a| grid.as_str().starts_with(a.grid.as_str()))
+        });
+        if !own {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("grid {grid} is not one of your grids or their micro-grids"),
+            ));
+        }
+        drop(registry);
+        if !self.lead_limits.charge_report(lead) {
+            self.metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "report quota used up ({} a minute); try again in a minute",
+                    self.config.report_quota
+                ),
             ));
         }
         let report = self

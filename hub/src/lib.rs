@@ -18,11 +18,13 @@ pub mod config;
 pub mod console;
 pub mod escalation;
 pub mod incident;
+pub mod listen;
 pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
 pub mod registry;
+pub mod revocation;
 pub mod sample;
 pub mod session;
 pub mod store;
@@ -65,6 +67,9 @@ pub enum StartError {
     /// The registry could not be read or is invalid.
     #[error("registry {0}")]
     Registry(String),
+    /// The revocation list could not be read.
+    #[error("--revoked-tokens {0}")]
+    Revoked(String),
     /// The JWT secret could not be read or created.
     #[error("jwt secret: {0}")]
     Secret(std::io::Error),
@@ -83,6 +88,8 @@ pub struct Inner {
     pub config: Config,
     /// Token signer/verifier.
     pub auth: Auth,
+    /// Tokens refused although well signed.
+    pub revocations: Arc<revocation::Revocations>,
     /// Registry in force.
     pub registry: RegistryHandle,
     /// Durable state.
@@ -99,10 +106,18 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Every session and background task, to wait for at shutdown.
     pub tracker: TaskTracker,
-    /// Session slots.
+    /// Session slots, taken after a good `hello`.
     pub sessions: Arc<Semaphore>,
+    /// Slots of WebSocket connections still waiting for their `hello`.
+    pub pending_hellos: Arc<Semaphore>,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: listen::TrustedProxies,
+    /// One registry upload at a time (taken before its body is read).
+    pub registry_uploads: Arc<Semaphore>,
     /// Connection attempts per address.
     pub connects: ConnectLimiter,
+    /// Upstream budget of every lead.
+    pub lead_limits: ratelimit::LeadLimiter,
     /// This node's name.
     pub node_id: String,
     /// Held while a registry replacement is saved and put in force.
@@ -152,10 +167,7 @@ pub fn load_or_create_secret(
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(data_dir)?;
-    let mut raw = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = random_hex(32)?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -163,6 +175,14 @@ pub fn load_or_create_secret(
     use std::io::Write;
     opts.open(&path)?.write_all(hex.as_bytes())?;
     Ok(hex.into_bytes())
+}
+
+/// `bytes` random bytes from the kernel, in hex.
+pub fn random_hex(bytes: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut raw = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Hub {
@@ -295,9 +315,18 @@ impl Hub {
                 (Some(m), Some(el))
             }
         };
+        let revocations = Arc::new(match &config.revoked_tokens {
+            None => revocation::Revocations::none(),
+            Some(path) => revocation::Revocations::open(path).map_err(StartError::Revoked)?,
+        });
         let (receipts, lane) = receipts::lane();
         let hub = Hub(Arc::new(Inner {
-            auth: Auth::new(&secret),
+            auth: Auth::with_keys(
+                &secret,
+                config.jwt_secret_previous.as_deref().map(str::as_bytes),
+                config.max_token_lifetime_h,
+            ),
+            revocations,
             registry: RegistryHandle::new(index),
             store,
             presence,
@@ -307,7 +336,16 @@ impl Hub {
             shutdown,
             tracker,
             sessions: Arc::new(Semaphore::new(config.max_sessions)),
+            pending_hellos: Arc::new(Semaphore::new(config.max_pending_hellos)),
+            proxies: listen::TrustedProxies::parse(&config.trusted_proxies)
+                .map_err(|e| StartError::Config(config::ConfigError(e)))?,
+            registry_uploads: Arc::new(Semaphore::new(1)),
             connects: ConnectLimiter::new(config.connect_rate, config.connect_burst),
+            lead_limits: ratelimit::LeadLimiter::new(ratelimit::LeadLimits {
+                frames: (config.upstream_rate, config.upstream_burst),
+                bytes: (config.upstream_bytes_rate, config.upstream_bytes_burst),
+                reports_per_minute: config.report_quota,
+            }),
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),
             cluster,
@@ -319,11 +357,22 @@ impl Hub {
         }));
         // Started with the hub, not with `serve`: a queued receipt is always recorded.
         hub.tracker.spawn(receipts::run(hub.clone(), lane));
+        hub.tracker
+            .spawn(hub.revocations.clone().watch(hub.shutdown.clone()));
         Ok(hub)
     }
 }
 
 impl Hub {
+    /// Checks a presented token: signature, claims, lifetime, and the revocation list.
+    pub fn authenticate(&self, token: &str) -> Result<auth::Claims, auth::TokenError> {
+        let claims = self.auth.verify(token, now_ms() / 1000)?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(auth::TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
     /// Puts a validated registry in force: new assignments for online leads, sessions
     /// of people no longer in it ended, subscriptions following.
     pub fn apply_registry(&self, registry: gridcast_protocol::registry::Registry) {
@@ -376,14 +425,19 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
         m.start(&hub, el);
     }
     tracing::info!(addr = ?listener.local_addr().ok(), node = %hub.node_id, "gridcast hub listening");
-    let token = hub.shutdown.clone();
-    let served = axum::serve(
+    let limits = listen::HttpLimits {
+        header_timeout: Duration::from_secs(hub.config.header_timeout_s),
+        max_connections: hub.config.max_connections,
+    };
+    let served = listen::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app,
+        limits,
+        hub.metrics.clone(),
+        hub.shutdown.clone(),
     )
-    .with_graceful_shutdown(async move { token.cancelled().await })
     .await;
-    // axum's graceful shutdown does not wait for upgraded sockets: sessions are ours.
+    // The listener does not wait for upgraded sockets: sessions are ours to end.
     hub.presence
         .end_all(gridcast_protocol::error::close::GOING_AWAY);
     hub.tracker.close();

@@ -71,14 +71,25 @@ fn main() -> anyhow::Result<()> {
                 &cli.config.data_dir,
             )
             .context("reading the token key")?;
+            if ttl_hours > cli.config.max_token_lifetime_h {
+                anyhow::bail!(
+                    "--ttl-hours {ttl_hours} is over the hub's --max-token-lifetime-h {}: the hub would refuse this token",
+                    cli.config.max_token_lifetime_h
+                );
+            }
             let exp = gridcast_hub::now_ms() / 1000 + ttl_hours * 3600;
+            // Every minted token has an id, so that it can be revoked alone (`jti:ID`).
+            let jti = gridcast_hub::random_hex(12).context("making a token id")?;
+            let auth = Auth::with_keys(&secret, None, cli.config.max_token_lifetime_h);
+            eprintln!("token id (jti): {jti}");
             println!(
                 "{}",
-                Auth::new(&secret).sign(&Claims {
+                auth.sign(&Claims {
                     sub,
                     role,
                     scope,
-                    exp
+                    exp,
+                    jti: Some(jti),
                 })
             );
             Ok(())

@@ -90,6 +90,16 @@ pub struct Metrics {
     pub cluster_resent: AtomicU64,
     /// Cluster mode: publishes to Redis that failed (retried in the background).
     pub cluster_publish_errors: AtomicU64,
+    /// Connections closed at once because --max-connections was reached.
+    pub connections_refused: AtomicU64,
+    /// WebSocket upgrades refused because --max-pending-hellos were waiting.
+    pub hellos_refused: AtomicU64,
+    /// Sessions closed (4409) because their lead opened more than --max-sessions-per-lead.
+    pub sessions_displaced: AtomicU64,
+    /// Sessions and console streams ended because their token expired.
+    pub sessions_expired: AtomicU64,
+    /// Upstream frames refused by a per-lead rate limit or quota.
+    pub rate_limited: AtomicU64,
     /// Time from durable issue to every local session's queue holding the frame.
     pub fanout_seconds: Histogram,
     /// Time for a store write to become durable, as seen by the caller.
@@ -114,6 +124,11 @@ impl Default for Metrics {
             cluster_resyncs: AtomicU64::new(0),
             cluster_resent: AtomicU64::new(0),
             cluster_publish_errors: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            hellos_refused: AtomicU64::new(0),
+            sessions_displaced: AtomicU64::new(0),
+            sessions_expired: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             fanout_seconds: Histogram::new(FANOUT_BOUNDS),
             store_seconds: Histogram::new(STORE_BOUNDS),
         }
@@ -223,6 +238,36 @@ impl Metrics {
             "gridcast_cluster_publish_errors_total",
             "Publishes to Redis that failed and were retried.",
             &self.cluster_publish_errors,
+        );
+        c(
+            &mut out,
+            "gridcast_connections_refused_total",
+            "Connections closed at once because --max-connections was reached.",
+            &self.connections_refused,
+        );
+        c(
+            &mut out,
+            "gridcast_pending_hellos_refused_total",
+            "WebSocket upgrades refused because --max-pending-hellos were waiting.",
+            &self.hellos_refused,
+        );
+        c(
+            &mut out,
+            "gridcast_sessions_displaced_total",
+            "Sessions closed (4409) because their lead opened more than --max-sessions-per-lead.",
+            &self.sessions_displaced,
+        );
+        c(
+            &mut out,
+            "gridcast_sessions_expired_total",
+            "Sessions and console streams ended because their token expired.",
+            &self.sessions_expired,
+        );
+        c(
+            &mut out,
+            "gridcast_rate_limited_total",
+            "Upstream frames refused by a per-lead rate limit or quota.",
+            &self.rate_limited,
         );
         self.fanout_seconds.render(
             "gridcast_fanout_seconds",

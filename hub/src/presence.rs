@@ -112,32 +112,36 @@ impl Presence {
             .collect()
     }
 
-    /// Adds a session; returns true when the lead just came online.
+    /// Adds a session; returns true when the lead just came online, and the lead's
+    /// oldest sessions beyond `max_sessions` (taken out of the index: the caller ends
+    /// them, outside any guard of this map).
     pub fn register(
         &self,
         lead: &str,
         assignments: Arc<[Assignment]>,
         session: SessionHandle,
-    ) -> bool {
+        max_sessions: usize,
+    ) -> (bool, Vec<SessionHandle>) {
         let mut came_online = false;
-        self.leads
-            .entry(lead.to_owned())
-            .or_insert_with(|| {
+        let displaced = {
+            let mut entry = self.leads.entry(lead.to_owned()).or_insert_with(|| {
                 came_online = true;
                 LeadEntry {
                     assignments: assignments.clone(),
                     sessions: Vec::new(),
                 }
-            })
-            .sessions
-            .push(session);
+            });
+            entry.sessions.push(session);
+            let over = entry.sessions.len().saturating_sub(max_sessions.max(1));
+            entry.sessions.drain(..over).collect::<Vec<_>>()
+        };
         self.touch(lead);
         if came_online {
             for g in distinct_grids(&assignments) {
                 *self.grid_online.entry(g).or_insert(0) += 1;
             }
         }
-        came_online
+        (came_online, displaced)
     }
 
     /// Removes a session; returns the lead's assignments when it just went offline.

@@ -1,4 +1,5 @@
-//! Token buckets: upstream frames per session, connection attempts per source address.
+//! Token buckets: upstream frames, bytes and reports per lead (all its sessions and
+//! channels together), connection attempts per source address.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -25,17 +26,36 @@ impl TokenBucket {
         }
     }
 
+    /// A full bucket that refills `per_minute` tokens a minute.
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(per_minute) / 60.0,
+            ..Self::new(0, burst)
+        }
+    }
+
     /// Takes a token at `now` if there is one.
     pub fn try_take_at(&mut self, now: Instant) -> bool {
+        self.try_take_n_at(1.0, now)
+    }
+
+    /// Takes `n` tokens at `now` if there are that many (nothing is taken otherwise).
+    pub fn try_take_n_at(&mut self, n: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
         }
+    }
+
+    /// True when the bucket is full at `now` (as good as forgotten).
+    fn full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// Takes a token now if there is one.
@@ -82,6 +102,86 @@ impl ConnectLimiter {
     }
 }
 
+/// Per-lead bounds (`--upstream-rate`/`--upstream-burst`, `--upstream-bytes-rate`/
+/// `--upstream-bytes-burst`, `--report-quota`).
+#[derive(Debug, Clone, Copy)]
+pub struct LeadLimits {
+    /// Frames a second, and the burst.
+    pub frames: (u32, u32),
+    /// Bytes a second, and the burst.
+    pub bytes: (u32, u32),
+    /// Reports a minute (also the burst).
+    pub reports_per_minute: u32,
+}
+
+struct Budget {
+    frames: TokenBucket,
+    bytes: TokenBucket,
+    reports: TokenBucket,
+}
+
+/// What a lead went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// Too many frames.
+    Frames,
+    /// Too many bytes.
+    Bytes,
+}
+
+/// The upstream budget of every lead, shared by all its sessions and channels on this
+/// node. Charged with a frame's length before the frame is decoded, so a malformed
+/// frame costs the sender as much as a good one.
+pub struct LeadLimiter {
+    limits: LeadLimits,
+    leads: DashMap<String, Budget>,
+}
+
+impl LeadLimiter {
+    /// A limiter with these bounds.
+    pub fn new(limits: LeadLimits) -> Self {
+        Self {
+            limits,
+            leads: DashMap::new(),
+        }
+    }
+
+    fn with<R>(&self, lead: &str, f: impl FnOnce(&mut Budget, Instant) -> R) -> R {
+        let now = Instant::now();
+        if self.leads.len() > MAX_ADDRESSES && !self.leads.contains_key(lead) {
+            // Full buckets are the same as forgotten ones.
+            self.leads.retain(|_, b| {
+                !(b.frames.full_at(now) && b.bytes.full_at(now) && b.reports.full_at(now))
+            });
+        }
+        let l = self.limits;
+        let mut entry = self.leads.entry(lead.to_owned()).or_insert_with(|| Budget {
+            frames: TokenBucket::new(l.frames.0, l.frames.1),
+            bytes: TokenBucket::new(l.bytes.0, l.bytes.1),
+            reports: TokenBucket::per_minute(l.reports_per_minute, l.reports_per_minute),
+        });
+        f(&mut entry, now)
+    }
+
+    /// Charges one frame of `len` bytes to `lead`.
+    pub fn charge_frame(&self, lead: &str, len: usize) -> Result<(), Over> {
+        self.with(lead, |b, now| {
+            if !b.frames.try_take_at(now) {
+                Err(Over::Frames)
+            } else if !b.bytes.try_take_n_at(len as f64, now) {
+                Err(Over::Bytes)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// Charges one report to `lead`'s quota; false when the quota is used up.
+    pub fn charge_report(&self, lead: &str) -> bool {
+        self.with(lead, |b, now| b.reports.try_take_at(now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +196,24 @@ mod tests {
         assert!(!b.try_take_at(t0));
         let t1 = t0 + Duration::from_millis(100);
         assert_eq!((0..10).filter(|_| b.try_take_at(t1)).count(), 2);
+    }
+
+    #[test]
+    fn a_lead_is_one_budget_of_frames_bytes_and_reports() {
+        let l = LeadLimiter::new(LeadLimits {
+            frames: (1, 5),
+            bytes: (1, 1000),
+            reports_per_minute: 2,
+        });
+        assert_eq!(l.charge_frame("L1", 600), Ok(()));
+        assert_eq!(l.charge_frame("L1", 600), Err(Over::Bytes));
+        assert_eq!(l.charge_frame("L2", 600), Ok(()));
+        for _ in 0..3 {
+            let _ = l.charge_frame("L1", 1);
+        }
+        assert_eq!(l.charge_frame("L1", 1), Err(Over::Frames));
+        assert!(l.charge_report("L1") && l.charge_report("L1"));
+        assert!(!l.charge_report("L1"));
+        assert!(l.charge_report("L2"));
     }
 }

@@ -358,6 +358,7 @@ async fn hello_failures_close_with_the_contract_codes() {
             role: TokenRole::Lead,
             scope: String::new(),
             exp: gridcast_hub::now_ms() / 1000 + 60,
+            jti: None,
         },
     );
     assert_eq!(
@@ -369,6 +370,7 @@ async fn hello_failures_close_with_the_contract_codes() {
         role: TokenRole::Lead,
         scope: String::new(),
         exp: 1,
+        jti: None,
     });
     assert_eq!(
         raw_close(&hub, hello(&expired)).await,

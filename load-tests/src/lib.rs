@@ -185,6 +185,7 @@ pub fn lead_token(auth: &Auth, lead: &str) -> String {
         role: TokenRole::Lead,
         scope: String::new(),
         exp,
+        jti: None,
     })
 }
 

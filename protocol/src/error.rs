@@ -84,6 +84,11 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4410;
     /// The hub is shutting down; reconnect.
     pub const GOING_AWAY: u16 = 1001;
+    /// The lead opened more sessions than `--max-sessions-per-lead`: this, its oldest,
+    /// was closed for the newest. Do not reconnect in a loop (the other device wins).
+    pub const SESSION_REPLACED: u16 = 4409;
+    /// The hub is at its session limit (after a good hello); reconnect with backoff.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 #[cfg(test)]

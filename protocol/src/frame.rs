@@ -311,6 +311,25 @@ impl FrameError {
 
 const KNOWN_CLIENT_TYPES: [&str; 6] = ["hello", "receipt", "ack", "task_update", "report", "ping"];
 
+/// Frames up to this size get their `ref` read back when they are refused before
+/// decoding (a rate limit); larger ones are refused without it.
+pub const REFERENCE_SCAN_BYTES: usize = 2 * 1024;
+
+/// The `ref` of a small frame, without decoding the rest: used to answer a frame that a
+/// limit refused before it was decoded, so the phone can match the refusal to its
+/// request. `None` for frames over [`REFERENCE_SCAN_BYTES`] or without a string `ref`.
+pub fn reference_of(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Only {
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    }
+    if text.len() > REFERENCE_SCAN_BYTES {
+        return None;
+    }
+    serde_json::from_str::<Only>(text).ok()?.reference
+}
+
 /// Decodes a client frame, telling a frame that is too large, malformed or of an unknown
 /// type apart so that each gets the contract's error code.
 pub fn decode_client(text: &str) -> Result<ClientFrame, FrameError> {

@@ -124,9 +124,6 @@ pub struct Mqtt {
     /// Leads seen on the presence topic, and whether they are online.
     leads: DashMap<String, bool>,
     connected: AtomicBool,
-    /// Upstream frame budget per lead (as per WebSocket session); one entry per lead
-    /// that has sent something, bounded by the registry.
-    buckets: DashMap<String, crate::ratelimit::TokenBucket>,
 }
 
 impl Mqtt {
@@ -148,7 +145,6 @@ impl Mqtt {
                 client,
                 leads: DashMap::new(),
                 connected: AtomicBool::new(false),
-                buckets: DashMap::new(),
             }),
             eventloop,
         )
@@ -396,6 +392,22 @@ impl Mqtt {
                 code,
                 message,
             };
+        // Charged before anything is decoded: a malformed frame costs what a good one does.
+        if let Err(over) = hub.lead_limits.charge_frame(lead, payload.len()) {
+            hub.metrics.rate_limited.fetch_add(1, Relaxed);
+            let reference = std::str::from_utf8(payload)
+                .ok()
+                .and_then(gridcast_protocol::frame::reference_of);
+            let m = match over {
+                crate::ratelimit::Over::Frames => {
+                    "over the upstream frame rate; slow down and retry"
+                }
+                crate::ratelimit::Over::Bytes => "over the upstream byte rate; slow down and retry",
+            };
+            return self
+                .reply(lead, &error(ErrorCode::RateLimited, m.into(), reference))
+                .await;
+        }
         let Ok(text) = std::str::from_utf8(payload) else {
             let e = error(
                 ErrorCode::BadRequest,
@@ -412,26 +424,8 @@ impl Mqtt {
                     .await;
             }
         };
-        let allowed = self
-            .buckets
-            .entry(lead.to_owned())
-            .or_insert_with(|| {
-                crate::ratelimit::TokenBucket::new(
-                    hub.config.upstream_rate,
-                    hub.config.upstream_burst,
-                )
-            })
-            .try_take();
-        if !allowed {
-            let e = error(
-                ErrorCode::RateLimited,
-                "over the upstream frame rate; slow down and retry".into(),
-                frame.reference().map(str::to_owned),
-            );
-            return self.reply(lead, &e).await;
-        }
         if let ClientFrame::Hello { token, .. } = frame {
-            let claims = match hub.auth.verify(&token, now_ms() / 1000) {
+            let claims = match hub.authenticate(&token) {
                 Ok(c) => c,
                 Err(e) => {
                     let e = error(ErrorCode::Unauthorized, e.to_string(), None);

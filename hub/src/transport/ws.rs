@@ -24,8 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
 use crate::api::ApiError;
-use crate::auth::TokenRole;
-use crate::ratelimit::TokenBucket;
+use crate::auth::{Claims, TokenRole};
 use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::{Hub, now_ms};
 
@@ -37,22 +36,30 @@ const READ_BUFFER: usize = 2 * 1024;
 /// Most bytes queued inside tungstenite before a write fails (a stalled peer).
 const MAX_WRITE_BUFFER: usize = 512 * 1024;
 
-/// Upgrades a lead connection after the per-address and session-count bounds.
+/// Upgrades a lead connection after the per-address bound, into a slot of its own
+/// while it has not said `hello` (`--max-pending-hellos`); a session slot
+/// (`--max-sessions`) is taken only after a good `hello`.
 pub async fn upgrade(
     State(hub): State<Hub>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !hub.connects.allow(addr.ip()) {
+    let client = hub.proxies.client(addr.ip(), &headers);
+    if !hub.connects.allow(crate::listen::limit_key(client)) {
         return ApiError::new(
             ErrorCode::RateLimited,
             "too many connection attempts from this address",
         )
         .into_response();
     }
-    let Ok(permit) = hub.sessions.clone().try_acquire_owned() else {
-        return ApiError::new(ErrorCode::RateLimited, "the hub is at its session limit")
-            .into_response();
+    let Ok(pending) = hub.pending_hellos.clone().try_acquire_owned() else {
+        hub.metrics.hellos_refused.fetch_add(1, Relaxed);
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            "too many connections are waiting to say hello; retry shortly",
+        )
+        .into_response();
     };
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -60,11 +67,11 @@ pub async fn upgrade(
         .max_message_size(MAX_WIRE_MESSAGE)
         .max_frame_size(MAX_WIRE_MESSAGE)
         .on_upgrade(move |socket| {
-            let span = tracing::info_span!("ws", peer = %addr);
+            let span = tracing::info_span!("ws", peer = %client);
             let tracker = hub.tracker.clone();
             // Tracked so that shutdown waits for sessions (axum does not); run in the
             // upgrade's own task rather than a second one per session.
-            tracker.track_future(session(hub, socket, permit).instrument(span))
+            tracker.track_future(session(hub, socket, pending).instrument(span))
         })
 }
 
@@ -87,7 +94,7 @@ async fn close_with(mut socket: WebSocket, code: u16, error: Option<(ErrorCode, 
 
 enum HelloOutcome {
     Ok {
-        lead: String,
+        claims: Claims,
         assignments: Arc<[Assignment]>,
     },
     Refused(u16, Option<(ErrorCode, String)>),
@@ -120,7 +127,7 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
         Ok(_) => return bad("the first frame must be hello"),
         Err(e) => return bad(&format!("the first frame must be hello: {}", e.message)),
     };
-    let claims = match hub.auth.verify(&token, now_ms() / 1000) {
+    let claims = match hub.authenticate(&token) {
         Ok(c) => c,
         Err(e) => {
             return HelloOutcome::Refused(
@@ -137,8 +144,8 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
     }
     match hub.registry.current().person(&claims.sub) {
         Some(p) => HelloOutcome::Ok {
-            lead: claims.sub,
             assignments: crate::registry::assignments(p),
+            claims,
         },
         None => HelloOutcome::Refused(
             close::FORBIDDEN,
@@ -153,6 +160,8 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
 /// A session past its hello: what the read loop and the closing need.
 struct Open {
     lead: String,
+    claims: Claims,
+    _slot: OwnedSemaphorePermit,
     handle: SessionHandle,
     stream: SplitStream<WebSocket>,
     writer: tokio::task::JoinHandle<()>,
@@ -163,11 +172,19 @@ struct Open {
 // phone is connected, so the opening, the answering of a frame and the closing are
 // boxed steps: an idle session holds little more than its read loop's `select!`
 // (about 5 KiB less per phone when they were inline).
-async fn session(hub: Hub, socket: WebSocket, _permit: OwnedSemaphorePermit) {
-    let Some(open) = Box::pin(open_session(&hub, socket)).await else {
+async fn session(hub: Hub, socket: WebSocket, pending: OwnedSemaphorePermit) {
+    let Some(open) = Box::pin(open_session(&hub, socket, pending)).await else {
         return;
     };
-    read_loop(&hub, &open.lead, open.stream, &open.handle, &open.last_seen).await;
+    read_loop(
+        &hub,
+        &open.lead,
+        open.claims.clone(),
+        open.stream,
+        &open.handle,
+        &open.last_seen,
+    )
+    .await;
     let Open {
         lead,
         handle,
@@ -189,9 +206,19 @@ async fn session(hub: Hub, socket: WebSocket, _permit: OwnedSemaphorePermit) {
 
 /// Hello, welcome, presence, the writer, the sync: `None` if the phone was refused or
 /// went away.
-async fn open_session(hub: &Hub, mut socket: WebSocket) -> Option<Open> {
-    let (lead, assignments) = match hello(hub, &mut socket).await {
-        HelloOutcome::Ok { lead, assignments } => (lead, assignments),
+async fn open_session(
+    hub: &Hub,
+    mut socket: WebSocket,
+    pending: OwnedSemaphorePermit,
+) -> Option<Open> {
+    let outcome = hello(hub, &mut socket).await;
+    // Past hello, good or bad: the pending slot is free again.
+    drop(pending);
+    let (claims, assignments) = match outcome {
+        HelloOutcome::Ok {
+            claims,
+            assignments,
+        } => (claims, assignments),
         HelloOutcome::Refused(code, error) => {
             hub.metrics.sessions_refused.fetch_add(1, Relaxed);
             tracing::info!(close = code, "session refused at hello");
@@ -200,6 +227,16 @@ async fn open_session(hub: &Hub, mut socket: WebSocket) -> Option<Open> {
         }
         HelloOutcome::Gone => return None,
     };
+    let Ok(slot) = hub.sessions.clone().try_acquire_owned() else {
+        hub.metrics.sessions_refused.fetch_add(1, Relaxed);
+        let e = (
+            ErrorCode::RateLimited,
+            "the hub is at its session limit".into(),
+        );
+        close_with(socket, close::TRY_AGAIN_LATER, Some(e)).await;
+        return None;
+    };
+    let lead = claims.sub.clone();
     let (handle, rx) = SessionHandle::new(Channel::Ws, hub.config.session_queue, &hub.shutdown);
     // Welcome goes first into the empty queue; then the session is visible to fan-out,
     // and only then is the sync read, so an incident issued meanwhile is in one or both.
@@ -209,12 +246,20 @@ async fn open_session(hub: &Hub, mut socket: WebSocket) -> Option<Open> {
         heartbeat_s: hub.config.heartbeat_s,
     };
     let _ = handle.push(encode(&welcome));
-    if hub
-        .presence
-        .register(&lead, assignments.clone(), handle.clone())
-    {
+    let (came_online, displaced) = hub.presence.register(
+        &lead,
+        assignments.clone(),
+        handle.clone(),
+        hub.config.max_sessions_per_lead,
+    );
+    if came_online {
         hub.console
             .grids_changed(assignments.iter().map(|a| &a.grid));
+    }
+    for old in displaced {
+        hub.metrics.sessions_displaced.fetch_add(1, Relaxed);
+        tracing::info!(lead = %lead, session = old.id, "oldest session closed for a newer one");
+        old.end(close::SESSION_REPLACED);
     }
     if let Some(c) = &hub.cluster {
         // Subscribed to this lead's grids before its sync is read: an incident issued
@@ -252,6 +297,8 @@ async fn open_session(hub: &Hub, mut socket: WebSocket) -> Option<Open> {
     }
     Some(Open {
         lead,
+        claims,
+        _slot: slot,
         handle,
         stream,
         writer,
@@ -262,58 +309,113 @@ async fn open_session(hub: &Hub, mut socket: WebSocket) -> Option<Open> {
 async fn read_loop(
     hub: &Hub,
     lead: &str,
+    mut claims: Claims,
     mut stream: SplitStream<WebSocket>,
     handle: &SessionHandle,
     last_seen: &AtomicU64,
 ) {
-    let mut bucket = TokenBucket::new(hub.config.upstream_rate, hub.config.upstream_burst);
     // Made once: a cancellation future registers itself with the token when made.
     let killed = handle.killed();
     tokio::pin!(killed);
+    // The session lives as long as its token (a new `hello` renews it).
+    let expiry = tokio::time::sleep(claims.expires_in());
+    tokio::pin!(expiry);
+    let mut revocations = hub.revocations.changed();
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             () = &mut killed => return,
+            () = &mut expiry => {
+                hub.metrics.sessions_expired.fetch_add(1, Relaxed);
+                tracing::info!(lead, session = handle.id, "token expired; session ended");
+                handle.end(close::UNAUTHORIZED);
+                return;
+            }
+            Ok(()) = revocations.changed() => {
+                if hub.revocations.is_revoked(&claims) {
+                    hub.metrics.sessions_expired.fetch_add(1, Relaxed);
+                    tracing::info!(lead, session = handle.id, "token revoked; session ended");
+                    handle.end(close::UNAUTHORIZED);
+                    return;
+                }
+                continue;
+            }
         };
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(m)) => {
                 last_seen.store(now_ms(), Relaxed);
-                Box::pin(on_message(hub, lead, handle, &mut bucket, m)).await;
+                if let Some(renewed) = Box::pin(on_message(hub, lead, handle, m)).await {
+                    expiry
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + renewed.expires_in());
+                    claims = renewed;
+                }
             }
         }
     }
 }
 
-/// One message from the phone: decoded, rate-limited, answered.
-async fn on_message(
-    hub: &Hub,
-    lead: &str,
-    handle: &SessionHandle,
-    bucket: &mut TokenBucket,
-    m: Message,
-) {
-    let text = match m {
-        Message::Text(t) => t,
-        Message::Binary(_) => {
-            let m = "frames are JSON text frames";
-            return reply_error(hub, handle, None, ErrorCode::BadRequest, m).await;
-        }
-        _ => return,
+/// One message from the phone: charged to the lead's budget, then decoded and
+/// answered. A `hello` with a good token of the same lead renews the session: the
+/// claims it returns are the session's from then on.
+async fn on_message(hub: &Hub, lead: &str, handle: &SessionHandle, m: Message) -> Option<Claims> {
+    let (text, len) = match &m {
+        Message::Text(t) => (Some(t.as_str()), t.len()),
+        Message::Binary(b) => (None, b.len()),
+        _ => return None,
     };
     hub.metrics.frames_in.fetch_add(1, Relaxed);
-    let frame = match decode_client(&text) {
-        Ok(f) => f,
-        Err(e) => return reply_error(hub, handle, e.reference, e.code, &e.message).await,
+    // Charged before anything is decoded: a malformed frame costs what a good one does.
+    if let Err(over) = hub.lead_limits.charge_frame(lead, len) {
+        hub.metrics.rate_limited.fetch_add(1, Relaxed);
+        let r = text.and_then(gridcast_protocol::frame::reference_of);
+        let m = match over {
+            crate::ratelimit::Over::Frames => "over the upstream frame rate; slow down and retry",
+            crate::ratelimit::Over::Bytes => "over the upstream byte rate; slow down and retry",
+        };
+        reply_error(hub, handle, r, ErrorCode::RateLimited, m).await;
+        return None;
+    }
+    let Some(text) = text else {
+        let m = "frames are JSON text frames";
+        reply_error(hub, handle, None, ErrorCode::BadRequest, m).await;
+        return None;
     };
-    if !bucket.try_take() {
-        let r = frame.reference().map(str::to_owned);
-        let m = "over the upstream frame rate; slow down and retry";
-        return reply_error(hub, handle, r, ErrorCode::RateLimited, m).await;
+    let frame = match decode_client(text) {
+        Ok(f) => f,
+        Err(e) => {
+            reply_error(hub, handle, e.reference, e.code, &e.message).await;
+            return None;
+        }
+    };
+    if let ClientFrame::Hello { token, .. } = &frame {
+        return match renew(hub, lead, token) {
+            Ok(claims) => Some(claims),
+            Err((code, message)) => {
+                reply_error(hub, handle, None, code, &message).await;
+                None
+            }
+        };
     }
     if let Some(reply) = super::answer(hub, lead, frame).await {
         let _ = handle.send(encode(&reply)).await;
     }
+    None
+}
+
+/// A `hello` inside an open session: a new token of the same lead extends the session.
+fn renew(hub: &Hub, lead: &str, token: &str) -> Result<Claims, (ErrorCode, String)> {
+    let claims = hub
+        .authenticate(token)
+        .map_err(|e| (ErrorCode::Unauthorized, e.to_string()))?;
+    if claims.role != TokenRole::Lead || claims.sub != lead {
+        return Err((
+            ErrorCode::Forbidden,
+            format!("this session is lead {lead}'s; the token is not"),
+        ));
+    }
+    Ok(claims)
 }
 
 async fn reply_error(

@@ -92,6 +92,7 @@ pub fn token(sub: &str, role: TokenRole, scope: &str) -> String {
         role,
         scope: scope.into(),
         exp,
+        jti: None,
     })
 }
 
