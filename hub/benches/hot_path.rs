@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
                 status: Status::Pending,
                 delivered_at: None,
                 acked_at: None,
+                answers: 0,
             }
         })
         .collect();

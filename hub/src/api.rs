@@ -173,9 +173,23 @@ fn query_filter<T: DeserializeOwned>(
     }
 }
 
-/// The hub's routes.
-pub fn router(hub: Hub) -> Router {
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(hub: Hub) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .with_state(hub)
+}
+
+/// The hub's routes (with `/metrics` unless `--metrics-listen` serves it elsewhere).
+pub fn router(hub: Hub) -> Router {
+    let routes = Router::new();
+    let routes = if hub.config.metrics_listen.is_none() {
+        routes.route("/metrics", get(metrics))
+    } else {
+        routes
+    };
+    routes
         .route("/v1/incidents", post(create_incident).get(list_incidents))
         .route("/v1/incidents/{id}", get(get_incident))
         .route("/v1/incidents/{id}/recipients", get(get_recipients))
@@ -194,7 +208,6 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .with_state(hub)
@@ -396,14 +409,70 @@ async fn get_stats(
     }))
 }
 
-/// `GET /v1/reports`: the reports from the operator's jurisdiction, newest first.
+#[derive(Deserialize)]
+struct ReportsQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// Reports one page holds by default, and at most.
+const REPORTS_PAGE: usize = 100;
+const REPORTS_PAGE_MAX: usize = 1_000;
+
+/// The sequence number of a report id (`REP-000042` → 42), for ordering pages.
+fn report_seq(id: &str) -> Option<u64> {
+    id.strip_prefix("REP-")?.parse().ok()
+}
+
+/// `GET /v1/reports?limit=&before=`: the reports from the operator's jurisdiction,
+/// newest first, one page at a time (`limit` 1..=1000, default 100; `before` a report
+/// id: only older ones; `next_before` in the answer asks for the next page).
 async fn get_reports(
     State(hub): State<Hub>,
     Operator(op): Operator,
+    Query(q): Query<ReportsQuery>,
 ) -> ApiResult<Json<gridcast_protocol::api::ReportList>> {
-    let mut reports = hub.store.reports().await?;
-    reports.retain(|r| r.grid.as_str().starts_with(&op.scope));
-    Ok(Json(gridcast_protocol::api::ReportList { reports }))
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => REPORTS_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=REPORTS_PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("limit {l:?} must be a number from 1 to {REPORTS_PAGE_MAX}"),
+                )
+            })?,
+    };
+    let before = match q.before.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(b) => Some(report_seq(b).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("before {b:?} must be a report id such as REP-000042"),
+            )
+        })?),
+    };
+    let mut reports: Vec<_> = hub
+        .store
+        .reports()
+        .await?
+        .into_iter()
+        .filter(|r| r.grid.as_str().starts_with(&op.scope))
+        .filter(|r| before.is_none_or(|b| report_seq(&r.id).is_some_and(|n| n < b)))
+        .take(limit + 1)
+        .collect();
+    let next_before = if reports.len() > limit {
+        reports.truncate(limit);
+        reports.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(gridcast_protocol::api::ReportList {
+        reports,
+        next_before,
+    }))
 }
 
 /// `POST /v1/reports/{id}/promote`: opens an incident from a report.

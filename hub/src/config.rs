@@ -10,6 +10,10 @@ pub struct Config {
     /// HTTP API, WebSocket and web pages.
     #[arg(long, env = "GRIDCAST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve `/metrics` on this address only (and not on `--listen`): keep Prometheus
+    /// off the public listener of an internet-facing hub.
+    #[arg(long, env = "GRIDCAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Registry document to load (default: the stored one, else the built-in sample city).
     #[arg(long, env = "GRIDCAST_REGISTRY")]
     pub registry: Option<PathBuf>,
@@ -115,6 +119,25 @@ pub struct Config {
     /// Hours a closed incident stays in a lead's sync.
     #[arg(long, env = "GRIDCAST_CLOSED_SYNC_HOURS", default_value_t = 24)]
     pub closed_sync_hours: u64,
+}
+
+/// `url` with the password of its user info (`scheme://user:PASSWORD@host…`) replaced
+/// by `***`, for logs and error messages (a start-up error must not print the Redis or
+/// broker password).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let user = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => userinfo.to_owned(),
+    };
+    format!("{scheme}://{user}{}", &rest[at..])
 }
 
 /// A setting that cannot work.
@@ -228,6 +251,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("redis://:s3cret@10.0.0.1:6379/0"),
+            "redis://:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://hub:s3cret@redis/0?protocol=resp3"),
+            "rediss://hub:***@redis/0?protocol=resp3"
+        );
+        assert_eq!(
+            redact_url("mqtt://hub:p@ss@broker:1883"),
+            "mqtt://hub:***@broker:1883"
+        );
+        assert_eq!(redact_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
+        assert_eq!(redact_url("mqtt://hub@broker"), "mqtt://hub@broker");
+    }
 
     #[test]
     fn cluster_mode_needs_a_shared_jwt_secret() {

@@ -253,8 +253,25 @@ impl Hub {
                 .map(|r| parent(&r.grid)),
         };
         let registry = self.registry.current();
+        // The task's own people get it whole; a grid lead or instructor who is told of it
+        // gets its kind, assignee, due time and status, not its text (which may name
+        // residents: personal data stays with the people doing the task).
+        let concerned = crate::task::concerned(&task.view, &snap.recipients);
         let frame = encode(&ServerFrame::Task {
             task: task.view.clone(),
+        });
+        let kind_name = registry
+            .registry
+            .task_kinds
+            .iter()
+            .find(|k| k.id == task.view.kind)
+            .map_or_else(|| task.view.kind.clone(), |k| k.name.clone());
+        let outline = encode(&ServerFrame::Task {
+            task: gridcast_protocol::frame::TaskView {
+                title: format!("{kind_name} ({})", task.view.id),
+                detail: String::new(),
+                ..task.view.clone()
+            },
         });
         let mut sends: Vec<(String, GridCode)> = Vec::new();
         let whom = match (step, &grid) {
@@ -265,7 +282,7 @@ impl Hub {
                     Role::Instructor
                 };
                 if step == 1 {
-                    sends.extend(crate::task::concerned(&task.view, &snap.recipients));
+                    sends.extend(concerned.iter().cloned());
                 }
                 let to = responsible(&registry, grid, role);
                 sends.extend(to.iter().map(|l| (l.clone(), grid.clone())));
@@ -305,10 +322,14 @@ impl Hub {
             "overdue task escalated"
         );
         for (lead, grid) in sends {
+            let frame = if concerned.iter().any(|(l, _)| *l == lead) {
+                frame.clone()
+            } else {
+                outline.clone()
+            };
             if let Some(m) = &self.mqtt {
                 m.publish_to_lead(&lead, &frame).await;
             }
-            let frame = frame.clone();
             self.bus
                 .publish(BusEvent::ToLead { lead, grid, frame })
                 .await;

@@ -522,6 +522,13 @@ impl Hub {
                 ErrorCode::IncidentClosed,
                 format!("incident {incident} is closed"),
             )),
+            MarkOutcome::TooManyAnswers => Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "your answer to {incident} was changed {} times; the last one stands (call the command center to change it)",
+                    crate::store::MAX_ANSWERS
+                ),
+            )),
         }
     }
 

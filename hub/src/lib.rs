@@ -166,14 +166,14 @@ pub fn load_or_create_secret(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(data_dir)?;
+    store::embedded::private_dir(data_dir)?;
     let hex = random_hex(32)?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     use std::io::Write;
-    opts.open(&path)?.write_all(hex.as_bytes())?;
+    store::embedded::private_options()
+        .write(true)
+        .create_new(true)
+        .open(&path)?
+        .write_all(hex.as_bytes())?;
     Ok(hex.into_bytes())
 }
 
@@ -238,15 +238,16 @@ impl Hub {
                 (Arc::new(store), presence, bus, None, stored)
             }
             Some(url) => {
+                let shown = config::redact_url(url);
                 let client = redis::Client::open(url.as_str())
-                    .map_err(|e| StartError::Redis(e.to_string()))?;
+                    .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
                 let store = tokio::time::timeout(
                     Duration::from_secs(10),
                     store::redis::RedisStore::open(client.clone()),
                 )
                 .await
-                .map_err(|_| StartError::Redis(format!("{url}: no answer in 10 s")))?
-                .map_err(|e| StartError::Redis(format!("{url}: {e}")))?;
+                .map_err(|_| StartError::Redis(format!("{shown}: no answer in 10 s")))?
+                .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
                 let (ver, stored) = store
                     .load_registry_versioned()
                     .await
@@ -429,6 +430,21 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
         header_timeout: Duration::from_secs(hub.config.header_timeout_s),
         max_connections: hub.config.max_connections,
     };
+    if let Some(addr) = hub.config.metrics_listen {
+        let l = bind(addr).map_err(StartError::Serve)?;
+        tracing::info!(addr = ?l.local_addr().ok(), "metrics listening");
+        let metrics_limits = listen::HttpLimits {
+            max_connections: 64,
+            ..limits
+        };
+        hub.tracker.spawn(listen::serve(
+            l,
+            api::metrics_router(hub.clone()),
+            metrics_limits,
+            hub.metrics.clone(),
+            hub.shutdown.clone(),
+        ));
+    }
     let served = listen::serve(
         listener,
         app,

@@ -113,6 +113,7 @@ pub fn issue_state(
             status: Status::Pending,
             delivered_at: None,
             acked_at: None,
+            answers: 0,
         })
         .collect();
     let issued = TimelineEvent {
@@ -152,7 +153,19 @@ pub struct RecipientState {
     pub delivered_at: Option<u64>,
     /// Unix ms of the latest ack.
     pub acked_at: Option<u64>,
+    /// Answers recorded (each change between accept and decline is one); bounded by
+    /// [`MAX_ANSWERS`] so that one lead cannot flip its answer into the timeline without end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub answers: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Most answers a lead may record for one incident (the first one included); later
+/// changes are refused with `rate_limited` and the last recorded answer stands.
+pub const MAX_ANSWERS: u32 = 10;
 
 /// An incident and all its recipients, as of one moment.
 #[derive(Debug, Clone)]
@@ -200,6 +213,8 @@ pub enum MarkOutcome {
     NotRecipient,
     /// The incident is closed (acks only; receipts of closed incidents are harmless).
     Closed,
+    /// The lead changed its answer [`MAX_ANSWERS`] times already; nothing changed.
+    TooManyAnswers,
 }
 
 /// One mark of a batch ([`Store::mark_many`]).
@@ -568,6 +583,12 @@ pub trait Store: Send + Sync + 'static {
     fn healthy(&self) -> bool;
 }
 
+/// True when `mark` would change `r`'s answer but `r` has used up its answers.
+pub fn answers_used_up(r: &RecipientState, mark: &Mark) -> bool {
+    matches!(mark, Mark::Ack { response, .. } if r.status != response.status())
+        && r.answers >= MAX_ANSWERS
+}
+
 /// Applies a mark to a recipient; `None` when nothing changes. Shared by every store so
 /// the rules (a receipt never undoes an answer; the latest answer counts) live once.
 pub fn apply_mark(r: &RecipientState, mark: &Mark, at: u64) -> Option<RecipientState> {
@@ -587,6 +608,7 @@ pub fn apply_mark(r: &RecipientState, mark: &Mark, at: u64) -> Option<RecipientS
             next.status = response.status();
             next.delivered_at.get_or_insert(at);
             next.acked_at = Some(at);
+            next.answers = r.answers.saturating_add(1);
         }
     }
     Some(next)
@@ -629,6 +651,7 @@ mod tests {
             status: Status::Pending,
             delivered_at: None,
             acked_at: None,
+            answers: 0,
         }
     }
 
@@ -745,5 +768,28 @@ mod tests {
         );
         let direct = apply_mark(&r, &decline, 3).unwrap();
         assert_eq!(direct.delivered_at, Some(3), "an ack implies delivery");
+    }
+
+    #[test]
+    fn answers_are_bounded_but_retries_of_the_last_one_are_not() {
+        let accept = Mark::Ack {
+            response: Response::Accept,
+            note: None,
+        };
+        let decline = Mark::Ack {
+            response: Response::Decline,
+            note: None,
+        };
+        let mut r = pending();
+        for n in 0..MAX_ANSWERS {
+            assert!(!answers_used_up(&r, &accept) && !answers_used_up(&r, &decline));
+            let m = if n % 2 == 0 { &accept } else { &decline };
+            r = apply_mark(&r, m, u64::from(n)).unwrap();
+            assert_eq!(r.answers, n + 1);
+        }
+        // The tenth answer was a decline: another decline is a retry, an accept a change.
+        assert!(!answers_used_up(&r, &decline));
+        assert!(!answers_used_up(&r, &Mark::Receipt));
+        assert!(answers_used_up(&r, &accept));
     }
 }

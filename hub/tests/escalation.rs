@@ -341,7 +341,7 @@ async fn overdue_tasks_escalate_like_acks_until_done() {
     req.ack_within_s = Some(3_600);
     let created = ops.activate(&req).await.unwrap();
     let tasks = format!("/v1/incidents/{}/tasks", created.id);
-    let mk = |assignee: serde_json::Value, due: u32| serde_json::json!({"kind": "evacuation", "title": "t", "assignee": assignee, "due_in_s": due});
+    let mk = |assignee: serde_json::Value, due: u32| serde_json::json!({"kind": "evacuation", "title": "Carry Mrs Wang (room 302) out", "detail": "She is in a wheelchair", "assignee": assignee, "due_in_s": due});
     let t1: gridcast_protocol::api::CreatedTask = ops
         .send_json(
             reqwest::Method::POST,
@@ -403,9 +403,15 @@ async fn overdue_tasks_escalate_like_acks_until_done() {
         ["T1 step 1", "T2 step 1", "T2 step 2", "T2 step 3"],
         "a done task stops; an open one goes to the grid lead, the instructor, the console"
     );
-    // The instructor got T2 at step 2.
+    // The instructor got T2 at step 2, without its text (T2 is S1's, not the
+    // instructor's: kind, assignee, due time and status only).
     loop {
-        if overdue(next(phone(&mut all, "IN1")).await, &t2.id) {
+        if let ServerFrame::Task { task } = next(phone(&mut all, "IN1")).await
+            && task.id == t2.id
+        {
+            assert_eq!(task.detail, "", "the task's text stays with its people");
+            assert!(!task.title.contains("Wang"), "{}", task.title);
+            assert!(task.title.contains("Evacuation"), "{}", task.title);
             break;
         }
     }

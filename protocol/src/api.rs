@@ -377,8 +377,11 @@ pub struct ReportView {
 /// `GET /v1/reports`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportList {
-    /// Newest first.
+    /// Newest first, at most `limit` of them.
     pub reports: Vec<ReportView>,
+    /// When there are older ones: the `before` that asks for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// `POST /v1/reports/{id}/promote`: open an incident from a report. Title, body and

@@ -30,8 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, MarkRequest, MarksFuture, NewIncident,
     RecipientState, ReviseOutcome, Revision, Store, StoreError, StoreFuture, TaskOutcome,
-    TaskRecord, apply_mark, apply_revision, apply_task_update, issue_state, mark_event, task_event,
-    task_key,
+    TaskRecord, answers_used_up, apply_mark, apply_revision, apply_task_update, issue_state,
+    mark_event, task_event, task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -273,6 +273,9 @@ impl State {
         if e.meta.state == IncidentState::Closed && matches!(mark, Mark::Ack { .. }) {
             return (MarkOutcome::Closed, false);
         }
+        if answers_used_up(current, mark) {
+            return (MarkOutcome::TooManyAnswers, false);
+        }
         match apply_mark(current, mark, at) {
             Some(next) => (MarkOutcome::Changed(e.meta.clone(), next), true),
             None => (
@@ -476,8 +479,11 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, replays its log and starts the writer.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
         let io = |e| OpenError::Io(dir.to_owned(), e);
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let lock = OpenOptions::new()
+        private_dir(dir).map_err(io)?;
+        for name in [LOCK_FILE, LOG_FILE, REGISTRY_FILE] {
+            private_file(&dir.join(name)).map_err(io)?;
+        }
+        let lock = private_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -495,7 +501,7 @@ impl EmbeddedStore {
         }
         let path = dir.join(LOG_FILE);
         let (state, valid) = replay(&path)?;
-        let file = OpenOptions::new()
+        let file = private_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -1112,10 +1118,47 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// Creates `dir` (and its parents) and makes it the owner's alone (0700): the store
+/// holds names and phone numbers of staff and what residents reported (Art. 17).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes an existing file the owner's alone (0600); a missing one is left missing.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => return r,
+        }
+    }
+    Ok(())
+}
+
+/// Options that create files readable and writable by the owner only (0600).
+pub fn private_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
 /// Writes a file so that a crash leaves either the old or the new content.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp)?;
+    let mut f = private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))?;

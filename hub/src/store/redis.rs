@@ -97,7 +97,8 @@ struct Stored {
 /// KEYS: meta, recipients, timeline, counts. ARGV: per mark four values: lead,
 /// receipt|accept|decline, at (ms), timeline event JSON.
 /// Returns {'not_found'} or {meta, outcome1, state1, outcome2, state2, …} with outcome
-/// changed|unchanged|not_recipient|closed (state '' for the last two).
+/// changed|unchanged|not_recipient|closed|too_many (state '' for the last three).
+/// `MAX_ANSWERS` is replaced by [`super::MAX_ANSWERS`].
 const MARK_SCRIPT: &str = r#"
 local meta = redis.call('GET', KEYS[1])
 if not meta then return {'not_found'} end
@@ -115,6 +116,7 @@ for i = 1, #ARGV, 4 do
     local r = cjson.decode(cur)
     local old = r.status
     local changed = false
+    local used_up = false
     if kind == 'receipt' then
       if r.status == 'pending' then
         r.status = 'delivered'
@@ -124,8 +126,11 @@ for i = 1, #ARGV, 4 do
     else
       local want = 'declined'
       if kind == 'accept' then want = 'accepted' end
-      if r.status ~= want then
+      if r.status ~= want and (r.answers or 0) >= MAX_ANSWERS then
+        used_up = true
+      elseif r.status ~= want then
         r.status = want
+        r.answers = (r.answers or 0) + 1
         if r.delivered_at == nil or r.delivered_at == cjson.null then r.delivered_at = at end
         r.acked_at = at
         changed = true
@@ -138,6 +143,8 @@ for i = 1, #ARGV, 4 do
       delta[old] = (delta[old] or 0) - 1
       delta[r.status] = (delta[r.status] or 0) + 1
       out[#out + 1] = 'changed'; out[#out + 1] = enc
+    elseif used_up then
+      out[#out + 1] = 'too_many'; out[#out + 1] = ''
     else
       out[#out + 1] = 'unchanged'; out[#out + 1] = cur
     end
@@ -234,7 +241,9 @@ impl RedisStore {
         let batcher = MarkBatcher {
             conn: conn.clone(),
             healthy: healthy.clone(),
-            script: Arc::new(redis::Script::new(MARK_SCRIPT)),
+            script: Arc::new(redis::Script::new(
+                &MARK_SCRIPT.replace("MAX_ANSWERS", &super::MAX_ANSWERS.to_string()),
+            )),
         };
         // Ends when the last clone of the store is dropped (the channel closes).
         tokio::spawn(batcher.run(rx));
@@ -451,6 +460,7 @@ impl MarkBatcher {
                     "unchanged" => MarkOutcome::Unchanged(meta, state()?),
                     "not_recipient" => MarkOutcome::NotRecipient,
                     "closed" => MarkOutcome::Closed,
+                    "too_many" => MarkOutcome::TooManyAnswers,
                     other => return Err(io(format!("unexpected mark reply {other:?}"))),
                 })
             });

@@ -87,10 +87,11 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Parses a broker URL.
     pub fn parse(url: &str) -> Result<Self, String> {
+        let shown = crate::config::redact_url(url);
         let rest = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| format!("{url:?}: the broker URL must start with mqtt://"))?;
+            .ok_or_else(|| format!("{shown:?}: the broker URL must start with mqtt://"))?;
         let (creds, addr) = match rest.rsplit_once('@') {
             Some((c, a)) => (Some(c), a),
             None => (None, rest),
@@ -99,12 +100,13 @@ impl BrokerUrl {
         let (host, port) = match addr.rsplit_once(':') {
             Some((h, p)) => (
                 h,
-                p.parse().map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+                p.parse()
+                    .map_err(|_| format!("{shown:?}: bad port {p:?}"))?,
             ),
             None => (addr, 1883),
         };
         if host.is_empty() {
-            return Err(format!("{url:?}: no host"));
+            return Err(format!("{shown:?}: no host"));
         }
         let credentials = creds.map(|c| match c.split_once(':') {
             Some((u, p)) => (u.to_owned(), p.to_owned()),
