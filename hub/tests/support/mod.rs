@@ -2,6 +2,7 @@
 //! registries. Every wait is on an event with a timeout, never a sleep.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attack;
 pub mod chromium;
 pub mod mosquitto;
 pub mod mqtt_phone;
@@ -93,6 +94,17 @@ pub fn token(sub: &str, role: TokenRole, scope: &str) -> String {
         scope: scope.into(),
         exp,
         jti: None,
+    })
+}
+
+/// A token with a chosen expiry (Unix s) and token id.
+pub fn token_until(sub: &str, role: TokenRole, exp: u64, jti: Option<&str>) -> String {
+    auth().sign(&Claims {
+        sub: sub.into(),
+        role,
+        scope: String::new(),
+        exp,
+        jti: jti.map(str::to_owned),
     })
 }
 

@@ -1,0 +1,307 @@
+//! Attack test support: a real `gridcast-hub` child process whose log is kept, and
+//! clients that connect from another loopback address (the attacker's), raw or as a
+//! WebSocket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{SECRET, eventually, free_port, tmp_dir};
+
+/// The attacker's source address.
+pub const ATTACKER: &str = "127.0.0.2";
+/// Where phones come from.
+pub const PHONES: &str = "127.0.0.1";
+
+/// A hub process with its data dir, registry and log.
+pub struct ProcHub {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl ProcHub {
+    /// Starts `gridcast-hub` on a free port with `registry`, a data dir of its own and
+    /// these extra flags; returns once `/readyz` answers 200.
+    pub async fn start(
+        name: &str,
+        registry: &gridcast_protocol::registry::RegistryDoc,
+        args: &[&str],
+    ) -> ProcHub {
+        let dir = tmp_dir(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(dir, registry, args).await
+    }
+
+    /// [`ProcHub::start`] in `dir` (kept: a restart finds its data).
+    pub async fn start_in(
+        dir: PathBuf,
+        registry: &gridcast_protocol::registry::RegistryDoc,
+        args: &[&str],
+    ) -> ProcHub {
+        Self::start_with(dir, registry, args, |_| {}).await
+    }
+
+    /// [`ProcHub::start_in`] with the command adjusted (a wrapper, limits).
+    pub async fn start_with(
+        dir: PathBuf,
+        registry: &gridcast_protocol::registry::RegistryDoc,
+        args: &[&str],
+        adjust: impl FnOnce(&mut tokio::process::Command),
+    ) -> ProcHub {
+        let registry_path = dir.join("registry.json");
+        std::fs::write(&registry_path, serde_json::to_vec(registry).unwrap()).unwrap();
+        let port = free_port();
+        let log = dir.join(format!("hub-{port}.log"));
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"));
+        // The key as an environment variable, so that a test may give `--jwt-secret`.
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("GRIDCAST_JWT_SECRET", SECRET)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--registry")
+            .arg(&registry_path)
+            .args(args)
+            .env("GRIDCAST_LOG", "warn")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .kill_on_drop(true);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("start gridcast-hub");
+        let hub = ProcHub {
+            child,
+            port,
+            dir,
+            log,
+        };
+        hub.wait_ready().await;
+        hub
+    }
+
+    /// Waits until `/readyz` answers 200 (from the phones' address).
+    pub async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/readyz", self.http());
+        eventually(Duration::from_secs(30), "hub ready", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/lead/ws", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("hub running")
+    }
+
+    /// Resident memory of the hub process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// What the hub has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The data dir of the embedded store.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// A console client for an operator of `scope`.
+    pub fn console(&self, scope: &str) -> gridcast_clients::console::ConsoleClient {
+        gridcast_clients::console::ConsoleClient::new(
+            &self.http(),
+            &super::token("op-1", gridcast_hub::auth::TokenRole::Operator, scope),
+        )
+    }
+
+    /// Stops the hub (SIGKILL) and waits for it.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let ip: IpAddr = from.parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(ip, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Reads an HTTP response head (up to the blank line), or what came before EOF.
+pub async fn read_head(s: &mut TcpStream, limit: Duration) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .expect("an answer (or a close) in time");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// True once the peer has closed `s` (EOF or reset), reading and dropping what comes.
+pub async fn closed_by_peer(s: &mut TcpStream, limit: Duration) -> bool {
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Writes up to `total` bytes in 1 MiB chunks until the peer stops taking them;
+/// returns how many were written.
+pub async fn push_bytes(s: &mut TcpStream, total: usize) -> usize {
+    let chunk = vec![b' '; 1024 * 1024];
+    let mut sent = 0;
+    while sent < total {
+        let n = chunk.len().min(total - sent);
+        if s.write_all(&chunk[..n]).await.is_err() {
+            break;
+        }
+        sent += n;
+    }
+    sent
+}
+
+/// A WebSocket to `url` over a connection from `from`, with the hub's answer to the
+/// upgrade (`Err(status)` when it was refused).
+pub async fn ws_from(
+    from: &str,
+    to: SocketAddr,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<WebSocketStream<TcpStream>, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let stream = connect_from(from, to).await;
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name: tokio_tungstenite::tungstenite::http::HeaderName = k.parse().unwrap();
+        req.headers_mut()
+            .insert(name, v.parse().expect("header value"));
+    }
+    match tokio_tungstenite::client_async_with_config(
+        req,
+        stream,
+        Some(gridcast_clients::lead::ws_config()),
+    )
+    .await
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("upgrade failed: {e}"),
+    }
+}
+
+/// The close code a WebSocket ends with (reading and dropping frames before it).
+pub async fn close_code(ws: &mut WebSocketStream<TcpStream>, limit: Duration) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(limit, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed in time")
+}
+
+/// Sends a JSON frame.
+pub async fn send_json(ws: &mut WebSocketStream<TcpStream>, v: serde_json::Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
+}
+
+/// The next text frame as JSON (pings answered by the library), or `None` at a close.
+pub async fn next_json(
+    ws: &mut WebSocketStream<TcpStream>,
+    limit: Duration,
+) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(limit, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).ok(),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("a frame in time")
+}
+
+/// Says hello and reads up to `synced`; panics unless welcomed.
+pub async fn hello_and_sync(
+    ws: &mut WebSocketStream<TcpStream>,
+    token: &str,
+) -> Vec<serde_json::Value> {
+    send_json(ws, serde_json::json!({"type": "hello", "token": token})).await;
+    let welcome = next_json(ws, Duration::from_secs(10))
+        .await
+        .expect("welcome");
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let mut sync = Vec::new();
+    loop {
+        let f = next_json(ws, Duration::from_secs(10)).await.expect("sync");
+        if f["type"] == "synced" {
+            return sync;
+        }
+        sync.push(f);
+    }
+}
+
+/// A file's permission bits.
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
