@@ -126,6 +126,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Past a file-size limit (`ulimit -f`) the kernel's default for SIGXFSZ kills the
+        // process; handled, the write fails with EFBIG instead and the store refuses that
+        // one batch with a clear error (linux and the BSDs number it 25).
+        let _file_too_large =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).ok();
         let listener = gridcast_hub::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let shutdown = CancellationToken::new();

@@ -514,6 +514,130 @@ async fn i04_a_lead_is_one_budget_across_sessions_with_quotas_and_pages() {
     hub.kill().await;
 }
 
+// 5. Visible before durable; ids reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i05_a_refused_write_leaves_no_trace_and_ids_never_repeat() {
+    let dir = tmp_dir("sec-durable");
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = city(10);
+    // One grid, one recipient (P00000): an incident's record is about 360 bytes and an
+    // ack's about 120, so a file-size limit of 420 bytes takes the first incident and
+    // cuts the next record, whatever it is, in the middle.
+    let one_grid = || activation("Fire", &["3301060040051001"], &[]);
+    let limit = ["prlimit", "--fsize=420", "--"];
+    let hub = ProcHub::start_with(dir.clone(), &doc, &[], &limit).await;
+    let log = hub.data_dir().join("incidents.log");
+    let mut phone1 = phone(&hub, "P00000").await;
+    let ops = hub.console("");
+    let first = ops.activate(&one_grid()).await.unwrap();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size < 420 && size > 300, "first record {size} bytes");
+    for _ in 0..2 {
+        let refused = ops.activate(&one_grid()).await.unwrap_err();
+        assert!(
+            matches!(&refused, gridcast_clients::ClientError::Hub { status: 503, code, .. } if code == "unavailable"),
+            "{refused}"
+        );
+    }
+    // No trace: not on disk, not listed, not synced, not sent.
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), size);
+    let listed: Vec<String> = ops
+        .incidents(None)
+        .await
+        .unwrap()
+        .incidents
+        .into_iter()
+        .map(|s| s.incident.id)
+        .collect();
+    assert_eq!(listed, [first.id.clone()]);
+    let mut seen = std::collections::HashSet::new();
+    let mut late = LeadClient::connect(&hub.ws_url(), &lead_token("P00000"))
+        .await
+        .unwrap()
+        .0;
+    for f in late.sync().await.unwrap() {
+        if let ServerFrame::Incident { incident, .. } = f {
+            seen.insert(incident.id);
+        }
+    }
+    // The first phone: everything up to a pong.
+    phone1
+        .send(&ClientFrame::Ping {
+            reference: Some("end".into()),
+        })
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, phone1.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ServerFrame::Incident { incident, .. } => {
+                seen.insert(incident.id);
+            }
+            ServerFrame::Pong { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [first.id.clone()].into(),
+        "phones saw only the durable one"
+    );
+    // While writes are refused the hub says it is not ready.
+    let ready = reqwest::get(format!("{}/readyz", hub.http()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    // An ack it cannot record is `unavailable`, never `ok`.
+    let ack: ClientFrame = serde_json::from_value(serde_json::json!({
+        "type": "ack", "ref": "a1", "incident": first.id, "response": "accept"
+    }))
+    .unwrap();
+    let r = late.request(&ack).await.unwrap().0;
+    assert!(
+        matches!(&r, Err(gridcast_clients::ClientError::Hub { code, .. }) if code == "unavailable"),
+        "{r:?}"
+    );
+    hub.kill().await;
+
+    // Restarted without the limit: the first incident as it was, the refused ones
+    // nowhere; the next incident has an id no phone has seen.
+    let hub = ProcHub::start_in(dir, &doc, &[]).await;
+    let ops = hub.console("");
+    let listed = ops.incidents(None).await.unwrap().incidents;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].incident.id, first.id);
+    assert_eq!(listed[0].incident.rev, 1);
+    assert_eq!(
+        listed[0].counts.pending, 1,
+        "the refused ack left no trace either"
+    );
+    let mut phone2 = LeadClient::connect(&hub.ws_url(), &lead_token("P00000"))
+        .await
+        .unwrap()
+        .0;
+    phone2.sync().await.unwrap();
+    let next = ops.activate(&one_grid()).await.unwrap();
+    assert!(!seen.contains(&next.id), "{} was seen before", next.id);
+    loop {
+        match tokio::time::timeout(WAIT, phone2.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ServerFrame::Incident { incident, .. } if incident.id == next.id => break,
+            _ => {}
+        }
+    }
+    assert!(
+        phone2.request(&ack).await.unwrap().0.is_ok(),
+        "the retried ack is recorded now"
+    );
+    hub.kill().await;
+}
+
 // 6. Reports into any grid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i06_a_lead_reports_only_into_its_own_grids() {

@@ -64,7 +64,7 @@ pub enum OpenError {
     },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Record {
     Incident {
@@ -122,7 +122,22 @@ struct Entry {
     tasks: Vec<TaskRecord>,
 }
 
-#[derive(Default)]
+impl Clone for Entry {
+    /// A copy that shares nothing mutable: the writer's copy and the readers' state
+    /// each change their own recipients in place (`Arc::make_mut`) without copying the
+    /// other's. `meta` is replaced, never changed in place, so it is shared.
+    fn clone(&self) -> Self {
+        Self {
+            meta: self.meta.clone(),
+            recipients: Arc::new((*self.recipients).clone()),
+            index: self.index.clone(),
+            timeline: self.timeline.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
 struct State {
     seq: u64,
     incidents: HashMap<String, Entry>,
@@ -392,7 +407,11 @@ enum Request {
 
 struct Shared {
     state: RwLock<State>,
+    /// False once a write or sync failed in a way the store cannot undo (until restart).
     healthy: AtomicBool,
+    /// True while writes are refused (disk full, file too large) but the log is intact;
+    /// the next good write clears it.
+    refusing: AtomicBool,
     dir: PathBuf,
     /// Held for the life of the store so that no second hub opens the same directory.
     _lock: File,
@@ -510,9 +529,12 @@ impl EmbeddedStore {
         file.set_len(valid as u64).map_err(io)?;
         file.sync_all().map_err(io)?;
         tracing::info!(dir = %dir.display(), incidents = state.order.len(), bytes = valid, "embedded store opened");
+        // The writer decides on a copy of its own; readers see `state` only.
+        let work = state.clone();
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             healthy: AtomicBool::new(true),
+            refusing: AtomicBool::new(false),
             dir: dir.to_owned(),
             _lock: lock,
         });
@@ -520,7 +542,7 @@ impl EmbeddedStore {
         let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("gridcast-store".into())
-            .spawn(move || writer(writer_shared, rx, file, valid as u64))
+            .spawn(move || writer(writer_shared, work, rx, file, valid as u64))
             .map_err(io)?;
         Ok(Self { shared, tx })
     }
@@ -548,13 +570,272 @@ impl EmbeddedStore {
     }
 }
 
-/// The single writer: takes a batch, decides and applies it, appends it, syncs once,
-/// then answers everyone in the batch. Ends when every sender is gone.
-fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, mut len: u64) {
+/// What a batch's callers are told once the batch is durable (or refused).
+#[derive(Default)]
+struct Replies {
+    creates: Vec<(
+        String,
+        oneshot::Sender<Result<IncidentSnapshot, StoreError>>,
+    )>,
+    marks: Vec<(
+        Vec<MarkOutcome>,
+        oneshot::Sender<Vec<Result<MarkOutcome, StoreError>>>,
+    )>,
+    dones: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    revisions: Vec<(
+        Result<String, ReviseOutcome>,
+        oneshot::Sender<Result<ReviseOutcome, StoreError>>,
+    )>,
+    reports: Vec<(ReportView, oneshot::Sender<Result<ReportView, StoreError>>)>,
+    flags: Vec<(bool, oneshot::Sender<Result<bool, StoreError>>)>,
+    tasks: Vec<(
+        TaskOutcome,
+        oneshot::Sender<Result<TaskOutcome, StoreError>>,
+    )>,
+}
+
+impl Replies {
+    /// Answers everyone: snapshots of new and revised incidents come from `shared`,
+    /// which now holds the batch.
+    fn send(self, shared: &State) {
+        // A caller may have gone (request cancelled); what it asked for stands.
+        for (id, reply) in self.creates {
+            let _ = reply.send(shared.snapshot(&id).ok_or(StoreError::Closed));
+        }
+        for (outcomes, reply) in self.marks {
+            let _ = reply.send(outcomes.into_iter().map(Ok).collect());
+        }
+        for reply in self.dones {
+            let _ = reply.send(Ok(()));
+        }
+        for (outcome, reply) in self.revisions {
+            let outcome = match outcome {
+                Ok(id) => shared
+                    .snapshot(&id)
+                    .map_or(ReviseOutcome::NotFound, ReviseOutcome::Revised),
+                Err(o) => o,
+            };
+            let _ = reply.send(Ok(outcome));
+        }
+        for (report, reply) in self.reports {
+            let _ = reply.send(Ok(report));
+        }
+        for (flag, reply) in self.flags {
+            let _ = reply.send(Ok(flag));
+        }
+        for (outcome, reply) in self.tasks {
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+
+    /// Refuses everyone: nothing of the batch was kept.
+    fn fail(self, err: &StoreError) {
+        for (_, reply) in self.creates {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (outcomes, reply) in self.marks {
+            let _ = reply.send(vec![Err(err.clone()); outcomes.len()]);
+        }
+        for reply in self.dones {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.revisions {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.reports {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.flags {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.tasks {
+            let _ = reply.send(Err(err.clone()));
+        }
+    }
+}
+
+/// Decides one request on the writer's own copy of the state (`work`), applies what it
+/// changes there, and stages the records to append. Nobody else sees `work`.
+fn stage(
+    work: &mut State,
+    next_seq: &mut u64,
+    req: Request,
+    records: &mut Vec<Record>,
+    out: &mut Replies,
+) {
+    let mut record = |work: &mut State, r: Record| {
+        records.push(r.clone());
+        work.apply(r);
+    };
+    match req {
+        Request::Create(mut new, reply) => {
+            // Ids only go up, even past a refused batch: an id given out once is never
+            // given out again by this process.
+            *next_seq = (*next_seq).max(work.seq) + 1;
+            new.meta.id = format!("INC-{:06}", *next_seq);
+            new.meta.rev = 1;
+            let id = new.meta.id.clone();
+            let r = Record::Incident {
+                meta: new.meta,
+                recipients: new.recipients,
+                outbox: new.outbox,
+            };
+            record(work, r);
+            out.creates.push((id, reply));
+        }
+        Request::Marks(batch, reply) => {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for MarkRequest {
+                incident,
+                lead,
+                mark,
+                at,
+            } in batch
+            {
+                let (outcome, changed) = work.judge(&incident, &lead, &mark, at);
+                if changed {
+                    let r = Record::Mark {
+                        incident,
+                        lead,
+                        mark,
+                        at,
+                    };
+                    record(work, r);
+                }
+                outcomes.push(outcome);
+            }
+            out.marks.push((outcomes, reply));
+        }
+        Request::Revise {
+            incident,
+            revision,
+            by,
+            at,
+            outbox,
+            reply,
+        } => {
+            let outcome = match work.incidents.get(&incident) {
+                None => Err(ReviseOutcome::NotFound),
+                Some(e) if e.meta.state == IncidentState::Closed => Err(ReviseOutcome::Closed),
+                Some(_) => {
+                    let r = Record::Revise {
+                        incident: incident.clone(),
+                        revision,
+                        by,
+                        at,
+                        outbox,
+                    };
+                    record(work, r);
+                    Ok(incident)
+                }
+            };
+            out.revisions.push((outcome, reply));
+        }
+        Request::Report(mut report, reply) => {
+            report.id = format!("REP-{:06}", work.reports.len() + 1);
+            let r = Record::Report {
+                report: report.clone(),
+            };
+            record(work, r);
+            out.reports.push((report, reply));
+        }
+        Request::Task {
+            incident,
+            change,
+            at,
+            reply,
+        } => {
+            let outcome = work.judge_task(&incident, change);
+            if let TaskOutcome::Changed(task) = &outcome {
+                let (actor, lead) = if task.view.rev == 1 {
+                    (task.created_by.clone(), None)
+                } else {
+                    (last_actor(task), Some(last_actor(task)))
+                };
+                let r = Record::Task {
+                    incident,
+                    task: task.clone(),
+                    actor,
+                    lead,
+                    at,
+                };
+                record(work, r);
+            }
+            out.tasks.push((outcome, reply));
+        }
+        Request::Escalated {
+            incident,
+            step,
+            events,
+            reply,
+        } => {
+            let fresh = match task_key(&incident) {
+                Some((inc, task)) => work.incidents.get(inc).is_some_and(|e| {
+                    e.tasks
+                        .iter()
+                        .any(|t| t.view.id == task && t.is_open() && t.escalated + 1 == step)
+                }),
+                None => {
+                    let done = work.escalated.get(&incident).copied().unwrap_or(0);
+                    done + 1 == step && work.incidents.contains_key(&incident)
+                }
+            };
+            if fresh {
+                let r = Record::Escalated {
+                    incident,
+                    step,
+                    events,
+                };
+                record(work, r);
+            }
+            out.flags.push((fresh, reply));
+        }
+        Request::LinkReport {
+            report,
+            incident,
+            reply,
+        } => {
+            let free = work
+                .reports
+                .iter()
+                .any(|r| r.id == report && r.incident.is_none());
+            if free {
+                record(work, Record::ReportLinked { report, incident });
+            }
+            out.flags.push((free, reply));
+        }
+        Request::OutboxDone {
+            incident,
+            rev,
+            reply,
+        } => {
+            if work.outbox.contains_key(&(incident.clone(), rev)) {
+                record(work, Record::OutboxDone { incident, rev });
+            }
+            out.dones.push(reply);
+        }
+    }
+}
+
+/// The single writer: takes a batch, decides it on its own copy of the state, appends
+/// it and syncs once; only then applies it to the state readers see and answers
+/// everyone in the batch. So nothing is visible before it is durable, and a batch
+/// whose write fails leaves no trace: the file is cut back to its last good length and
+/// the writer's copy is taken again from what readers see. Ends when every sender is
+/// gone.
+fn writer(
+    shared: Arc<Shared>,
+    mut work: State,
+    mut rx: mpsc::Receiver<Request>,
+    mut file: File,
+    mut len: u64,
+) {
     use std::io::Seek;
     let mut buf = Vec::with_capacity(1 << 16);
     let mut batch = Vec::with_capacity(64);
-    let _ = file.seek(std::io::SeekFrom::End(0));
+    let mut records = Vec::with_capacity(64);
+    let mut next_seq = work.seq;
+    let _ = file.seek(std::io::SeekFrom::Start(len));
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -573,237 +854,58 @@ fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Request>, mut file: File, 
             continue;
         }
         buf.clear();
-        let mut creates = Vec::new();
-        let mut batches = Vec::new();
-        let mut dones = Vec::new();
-        let mut revisions = Vec::new();
-        let mut reports = Vec::new();
-        let mut links = Vec::new();
-        let mut tasks = Vec::new();
-        {
-            let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
-            for req in batch.drain(..) {
-                match req {
-                    Request::Create(mut new, reply) => {
-                        st.seq += 1;
-                        new.meta.id = format!("INC-{:06}", st.seq);
-                        new.meta.rev = 1;
-                        let id = new.meta.id.clone();
-                        let record = Record::Incident {
-                            meta: new.meta,
-                            recipients: new.recipients,
-                            outbox: new.outbox,
-                        };
-                        line(&record, &mut buf);
-                        st.apply(record);
-                        creates.push((st.snapshot(&id), reply));
-                    }
-                    Request::Marks(batch, reply) => {
-                        let mut outcomes = Vec::with_capacity(batch.len());
-                        for MarkRequest {
-                            incident,
-                            lead,
-                            mark,
-                            at,
-                        } in batch
-                        {
-                            let (outcome, changed) = st.judge(&incident, &lead, &mark, at);
-                            if changed {
-                                let record = Record::Mark {
-                                    incident,
-                                    lead,
-                                    mark,
-                                    at,
-                                };
-                                line(&record, &mut buf);
-                                st.apply(record);
-                            }
-                            outcomes.push(outcome);
-                        }
-                        batches.push((outcomes, reply));
-                    }
-                    Request::Revise {
-                        incident,
-                        revision,
-                        by,
-                        at,
-                        outbox,
-                        reply,
-                    } => {
-                        let outcome = match st.incidents.get(&incident) {
-                            None => ReviseOutcome::NotFound,
-                            Some(e) if e.meta.state == IncidentState::Closed => {
-                                ReviseOutcome::Closed
-                            }
-                            Some(_) => {
-                                let record = Record::Revise {
-                                    incident: incident.clone(),
-                                    revision,
-                                    by,
-                                    at,
-                                    outbox,
-                                };
-                                line(&record, &mut buf);
-                                st.apply(record);
-                                match st.snapshot(&incident) {
-                                    Some(s) => ReviseOutcome::Revised(s),
-                                    None => ReviseOutcome::NotFound,
-                                }
-                            }
-                        };
-                        revisions.push((outcome, reply));
-                    }
-                    Request::Report(mut report, reply) => {
-                        report.id = format!("REP-{:06}", st.reports.len() + 1);
-                        let record = Record::Report {
-                            report: report.clone(),
-                        };
-                        line(&record, &mut buf);
-                        st.apply(record);
-                        reports.push((report, reply));
-                    }
-                    Request::Task {
-                        incident,
-                        change,
-                        at,
-                        reply,
-                    } => {
-                        let outcome = st.judge_task(&incident, change);
-                        if let TaskOutcome::Changed(task) = &outcome {
-                            let (actor, lead) = if task.view.rev == 1 {
-                                (task.created_by.clone(), None)
-                            } else {
-                                (last_actor(task), Some(last_actor(task)))
-                            };
-                            let record = Record::Task {
-                                incident,
-                                task: task.clone(),
-                                actor,
-                                lead,
-                                at,
-                            };
-                            line(&record, &mut buf);
-                            st.apply(record);
-                        }
-                        tasks.push((outcome, reply));
-                    }
-                    Request::Escalated {
-                        incident,
-                        step,
-                        events,
-                        reply,
-                    } => {
-                        let fresh = match task_key(&incident) {
-                            Some((inc, task)) => st.incidents.get(inc).is_some_and(|e| {
-                                e.tasks.iter().any(|t| {
-                                    t.view.id == task && t.is_open() && t.escalated + 1 == step
-                                })
-                            }),
-                            None => {
-                                let done = st.escalated.get(&incident).copied().unwrap_or(0);
-                                done + 1 == step && st.incidents.contains_key(&incident)
-                            }
-                        };
-                        if fresh {
-                            let record = Record::Escalated {
-                                incident,
-                                step,
-                                events,
-                            };
-                            line(&record, &mut buf);
-                            st.apply(record);
-                        }
-                        links.push((fresh, reply));
-                    }
-                    Request::LinkReport {
-                        report,
-                        incident,
-                        reply,
-                    } => {
-                        let free = st
-                            .reports
-                            .iter()
-                            .any(|r| r.id == report && r.incident.is_none());
-                        if free {
-                            let record = Record::ReportLinked { report, incident };
-                            line(&record, &mut buf);
-                            st.apply(record);
-                        }
-                        links.push((free, reply));
-                    }
-                    Request::OutboxDone {
-                        incident,
-                        rev,
-                        reply,
-                    } => {
-                        if st.outbox.contains_key(&(incident.clone(), rev)) {
-                            let record = Record::OutboxDone { incident, rev };
-                            line(&record, &mut buf);
-                            st.apply(record);
-                        }
-                        dones.push(reply);
-                    }
-                }
-            }
+        records.clear();
+        let mut replies = Replies::default();
+        for req in batch.drain(..) {
+            stage(&mut work, &mut next_seq, req, &mut records, &mut replies);
+        }
+        for r in &records {
+            line(r, &mut buf);
         }
         let written = if buf.is_empty() {
             Ok(())
         } else {
-            file.write_all(&buf).and_then(|()| file.sync_data())
+            file.write_all(&buf).map_err(|e| (e, false)).and_then(|()| {
+                // After a failed fdatasync the kernel may have dropped the pages it
+                // could not write: the file can no longer be trusted to hold them.
+                file.sync_data().map_err(|e| (e, true))
+            })
         };
         match written {
             Ok(()) => {
                 len += buf.len() as u64;
-                for (snap, reply) in creates {
-                    // The caller may have gone (request cancelled); the record stands.
-                    let _ = reply.send(snap.ok_or(StoreError::Closed));
+                if !buf.is_empty() {
+                    shared.refusing.store(false, Ordering::Release);
                 }
-                for (outcomes, reply) in batches {
-                    let _ = reply.send(outcomes.into_iter().map(Ok).collect());
+                let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
+                for r in records.drain(..) {
+                    st.apply(r);
                 }
-                for reply in dones {
-                    let _ = reply.send(Ok(()));
-                }
-                for (outcome, reply) in revisions {
-                    let _ = reply.send(Ok(outcome));
-                }
-                for (report, reply) in reports {
-                    let _ = reply.send(Ok(report));
-                }
-                for (linked, reply) in links {
-                    let _ = reply.send(Ok(linked));
-                }
-                for (outcome, reply) in tasks {
-                    let _ = reply.send(Ok(outcome));
-                }
+                let st = std::sync::RwLockWriteGuard::downgrade(st);
+                replies.send(&st);
             }
-            Err(e) => {
-                // The in-memory state is now ahead of the disk: refuse everything from
-                // here on so that nothing not durable is ever confirmed.
-                shared.healthy.store(false, Ordering::Release);
-                tracing::error!(error = %e, bytes = len, "store write failed; refusing further writes");
-                let err = StoreError::Io(e.to_string());
-                for (_, reply) in creates {
-                    let _ = reply.send(Err(err.clone()));
+            Err((e, synced)) => {
+                // Cut what was written of the batch, so that a later append follows the
+                // last good record; the writer's copy goes back to what readers see.
+                let cut = !synced
+                    && file
+                        .set_len(len)
+                        .and_then(|()| file.sync_all())
+                        .and_then(|()| file.seek(std::io::SeekFrom::Start(len)).map(drop))
+                        .is_ok();
+                work = shared
+                    .state
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if cut {
+                    shared.refusing.store(true, Ordering::Release);
+                    tracing::error!(error = %e, bytes = len, "store write refused; nothing of it was kept");
+                } else {
+                    shared.healthy.store(false, Ordering::Release);
+                    tracing::error!(error = %e, bytes = len, "store write or sync failed; refusing further writes until restarted");
                 }
-                for (outcomes, reply) in batches {
-                    let _ = reply.send(vec![Err(err.clone()); outcomes.len()]);
-                }
-                for reply in dones {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for (_, reply) in revisions {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for (_, reply) in reports {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for (_, reply) in links {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                for (_, reply) in tasks {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                replies.fail(&StoreError::Io(e.to_string()));
             }
         }
     }
@@ -1114,7 +1216,7 @@ impl Store for EmbeddedStore {
     }
 
     fn healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire)
+        self.shared.healthy.load(Ordering::Acquire) && !self.shared.refusing.load(Ordering::Acquire)
     }
 }
 

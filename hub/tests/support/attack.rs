@@ -44,21 +44,29 @@ impl ProcHub {
         registry: &gridcast_protocol::registry::RegistryDoc,
         args: &[&str],
     ) -> ProcHub {
-        Self::start_with(dir, registry, args, |_| {}).await
+        Self::start_with(dir, registry, args, &[]).await
     }
 
-    /// [`ProcHub::start_in`] with the command adjusted (a wrapper, limits).
+    /// [`ProcHub::start_in`] run by a wrapper command (`prlimit --fsize=N --`).
     pub async fn start_with(
         dir: PathBuf,
         registry: &gridcast_protocol::registry::RegistryDoc,
         args: &[&str],
-        adjust: impl FnOnce(&mut tokio::process::Command),
+        wrapper: &[&str],
     ) -> ProcHub {
         let registry_path = dir.join("registry.json");
         std::fs::write(&registry_path, serde_json::to_vec(registry).unwrap()).unwrap();
         let port = free_port();
         let log = dir.join(format!("hub-{port}.log"));
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"));
+        let hub_bin = env!("CARGO_BIN_EXE_gridcast-hub");
+        let mut cmd = match wrapper.split_first() {
+            None => tokio::process::Command::new(hub_bin),
+            Some((program, rest)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(rest).arg(hub_bin);
+                c
+            }
+        };
         // The key as an environment variable, so that a test may give `--jwt-secret`.
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -72,7 +80,12 @@ impl ProcHub {
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
             .kill_on_drop(true);
-        adjust(&mut cmd);
+        if !wrapper.is_empty() {
+            // A wrapper may limit file sizes: the log then goes nowhere (a log file
+            // past the limit would make the log writer itself fail).
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        }
         let child = cmd.spawn().expect("start gridcast-hub");
         let hub = ProcHub {
             child,
