@@ -549,7 +549,7 @@ async fn i05_a_refused_write_leaves_no_trace_and_ids_never_repeat() {
         .into_iter()
         .map(|s| s.incident.id)
         .collect();
-    assert_eq!(listed, [first.id.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&first.id));
     let mut seen = std::collections::HashSet::new();
     let mut late = LeadClient::connect(&hub.ws_url(), &lead_token("P00000"))
         .await

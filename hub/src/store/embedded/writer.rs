@@ -1,0 +1,409 @@
+//! The single writer thread: group commits, durable before visible.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use gridcast_protocol::api::{ReportView, TimelineEvent};
+use gridcast_protocol::model::IncidentState;
+use tokio::sync::{mpsc, oneshot};
+
+use super::log::{Record, line};
+use super::state::{State, TaskChange, last_actor};
+use super::{MAX_BATCH, Shared};
+use crate::store::{
+    IncidentSnapshot, MarkOutcome, MarkRequest, NewIncident, ReviseOutcome, Revision, StoreError,
+    TaskOutcome, task_key,
+};
+
+pub(super) enum Request {
+    Create(
+        NewIncident,
+        oneshot::Sender<Result<IncidentSnapshot, StoreError>>,
+    ),
+    /// Receipts and acks, one or many (one outcome each, in order).
+    Marks(
+        Vec<MarkRequest>,
+        oneshot::Sender<Vec<Result<MarkOutcome, StoreError>>>,
+    ),
+    OutboxDone {
+        incident: String,
+        rev: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Revise {
+        incident: String,
+        revision: Revision,
+        by: String,
+        at: u64,
+        outbox: bool,
+        reply: oneshot::Sender<Result<ReviseOutcome, StoreError>>,
+    },
+    Report(ReportView, oneshot::Sender<Result<ReportView, StoreError>>),
+    Task {
+        incident: String,
+        change: TaskChange,
+        at: u64,
+        reply: oneshot::Sender<Result<TaskOutcome, StoreError>>,
+    },
+    Escalated {
+        incident: String,
+        step: u8,
+        events: Vec<TimelineEvent>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    LinkReport {
+        report: String,
+        incident: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub(super) type MarksReply = oneshot::Sender<Vec<Result<MarkOutcome, StoreError>>>;
+
+/// What a batch's callers are told once the batch is durable (or refused).
+#[derive(Default)]
+pub(super) struct Replies {
+    creates: Vec<(String, Reply<IncidentSnapshot>)>,
+    marks: Vec<(Vec<MarkOutcome>, MarksReply)>,
+    dones: Vec<Reply<()>>,
+    /// The revised incident's id, or why nothing was revised.
+    revisions: Vec<(Result<String, ReviseOutcome>, Reply<ReviseOutcome>)>,
+    reports: Vec<(ReportView, Reply<ReportView>)>,
+    flags: Vec<(bool, Reply<bool>)>,
+    tasks: Vec<(TaskOutcome, Reply<TaskOutcome>)>,
+}
+
+impl Replies {
+    /// Answers everyone: snapshots of new and revised incidents come from `shared`,
+    /// which now holds the batch.
+    fn send(self, shared: &State) {
+        // A caller may have gone (request cancelled); what it asked for stands.
+        for (id, reply) in self.creates {
+            let _ = reply.send(shared.snapshot(&id).ok_or(StoreError::Closed));
+        }
+        for (outcomes, reply) in self.marks {
+            let _ = reply.send(outcomes.into_iter().map(Ok).collect());
+        }
+        for reply in self.dones {
+            let _ = reply.send(Ok(()));
+        }
+        for (outcome, reply) in self.revisions {
+            let outcome = match outcome {
+                Ok(id) => shared
+                    .snapshot(&id)
+                    .map_or(ReviseOutcome::NotFound, ReviseOutcome::Revised),
+                Err(o) => o,
+            };
+            let _ = reply.send(Ok(outcome));
+        }
+        for (report, reply) in self.reports {
+            let _ = reply.send(Ok(report));
+        }
+        for (flag, reply) in self.flags {
+            let _ = reply.send(Ok(flag));
+        }
+        for (outcome, reply) in self.tasks {
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+
+    /// Refuses everyone: nothing of the batch was kept.
+    pub(super) fn fail(self, err: &StoreError) {
+        for (_, reply) in self.creates {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (outcomes, reply) in self.marks {
+            let _ = reply.send(vec![Err(err.clone()); outcomes.len()]);
+        }
+        for reply in self.dones {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.revisions {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.reports {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.flags {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.tasks {
+            let _ = reply.send(Err(err.clone()));
+        }
+    }
+}
+
+/// Decides one request on the writer's own copy of the state (`work`), applies what it
+/// changes there, and stages the records to append. Nobody else sees `work`.
+pub(super) fn stage(
+    work: &mut State,
+    next_seq: &mut u64,
+    req: Request,
+    records: &mut Vec<Record>,
+    out: &mut Replies,
+) {
+    let mut record = |work: &mut State, r: Record| {
+        records.push(r.clone());
+        work.apply(r);
+    };
+    match req {
+        Request::Create(mut new, reply) => {
+            // Ids only go up, even past a refused batch: an id given out once is never
+            // given out again by this process.
+            *next_seq = (*next_seq).max(work.seq) + 1;
+            new.meta.id = format!("INC-{:06}", *next_seq);
+            new.meta.rev = 1;
+            let id = new.meta.id.clone();
+            let r = Record::Incident {
+                meta: new.meta,
+                recipients: new.recipients,
+                outbox: new.outbox,
+            };
+            record(work, r);
+            out.creates.push((id, reply));
+        }
+        Request::Marks(batch, reply) => {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for MarkRequest {
+                incident,
+                lead,
+                mark,
+                at,
+            } in batch
+            {
+                let (outcome, changed) = work.judge(&incident, &lead, &mark, at);
+                if changed {
+                    let r = Record::Mark {
+                        incident,
+                        lead,
+                        mark,
+                        at,
+                    };
+                    record(work, r);
+                }
+                outcomes.push(outcome);
+            }
+            out.marks.push((outcomes, reply));
+        }
+        Request::Revise {
+            incident,
+            revision,
+            by,
+            at,
+            outbox,
+            reply,
+        } => {
+            let outcome = match work.incidents.get(&incident) {
+                None => Err(ReviseOutcome::NotFound),
+                Some(e) if e.meta.state == IncidentState::Closed => Err(ReviseOutcome::Closed),
+                Some(_) => {
+                    let r = Record::Revise {
+                        incident: incident.clone(),
+                        revision,
+                        by,
+                        at,
+                        outbox,
+                    };
+                    record(work, r);
+                    Ok(incident)
+                }
+            };
+            out.revisions.push((outcome, reply));
+        }
+        Request::Report(mut report, reply) => {
+            report.id = format!("REP-{:06}", work.reports.len() + 1);
+            let r = Record::Report {
+                report: report.clone(),
+            };
+            record(work, r);
+            out.reports.push((report, reply));
+        }
+        Request::Task {
+            incident,
+            change,
+            at,
+            reply,
+        } => {
+            let outcome = work.judge_task(&incident, change);
+            if let TaskOutcome::Changed(task) = &outcome {
+                let (actor, lead) = if task.view.rev == 1 {
+                    (task.created_by.clone(), None)
+                } else {
+                    (last_actor(task), Some(last_actor(task)))
+                };
+                let r = Record::Task {
+                    incident,
+                    task: task.clone(),
+                    actor,
+                    lead,
+                    at,
+                };
+                record(work, r);
+            }
+            out.tasks.push((outcome, reply));
+        }
+        Request::Escalated {
+            incident,
+            step,
+            events,
+            reply,
+        } => {
+            let fresh = match task_key(&incident) {
+                Some((inc, task)) => work.incidents.get(inc).is_some_and(|e| {
+                    e.tasks
+                        .iter()
+                        .any(|t| t.view.id == task && t.is_open() && t.escalated + 1 == step)
+                }),
+                None => {
+                    let done = work.escalated.get(&incident).copied().unwrap_or(0);
+                    done + 1 == step && work.incidents.contains_key(&incident)
+                }
+            };
+            if fresh {
+                let r = Record::Escalated {
+                    incident,
+                    step,
+                    events,
+                };
+                record(work, r);
+            }
+            out.flags.push((fresh, reply));
+        }
+        Request::LinkReport {
+            report,
+            incident,
+            reply,
+        } => {
+            let free = work
+                .reports
+                .iter()
+                .any(|r| r.id == report && r.incident.is_none());
+            if free {
+                record(work, Record::ReportLinked { report, incident });
+            }
+            out.flags.push((free, reply));
+        }
+        Request::OutboxDone {
+            incident,
+            rev,
+            reply,
+        } => {
+            if work.outbox.contains_key(&(incident.clone(), rev)) {
+                record(work, Record::OutboxDone { incident, rev });
+            }
+            out.dones.push(reply);
+        }
+    }
+}
+
+/// The single writer: takes a batch, decides it on its own copy of the state, appends
+/// it and syncs once; only then applies it to the state readers see and answers
+/// everyone in the batch. So nothing is visible before it is durable, and a batch
+/// whose write fails leaves no trace: the file is cut back to its last good length and
+/// the writer's copy is taken again from what readers see. Ends when every sender is
+/// gone.
+pub(super) fn writer(
+    shared: Arc<Shared>,
+    mut work: State,
+    mut rx: mpsc::Receiver<Request>,
+    mut file: File,
+    mut len: u64,
+) {
+    use std::io::Seek;
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut batch = Vec::with_capacity(64);
+    let mut records = Vec::with_capacity(64);
+    let mut next_seq = work.seq;
+    let _ = file.seek(std::io::SeekFrom::Start(len));
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if !shared.healthy.load(Ordering::Acquire) {
+            for req in batch.drain(..) {
+                fail(
+                    req,
+                    StoreError::Io("store failed earlier; restart the hub".into()),
+                );
+            }
+            continue;
+        }
+        buf.clear();
+        records.clear();
+        let mut replies = Replies::default();
+        for req in batch.drain(..) {
+            stage(&mut work, &mut next_seq, req, &mut records, &mut replies);
+        }
+        for r in &records {
+            line(r, &mut buf);
+        }
+        let written = if buf.is_empty() {
+            Ok(())
+        } else {
+            file.write_all(&buf).map_err(|e| (e, false)).and_then(|()| {
+                // After a failed fdatasync the kernel may have dropped the pages it
+                // could not write: the file can no longer be trusted to hold them.
+                file.sync_data().map_err(|e| (e, true))
+            })
+        };
+        match written {
+            Ok(()) => {
+                len += buf.len() as u64;
+                if !buf.is_empty() {
+                    shared.refusing.store(false, Ordering::Release);
+                }
+                let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
+                for r in records.drain(..) {
+                    st.apply(r);
+                }
+                // Answered under the lock: only this thread writes, and the snapshots
+                // are a few refcounts each.
+                replies.send(&st);
+            }
+            Err((e, synced)) => {
+                // Cut what was written of the batch, so that a later append follows the
+                // last good record; the writer's copy goes back to what readers see.
+                let cut = !synced
+                    && file
+                        .set_len(len)
+                        .and_then(|()| file.sync_all())
+                        .and_then(|()| file.seek(std::io::SeekFrom::Start(len)).map(drop))
+                        .is_ok();
+                work = shared
+                    .state
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if cut {
+                    shared.refusing.store(true, Ordering::Release);
+                    tracing::error!(error = %e, bytes = len, "store write refused; nothing of it was kept");
+                } else {
+                    shared.healthy.store(false, Ordering::Release);
+                    tracing::error!(error = %e, bytes = len, "store write or sync failed; refusing further writes until restarted");
+                }
+                replies.fail(&StoreError::Io(e.to_string()));
+            }
+        }
+    }
+}
+
+pub(super) fn fail(req: Request, err: StoreError) {
+    // The caller may have gone; nothing was recorded either way.
+    match req {
+        Request::Create(_, reply) => drop(reply.send(Err(err))),
+        Request::Marks(batch, reply) => drop(reply.send(vec![Err(err); batch.len()])),
+        Request::OutboxDone { reply, .. } => drop(reply.send(Err(err))),
+        Request::Revise { reply, .. } => drop(reply.send(Err(err))),
+        Request::Report(_, reply) => drop(reply.send(Err(err))),
+        Request::Task { reply, .. } => drop(reply.send(Err(err))),
+        Request::Escalated { reply, .. } => drop(reply.send(Err(err))),
+        Request::LinkReport { reply, .. } => drop(reply.send(Err(err))),
+    }
+}
