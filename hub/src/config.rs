@@ -116,6 +116,14 @@ pub struct Config {
     /// Load balancers whose `X-Forwarded-For` is believed: `CIDR,CIDR,…` (default none).
     #[arg(long, env = "GRIDCAST_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// Hours a closed incident (with its timeline, tasks and recipients' answers) and a
+    /// report are kept; after that they leave the store (at least --closed-sync-hours).
+    #[arg(long, env = "GRIDCAST_RETENTION_HOURS", default_value_t = 400 * 24)]
+    pub retention_hours: u64,
+    /// Seconds between looks for what retention lets go (the embedded log is then
+    /// written anew: a snapshot of what is kept, then its tail).
+    #[arg(long, env = "GRIDCAST_COMPACT_EVERY_S", default_value_t = 3600)]
+    pub compact_every_s: u64,
     /// Hours a closed incident stays in a lead's sync.
     #[arg(long, env = "GRIDCAST_CLOSED_SYNC_HOURS", default_value_t = 24)]
     pub closed_sync_hours: u64,
@@ -211,6 +219,12 @@ impl Config {
         }
         if (self.upstream_bytes_burst as usize) < gridcast_protocol::MAX_MESSAGE_BYTES {
             return bad("--upstream-bytes-burst must hold one largest frame (65536 bytes)");
+        }
+        if self.retention_hours < self.closed_sync_hours {
+            return bad("--retention-hours must be at least --closed-sync-hours");
+        }
+        if self.compact_every_s == 0 {
+            return bad("--compact-every-s must be positive");
         }
         if !(1..=30).contains(&self.header_timeout_s) {
             return bad("--header-timeout-s must be 1..=30");

@@ -414,6 +414,7 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone());
     hub.tracker.spawn(console_ticker(hub.clone()));
     hub.tracker.spawn(escalation::ticker(hub.clone()));
+    hub.tracker.spawn(maintenance(hub.clone()));
     if let Some(c) = &hub.cluster {
         c.start(&hub);
     }
@@ -487,6 +488,35 @@ pub async fn run_with_clock(
 ) -> Result<(), StartError> {
     let hub = Hub::open_with_clock(config, shutdown, clock).await?;
     serve(hub, listener).await
+}
+
+/// Every `--compact-every-s`: lets the store drop what `--retention-hours` no longer
+/// keeps, and compact.
+async fn maintenance(hub: Hub) {
+    let every = Duration::from_secs(hub.config.compact_every_s);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = hub.shutdown.cancelled() => return,
+        }
+        let keep_ms = hub.config.retention_hours.saturating_mul(3_600_000);
+        let cutoff = hub.clock.now_ms().saturating_sub(keep_ms);
+        match hub.store.maintain(cutoff).await {
+            Ok(None) => {}
+            Ok(Some(c)) => tracing::info!(
+                incidents = c.incidents,
+                reports = c.reports,
+                bytes_before = c.bytes_before,
+                bytes_after = c.bytes_after,
+                "store compacted: what retention no longer keeps has left it"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "store compaction failed; retried at the next look")
+            }
+        }
+    }
 }
 
 /// Turns dirty incidents and grids into aggregated console events a few times a second.

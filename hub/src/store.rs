@@ -581,12 +581,31 @@ pub trait Store: Send + Sync + 'static {
     fn load_registry(&self) -> StoreFuture<'_, Option<RegistryDoc>>;
     /// False once the store has failed and refuses writes.
     fn healthy(&self) -> bool;
+    /// Lets go of the incidents closed before `cutoff` (Unix ms) and of the reports
+    /// taken before it, and compacts what the store keeps; `None` when there was
+    /// nothing worth doing. The default does nothing.
+    fn maintain(&self, _cutoff: u64) -> StoreFuture<'_, Option<Compacted>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// True when `mark` would change `r`'s answer but `r` has used up its answers.
 pub fn answers_used_up(r: &RecipientState, mark: &Mark) -> bool {
     matches!(mark, Mark::Ack { response, .. } if r.status != response.status())
         && r.answers >= MAX_ANSWERS
+}
+
+/// What [`Store::maintain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Closed incidents that left the store.
+    pub incidents: usize,
+    /// Reports that left the store.
+    pub reports: usize,
+    /// Size of what the store keeps before and after, in bytes.
+    pub bytes_before: u64,
+    /// After.
+    pub bytes_after: u64,
 }
 
 /// Applies a mark to a recipient; `None` when nothing changes. Shared by every store so

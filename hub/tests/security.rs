@@ -514,6 +514,84 @@ async fn i04_a_lead_is_one_budget_across_sessions_with_quotas_and_pages() {
     hub.kill().await;
 }
 
+// 4, continued: the embedded log is compacted; closed incidents past retention leave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i04_closed_incidents_past_retention_leave_the_compacted_log() {
+    let dir = tmp_dir("sec-compact");
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = city(10);
+    // Retention of zero hours: a closed incident leaves at the next look (every second).
+    let args = [
+        "--closed-sync-hours",
+        "0",
+        "--retention-hours",
+        "0",
+        "--compact-every-s",
+        "1",
+    ];
+    let hub = ProcHub::start_in(dir.clone(), &doc, &args).await;
+    let ops = hub.console("");
+    let kept = ops
+        .activate(&activation("Flood", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let gone = ops
+        .activate(&activation("Drill over", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let mut c = phone(&hub, "P00003").await;
+    let ack: ClientFrame = serde_json::from_value(serde_json::json!({
+        "type": "ack", "ref": "a", "incident": kept.id, "response": "accept"
+    }))
+    .unwrap();
+    assert!(c.request(&ack).await.unwrap().0.is_ok());
+    // The one to go has a history: twenty updates of 2 KB each.
+    for i in 0..20 {
+        let _: serde_json::Value = ops
+            .send_json(
+                reqwest::Method::POST,
+                &format!("/v1/incidents/{}/updates", gone.id),
+                &serde_json::json!({"body": format!("{i}: {}", "water level ".repeat(170))}),
+            )
+            .await
+            .unwrap();
+    }
+    let _: serde_json::Value = ops
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{}/close", gone.id),
+            &serde_json::json!({"reason": "over"}),
+        )
+        .await
+        .unwrap();
+    let log = hub.data_dir().join("incidents.log");
+    let grown = std::fs::metadata(&log).unwrap().len();
+    eventually(WAIT, "the closed incident leaves", || async {
+        let list = ops.incidents(None).await.unwrap().incidents;
+        !list.iter().any(|s| s.incident.id == gone.id)
+    })
+    .await;
+    let compacted = std::fs::metadata(&log).unwrap().len();
+    assert!(compacted < grown, "log {grown} -> {compacted} bytes");
+    hub.kill().await;
+
+    // After a restart: the kept incident with its ack, the other nowhere, ids go on.
+    let hub = ProcHub::start_in(dir, &doc, &args).await;
+    let ops = hub.console("");
+    let list = ops.incidents(None).await.unwrap().incidents;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].incident.id, kept.id);
+    assert_eq!(list[0].counts.accepted, 1);
+    let timeline = ops.timeline(&kept.id).await.unwrap();
+    assert!(timeline.events.iter().any(|e| e.kind == "acked"));
+    let next = ops
+        .activate(&activation("Next", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    assert!(next.id > gone.id, "{} after {}", next.id, gone.id);
+    hub.kill().await;
+}
+
 // 5. Visible before durable; ids reused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i05_a_refused_write_leaves_no_trace_and_ids_never_repeat() {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::OpenError;
 use super::state::State;
-use crate::store::{IncidentMeta, Mark, Revision, TaskRecord};
+use crate::store::{IncidentMeta, Mark, RecipientState, Revision, TaskRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -61,6 +61,30 @@ pub(super) enum Record {
         report: String,
         incident: String,
     },
+    /// One incident whole, as a compaction wrote it: it stands for every record of the
+    /// incident before it.
+    Snapshot {
+        meta: IncidentMeta,
+        recipients: Vec<RecipientState>,
+        timeline: Vec<TimelineEvent>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<TaskRecord>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        escalated: u8,
+        /// Revisions not yet known to be on the broker, with the time they were made.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outbox: Vec<(u64, u64)>,
+    },
+    /// The highest incident and report numbers given out so far: kept at the head of a
+    /// compacted log, so that ids never repeat when the incidents that had them leave.
+    Seq {
+        incidents: u64,
+        reports: u64,
+    },
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 pub(super) fn line(record: &Record, out: &mut Vec<u8>) {

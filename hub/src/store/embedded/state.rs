@@ -10,9 +10,9 @@ use gridcast_protocol::model::IncidentState;
 
 use super::log::Record;
 use crate::store::{
-    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, RecipientState, TaskOutcome, TaskRecord,
-    answers_used_up, apply_mark, apply_revision, apply_task_update, issue_state, mark_event,
-    task_event, task_key,
+    Compacted, IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, RecipientState, TaskOutcome,
+    TaskRecord, answers_used_up, apply_mark, apply_revision, apply_task_update, issue_state,
+    mark_event, task_event, task_key,
 };
 
 pub(super) struct Entry {
@@ -47,6 +47,8 @@ pub(super) struct State {
     pub(super) by_lead: HashMap<String, Vec<String>>,
     /// (incident, rev) → pending since (Unix ms).
     pub(super) outbox: HashMap<(String, u64), u64>,
+    /// The highest report number given out.
+    pub(super) report_seq: u64,
     /// Reports in the order taken.
     pub(super) reports: Vec<ReportView>,
     /// Escalation steps done per incident.
@@ -55,13 +57,122 @@ pub(super) struct State {
     pub(super) leases: HashMap<String, u64>,
 }
 
+/// The number of an id such as `INC-000042` or `REP-000042`.
+fn number(id: &str, prefix: &str) -> Option<u64> {
+    id.strip_prefix(prefix)?.parse().ok()
+}
+
+fn report_number(id: &str) -> Option<u64> {
+    number(id, "REP-")
+}
+
 impl State {
+    /// Adds an incident with its recipients' states, timeline and tasks.
+    fn insert(
+        &mut self,
+        meta: IncidentMeta,
+        rs: Vec<RecipientState>,
+        timeline: Vec<TimelineEvent>,
+        tasks: Vec<TaskRecord>,
+    ) {
+        if let Some(n) = number(&meta.id, "INC-") {
+            self.seq = self.seq.max(n);
+        }
+        let mut index = HashMap::with_capacity(rs.len());
+        for (i, r) in rs.iter().enumerate() {
+            self.by_lead
+                .entry(r.lead.clone())
+                .or_default()
+                .push(meta.id.clone());
+            index.insert(r.lead.clone(), i);
+        }
+        self.order.push(meta.id.clone());
+        self.incidents.insert(
+            meta.id.clone(),
+            Entry {
+                meta: Arc::new(meta),
+                recipients: Arc::new(rs),
+                index,
+                timeline,
+                tasks,
+            },
+        );
+    }
+
+    /// The records of a log that holds this state whole, without the closed incidents
+    /// closed before `cutoff` (Unix ms) and the reports taken before it.
+    pub(super) fn compacted(&self, cutoff: u64) -> (Vec<Record>, Compacted) {
+        let mut dropped = Compacted::default();
+        let mut records = vec![Record::Seq {
+            incidents: self.seq,
+            reports: self.report_seq,
+        }];
+        for id in &self.order {
+            let Some(e) = self.incidents.get(id) else {
+                continue;
+            };
+            if e.meta.state == IncidentState::Closed && e.meta.closed_at.is_some_and(|t| t < cutoff)
+            {
+                dropped.incidents += 1;
+                continue;
+            }
+            let outbox = self
+                .outbox
+                .iter()
+                .filter(|((i, _), _)| i == id)
+                .map(|((_, rev), since)| (*rev, *since))
+                .collect();
+            records.push(Record::Snapshot {
+                meta: (*e.meta).clone(),
+                recipients: (*e.recipients).clone(),
+                timeline: e.timeline.clone(),
+                tasks: e.tasks.clone(),
+                escalated: self.escalated.get(id).copied().unwrap_or(0),
+                outbox,
+            });
+        }
+        for r in &self.reports {
+            let taken = gridcast_protocol::time::parse_rfc3339(&r.at).unwrap_or(u64::MAX);
+            if taken < cutoff {
+                dropped.reports += 1;
+                continue;
+            }
+            records.push(Record::Report { report: r.clone() });
+        }
+        (records, dropped)
+    }
+
     pub(super) fn apply(&mut self, record: Record) {
         match record {
             Record::OutboxDone { incident, rev } => {
                 self.outbox.remove(&(incident, rev));
             }
-            Record::Report { report } => self.reports.push(report),
+            Record::Report { report } => {
+                if let Some(n) = report_number(&report.id) {
+                    self.report_seq = self.report_seq.max(n);
+                }
+                self.reports.push(report);
+            }
+            Record::Seq { incidents, reports } => {
+                self.seq = self.seq.max(incidents);
+                self.report_seq = self.report_seq.max(reports);
+            }
+            Record::Snapshot {
+                meta,
+                recipients,
+                timeline,
+                tasks,
+                escalated,
+                outbox,
+            } => {
+                for (rev, since) in outbox {
+                    self.outbox.insert((meta.id.clone(), rev), since);
+                }
+                if escalated > 0 {
+                    self.escalated.insert(meta.id.clone(), escalated);
+                }
+                self.insert(meta, recipients, timeline, tasks);
+            }
             Record::Task {
                 incident,
                 task,
@@ -131,33 +242,8 @@ impl State {
                     self.outbox
                         .insert((meta.id.clone(), meta.rev), meta.issued_at);
                 }
-                if let Some(n) = meta
-                    .id
-                    .strip_prefix("INC-")
-                    .and_then(|n| n.parse::<u64>().ok())
-                {
-                    self.seq = self.seq.max(n);
-                }
                 let (rs, issued) = issue_state(&meta, recipients);
-                let mut index = HashMap::with_capacity(rs.len());
-                for (i, r) in rs.iter().enumerate() {
-                    self.by_lead
-                        .entry(r.lead.clone())
-                        .or_default()
-                        .push(meta.id.clone());
-                    index.insert(r.lead.clone(), i);
-                }
-                self.order.push(meta.id.clone());
-                self.incidents.insert(
-                    meta.id.clone(),
-                    Entry {
-                        meta: Arc::new(meta),
-                        recipients: Arc::new(rs),
-                        index,
-                        timeline: vec![issued],
-                        tasks: Vec::new(),
-                    },
-                );
+                self.insert(meta, rs, vec![issued], Vec::new());
             }
             Record::Mark {
                 incident,

@@ -11,13 +11,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::log::{Record, line};
 use super::state::{State, TaskChange, last_actor};
-use super::{MAX_BATCH, Shared};
+use super::{COMPACT_FILE, LOG_FILE, MAX_BATCH, Shared, private_options};
 use crate::store::{
-    IncidentSnapshot, MarkOutcome, MarkRequest, NewIncident, ReviseOutcome, Revision, StoreError,
-    TaskOutcome, task_key,
+    Compacted, IncidentSnapshot, MarkOutcome, MarkRequest, NewIncident, ReviseOutcome, Revision,
+    StoreError, TaskOutcome, task_key,
 };
 
 pub(super) enum Request {
+    /// Let go of what retention no longer keeps, and write the log anew.
+    Compact {
+        cutoff: u64,
+        reply: Reply<Option<Compacted>>,
+    },
     Create(
         NewIncident,
         oneshot::Sender<Result<IncidentSnapshot, StoreError>>,
@@ -74,6 +79,8 @@ pub(super) struct Replies {
     reports: Vec<(ReportView, Reply<ReportView>)>,
     flags: Vec<(bool, Reply<bool>)>,
     tasks: Vec<(TaskOutcome, Reply<TaskOutcome>)>,
+    /// Compactions asked for (done after the batch, with the latest cutoff).
+    compactions: Vec<(u64, Reply<Option<Compacted>>)>,
 }
 
 impl Replies {
@@ -214,7 +221,7 @@ pub(super) fn stage(
             out.revisions.push((outcome, reply));
         }
         Request::Report(mut report, reply) => {
-            report.id = format!("REP-{:06}", work.reports.len() + 1);
+            report.id = format!("REP-{:06}", work.report_seq + 1);
             let r = Record::Report {
                 report: report.clone(),
             };
@@ -286,6 +293,7 @@ pub(super) fn stage(
             }
             out.flags.push((free, reply));
         }
+        Request::Compact { cutoff, reply } => out.compactions.push((cutoff, reply)),
         Request::OutboxDone {
             incident,
             rev,
@@ -317,6 +325,8 @@ pub(super) fn writer(
     let mut batch = Vec::with_capacity(64);
     let mut records = Vec::with_capacity(64);
     let mut next_seq = work.seq;
+    // The log's length after the last compaction (or at open).
+    let mut base = len;
     let _ = file.seek(std::io::SeekFrom::Start(len));
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -341,6 +351,7 @@ pub(super) fn writer(
         for req in batch.drain(..) {
             stage(&mut work, &mut next_seq, req, &mut records, &mut replies);
         }
+        let compactions = std::mem::take(&mut replies.compactions);
         for r in &records {
             line(r, &mut buf);
         }
@@ -391,7 +402,92 @@ pub(super) fn writer(
                 replies.fail(&StoreError::Io(e.to_string()));
             }
         }
+        if let Some(cutoff) = compactions.iter().map(|(c, _)| *c).max() {
+            let done = if shared.healthy.load(Ordering::Acquire) {
+                compact(&shared, &mut work, &mut file, &mut len, &mut base, cutoff)
+            } else {
+                Err(StoreError::Io(
+                    "store failed earlier; restart the hub".into(),
+                ))
+            };
+            for (_, reply) in compactions {
+                let _ = reply.send(done.clone());
+            }
+        }
     }
+}
+
+/// How far the log may grow past twice its size after the last compaction before it
+/// is written anew even when nothing expired (marks fold into recipient states).
+const GROWTH: u64 = 64 << 20;
+
+/// Writes the log anew as one record per kept incident and report (a snapshot; what is
+/// appended after it is the tail), without what `cutoff` lets go. The new log is
+/// written beside the old one, synced, and renamed over it: a crash at any point leaves
+/// one whole log, old or new. The readers' state then loses the expired incidents too.
+fn compact(
+    shared: &Shared,
+    work: &mut State,
+    file: &mut File,
+    len: &mut u64,
+    base: &mut u64,
+    cutoff: u64,
+) -> Result<Option<Compacted>, StoreError> {
+    let (records, mut done) = work.compacted(cutoff);
+    if done.incidents == 0 && done.reports == 0 && *len <= 2 * *base + GROWTH {
+        return Ok(None);
+    }
+    let mut buf = Vec::with_capacity(*len as usize / 2);
+    for r in &records {
+        line(r, &mut buf);
+    }
+    let io = |e: std::io::Error| StoreError::Io(format!("compaction: {e}"));
+    let tmp = shared.dir.join(COMPACT_FILE);
+    let fresh_file = private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&buf)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, shared.dir.join(LOG_FILE))?;
+            Ok(f)
+        });
+    let fresh_file = match fresh_file {
+        Ok(f) => f,
+        Err(e) => {
+            // The old log is untouched and still the one appended to.
+            let _ = std::fs::remove_file(&tmp);
+            tracing::error!(error = %e, "compaction failed; the log stays as it was");
+            return Err(io(e));
+        }
+    };
+    // From the rename on, the new file is the log: appends go there.
+    *file = fresh_file;
+    done.bytes_before = *len;
+    done.bytes_after = buf.len() as u64;
+    *len = done.bytes_after;
+    *base = *len;
+    let mut fresh = State::default();
+    for r in records {
+        fresh.apply(r);
+    }
+    {
+        let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
+        let leases = std::mem::take(&mut st.leases);
+        *st = fresh.clone();
+        st.leases = leases;
+    }
+    *work = fresh;
+    if let Err(e) = File::open(&shared.dir).and_then(|d| d.sync_all()) {
+        // Not sure the rename is durable: after a crash the old log could come back
+        // without what is appended from now on.
+        shared.healthy.store(false, Ordering::Release);
+        tracing::error!(error = %e, "compaction: syncing the data dir failed; refusing further writes");
+        return Err(io(e));
+    }
+    Ok(Some(done))
 }
 
 pub(super) fn fail(req: Request, err: StoreError) {
@@ -405,5 +501,6 @@ pub(super) fn fail(req: Request, err: StoreError) {
         Request::Task { reply, .. } => drop(reply.send(Err(err))),
         Request::Escalated { reply, .. } => drop(reply.send(Err(err))),
         Request::LinkReport { reply, .. } => drop(reply.send(Err(err))),
+        Request::Compact { reply, .. } => drop(reply.send(Err(err))),
     }
 }
