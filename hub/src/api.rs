@@ -118,7 +118,11 @@ impl axum::extract::FromRequestParts<Hub> for Operator {
 }
 
 /// Reads a JSON body of at most `limit` bytes within `--body-timeout-s`.
-async fn parse_body<T: DeserializeOwned>(hub: &Hub, body: Body, limit: usize) -> ApiResult<T> {
+pub(crate) async fn parse_body<T: DeserializeOwned>(
+    hub: &Hub,
+    body: Body,
+    limit: usize,
+) -> ApiResult<T> {
     use http_body_util::BodyExt;
     let deadline = std::time::Duration::from_secs(hub.config.body_timeout_s);
     let read = tokio::time::timeout(
@@ -206,6 +210,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/task-kinds", get(get_task_kinds))
         .route("/v1/console/events", get(console_events))
         .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
+        .route("/v1/mqtt/auth", post(crate::transport::mqtt::broker::auth))
+        .route("/v1/mqtt/acl", post(crate::transport::mqtt::broker::acl))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(crate::web::routes())

@@ -27,6 +27,17 @@ pub struct Config {
     /// Serve MQTT leads through this broker: `mqtt://[user:password@]host[:port]`.
     #[arg(long, env = "GRIDCAST_MQTT")]
     pub mqtt: Option<String>,
+    /// The broker's own key for the auth hook (`POST /v1/mqtt/auth`, `/v1/mqtt/acl`):
+    /// the broker checks leads through the hub and never holds the token key. The hook
+    /// is off without it.
+    #[arg(long, env = "GRIDCAST_MQTT_HOOK_SECRET", hide_env_values = true)]
+    pub mqtt_hook_secret: Option<String>,
+    /// Keep a Mosquitto ACL file here, written at start and after every registry change.
+    #[arg(long, env = "GRIDCAST_MQTT_ACL_FILE")]
+    pub mqtt_acl_file: Option<PathBuf>,
+    /// The broker username of the hub nodes (in the ACL file).
+    #[arg(long, env = "GRIDCAST_MQTT_HUB_USER", default_value = "gridcast-hub")]
+    pub mqtt_hub_user: String,
     /// This node's name (default: random).
     #[arg(long, env = "GRIDCAST_NODE_ID")]
     pub node_id: Option<String>,
@@ -254,6 +265,14 @@ impl Config {
         }
         if self.jwt_secret_previous.is_some() && self.jwt_secret.is_none() {
             return bad("--jwt-secret-previous needs --jwt-secret (the new key)");
+        }
+        if self.mqtt_hook_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("--mqtt-hook-secret must have at least 16 characters");
+        }
+        if self.mqtt_hook_secret.is_some() && self.mqtt_hook_secret == self.jwt_secret {
+            return bad(
+                "--mqtt-hook-secret must not be the token key: the broker must never hold it",
+            );
         }
         if self.max_token_lifetime_h == 0 {
             return bad("--max-token-lifetime-h must be positive");

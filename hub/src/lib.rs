@@ -360,6 +360,7 @@ impl Hub {
         hub.tracker.spawn(receipts::run(hub.clone(), lane));
         hub.tracker
             .spawn(hub.revocations.clone().watch(hub.shutdown.clone()));
+        transport::mqtt::broker::write_acl_file(&hub);
         Ok(hub)
     }
 }
@@ -378,6 +379,7 @@ impl Hub {
     /// of people no longer in it ended, subscriptions following.
     pub fn apply_registry(&self, registry: gridcast_protocol::registry::Registry) {
         self.registry.replace(RegistryIndex::new(registry));
+        transport::mqtt::broker::write_acl_file(self);
         self.presence.refresh(
             &self.registry.current(),
             gridcast_protocol::error::close::FORBIDDEN,

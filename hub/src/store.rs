@@ -581,6 +581,17 @@ pub trait Store: Send + Sync + 'static {
     fn load_registry(&self) -> StoreFuture<'_, Option<RegistryDoc>>;
     /// False once the store has failed and refuses writes.
     fn healthy(&self) -> bool;
+    /// Remembers, for every node, that MQTT lead `lead` said `hello` with a good token
+    /// that expires at `exp` (Unix s) and has id `jti`; an MQTT lead's other frames
+    /// count only while this holds.
+    fn remember_mqtt_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        exp: u64,
+        jti: Option<&'a str>,
+    ) -> StoreFuture<'a, ()>;
+    /// The `(exp, jti)` of an MQTT lead's last good `hello`, if any and not expired.
+    fn mqtt_lead<'a>(&'a self, lead: &'a str) -> StoreFuture<'a, Option<MqttLead>>;
     /// Lets go of the incidents closed before `cutoff` (Unix ms) and of the reports
     /// taken before it, and compacts what the store keeps; `None` when there was
     /// nothing worth doing. The default does nothing.
@@ -593,6 +604,16 @@ pub trait Store: Send + Sync + 'static {
 pub fn answers_used_up(r: &RecipientState, mark: &Mark) -> bool {
     matches!(mark, Mark::Ack { response, .. } if r.status != response.status())
         && r.answers >= MAX_ANSWERS
+}
+
+/// An MQTT lead's last good `hello`: when its token expires (Unix s) and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttLead {
+    /// Expiry of the token, Unix seconds.
+    pub exp: u64,
+    /// The token's id, for revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// What [`Store::maintain`] did.

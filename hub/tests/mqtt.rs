@@ -361,7 +361,9 @@ async fn the_shipped_acl_confines_each_lead_to_its_own_topics() {
         p0.publish_raw("gridcast/v1/up/P00001", forged).await,
         "NotAuthorized"
     );
-    // P00001's own ack goes through; its status is its own answer, counted once.
+    // P00001's own ack goes through once it has said hello; its status is its own
+    // answer, counted once.
+    p1.hello(&lead_token("P00001")).await;
     assert!(matches!(
         p1.request(&ack(&created.id, "own")).await,
         ServerFrame::Ok { .. }
@@ -524,11 +526,41 @@ async fn a_stock_mosquitto_client_gets_the_incident_and_its_ok() {
         r#"{{"type":"ack","incident":"{}","response":"accept","ref":"a1"}}"#,
         created.id
     );
-    stock_pub(broker.port, &format!("gridcast/v1/up/{lead}"), &ack).await;
-    assert_eq!(
-        sub.next().await,
-        format!(r#"{lead_topic} {{"type":"ok","ref":"a1"}}"#)
+    let up = format!("gridcast/v1/up/{lead}");
+    // Before a hello the ack does not count: anyone can publish on an open broker.
+    stock_pub(broker.port, &up, &ack).await;
+    let refused = sub.next().await;
+    assert!(
+        refused.starts_with(&lead_topic)
+            && refused.contains(r#""code":"unauthorized""#)
+            && refused.contains(r#""ref":"a1""#),
+        "{refused}"
     );
+    assert_eq!(
+        hub.console("")
+            .incident(&created.id)
+            .await
+            .unwrap()
+            .counts
+            .accepted,
+        0
+    );
+    // After a hello with the lead's token it does.
+    let hello = format!(r#"{{"type":"hello","token":"{}"}}"#, lead_token(&lead));
+    stock_pub(broker.port, &up, &hello).await;
+    loop {
+        if sub.next().await.contains(r#""type":"synced""#) {
+            break;
+        }
+    }
+    stock_pub(broker.port, &up, &ack).await;
+    loop {
+        let line = sub.next().await;
+        if line.contains(r#""ref":"a1""#) {
+            assert_eq!(line, format!(r#"{lead_topic} {{"type":"ok","ref":"a1"}}"#));
+            break;
+        }
+    }
     let d = hub.console("").incident(&created.id).await.unwrap();
     assert_eq!(d.counts.accepted, 1);
     hub.stop().await;

@@ -976,6 +976,287 @@ async fn i08_malformed_frames_are_charged_before_decoding() {
     hub.kill().await;
 }
 
+// 9. MQTT trusts anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i09_mqtt_frames_count_only_after_a_good_hello_until_the_token_expires() {
+    use support::mosquitto::Mosquitto;
+    use support::mqtt_phone::{MqttPhone, PhoneOpts};
+    let broker = Mosquitto::start("sec-mqtt").await;
+    let doc = city(5);
+    let hub = ProcHub::start("sec-mqtt", &doc, &["--mqtt", &broker.url()]).await;
+    let ops = hub.console("");
+    let created = ops
+        .activate(&activation("Fire", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let ack = |r: &str, response: &str| -> ClientFrame {
+        serde_json::from_value(serde_json::json!({
+            "type": "ack", "ref": r, "incident": created.id, "response": response
+        }))
+        .unwrap()
+    };
+    let code = |f: ServerFrame| match f {
+        ServerFrame::Ok { .. } => "ok".to_owned(),
+        ServerFrame::Error { code, .. } => code.as_str().to_owned(),
+        other => panic!("{other:?}"),
+    };
+    let own = |lead: &str| -> Vec<String> {
+        let p = doc.staff.iter().find(|p| p.id == lead).unwrap();
+        p.assignments.iter().map(|a| a.grid.clone()).collect()
+    };
+    // On an anonymous broker the attacker answers for P00001 without a hello, then
+    // with a forged token: neither counts.
+    let mut attacker = MqttPhone::connect(broker.port, "P00001", PhoneOpts::default()).await;
+    attacker.subscribe_own(&own("P00001")).await;
+    assert_eq!(
+        code(attacker.request(&ack("f1", "accept")).await),
+        "unauthorized"
+    );
+    attacker
+        .send(&ClientFrame::Hello {
+            token: "forged".into(),
+            client: None,
+        })
+        .await;
+    loop {
+        if let (_, ServerFrame::Error { code, .. }) = attacker.next().await {
+            assert_eq!(code.as_str(), "unauthorized");
+            break;
+        }
+    }
+    assert_eq!(
+        code(attacker.request(&ack("f2", "accept")).await),
+        "unauthorized"
+    );
+    let counts = ops.incident(&created.id).await.unwrap().counts;
+    assert_eq!(
+        counts.accepted + counts.declined,
+        0,
+        "nothing the attacker sent counted"
+    );
+    attacker.disconnect().await;
+
+    // The lead itself, with a token good for two more seconds: its ack counts, and once
+    // the token has expired its frames do not, until it says hello again.
+    let mut phone = MqttPhone::connect(broker.port, "P00001", PhoneOpts::default()).await;
+    phone.subscribe_own(&own("P00001")).await;
+    phone
+        .hello(&token_until("P00001", TokenRole::Lead, now_s() + 2, None))
+        .await;
+    assert_eq!(code(phone.request(&ack("a1", "accept")).await), "ok");
+    let deadline = Instant::now() + WAIT;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = format!("p{n}");
+        phone
+            .send(&ClientFrame::Ping {
+                reference: Some(r.clone()),
+            })
+            .await;
+        let refused = loop {
+            match phone.next().await.1 {
+                ServerFrame::Pong { reference } if reference.as_deref() == Some(&r) => break false,
+                ServerFrame::Error {
+                    code,
+                    reference: Some(e),
+                    ..
+                } if e == r => {
+                    assert_eq!(code.as_str(), "unauthorized");
+                    break true;
+                }
+                _ => {}
+            }
+        };
+        if refused {
+            break;
+        }
+        assert!(Instant::now() < deadline, "frames still count past expiry");
+    }
+    assert_eq!(
+        code(phone.request(&ack("a2", "decline")).await),
+        "unauthorized"
+    );
+    let d = ops.incident(&created.id).await.unwrap();
+    assert_eq!((d.counts.accepted, d.counts.declined), (1, 0));
+    phone.hello(&lead_token("P00001")).await;
+    assert_eq!(code(phone.request(&ack("a3", "decline")).await), "ok");
+    phone.disconnect().await;
+    hub.kill().await;
+
+    // In a cluster the nodes share what they know: one hello, and frames that the
+    // shared subscription hands to either node all count. (A broker of its own: the
+    // killed hub's persistent session would still hold a share of the up topic.)
+    let broker = Mosquitto::start("sec-mqtt-cluster").await;
+    let redis = support::redis::RedisServer::start("sec-mqtt-cluster").await;
+    let m = broker.url();
+    let nodes = redis
+        .cluster(
+            "sec-mqtt-cluster",
+            &["a", "b"],
+            doc.clone(),
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            move |c| c.mqtt = Some(m.clone()),
+        )
+        .await;
+    let created = nodes[0]
+        .console("")
+        .activate(&activation("Flood", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let mut phone = MqttPhone::connect(broker.port, "P00000", PhoneOpts::default()).await;
+    phone.subscribe_own(&own("P00000")).await;
+    phone.hello(&lead_token("P00000")).await;
+    for i in 0..8 {
+        let response = if i % 2 == 0 { "accept" } else { "decline" };
+        let f: ClientFrame = serde_json::from_value(serde_json::json!({
+            "type": "ack", "ref": format!("c{i}"), "incident": created.id, "response": response
+        }))
+        .unwrap();
+        assert_eq!(code(phone.request(&f).await), "ok", "frame {i}");
+    }
+    let ttl = redis.cmd(&["TTL", "gc:mqtt:lead:P00000"]).await;
+    assert!(
+        matches!(ttl, ::redis::Value::Int(t) if t > 0),
+        "the verified lead expires with its token in Redis: {ttl:?}"
+    );
+    phone.disconnect().await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+// 9, continued: the broker never holds the token key; its ACL follows the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i09_the_broker_asks_the_hub_and_its_acl_follows_the_registry() {
+    let dir = tmp_dir("sec-hook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let acl_path = dir.join("mosquitto.acl");
+    let broker_key = "the-brokers-own-key-0123";
+    let mut doc = city(5);
+    let hub = ProcHub::start_in(
+        dir.clone(),
+        &doc,
+        &[
+            "--mqtt-hook-secret",
+            broker_key,
+            "--mqtt-acl-file",
+            acl_path.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let ask = |path: &'static str, key: Option<&'static str>, body: serde_json::Value| {
+        let mut r = http.post(format!("{}{path}", hub.http())).json(&body);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            resp.status().as_u16()
+        }
+    };
+    let me = "P00000";
+    let grid = doc.staff[0].assignments[0].grid.clone();
+    let login = serde_json::json!({"username": me, "password": lead_token(me)});
+    // Without the broker's key the hook says nothing (and the token key is not it).
+    assert_eq!(ask("/v1/mqtt/auth", None, login.clone()).await, 401);
+    assert_eq!(ask("/v1/mqtt/auth", Some(SECRET), login.clone()).await, 401);
+    let key = Some(broker_key);
+    assert_eq!(ask("/v1/mqtt/auth", key, login).await, 200);
+    for (user, password) in [
+        ("P00001", lead_token(me)),
+        (me, token("op", TokenRole::Operator, "")),
+        (me, token_until(me, TokenRole::Lead, 1, None)),
+        (me, "garbage".into()),
+    ] {
+        let q = serde_json::json!({"username": user, "password": password});
+        assert_eq!(ask("/v1/mqtt/auth", key, q).await, 403, "{user}");
+    }
+    let acl = |user: &str, topic: String, acc: u8| serde_json::json!({"username": user, "topic": topic, "acc": acc});
+    assert_eq!(
+        ask(
+            "/v1/mqtt/acl",
+            key,
+            acl(me, format!("gridcast/v1/grid/{grid}"), 4)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        ask(
+            "/v1/mqtt/acl",
+            key,
+            acl(me, format!("gridcast/v1/up/{me}"), 2)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        ask(
+            "/v1/mqtt/acl",
+            key,
+            acl(me, "gridcast/v1/up/P00001".into(), 2)
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        ask(
+            "/v1/mqtt/acl",
+            key,
+            acl(me, "gridcast/v1/lead/P00001".into(), 1)
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        ask("/v1/mqtt/acl", key, acl(me, "gridcast/v1/#".into(), 4)).await,
+        403
+    );
+
+    // A new lead joins at run time: the hook and the ACL file know it at once.
+    eventually(WAIT, "the ACL file", || async { acl_path.exists() }).await;
+    let before = std::fs::read_to_string(&acl_path).unwrap();
+    assert!(!before.contains("user NEW01"));
+    doc.staff.push(gridcast_protocol::registry::StaffDoc {
+        id: "NEW01".into(),
+        name: "New".into(),
+        phone: "13900000001".into(),
+        assignments: vec![gridcast_protocol::registry::AssignmentDoc {
+            grid: grid.clone(),
+            role: "part_time".into(),
+        }],
+    });
+    let admin = ConsoleClient::new(&hub.http(), &admin_token());
+    let _: serde_json::Value = admin
+        .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
+        .await
+        .unwrap();
+    assert_eq!(
+        ask(
+            "/v1/mqtt/acl",
+            key,
+            acl("NEW01", format!("gridcast/v1/grid/{grid}"), 4)
+        )
+        .await,
+        200
+    );
+    let want = format!("user NEW01\ntopic read gridcast/v1/grid/{grid}");
+    eventually(WAIT, "the ACL file follows the registry", || async {
+        std::fs::read_to_string(&acl_path).is_ok_and(|a| a.contains(&want))
+    })
+    .await;
+    // Mosquitto takes the file as written.
+    let broker = support::mosquitto::Mosquitto::start_with(
+        "sec-hook",
+        &format!("allow_anonymous true\nacl_file {}\n", acl_path.display()),
+    )
+    .await;
+    drop(broker);
+    hub.kill().await;
+}
+
 // 11. Behind a load balancer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i11_forwarded_for_is_believed_only_from_trusted_proxies() {

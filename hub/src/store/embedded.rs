@@ -74,6 +74,9 @@ struct Shared {
     state: RwLock<State>,
     /// False once a write or sync failed in a way the store cannot undo (until restart).
     healthy: AtomicBool,
+    /// MQTT leads whose hello was good (in memory only: after a restart an MQTT phone
+    /// says hello again when its frame is refused as `unauthorized`).
+    mqtt_leads: dashmap::DashMap<String, super::MqttLead>,
     /// True while writes are refused (disk full, file too large) but the log is intact;
     /// the next good write clears it.
     refusing: AtomicBool,
@@ -141,6 +144,7 @@ impl EmbeddedStore {
             state: RwLock::new(state),
             healthy: AtomicBool::new(true),
             refusing: AtomicBool::new(false),
+            mqtt_leads: dashmap::DashMap::new(),
             dir: dir.to_owned(),
             _lock: lock,
         });
@@ -463,6 +467,35 @@ impl Store for EmbeddedStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(StoreError::Io(e.to_string())),
             }
+        })
+    }
+
+    fn remember_mqtt_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        exp: u64,
+        jti: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // One entry per lead of the registry at most (the MQTT transport verifies only
+            // people it knows); an expired one is replaced at the lead's next hello.
+            let jti = jti.map(str::to_owned);
+            self.shared
+                .mqtt_leads
+                .insert(lead.to_owned(), super::MqttLead { exp, jti });
+            Ok(())
+        })
+    }
+
+    fn mqtt_lead<'a>(&'a self, lead: &'a str) -> StoreFuture<'a, Option<super::MqttLead>> {
+        Box::pin(async move {
+            let now = crate::now_ms() / 1000;
+            Ok(self
+                .shared
+                .mqtt_leads
+                .get(lead)
+                .map(|l| l.clone())
+                .filter(|l| l.exp > now))
         })
     }
 

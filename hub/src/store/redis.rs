@@ -59,6 +59,8 @@ const REPORTS: &str = "gc:reports";
 const REPORT_LINKS: &str = "gc:report:incident";
 const REGISTRY: &str = "gc:registry";
 const REGISTRY_VER: &str = "gc:registry:ver";
+/// `gc:mqtt:lead:{lead}`: an MQTT lead's last good hello, until its token expires.
+const MQTT_LEAD: &str = "gc:mqtt:lead:";
 
 fn meta_key(id: &str) -> String {
     format!("{{inc:{id}}}:meta")
@@ -1091,6 +1093,42 @@ impl Store for RedisStore {
             let mut c = self.connection();
             let json: Option<String> = self.seen(c.get(REGISTRY).await)?;
             json.map(|j| parse(&j)).transpose()
+        })
+    }
+
+    fn remember_mqtt_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        exp: u64,
+        jti: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let v = super::MqttLead {
+                exp,
+                jti: jti.map(str::to_owned),
+            };
+            let json = serde_json::to_string(&v).map_err(io)?;
+            // Redis forgets it when the token expires (EXAT).
+            let set = redis::cmd("SET")
+                .arg(format!("{MQTT_LEAD}{lead}"))
+                .arg(json)
+                .arg("EXAT")
+                .arg(exp)
+                .query_async::<()>(&mut c)
+                .await;
+            self.seen(set)
+        })
+    }
+
+    fn mqtt_lead<'a>(&'a self, lead: &'a str) -> StoreFuture<'a, Option<super::MqttLead>> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let v: Option<String> = self.seen(c.get(format!("{MQTT_LEAD}{lead}")).await)?;
+            let now = crate::now_ms() / 1000;
+            Ok(v.map(|j| parse::<super::MqttLead>(&j))
+                .transpose()?
+                .filter(|l| l.exp > now))
         })
     }
 
