@@ -22,6 +22,11 @@
 //! - **Console** progress: each node announces the incidents its leads changed every
 //!   console tick on `gc:console`, so every node's console stream shows the whole
 //!   cluster's counts (read from Redis).
+//! - **Sealed.** Every message is sealed with the cluster key ([`seal`]) and opened
+//!   before anything in it is looked at: a `PUBLISH` by anyone else who can reach Redis
+//!   is dropped and counted, never delivered.
+
+pub mod seal;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -197,6 +202,8 @@ pub struct Cluster {
     presence_stale: AtomicBool,
     shutdown: tokio_util::sync::CancellationToken,
     tracker: tokio_util::task::TaskTracker,
+    /// Seals what this node publishes, opens what it receives.
+    seal: seal::Seal,
 }
 
 impl Cluster {
@@ -211,6 +218,7 @@ impl Cluster {
         metrics: Arc<Metrics>,
         shutdown: tokio_util::sync::CancellationToken,
         tracker: tokio_util::task::TaskTracker,
+        seal: seal::Seal,
     ) -> Self {
         let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
         Self {
@@ -233,6 +241,7 @@ impl Cluster {
             presence_stale: AtomicBool::new(true),
             shutdown,
             tracker,
+            seal,
         }
     }
 
@@ -425,7 +434,17 @@ impl Cluster {
 
     async fn handle(&self, hub: &Hub, msg: &redis::Msg) {
         let channel = msg.get_channel_name();
-        let payload = msg.get_payload_bytes();
+        let payload = match self.seal.open(channel, msg.get_payload_bytes(), now_ms()) {
+            Ok(p) => p,
+            Err(why) => {
+                let n = self.metrics.cluster_forged.fetch_add(1, Relaxed);
+                // Loud, but not one line per message of a flood.
+                if n.is_power_of_two() || n == 0 {
+                    tracing::error!(channel, error = %why, dropped_total = n + 1, "cluster message dropped: not sealed by a node of this cluster (someone else can PUBLISH on this Redis)");
+                }
+                return;
+            }
+        };
         if let Some(grid) = channel.strip_prefix("gc:g:") {
             let Ok(w) = serde_json::from_slice::<WireIn>(payload) else {
                 tracing::warn!(channel, "undecodable cluster message dropped");
@@ -599,7 +618,11 @@ impl Cluster {
                     .ignore()
                     .zrembyscore(NODES, "-inf", now.saturating_sub(3_600_000))
                     .ignore()
-                    .publish(probe_channel(&self.node), seq)
+                    .publish(
+                        probe_channel(&self.node),
+                        self.seal
+                            .seal(&probe_channel(&self.node), &seq.to_be_bytes(), now),
+                    )
                     .ignore();
             }
             pipe.cmd("ZRANGEBYSCORE").arg(NODES).arg(now).arg("+inf");
@@ -707,11 +730,24 @@ impl Cluster {
         let Ok(payload) = serde_json::to_vec(&w) else {
             return;
         };
+        let payload = self.seal.seal(CONSOLE_CHANNEL, &payload, now_ms());
         let mut c = self.store.connection();
         let r: redis::RedisResult<()> =
             redis::AsyncCommands::publish(&mut c, CONSOLE_CHANNEL, payload).await;
         if let Err(e) = r {
             tracing::debug!(error = %e, "console announcement failed");
+        }
+    }
+
+    /// Tells every node that the registry in Redis changed (each reloads it; a node that
+    /// misses this reloads at its next resync).
+    pub async fn announce_registry(&self) {
+        let payload = self.seal.seal(REGISTRY_CHANNEL, b"", now_ms());
+        let mut c = self.store.connection();
+        let r: redis::RedisResult<()> =
+            redis::AsyncCommands::publish(&mut c, REGISTRY_CHANNEL, payload).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "registry saved but its announcement failed; nodes pick it up on resync");
         }
     }
 
@@ -723,6 +759,14 @@ impl Cluster {
         if messages.is_empty() {
             return 0;
         }
+        let now = now_ms();
+        let messages: Vec<Message> = messages
+            .into_iter()
+            .map(|(ch, body)| {
+                let sealed = self.seal.seal(&ch, &body, now);
+                (ch, sealed)
+            })
+            .collect();
         let nodes = if away.is_empty() {
             Vec::new()
         } else {
@@ -779,6 +823,7 @@ impl Cluster {
     }
 }
 
+/// A pipeline publishing `messages`, which are sealed already.
 fn publish_pipe(messages: &[Message]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for (ch, payload) in messages {

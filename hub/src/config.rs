@@ -44,6 +44,10 @@ pub struct Config {
     /// HS256 key for tokens (default: a random key kept in the data dir).
     #[arg(long, env = "GRIDCAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Cluster mode: the key that seals messages between nodes (default: derived from
+    /// --jwt-secret, which every node shares).
+    #[arg(long, env = "GRIDCAST_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
     /// The previous HS256 key during a key rotation: tokens signed with it are still
     /// accepted (new ones are signed with `--jwt-secret`). Remove it to end the rotation.
     #[arg(long, env = "GRIDCAST_JWT_SECRET_PREVIOUS", hide_env_values = true)]

@@ -262,6 +262,10 @@ impl Hub {
                     metrics.clone(),
                     shutdown.clone(),
                     tracker.clone(),
+                    cluster::seal::Seal::new(
+                        config.cluster_key.as_deref().map(str::as_bytes),
+                        &secret,
+                    ),
                 ));
                 let bus = Arc::new(cluster::ClusterBus {
                     cluster: cluster.clone(),

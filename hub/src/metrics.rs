@@ -100,6 +100,8 @@ pub struct Metrics {
     pub sessions_expired: AtomicU64,
     /// Upstream frames refused by a per-lead rate limit or quota.
     pub rate_limited: AtomicU64,
+    /// Cluster mode: messages dropped because they were not sealed by a node.
+    pub cluster_forged: AtomicU64,
     /// Time from durable issue to every local session's queue holding the frame.
     pub fanout_seconds: Histogram,
     /// Time for a store write to become durable, as seen by the caller.
@@ -129,6 +131,7 @@ impl Default for Metrics {
             sessions_displaced: AtomicU64::new(0),
             sessions_expired: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            cluster_forged: AtomicU64::new(0),
             fanout_seconds: Histogram::new(FANOUT_BOUNDS),
             store_seconds: Histogram::new(STORE_BOUNDS),
         }
@@ -268,6 +271,12 @@ impl Metrics {
             "gridcast_rate_limited_total",
             "Upstream frames refused by a per-lead rate limit or quota.",
             &self.rate_limited,
+        );
+        c(
+            &mut out,
+            "gridcast_cluster_forged_total",
+            "Cluster messages dropped because they were not sealed by a node of this cluster.",
+            &self.cluster_forged,
         );
         self.fanout_seconds.render(
             "gridcast_fanout_seconds",

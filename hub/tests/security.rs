@@ -1257,6 +1257,91 @@ async fn i09_the_broker_asks_the_hub_and_its_acl_follows_the_registry() {
     hub.kill().await;
 }
 
+// 10. Redis and the network: a forged PUBLISH is not delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i10_a_publish_by_anyone_who_reaches_redis_is_not_delivered() {
+    let redis = support::redis::RedisServer::start("sec-seal").await;
+    let doc = city(10);
+    let url = redis.url();
+    let a = ProcHub::start("sec-seal-a", &doc, &["--redis", &url, "--node-id", "a"]).await;
+    let b = ProcHub::start("sec-seal-b", &doc, &["--redis", &url, "--node-id", "b"]).await;
+    let mut phone = phone(&b, "P00000").await;
+    let grid = "3301060040051001";
+    let channel = format!("gc:g:{grid}");
+    let now = gridcast_hub::now_ms();
+    let forged = serde_json::json!({
+        "origin": "a", "whole": true,
+        "meta": {
+            "id": "INC-999999", "rev": 1, "state": "active", "title": "Evacuate now",
+            "body": "Forged", "level": "I", "category": "natural", "drill": false,
+            "issued_at": now, "ack_by": now + 60_000,
+            "targets": {"codes": [grid], "roles": []}, "issued_by": "attacker"
+        },
+        "recipients": [{
+            "lead": "P00000", "grid": grid, "role": "grid_lead", "status": "pending",
+            "delivered_at": null, "acked_at": null
+        }]
+    })
+    .to_string();
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let metrics = format!("{}/metrics", b.http());
+    // Published as anyone on this Redis could: dropped, counted, not delivered.
+    let _: () = ::redis::AsyncCommands::publish(&mut c, &channel, forged.as_bytes())
+        .await
+        .unwrap();
+    eventually(WAIT, "the forged message dropped", || async {
+        metric(&metrics, "gridcast_cluster_forged_total").await >= 1
+    })
+    .await;
+    // The same message sealed with the cluster's key is delivered: only the seal was
+    // missing. (An attacker does not have the key.)
+    let seal = gridcast_hub::cluster::seal::Seal::new(None, SECRET.as_bytes());
+    let sealed = seal.seal(&channel, forged.as_bytes(), gridcast_hub::now_ms());
+    let real = a
+        .console("")
+        .activate(&activation("Real", &[grid], &[]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, phone.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ServerFrame::Incident { incident, .. } => {
+                seen.push(incident.id.clone());
+                if incident.id == real.id {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [real.id.clone()],
+        "only the real activation reached the phone"
+    );
+    let _: () = ::redis::AsyncCommands::publish(&mut c, &channel, sealed)
+        .await
+        .unwrap();
+    loop {
+        if let ServerFrame::Incident { incident, .. } = tokio::time::timeout(WAIT, phone.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            assert_eq!(incident.id, "INC-999999");
+            break;
+        }
+    }
+    assert_eq!(metric(&metrics, "gridcast_cluster_forged_total").await, 1);
+    a.kill().await;
+    b.kill().await;
+}
+
 // 11. Behind a load balancer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i11_forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -1070,21 +1070,17 @@ impl Store for RedisStore {
         Box::pin(async move {
             let json = serde_json::to_string(doc).map_err(io)?;
             let mut c = self.connection();
-            let (ver,): (u64,) = self.seen(
+            // The cluster announces it, sealed (`Cluster::announce_registry`).
+            self.seen(
                 redis::pipe()
                     .atomic()
                     .set(REGISTRY, json)
                     .ignore()
                     .incr(REGISTRY_VER, 1)
-                    .query_async(&mut c)
+                    .ignore()
+                    .query_async::<()>(&mut c)
                     .await,
-            )?;
-            // Every node reloads on this; a node that misses it reloads on resync.
-            let published: redis::RedisResult<()> = c.publish(REGISTRY_CHANNEL, ver).await;
-            if let Err(e) = published {
-                tracing::warn!(error = %e, "registry saved but its announcement failed; nodes pick it up on resync");
-            }
-            Ok(())
+            )
         })
     }
 
