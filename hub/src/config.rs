@@ -10,6 +10,12 @@ pub struct Config {
     /// HTTP API, WebSocket and web pages.
     #[arg(long, env = "GRIDCAST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve TLS on `--listen` with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "GRIDCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, env = "GRIDCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Serve `/metrics` on this address only (and not on `--listen`): keep Prometheus
     /// off the public listener of an internet-facing hub.
     #[arg(long, env = "GRIDCAST_METRICS_LISTEN")]
@@ -21,9 +27,14 @@ pub struct Config {
     #[arg(long, env = "GRIDCAST_DATA_DIR", default_value = "./gridcast-data")]
     pub data_dir: PathBuf,
     /// Cluster mode: share state, fan-out and presence with other nodes through this
-    /// Redis (`redis://host:port/db`); needs `--jwt-secret`, the same on every node.
+    /// Redis (`redis://[user:password@]host:port/db`, or `rediss://` for TLS); needs
+    /// `--jwt-secret`, the same on every node.
     #[arg(long, env = "GRIDCAST_REDIS")]
     pub redis: Option<String>,
+    /// The CA (PEM) that signed the Redis server's certificate, for a `rediss://` URL
+    /// whose server the system's roots do not vouch for.
+    #[arg(long, env = "GRIDCAST_REDIS_CA")]
+    pub redis_ca: Option<PathBuf>,
     /// Serve MQTT leads through this broker: `mqtt://[user:password@]host[:port]`.
     #[arg(long, env = "GRIDCAST_MQTT")]
     pub mqtt: Option<String>,
@@ -234,6 +245,9 @@ impl Config {
         }
         if (self.upstream_bytes_burst as usize) < gridcast_protocol::MAX_MESSAGE_BYTES {
             return bad("--upstream-bytes-burst must hold one largest frame (65536 bytes)");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("--tls-cert and --tls-key go together");
         }
         if self.retention_hours < self.closed_sync_hours {
             return bad("--retention-hours must be at least --closed-sync-hours");

@@ -239,8 +239,20 @@ impl Hub {
             }
             Some(url) => {
                 let shown = config::redact_url(url);
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
+                let client = match &config.redis_ca {
+                    None => redis::Client::open(url.as_str()),
+                    Some(ca) => {
+                        let root = tokio::fs::read(ca).await.map_err(|e| {
+                            StartError::Redis(format!("--redis-ca {}: {e}", ca.display()))
+                        })?;
+                        let certs = redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(root),
+                        };
+                        redis::Client::build_with_tls(url.as_str(), certs)
+                    }
+                }
+                .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
                 let store = tokio::time::timeout(
                     Duration::from_secs(10),
                     store::redis::RedisStore::open(client.clone()),
@@ -448,14 +460,23 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
             l,
             api::metrics_router(hub.clone()),
             metrics_limits,
+            None,
             hub.metrics.clone(),
             hub.shutdown.clone(),
         ));
     }
+    let tls = match (&hub.config.tls_cert, &hub.config.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            listen::tls_acceptor(cert, key)
+                .map_err(|e| StartError::Config(config::ConfigError(e)))?,
+        ),
+        _ => None,
+    };
     let served = listen::serve(
         listener,
         app,
         limits,
+        tls,
         hub.metrics.clone(),
         hub.shutdown.clone(),
     )

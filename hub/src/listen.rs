@@ -10,6 +10,10 @@
 //! between requests. Upgraded WebSocket sessions leave hyper and are bounded by their
 //! hello deadline and heartbeats instead, but they keep their connection slot for as
 //! long as the socket lives (the slot travels with the socket).
+//!
+//! With `--tls-cert`/`--tls-key` the listener speaks TLS itself (rustls, TLS 1.2 and
+//! 1.3, HTTP/1.1), for a single node without a terminating proxy; the handshake runs in
+//! the connection's own task under the same deadline as a request head.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -91,12 +95,39 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Slotted<T> {
     }
 }
 
+/// Reads a certificate chain and its private key (PEM) into a TLS acceptor.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Serves `app` on `listener` until `shutdown` fires, then lets open requests finish
 /// (with a deadline). Upgraded sessions are the hub's to end, not this loop's.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -140,13 +171,34 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Slotted {
-            io: stream,
-            _slot: slot,
-        });
         let app = app.clone();
         let stop = shutdown.clone();
-        connections.spawn(serve_connection(io, peer, app, limits, stop));
+        match &tls {
+            None => {
+                let io = TokioIo::new(Slotted {
+                    io: stream,
+                    _slot: slot,
+                });
+                connections.spawn(serve_connection(io, peer, app, limits, stop));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                connections.spawn(async move {
+                    // The handshake has the deadline of a request head.
+                    let shaken =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                    let Ok(Ok(stream)) = shaken else {
+                        tracing::debug!(peer = %peer, "TLS handshake failed or timed out");
+                        return;
+                    };
+                    let io = TokioIo::new(Slotted {
+                        io: stream,
+                        _slot: slot,
+                    });
+                    serve_connection(io, peer, app, limits, stop).await;
+                });
+            }
+        }
     }
     connections.close();
     if tokio::time::timeout(DRAIN + Duration::from_secs(1), connections.wait())

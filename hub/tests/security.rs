@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gridcast_clients::console::ConsoleClient;
@@ -1305,23 +1306,20 @@ async fn i10_a_publish_by_anyone_who_reaches_redis_is_not_delivered() {
         .unwrap();
     let mut seen = Vec::new();
     loop {
-        match tokio::time::timeout(WAIT, phone.next())
+        if let ServerFrame::Incident { incident, .. } = tokio::time::timeout(WAIT, phone.next())
             .await
             .unwrap()
             .unwrap()
         {
-            ServerFrame::Incident { incident, .. } => {
-                seen.push(incident.id.clone());
-                if incident.id == real.id {
-                    break;
-                }
+            seen.push(incident.id.clone());
+            if incident.id == real.id {
+                break;
             }
-            _ => {}
         }
     }
     assert_eq!(
         seen,
-        [real.id.clone()],
+        std::slice::from_ref(&real.id),
         "only the real activation reached the phone"
     );
     let _: () = ::redis::AsyncCommands::publish(&mut c, &channel, sealed)
@@ -1340,6 +1338,141 @@ async fn i10_a_publish_by_anyone_who_reaches_redis_is_not_delivered() {
     assert_eq!(metric(&metrics, "gridcast_cluster_forged_total").await, 1);
     a.kill().await;
     b.kill().await;
+}
+
+// 10, continued: TLS on the hub itself, and a cluster on Redis over TLS with an ACL user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i10_the_hub_serves_tls_and_a_cluster_runs_on_rediss_with_an_acl_user() {
+    let dir = tmp_dir("sec-tls");
+    let (ca, cert, key) = test_pki(&dir.join("tls"));
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // One node with its own TLS: phones on wss://, the API on https://.
+    let hub = ProcHub::start(
+        "sec-tls-hub",
+        &city(10),
+        &["--tls-cert", cert_s, "--tls-key", key_s],
+    )
+    .await;
+    let mut s = tls_connect(hub.addr(), &ca).await.unwrap();
+    assert!(
+        get_over(&mut s, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let tls = tls_connect(hub.addr(), &ca).await.unwrap();
+    let url = format!("wss://127.0.0.1:{}/v1/lead/ws", hub.port);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    let sync = hello_and_sync(&mut ws, &lead_token("P00000")).await;
+    assert!(sync.is_empty());
+    // Plain HTTP on the TLS port gets nothing.
+    let mut plain = connect_from(ATTACKER, hub.addr()).await;
+    let answer = get_over(&mut plain, "/healthz").await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    hub.kill().await;
+
+    // Redis with TLS only and no default user; the hub nodes log in as their own user.
+    let port = free_port();
+    let acl = dir.join("users.acl");
+    std::fs::write(
+        &acl,
+        "user default off\nuser gridcast on >hub-pass-0123456789 ~gc:* ~{gcp}:* ~{inc:* &gc:* +@all -@admin -@dangerous\n",
+    )
+    .unwrap();
+    let mut redis = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            cert_s,
+            "--tls-key-file",
+            key_s,
+            "--tls-ca-cert-file",
+            cert_s,
+        ])
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--aclfile")
+        .arg(&acl)
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server");
+    eventually(WAIT, "redis over TLS", || async {
+        tls_connect(SocketAddr::from(([127, 0, 0, 1], port)), &ca)
+            .await
+            .is_ok()
+    })
+    .await;
+    let url = format!("rediss://gridcast:hub-pass-0123456789@127.0.0.1:{port}/0");
+    let args = |node: &'static str| {
+        vec![
+            "--redis".to_owned(),
+            url.clone(),
+            "--redis-ca".to_owned(),
+            ca.to_str().unwrap().to_owned(),
+            "--node-id".to_owned(),
+            node.to_owned(),
+        ]
+    };
+    let (aa, ba) = (args("a"), args("b"));
+    let aa: Vec<&str> = aa.iter().map(String::as_str).collect();
+    let ba: Vec<&str> = ba.iter().map(String::as_str).collect();
+    let doc = city(10);
+    let a = ProcHub::start("sec-rediss-a", &doc, &aa).await;
+    let b = ProcHub::start("sec-rediss-b", &doc, &ba).await;
+    let mut phone = phone(&b, "P00000").await;
+    let created = a
+        .console("")
+        .activate(&activation("Fire", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    loop {
+        if let ServerFrame::Incident { incident, .. } = tokio::time::timeout(WAIT, phone.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            assert_eq!(incident.id, created.id);
+            break;
+        }
+    }
+    // A wrong password is refused, and the error does not print it.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--jwt-secret")
+        .arg(SECRET)
+        .arg("--redis")
+        .arg(format!(
+            "rediss://gridcast:wrong-pass-0123456@127.0.0.1:{port}/0"
+        ))
+        .arg("--redis-ca")
+        .arg(&ca)
+        .arg("--data-dir")
+        .arg(dir.join("wrong"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(!text.contains("wrong-pass"), "{text}");
+    a.kill().await;
+    b.kill().await;
+    let _ = redis.kill().await;
 }
 
 // 11. Behind a load balancer.

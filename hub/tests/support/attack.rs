@@ -23,6 +23,9 @@ pub struct ProcHub {
     pub port: u16,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// The CA of the certificate the hub serves TLS with, if it does (`ca.pem` beside
+    /// the `--tls-cert` file, as [`test_pki`] makes them).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ProcHub {
@@ -87,18 +90,41 @@ impl ProcHub {
                 .stderr(std::process::Stdio::null());
         }
         let child = cmd.spawn().expect("start gridcast-hub");
+        let tls_ca = args
+            .iter()
+            .position(|a| *a == "--tls-cert")
+            .and_then(|i| args.get(i + 1))
+            .map(|cert| Path::new(cert).with_file_name("ca.pem"));
         let hub = ProcHub {
             child,
             port,
             dir,
             log,
+            tls_ca,
         };
         hub.wait_ready().await;
         hub
     }
 
-    /// Waits until `/readyz` answers 200 (from the phones' address).
+    /// Waits until `/readyz` answers 200 (from the phones' address); over TLS when the
+    /// hub was given `--tls-cert`.
     pub async fn wait_ready(&self) {
+        if let Some(ca) = &self.tls_ca {
+            let (addr, ca) = (self.addr(), ca.clone());
+            eventually(Duration::from_secs(30), "hub ready over TLS", || {
+                let ca = ca.clone();
+                async move {
+                    match tls_connect(addr, &ca).await {
+                        Ok(mut s) => get_over(&mut s, "/readyz")
+                            .await
+                            .starts_with("HTTP/1.1 200"),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await;
+            return;
+        }
         let http = reqwest::Client::new();
         let url = format!("{}/readyz", self.http());
         eventually(Duration::from_secs(30), "hub ready", || {
@@ -249,7 +275,10 @@ pub async fn ws_from(
 }
 
 /// The close code a WebSocket ends with (reading and dropping frames before it).
-pub async fn close_code(ws: &mut WebSocketStream<TcpStream>, limit: Duration) -> Option<u16> {
+pub async fn close_code<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    limit: Duration,
+) -> Option<u16> {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     tokio::time::timeout(limit, async {
@@ -266,7 +295,10 @@ pub async fn close_code(ws: &mut WebSocketStream<TcpStream>, limit: Duration) ->
 }
 
 /// Sends a JSON frame.
-pub async fn send_json(ws: &mut WebSocketStream<TcpStream>, v: serde_json::Value) {
+pub async fn send_json<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    v: serde_json::Value,
+) {
     use futures_util::SinkExt;
     ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
         .await
@@ -274,8 +306,8 @@ pub async fn send_json(ws: &mut WebSocketStream<TcpStream>, v: serde_json::Value
 }
 
 /// The next text frame as JSON (pings answered by the library), or `None` at a close.
-pub async fn next_json(
-    ws: &mut WebSocketStream<TcpStream>,
+pub async fn next_json<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
     limit: Duration,
 ) -> Option<serde_json::Value> {
     use futures_util::StreamExt;
@@ -294,8 +326,8 @@ pub async fn next_json(
 }
 
 /// Says hello and reads up to `synced`; panics unless welcomed.
-pub async fn hello_and_sync(
-    ws: &mut WebSocketStream<TcpStream>,
+pub async fn hello_and_sync<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
     token: &str,
 ) -> Vec<serde_json::Value> {
     send_json(ws, serde_json::json!({"type": "hello", "token": token})).await;
@@ -317,4 +349,102 @@ pub async fn hello_and_sync(
 pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and localhost (openssl),
+/// in `dir`: `(ca.pem, cert.pem, key.pem)`.
+pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = |n: &str| dir.join(n);
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl; .ci/run does)");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gridcast test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.csr",
+    ]);
+    std::fs::write(
+        p("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// A TLS connection to `to` that trusts only the certificate in `ca` (PEM).
+pub async fn tls_connect(
+    to: SocketAddr,
+    ca: &Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(to).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await
+}
+
+/// One HTTP/1.1 GET over an established stream; the status line and what follows.
+pub async fn get_over<S>(s: &mut S, path: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let req = format!("GET {path} HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
