@@ -3,16 +3,12 @@
 //! Every error is `{"error":{"code","message"}}` with the contract's status; bodies are
 //! parsed by hand so that a malformed one gets that shape too, not a framework default.
 
-use std::convert::Infallible;
-
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
 use gridcast_protocol::api::{
     CreateIncident, ErrorBody, ErrorDetail, IncidentList, IncidentSummary, RecipientList, Timeline,
 };
@@ -21,7 +17,6 @@ use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::{ErrorCode, Status, Target};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::Hub;
 use crate::auth::{Claims, TokenRole};
@@ -185,6 +180,9 @@ pub fn metrics_router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
+mod events;
+mod reports;
+
 /// The hub's routes (with `/metrics` unless `--metrics-listen` serves it elsewhere).
 pub fn router(hub: Hub) -> Router {
     let routes = Router::new();
@@ -202,13 +200,13 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
         .route("/v1/incidents/{id}/report", get(get_after_action))
         .route("/v1/stats", get(get_stats))
-        .route("/v1/reports", get(get_reports))
-        .route("/v1/reports/{id}/promote", post(post_promote))
+        .route("/v1/reports", get(reports::get_reports))
+        .route("/v1/reports/{id}/promote", post(reports::post_promote))
         .route("/v1/incidents/{id}/close", post(post_close))
         .route("/v1/presence", get(get_presence))
         .route("/v1/registry", get(get_registry).put(put_registry))
         .route("/v1/task-kinds", get(get_task_kinds))
-        .route("/v1/console/events", get(console_events))
+        .route("/v1/console/events", get(events::console_events))
         .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
         .route("/v1/mqtt/auth", post(crate::transport::mqtt::broker::auth))
         .route("/v1/mqtt/acl", post(crate::transport::mqtt::broker::acl))
@@ -415,85 +413,6 @@ async fn get_stats(
     }))
 }
 
-#[derive(Deserialize)]
-struct ReportsQuery {
-    limit: Option<String>,
-    before: Option<String>,
-}
-
-/// Reports one page holds by default, and at most.
-const REPORTS_PAGE: usize = 100;
-const REPORTS_PAGE_MAX: usize = 1_000;
-
-/// The sequence number of a report id (`REP-000042` → 42), for ordering pages.
-fn report_seq(id: &str) -> Option<u64> {
-    id.strip_prefix("REP-")?.parse().ok()
-}
-
-/// `GET /v1/reports?limit=&before=`: the reports from the operator's jurisdiction,
-/// newest first, one page at a time (`limit` 1..=1000, default 100; `before` a report
-/// id: only older ones; `next_before` in the answer asks for the next page).
-async fn get_reports(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-    Query(q): Query<ReportsQuery>,
-) -> ApiResult<Json<gridcast_protocol::api::ReportList>> {
-    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
-        None => REPORTS_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=REPORTS_PAGE_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    format!("limit {l:?} must be a number from 1 to {REPORTS_PAGE_MAX}"),
-                )
-            })?,
-    };
-    let before = match q.before.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(b) => Some(report_seq(b).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("before {b:?} must be a report id such as REP-000042"),
-            )
-        })?),
-    };
-    let mut reports: Vec<_> = hub
-        .store
-        .reports()
-        .await?
-        .into_iter()
-        .filter(|r| r.grid.as_str().starts_with(&op.scope))
-        .filter(|r| before.is_none_or(|b| report_seq(&r.id).is_some_and(|n| n < b)))
-        .take(limit + 1)
-        .collect();
-    let next_before = if reports.len() > limit {
-        reports.truncate(limit);
-        reports.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
-    Ok(Json(gridcast_protocol::api::ReportList {
-        reports,
-        next_before,
-    }))
-}
-
-/// `POST /v1/reports/{id}/promote`: opens an incident from a report.
-async fn post_promote(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-    Path(id): Path<String>,
-    body: Body,
-) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
-    let req: gridcast_protocol::api::PromoteReport =
-        parse_body(&hub, body, hub.config.max_body_bytes).await?;
-    let created = hub.promote(&op, &id, req).await?;
-    Ok((StatusCode::CREATED, Json(created)))
-}
-
 async fn visible_snapshot(
     hub: &Hub,
     op: &Claims,
@@ -668,96 +587,6 @@ async fn get_task_kinds(
     Ok(Json(
         serde_json::json!({ "task_kinds": hub.registry.current().registry.task_kinds }),
     ))
-}
-
-async fn console_events(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let rx = hub.console.subscribe();
-    // The city-wide count only for a city-wide operator; a scoped one gets its own.
-    let online = if op.scope.is_empty() {
-        hub.presence.online_leads()
-    } else {
-        let scope = op.scope.clone();
-        hub.presence
-            .online()
-            .iter()
-            .filter(|l| {
-                l.assignments
-                    .iter()
-                    .any(|a| a.grid.as_str().starts_with(&scope))
-            })
-            .count()
-    };
-    let hello = Event::default().event("hello").data(
-        serde_json::json!({ "node": hub.node_id, "scope": op.scope, "online": online }).to_string(),
-    );
-    let stop = hub.shutdown.clone();
-    let metrics = hub.metrics.clone();
-    // The stream ends when its token expires or is revoked: the console signs in again.
-    let until = tokio::time::Instant::now() + op.expires_in();
-    let revocations = (hub.revocations.clone(), hub.revocations.changed());
-    struct StreamState {
-        rx: tokio::sync::broadcast::Receiver<crate::console::ConsoleEvent>,
-        first: Option<Event>,
-        op: Claims,
-        revocations: (
-            std::sync::Arc<crate::revocation::Revocations>,
-            tokio::sync::watch::Receiver<u64>,
-        ),
-    }
-    let state = StreamState {
-        rx,
-        first: Some(hello),
-        op,
-        revocations,
-    };
-    let stream = futures_util::stream::unfold(state, move |mut st| {
-        let stop = stop.clone();
-        let metrics = metrics.clone();
-        async move {
-            if let Some(e) = st.first.take() {
-                return Some((Ok(e), st));
-            }
-            loop {
-                let msg = tokio::select! {
-                    m = st.rx.recv() => m,
-                    () = stop.cancelled() => return None,
-                    () = tokio::time::sleep_until(until) => {
-                        metrics.sessions_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return None;
-                    }
-                    Ok(()) = st.revocations.1.changed() => {
-                        if st.revocations.0.is_revoked(&st.op) {
-                            metrics.sessions_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            return None;
-                        }
-                        continue;
-                    }
-                };
-                match msg {
-                    Ok(ev) => {
-                        if let Some(data) = ev.for_scope(&st.op.scope) {
-                            let e = Event::default().event(ev.name).data(data.to_string());
-                            return Some((Ok(e), st));
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        metrics
-                            .console_lagged
-                            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        let e = Event::default()
-                            .event("lagged")
-                            .data(serde_json::json!({ "skipped": n }).to_string());
-                        return Some((Ok(e), st));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn readyz(State(hub): State<Hub>) -> Response {

@@ -131,9 +131,10 @@ pub struct Config {
     /// it a new connection is closed at once and a line is logged.
     #[arg(long, env = "GRIDCAST_MAX_CONNECTIONS", default_value_t = 60_000)]
     pub max_connections: usize,
-    /// Most WebSocket connections that have not yet said a good `hello`; they take a
-    /// session slot only after it.
-    #[arg(long, env = "GRIDCAST_MAX_PENDING_HELLOS", default_value_t = 1_000)]
+    /// Most WebSocket connections that have not yet said a good `hello` (each is closed
+    /// after --hello-timeout-ms); they take a session slot only after it. Room for a
+    /// reconnect storm of thousands of phones at once.
+    #[arg(long, env = "GRIDCAST_MAX_PENDING_HELLOS", default_value_t = 10_000)]
     pub max_pending_hellos: usize,
     /// Most sessions one lead holds on this node (all channels); the newest wins and the
     /// oldest is closed with 4409.

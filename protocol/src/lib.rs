@@ -10,6 +10,7 @@ pub mod api;
 pub mod code;
 pub mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod model;
 pub mod registry;
 pub mod time;

@@ -1,0 +1,4 @@
+//! Fuzz target: `gridcast_protocol::fuzzing::client_frame` (the checks the test suite runs too).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gridcast_protocol::fuzzing::client_frame(data));
