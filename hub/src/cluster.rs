@@ -283,6 +283,14 @@ impl Cluster {
             rest.push(m);
         }
         if !rest.is_empty() {
+            let now = now_ms();
+            let rest: Vec<Message> = rest
+                .into_iter()
+                .map(|(ch, body)| {
+                    let sealed = self.seal.seal(&ch, &body, now);
+                    (ch, sealed)
+                })
+                .collect();
             let mut c = self.store.connection();
             let _ = publish_pipe(&rest).query_async::<()>(&mut c).await;
         }

@@ -131,6 +131,15 @@ pub struct Config {
     /// it a new connection is closed at once and a line is logged.
     #[arg(long, env = "GRIDCAST_MAX_CONNECTIONS", default_value_t = 60_000)]
     pub max_connections: usize,
+    /// Most open connections from one client address (IPv6: one /64), trusted proxies
+    /// excepted: one host cannot hold every slot of --max-connections. Generous: a
+    /// carrier NAT or a drill puts thousands of phones behind one address.
+    #[arg(
+        long,
+        env = "GRIDCAST_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 20_000
+    )]
+    pub max_connections_per_address: usize,
     /// Most WebSocket connections that have not yet said a good `hello` (each is closed
     /// after --hello-timeout-ms); they take a session slot only after it. Room for a
     /// reconnect storm of thousands of phones at once.
@@ -284,6 +293,9 @@ impl Config {
         }
         if self.jwt_secret_previous.is_some() && self.jwt_secret.is_none() {
             return bad("--jwt-secret-previous needs --jwt-secret (the new key)");
+        }
+        if self.cluster_key.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("--cluster-key must have at least 16 characters");
         }
         if self.mqtt_hook_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("--mqtt-hook-secret must have at least 16 characters");

@@ -277,6 +277,7 @@ impl Hub {
                     cluster::seal::Seal::new(
                         config.cluster_key.as_deref().map(str::as_bytes),
                         &secret,
+                        config.jwt_secret_previous.as_deref().map(str::as_bytes),
                     ),
                 ));
                 let bus = Arc::new(cluster::ClusterBus {
@@ -448,6 +449,7 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let limits = listen::HttpLimits {
         header_timeout: Duration::from_secs(hub.config.header_timeout_s),
         max_connections: hub.config.max_connections,
+        max_per_address: hub.config.max_connections_per_address,
     };
     if let Some(addr) = hub.config.metrics_listen {
         let l = bind(addr).map_err(StartError::Serve)?;
@@ -461,6 +463,7 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
             api::metrics_router(hub.clone()),
             metrics_limits,
             None,
+            hub.proxies.clone(),
             hub.metrics.clone(),
             hub.shutdown.clone(),
         ));
@@ -477,6 +480,7 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
         app,
         limits,
         tls,
+        hub.proxies.clone(),
         hub.metrics.clone(),
         hub.shutdown.clone(),
     )

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use dashmap::DashMap;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -42,6 +43,43 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Most open connections (HTTP and WebSocket together).
     pub max_connections: usize,
+    /// Most open connections from one address (IPv6: one /64); a trusted proxy's
+    /// connections are not counted (they carry many clients).
+    pub max_per_address: usize,
+}
+
+/// Open connections per address, and the slot one connection holds in it.
+#[derive(Default)]
+struct PerAddress(DashMap<IpAddr, usize>);
+
+struct AddressSlot {
+    map: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, key: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut n = self.0.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            map: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        // The entry goes when its last connection does: the map holds only addresses
+        // with open connections.
+        if let Some(mut n) = self.map.0.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+        self.map.0.remove_if(&self.key, |_, n| *n == 0);
+    }
 }
 
 /// Largest buffer hyper keeps per connection for a request head (hyper's default is
@@ -57,6 +95,7 @@ const LIMIT_LOG_EVERY_MS: u64 = 10_000;
 struct Slotted<T> {
     io: T,
     _slot: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Slotted<T> {
@@ -128,10 +167,12 @@ pub async fn serve(
     app: Router,
     limits: HttpLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    proxies: TrustedProxies,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let connections = TaskTracker::new();
     let last_limit_log = AtomicU64::new(0);
     loop {
@@ -170,6 +211,19 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        let address = if proxies.trusts(peer.ip()) {
+            None
+        } else {
+            match per_address.take(limit_key(peer.ip()), limits.max_per_address) {
+                Some(a) => Some(a),
+                None => {
+                    metrics.connections_refused.fetch_add(1, Relaxed);
+                    tracing::debug!(peer = %peer, "connection limit of one address reached");
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let stop = shutdown.clone();
@@ -178,6 +232,7 @@ pub async fn serve(
                 let io = TokioIo::new(Slotted {
                     io: stream,
                     _slot: slot,
+                    _address: address,
                 });
                 connections.spawn(serve_connection(io, peer, app, limits, stop));
             }
@@ -194,6 +249,7 @@ pub async fn serve(
                     let io = TokioIo::new(Slotted {
                         io: stream,
                         _slot: slot,
+                        _address: address,
                     });
                     serve_connection(io, peer, app, limits, stop).await;
                 });
@@ -267,7 +323,8 @@ impl TrustedProxies {
             .map(Self)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// True when `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|n| n.contains(&ip))
     }
 

@@ -69,6 +69,7 @@ pub struct ConnectLimiter {
     rate: u32,
     burst: u32,
     buckets: DashMap<IpAddr, TokenBucket>,
+    prune: Prune,
 }
 
 /// Addresses remembered before idle ones are forgotten.
@@ -81,20 +82,18 @@ impl ConnectLimiter {
             rate,
             burst,
             buckets: DashMap::new(),
+            prune: Prune::new(),
         }
     }
 
     /// True if `ip` may open another connection now.
     pub fn allow(&self, ip: IpAddr) -> bool {
-        if self.buckets.len() > MAX_ADDRESSES {
+        self.prune.maybe(self.buckets.len(), || {
             // A full bucket is the same as a forgotten one, so drop those.
-            let (rate, burst) = (self.rate, self.burst);
-            self.buckets.retain(|_, b| {
-                let mut probe = b.clone();
-                let _ = probe.try_take();
-                probe.tokens + 1.0 < burst as f64 || rate == 0
-            });
-        }
+            let now = Instant::now();
+            self.buckets.retain(|_, b| !b.full_at(now));
+            self.buckets.len()
+        });
         self.buckets
             .entry(ip)
             .or_insert_with(|| TokenBucket::new(self.rate, self.burst))
@@ -135,6 +134,27 @@ pub enum Over {
 pub struct LeadLimiter {
     limits: LeadLimits,
     leads: DashMap<String, Budget>,
+    prune: Prune,
+}
+
+/// When to sweep a map of buckets: past a size that doubles with what a sweep leaves, so
+/// that a city with more live entries than [`MAX_ADDRESSES`] does not sweep at every
+/// new key (amortised O(1)).
+struct Prune(std::sync::atomic::AtomicUsize);
+
+impl Prune {
+    fn new() -> Self {
+        Self(std::sync::atomic::AtomicUsize::new(MAX_ADDRESSES))
+    }
+
+    /// Runs `sweep` (which returns the size it left) when `len` is past the mark.
+    fn maybe(&self, len: usize, sweep: impl FnOnce() -> usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if len > self.0.load(Relaxed) {
+            let left = sweep();
+            self.0.store(MAX_ADDRESSES.max(2 * left), Relaxed);
+        }
+    }
 }
 
 impl LeadLimiter {
@@ -143,17 +163,23 @@ impl LeadLimiter {
         Self {
             limits,
             leads: DashMap::new(),
+            prune: Prune::new(),
         }
     }
 
     fn with<R>(&self, lead: &str, f: impl FnOnce(&mut Budget, Instant) -> R) -> R {
         let now = Instant::now();
-        if self.leads.len() > MAX_ADDRESSES && !self.leads.contains_key(lead) {
+        // The hot path: a lead seen before, no allocation.
+        if let Some(mut b) = self.leads.get_mut(lead) {
+            return f(&mut b, now);
+        }
+        self.prune.maybe(self.leads.len(), || {
             // Full buckets are the same as forgotten ones.
             self.leads.retain(|_, b| {
                 !(b.frames.full_at(now) && b.bytes.full_at(now) && b.reports.full_at(now))
             });
-        }
+            self.leads.len()
+        });
         let l = self.limits;
         let mut entry = self.leads.entry(lead.to_owned()).or_insert_with(|| Budget {
             frames: TokenBucket::new(l.frames.0, l.frames.1),

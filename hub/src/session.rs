@@ -45,6 +45,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 struct Control {
     kill: CancellationToken,
     close_code: AtomicU16,
+    /// When the session's token expires (Unix s); `u64::MAX` until set.
+    expiry: AtomicU64,
 }
 
 /// The core's handle on one session. Cheap to clone.
@@ -79,6 +81,7 @@ impl SessionHandle {
         let control = Arc::new(Control {
             kill: parent.child_token(),
             close_code: AtomicU16::new(close::GOING_AWAY),
+            expiry: AtomicU64::new(u64::MAX),
         });
         (
             Self {
@@ -133,6 +136,16 @@ impl SessionHandle {
     /// True once the session is to end.
     pub fn is_killed(&self) -> bool {
         self.control.kill.is_cancelled()
+    }
+
+    /// Sets when the session's token expires (Unix s).
+    pub fn set_expiry(&self, exp: u64) {
+        self.control.expiry.store(exp, Ordering::Release);
+    }
+
+    /// When the session's token expires (Unix s).
+    pub fn expiry(&self) -> u64 {
+        self.control.expiry.load(Ordering::Acquire)
     }
 
     /// The close code to send.

@@ -313,6 +313,10 @@ pub struct TaskRecord {
     /// Overdue escalation steps done.
     #[serde(default)]
     pub escalated: u8,
+    /// Leads of the grid who said no to an open grid task (a second no from one of
+    /// them changes nothing, so it cannot grow the timeline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declined_by: Vec<String>,
 }
 
 impl TaskRecord {
@@ -413,8 +417,14 @@ pub fn apply_task_update(
             next.accepted_by = Some(lead.to_owned());
         }
         TaskStatus::Declined => match (&task.view.assignee, current) {
-            // One lead of the grid says no: the others may still take it.
-            (Assignee::Grid(_), TaskStatus::Open) => {}
+            // One lead of the grid says no: the others may still take it. Saying it
+            // again is a retry.
+            (Assignee::Grid(_), TaskStatus::Open) => {
+                if task.declined_by.iter().any(|l| l == lead) {
+                    return Ok(None);
+                }
+                next.declined_by.push(lead.to_owned());
+            }
             _ => {
                 next.view.status = TaskStatus::Declined;
                 next.accepted_by = None;

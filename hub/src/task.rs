@@ -109,6 +109,7 @@ impl Hub {
             note_by: None,
             created_ms: now,
             escalated: 0,
+            declined_by: Vec::new(),
         };
         let task = match self.store.create_task(incident, record, now).await? {
             TaskOutcome::Changed(t) => t,

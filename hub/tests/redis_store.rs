@@ -346,6 +346,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
             note_by: None,
             created_ms: created,
             escalated: 0,
+            declined_by: Vec::new(),
         };
         let gridcast_hub::store::TaskOutcome::Changed(t) =
             s.create_task(&id, task, created).await.unwrap()

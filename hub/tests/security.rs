@@ -174,7 +174,14 @@ async fn i02_half_sent_requests_are_cut_and_the_connection_cap_holds() {
     let hub = ProcHub::start(
         "sec-slow",
         &city(10),
-        &["--header-timeout-s", "3", "--max-connections", "40"],
+        &[
+            "--header-timeout-s",
+            "3",
+            "--max-connections",
+            "40",
+            "--max-connections-per-address",
+            "30",
+        ],
     )
     .await;
     let mut established = phone(&hub, "P00000").await;
@@ -184,18 +191,28 @@ async fn i02_half_sent_requests_are_cut_and_the_connection_cap_holds() {
         .await
         .unwrap();
 
-    // 60 half-sent requests from the attacker: 40 connections is the cap.
+    // 35 half-sent requests from one attacker address: it may hold 30 of them ...
     let mut slow = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..35 {
         let mut s = connect_from(ATTACKER, hub.addr()).await;
         let _ = s
             .write_all(b"GET /v1/incidents HTTP/1.1\r\nHost: hub\r\n")
             .await;
         slow.push(s);
     }
-    // The phone that was already in keeps working.
+    // ... so the phone that was already in keeps working, and another still gets in.
     assert!(pings(&mut established).await);
-    // Connections over the cap are closed at once, with a log line.
+    let mut during = phone(&hub, "P00006").await;
+    assert!(pings(&mut during).await);
+    // A second attacker address fills the rest: over the cap of 40 every connection
+    // is closed at once, with a log line.
+    for _ in 0..30 {
+        let mut s = connect_from("127.0.0.3", hub.addr()).await;
+        let _ = s
+            .write_all(b"GET /v1/incidents HTTP/1.1\r\nHost: hub\r\n")
+            .await;
+        slow.push(s);
+    }
     eventually(WAIT, "the connection-limit log line", || async {
         hub.log_text().contains("connection limit reached")
     })
@@ -234,7 +251,8 @@ async fn i02_half_sent_requests_are_cut_and_the_connection_cap_holds() {
         "gridcast_connections_refused_total",
     )
     .await;
-    assert!(refused >= 20, "{refused} connections refused at the cap");
+    // 5 over the first address's 30, and at least 20 of the second's over the cap.
+    assert!(refused >= 25, "{refused} connections refused at the caps");
     hub.kill().await;
 }
 
@@ -796,6 +814,9 @@ async fn i07_tokens_end_sessions_rotate_and_can_be_revoked() {
             SECRET,
             "--revoked-tokens",
             list.to_str().unwrap(),
+            // A session past its token's expiry ends at the next heartbeat tick.
+            "--heartbeat-s",
+            "1",
         ],
     )
     .await;
@@ -1297,7 +1318,7 @@ async fn i10_a_publish_by_anyone_who_reaches_redis_is_not_delivered() {
     .await;
     // The same message sealed with the cluster's key is delivered: only the seal was
     // missing. (An attacker does not have the key.)
-    let seal = gridcast_hub::cluster::seal::Seal::new(None, SECRET.as_bytes());
+    let seal = gridcast_hub::cluster::seal::Seal::new(None, SECRET.as_bytes(), None);
     let sealed = seal.seal(&channel, forged.as_bytes(), gridcast_hub::now_ms());
     let real = a
         .console("")

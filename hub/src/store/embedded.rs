@@ -44,6 +44,8 @@ const LOG_FILE: &str = "incidents.log";
 const COMPACT_FILE: &str = "incidents.log.compact";
 const REGISTRY_FILE: &str = "registry.json";
 const LOCK_FILE: &str = "LOCK";
+/// How long a refused write keeps `/readyz` at 503 before the store is tried again.
+const REFUSING_UNREADY_MS: u64 = 10_000;
 /// Requests waiting for the writer; callers wait (backpressure) when it is full.
 const QUEUE: usize = 16_384;
 /// Most requests one group commit takes.
@@ -77,9 +79,9 @@ struct Shared {
     /// MQTT leads whose hello was good (in memory only: after a restart an MQTT phone
     /// says hello again when its frame is refused as `unauthorized`).
     mqtt_leads: dashmap::DashMap<String, super::MqttLead>,
-    /// True while writes are refused (disk full, file too large) but the log is intact;
-    /// the next good write clears it.
-    refusing: AtomicBool,
+    /// Since when (Unix ms; 0 = not) writes are refused (disk full, file too large)
+    /// while the log is intact; the next good write clears it.
+    refusing_since: std::sync::atomic::AtomicU64,
     dir: PathBuf,
     /// Held for the life of the store so that no second hub opens the same directory.
     _lock: File,
@@ -143,7 +145,7 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             healthy: AtomicBool::new(true),
-            refusing: AtomicBool::new(false),
+            refusing_since: std::sync::atomic::AtomicU64::new(0),
             mqtt_leads: dashmap::DashMap::new(),
             dir: dir.to_owned(),
             _lock: lock,
@@ -509,7 +511,12 @@ impl Store for EmbeddedStore {
     }
 
     fn healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire) && !self.shared.refusing.load(Ordering::Acquire)
+        // A refused write makes the store unready for a while; then it is tried again
+        // (a balancer that drained the node would otherwise never send the write that
+        // shows the disk has room again).
+        let since = self.shared.refusing_since.load(Ordering::Acquire);
+        self.shared.healthy.load(Ordering::Acquire)
+            && (since == 0 || crate::now_ms().saturating_sub(since) > REFUSING_UNREADY_MS)
     }
 }
 

@@ -33,6 +33,7 @@ fn task(assignee: Assignee) -> TaskRecord {
         note_by: None,
         created_ms: 0,
         escalated: 0,
+        declined_by: Vec::new(),
     }
 }
 
@@ -45,6 +46,18 @@ fn task_rules_follow_the_contract() {
         .unwrap()
         .unwrap();
     assert_eq!((d.view.status, d.view.rev), (TaskStatus::Open, 2));
+    // Saying no again is a retry (nothing for the timeline); another lead's no counts.
+    assert_eq!(
+        apply_task_update(&d, "L1", TaskStatus::Declined, Some("still busy".into())),
+        Ok(None)
+    );
+    let d2 = apply_task_update(&d, "L2", TaskStatus::Declined, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d2.view.status, d2.declined_by.len()),
+        (TaskStatus::Open, 2)
+    );
     // First accept wins; a retry is a no-op; another lead is refused.
     let a = apply_task_update(&open, "L1", TaskStatus::Accepted, None)
         .unwrap()

@@ -338,6 +338,10 @@ impl Mqtt {
             return;
         };
         if let Some(lead) = topic.strip_prefix("gridcast/v1/presence/") {
+            // Only people of the registry: anyone may publish on any presence topic.
+            if hub.registry.current().person(lead).is_none() {
+                return;
+            }
             let online = p.payload.as_ref() == b"online";
             let was = self.leads.insert(lead.to_owned(), online);
             if was != Some(online) {
@@ -403,7 +407,19 @@ impl Mqtt {
                 message,
             };
         // Charged before anything is decoded: a malformed frame costs what a good one does.
-        if let Err(over) = hub.lead_limits.charge_frame(lead, payload.len()) {
+        // Until this node knows the lead's hello was good, its frames are charged to a
+        // budget of their own: whoever else publishes on the lead's topic cannot use up
+        // the lead's own budget (for its WebSocket sessions too).
+        let known = self
+            .verified
+            .get(lead)
+            .is_some_and(|v| v.exp > now_ms() / 1000);
+        let budget = if known {
+            std::borrow::Cow::Borrowed(lead)
+        } else {
+            std::borrow::Cow::Owned(format!("?{lead}"))
+        };
+        if let Err(over) = hub.lead_limits.charge_frame(&budget, payload.len()) {
             hub.metrics.rate_limited.fetch_add(1, Relaxed);
             let reference = std::str::from_utf8(payload)
                 .ok()

@@ -29,8 +29,10 @@ use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::{Hub, now_ms};
 
 /// Largest message tungstenite will assemble; the contract's 64 KiB limit is enforced
-/// above it with a `too_large` error so that the connection stays usable.
-const MAX_WIRE_MESSAGE: usize = 1024 * 1024;
+/// above it with a `too_large` error so that the connection stays usable. Twice the
+/// contract's limit: a connection that has not said hello yet may make the hub hold
+/// this much, so it is small (10,000 pending hellos × 128 KiB at worst).
+const MAX_WIRE_MESSAGE: usize = 128 * 1024;
 /// Read chunk size: small, since phones send little (tungstenite's default is 128 KiB).
 const READ_BUFFER: usize = 2 * 1024;
 /// Most bytes queued inside tungstenite before a write fails (a stalled peer).
@@ -309,7 +311,7 @@ async fn open_session(
 async fn read_loop(
     hub: &Hub,
     lead: &str,
-    mut claims: Claims,
+    claims: Claims,
     mut stream: SplitStream<WebSocket>,
     handle: &SessionHandle,
     last_seen: &AtomicU64,
@@ -317,22 +319,25 @@ async fn read_loop(
     // Made once: a cancellation future registers itself with the token when made.
     let killed = handle.killed();
     tokio::pin!(killed);
-    // The session lives as long as its token (a new `hello` renews it).
-    let expiry = tokio::time::sleep(claims.expires_in());
-    tokio::pin!(expiry);
+    // The session lives as long as its token: the writer's heartbeat tick ends it past
+    // `exp` (a timer of its own per session would cost every idle phone ~100 bytes);
+    // a new `hello` renews it. Only the token's id is kept, for revocation.
+    handle.set_expiry(claims.exp);
+    let mut jti = claims.jti;
     let mut revocations = hub.revocations.changed();
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             () = &mut killed => return,
-            () = &mut expiry => {
-                hub.metrics.sessions_expired.fetch_add(1, Relaxed);
-                tracing::info!(lead, session = handle.id, "token expired; session ended");
-                handle.end(close::UNAUTHORIZED);
-                return;
-            }
             Ok(()) = revocations.changed() => {
-                if hub.revocations.is_revoked(&claims) {
+                let current = Claims {
+                    sub: lead.to_owned(),
+                    role: TokenRole::Lead,
+                    scope: String::new(),
+                    exp: handle.expiry(),
+                    jti: jti.clone(),
+                };
+                if hub.revocations.is_revoked(&current) {
                     hub.metrics.sessions_expired.fetch_add(1, Relaxed);
                     tracing::info!(lead, session = handle.id, "token revoked; session ended");
                     handle.end(close::UNAUTHORIZED);
@@ -346,10 +351,8 @@ async fn read_loop(
             Some(Ok(m)) => {
                 last_seen.store(now_ms(), Relaxed);
                 if let Some(renewed) = Box::pin(on_message(hub, lead, handle, m)).await {
-                    expiry
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + renewed.expires_in());
-                    claims = renewed;
+                    handle.set_expiry(renewed.exp);
+                    jti = renewed.jti;
                 }
             }
         }
@@ -363,7 +366,12 @@ async fn on_message(hub: &Hub, lead: &str, handle: &SessionHandle, m: Message) -
     let (text, len) = match &m {
         Message::Text(t) => (Some(t.as_str()), t.len()),
         Message::Binary(b) => (None, b.len()),
-        _ => return None,
+        // WebSocket pings and pongs cost their sender too (tungstenite answers pings).
+        Message::Ping(b) | Message::Pong(b) => {
+            let _ = hub.lead_limits.charge_frame(lead, b.len());
+            return None;
+        }
+        Message::Close(_) => return None,
     };
     hub.metrics.frames_in.fetch_add(1, Relaxed);
     // Charged before anything is decoded: a malformed frame costs what a good one does.
@@ -459,6 +467,12 @@ async fn write_loop(
                     sink.flush().await.map_err(drop)
                 }
                 _ = tick.tick() => {
+                    if now_ms() / 1000 >= handle.expiry() {
+                        hub.metrics.sessions_expired.fetch_add(1, Relaxed);
+                        tracing::info!(session = handle.id, "token expired; session ended");
+                        handle.end(close::UNAUTHORIZED);
+                        return Ok(());
+                    }
                     let silent = now_ms().saturating_sub(last_seen.load(Relaxed));
                     if silent > 2 * interval.as_millis() as u64 {
                         hub.metrics.heartbeat_drops.fetch_add(1, Relaxed);

@@ -99,6 +99,17 @@ impl State {
         );
     }
 
+    /// True when some closed incident was closed before `cutoff`, or some report taken
+    /// before it (what a compaction would let go).
+    pub(super) fn has_expired(&self, cutoff: u64) -> bool {
+        self.incidents.values().any(|e| {
+            e.meta.state == IncidentState::Closed && e.meta.closed_at.is_some_and(|t| t < cutoff)
+        }) || self
+            .reports
+            .iter()
+            .any(|r| gridcast_protocol::time::parse_rfc3339(&r.at).is_some_and(|t| t < cutoff))
+    }
+
     /// The records of a log that holds this state whole, without the closed incidents
     /// closed before `cutoff` (Unix ms) and the reports taken before it.
     pub(super) fn compacted(&self, cutoff: u64) -> (Vec<Record>, Compacted) {

@@ -368,7 +368,7 @@ pub(super) fn writer(
             Ok(()) => {
                 len += buf.len() as u64;
                 if !buf.is_empty() {
-                    shared.refusing.store(false, Ordering::Release);
+                    shared.refusing_since.store(0, Ordering::Release);
                 }
                 let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
                 for r in records.drain(..) {
@@ -378,26 +378,29 @@ pub(super) fn writer(
                 // are a few refcounts each.
                 replies.send(&st);
             }
-            Err((e, synced)) => {
-                // Cut what was written of the batch, so that a later append follows the
-                // last good record; the writer's copy goes back to what readers see.
-                let cut = !synced
-                    && file
-                        .set_len(len)
-                        .and_then(|()| file.sync_all())
-                        .and_then(|()| file.seek(std::io::SeekFrom::Start(len)).map(drop))
-                        .is_ok();
+            Err((e, sync_failed)) => {
+                // Cut what was written of the batch, so that neither a later append nor
+                // a restart finds any of it; the writer's copy goes back to what readers
+                // see. After a failed fdatasync the kernel may have dropped pages it could
+                // not write: the file is cut all the same, and the store stops for good.
+                let cut = file
+                    .set_len(len)
+                    .and_then(|()| file.sync_all())
+                    .and_then(|()| file.seek(std::io::SeekFrom::Start(len)).map(drop))
+                    .is_ok();
                 work = shared
                     .state
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                if cut {
-                    shared.refusing.store(true, Ordering::Release);
+                if cut && !sync_failed {
+                    shared
+                        .refusing_since
+                        .store(crate::now_ms().max(1), Ordering::Release);
                     tracing::error!(error = %e, bytes = len, "store write refused; nothing of it was kept");
                 } else {
                     shared.healthy.store(false, Ordering::Release);
-                    tracing::error!(error = %e, bytes = len, "store write or sync failed; refusing further writes until restarted");
+                    tracing::error!(error = %e, bytes = len, cut, "store write or sync failed; refusing further writes until restarted");
                 }
                 replies.fail(&StoreError::Io(e.to_string()));
             }
@@ -433,10 +436,11 @@ fn compact(
     base: &mut u64,
     cutoff: u64,
 ) -> Result<Option<Compacted>, StoreError> {
-    let (records, mut done) = work.compacted(cutoff);
-    if done.incidents == 0 && done.reports == 0 && *len <= 2 * *base + GROWTH {
+    // Cheap first: nothing expired and a log of modest size is left as it is.
+    if !work.has_expired(cutoff) && *len <= 2 * *base + GROWTH {
         return Ok(None);
     }
+    let (records, mut done) = work.compacted(cutoff);
     let mut buf = Vec::with_capacity(*len as usize / 2);
     for r in &records {
         line(r, &mut buf);
@@ -475,9 +479,18 @@ fn compact(
     }
     {
         let mut st = shared.state.write().unwrap_or_else(|p| p.into_inner());
+        // Held in memory only, by the readers' state: escalation leases, and the times
+        // the outbox sweeper claimed its entries (so that it does not publish them all
+        // again at once).
         let leases = std::mem::take(&mut st.leases);
+        let mut claimed = std::mem::take(&mut st.outbox);
         *st = fresh.clone();
         st.leases = leases;
+        for (key, since) in st.outbox.iter_mut() {
+            if let Some(c) = claimed.remove(key) {
+                *since = c;
+            }
+        }
     }
     *work = fresh;
     if let Err(e) = File::open(&shared.dir).and_then(|d| d.sync_all()) {
