@@ -76,6 +76,12 @@ function connect() {
       return;
     }
     if (!S.token) return;
+    if (e.code === 4409) {
+      // The lead opened more sessions elsewhere and this, the oldest, was closed: coming
+      // back at once would close another device's session in turn.
+      setConn("offline", "opened on another device; reload this page to use it here");
+      return;
+    }
     const wait = backoff(S.attempt++);
     setConn("reconnecting", `reconnecting in ${Math.ceil(wait / 1000)} s…`);
     S.retry = setTimeout(connect, wait);

@@ -283,14 +283,7 @@ impl Cluster {
             rest.push(m);
         }
         if !rest.is_empty() {
-            let now = now_ms();
-            let rest: Vec<Message> = rest
-                .into_iter()
-                .map(|(ch, body)| {
-                    let sealed = self.seal.seal(&ch, &body, now);
-                    (ch, sealed)
-                })
-                .collect();
+            let rest = self.sealed(rest);
             let mut c = self.store.connection();
             let _ = publish_pipe(&rest).query_async::<()>(&mut c).await;
         }
@@ -747,6 +740,18 @@ impl Cluster {
         }
     }
 
+    /// `messages` sealed for their channels, ready to publish.
+    fn sealed(&self, messages: Vec<Message>) -> Vec<Message> {
+        let now = now_ms();
+        messages
+            .into_iter()
+            .map(|(ch, body)| {
+                let sealed = self.seal.seal(&ch, &body, now);
+                (ch, sealed)
+            })
+            .collect()
+    }
+
     /// Tells every node that the registry in Redis changed (each reloads it; a node that
     /// misses this reloads at its next resync).
     pub async fn announce_registry(&self) {
@@ -767,14 +772,7 @@ impl Cluster {
         if messages.is_empty() {
             return 0;
         }
-        let now = now_ms();
-        let messages: Vec<Message> = messages
-            .into_iter()
-            .map(|(ch, body)| {
-                let sealed = self.seal.seal(&ch, &body, now);
-                (ch, sealed)
-            })
-            .collect();
+        let messages = self.sealed(messages);
         let nodes = if away.is_empty() {
             Vec::new()
         } else {

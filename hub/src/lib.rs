@@ -377,6 +377,7 @@ impl Hub {
         hub.tracker.spawn(receipts::run(hub.clone(), lane));
         hub.tracker
             .spawn(hub.revocations.clone().watch(hub.shutdown.clone()));
+        hub.tracker.spawn(end_revoked_sessions(hub.clone()));
         transport::mqtt::broker::write_acl_file(&hub);
         Ok(hub)
     }
@@ -519,6 +520,35 @@ pub async fn run_with_clock(
 ) -> Result<(), StartError> {
     let hub = Hub::open_with_clock(config, shutdown, clock).await?;
     serve(hub, listener).await
+}
+
+/// Whenever a new revocation list is in force: the sessions of the tokens it lists end
+/// with 4401 (console streams and MQTT leads check it themselves).
+async fn end_revoked_sessions(hub: Hub) {
+    let mut changed = hub.revocations.changed();
+    loop {
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            () = hub.shutdown.cancelled() => return,
+        }
+        let ended =
+            hub.presence
+                .end_where(gridcast_protocol::error::close::UNAUTHORIZED, |lead, s| {
+                    hub.revocations.is_revoked(&auth::Claims {
+                        sub: lead.to_owned(),
+                        role: auth::TokenRole::Lead,
+                        scope: String::new(),
+                        exp: s.expiry(),
+                        jti: s.token_id(),
+                    })
+                });
+        if ended > 0 {
+            hub.metrics
+                .sessions_expired
+                .fetch_add(ended as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(ended, "sessions of revoked tokens ended");
+        }
+    }
 }
 
 /// Every `--compact-every-s`: lets the store drop what `--retention-hours` no longer

@@ -240,6 +240,30 @@ impl Presence {
     }
 
     /// Ends every session (shutdown).
+    /// Ends, with `code`, every session for which `doomed(lead, session)` holds; returns
+    /// how many. Decided on a list taken first, so no guard of this map is held while a
+    /// session ends.
+    pub fn end_where(
+        &self,
+        code: u16,
+        mut doomed: impl FnMut(&str, &SessionHandle) -> bool,
+    ) -> usize {
+        let all: Vec<(String, Vec<SessionHandle>)> = self
+            .leads
+            .iter()
+            .map(|e| (e.key().clone(), e.sessions.clone()))
+            .collect();
+        let mut n = 0;
+        for (lead, sessions) in all {
+            for s in sessions.iter().filter(|s| doomed(&lead, s)) {
+                s.end(code);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Ends every session with `code`.
     pub fn end_all(&self, code: u16) {
         for e in self.leads.iter() {
             e.sessions.iter().for_each(|s| s.end(code));

@@ -47,6 +47,8 @@ struct Control {
     close_code: AtomicU16,
     /// When the session's token expires (Unix s); `u64::MAX` until set.
     expiry: AtomicU64,
+    /// The id (`jti`) of the session's token, for the revocation list.
+    token_id: std::sync::Mutex<Option<Box<str>>>,
 }
 
 /// The core's handle on one session. Cheap to clone.
@@ -82,6 +84,7 @@ impl SessionHandle {
             kill: parent.child_token(),
             close_code: AtomicU16::new(close::GOING_AWAY),
             expiry: AtomicU64::new(u64::MAX),
+            token_id: std::sync::Mutex::new(None),
         });
         (
             Self {
@@ -138,9 +141,24 @@ impl SessionHandle {
         self.control.kill.is_cancelled()
     }
 
-    /// Sets when the session's token expires (Unix s).
-    pub fn set_expiry(&self, exp: u64) {
+    /// The session's token from now on: when it expires (Unix s) and its id.
+    pub fn set_token(&self, exp: u64, jti: Option<&str>) {
         self.control.expiry.store(exp, Ordering::Release);
+        *self
+            .control
+            .token_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = jti.map(Box::from);
+    }
+
+    /// The id of the session's token, if it has one.
+    pub fn token_id(&self) -> Option<String> {
+        self.control
+            .token_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            .map(str::to_owned)
     }
 
     /// When the session's token expires (Unix s).

@@ -1195,48 +1195,17 @@ async fn i09_the_broker_asks_the_hub_and_its_acl_follows_the_registry() {
         let q = serde_json::json!({"username": user, "password": password});
         assert_eq!(ask("/v1/mqtt/auth", key, q).await, 403, "{user}");
     }
-    let acl = |user: &str, topic: String, acc: u8| serde_json::json!({"username": user, "topic": topic, "acc": acc});
-    assert_eq!(
-        ask(
-            "/v1/mqtt/acl",
-            key,
-            acl(me, format!("gridcast/v1/grid/{grid}"), 4)
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        ask(
-            "/v1/mqtt/acl",
-            key,
-            acl(me, format!("gridcast/v1/up/{me}"), 2)
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        ask(
-            "/v1/mqtt/acl",
-            key,
-            acl(me, "gridcast/v1/up/P00001".into(), 2)
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        ask(
-            "/v1/mqtt/acl",
-            key,
-            acl(me, "gridcast/v1/lead/P00001".into(), 1)
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        ask("/v1/mqtt/acl", key, acl(me, "gridcast/v1/#".into(), 4)).await,
-        403
-    );
-
+    // (topic, acc: 1 read, 2 write, 4 subscribe, status)
+    for (topic, acc, want) in [
+        (format!("gridcast/v1/grid/{grid}"), 4, 200),
+        (format!("gridcast/v1/up/{me}"), 2, 200),
+        ("gridcast/v1/up/P00001".to_owned(), 2, 403),
+        ("gridcast/v1/lead/P00001".to_owned(), 1, 403),
+        ("gridcast/v1/#".to_owned(), 4, 403),
+    ] {
+        let q = serde_json::json!({"username": me, "topic": topic, "acc": acc});
+        assert_eq!(ask("/v1/mqtt/acl", key, q).await, want, "{topic} {acc}");
+    }
     // A new lead joins at run time: the hook and the ACL file know it at once.
     eventually(WAIT, "the ACL file", || async { acl_path.exists() }).await;
     let before = std::fs::read_to_string(&acl_path).unwrap();
@@ -1255,15 +1224,8 @@ async fn i09_the_broker_asks_the_hub_and_its_acl_follows_the_registry() {
         .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
         .await
         .unwrap();
-    assert_eq!(
-        ask(
-            "/v1/mqtt/acl",
-            key,
-            acl("NEW01", format!("gridcast/v1/grid/{grid}"), 4)
-        )
-        .await,
-        200
-    );
+    let q = serde_json::json!({"username": "NEW01", "topic": format!("gridcast/v1/grid/{grid}"), "acc": 4});
+    assert_eq!(ask("/v1/mqtt/acl", key, q).await, 200);
     let want = format!("user NEW01\ntopic read gridcast/v1/grid/{grid}");
     eventually(WAIT, "the ACL file follows the registry", || async {
         std::fs::read_to_string(&acl_path).is_ok_and(|a| a.contains(&want))

@@ -162,7 +162,6 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
 /// A session past its hello: what the read loop and the closing need.
 struct Open {
     lead: String,
-    claims: Claims,
     _slot: OwnedSemaphorePermit,
     handle: SessionHandle,
     stream: SplitStream<WebSocket>,
@@ -178,15 +177,7 @@ async fn session(hub: Hub, socket: WebSocket, pending: OwnedSemaphorePermit) {
     let Some(open) = Box::pin(open_session(&hub, socket, pending)).await else {
         return;
     };
-    read_loop(
-        &hub,
-        &open.lead,
-        open.claims.clone(),
-        open.stream,
-        &open.handle,
-        &open.last_seen,
-    )
-    .await;
+    read_loop(&hub, &open.lead, open.stream, &open.handle, &open.last_seen).await;
     let Open {
         lead,
         handle,
@@ -238,8 +229,12 @@ async fn open_session(
         close_with(socket, close::TRY_AGAIN_LATER, Some(e)).await;
         return None;
     };
-    let lead = claims.sub.clone();
     let (handle, rx) = SessionHandle::new(Channel::Ws, hub.config.session_queue, &hub.shutdown);
+    // The session lives as long as its token: the writer's heartbeat tick ends it past
+    // `exp`, the revocation watcher when its token is listed (a timer or a watch of its
+    // own per session would cost every idle phone); a new `hello` renews it.
+    handle.set_token(claims.exp, claims.jti.as_deref());
+    let lead = claims.sub;
     // Welcome goes first into the empty queue; then the session is visible to fan-out,
     // and only then is the sync read, so an incident issued meanwhile is in one or both.
     let welcome = ServerFrame::Welcome {
@@ -299,7 +294,6 @@ async fn open_session(
     }
     Some(Open {
         lead,
-        claims,
         _slot: slot,
         handle,
         stream,
@@ -311,7 +305,6 @@ async fn open_session(
 async fn read_loop(
     hub: &Hub,
     lead: &str,
-    claims: Claims,
     mut stream: SplitStream<WebSocket>,
     handle: &SessionHandle,
     last_seen: &AtomicU64,
@@ -319,40 +312,17 @@ async fn read_loop(
     // Made once: a cancellation future registers itself with the token when made.
     let killed = handle.killed();
     tokio::pin!(killed);
-    // The session lives as long as its token: the writer's heartbeat tick ends it past
-    // `exp` (a timer of its own per session would cost every idle phone ~100 bytes);
-    // a new `hello` renews it. Only the token's id is kept, for revocation.
-    handle.set_expiry(claims.exp);
-    let mut jti = claims.jti;
-    let mut revocations = hub.revocations.changed();
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             () = &mut killed => return,
-            Ok(()) = revocations.changed() => {
-                let current = Claims {
-                    sub: lead.to_owned(),
-                    role: TokenRole::Lead,
-                    scope: String::new(),
-                    exp: handle.expiry(),
-                    jti: jti.clone(),
-                };
-                if hub.revocations.is_revoked(&current) {
-                    hub.metrics.sessions_expired.fetch_add(1, Relaxed);
-                    tracing::info!(lead, session = handle.id, "token revoked; session ended");
-                    handle.end(close::UNAUTHORIZED);
-                    return;
-                }
-                continue;
-            }
         };
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(m)) => {
                 last_seen.store(now_ms(), Relaxed);
                 if let Some(renewed) = Box::pin(on_message(hub, lead, handle, m)).await {
-                    handle.set_expiry(renewed.exp);
-                    jti = renewed.jti;
+                    handle.set_token(renewed.exp, renewed.jti.as_deref());
                 }
             }
         }

@@ -261,16 +261,32 @@ impl State {
                 lead,
                 mark,
                 at,
-            } => {
-                let Some(e) = self.incidents.get_mut(&incident) else {
-                    return;
-                };
-                let Some(&i) = e.index.get(&lead) else { return };
-                if let Some(next) = apply_mark(&e.recipients[i], &mark, at) {
-                    Arc::make_mut(&mut e.recipients)[i] = next;
-                    e.timeline.push(mark_event(&lead, &mark, at));
-                }
-            }
+            } => self.mark(&incident, &lead, &mark, at),
+        }
+    }
+
+    /// Applies a record it only borrows: a mark (what most records are) without copying
+    /// it, anything else through [`State::apply`].
+    pub(super) fn apply_ref(&mut self, record: &Record) {
+        match record {
+            Record::Mark {
+                incident,
+                lead,
+                mark,
+                at,
+            } => self.mark(incident, lead, mark, *at),
+            other => self.apply(other.clone()),
+        }
+    }
+
+    fn mark(&mut self, incident: &str, lead: &str, mark: &Mark, at: u64) {
+        let Some(e) = self.incidents.get_mut(incident) else {
+            return;
+        };
+        let Some(&i) = e.index.get(lead) else { return };
+        if let Some(next) = apply_mark(&e.recipients[i], mark, at) {
+            Arc::make_mut(&mut e.recipients)[i] = next;
+            e.timeline.push(mark_event(lead, mark, at));
         }
     }
 

@@ -153,8 +153,8 @@ pub(super) fn stage(
     out: &mut Replies,
 ) {
     let mut record = |work: &mut State, r: Record| {
-        records.push(r.clone());
-        work.apply(r);
+        work.apply_ref(&r);
+        records.push(r);
     };
     match req {
         Request::Create(mut new, reply) => {
