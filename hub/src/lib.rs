@@ -30,6 +30,7 @@ pub mod session;
 pub mod store;
 pub mod task;
 pub mod transport;
+pub mod upkeep;
 pub mod web;
 
 use std::path::Path;
@@ -377,7 +378,7 @@ impl Hub {
         hub.tracker.spawn(receipts::run(hub.clone(), lane));
         hub.tracker
             .spawn(hub.revocations.clone().watch(hub.shutdown.clone()));
-        hub.tracker.spawn(end_revoked_sessions(hub.clone()));
+        hub.tracker.spawn(upkeep::end_revoked_sessions(hub.clone()));
         transport::mqtt::broker::write_acl_file(&hub);
         Ok(hub)
     }
@@ -434,7 +435,7 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone());
     hub.tracker.spawn(console_ticker(hub.clone()));
     hub.tracker.spawn(escalation::ticker(hub.clone()));
-    hub.tracker.spawn(maintenance(hub.clone()));
+    hub.tracker.spawn(upkeep::maintenance(hub.clone()));
     if let Some(c) = &hub.cluster {
         c.start(&hub);
     }
@@ -520,64 +521,6 @@ pub async fn run_with_clock(
 ) -> Result<(), StartError> {
     let hub = Hub::open_with_clock(config, shutdown, clock).await?;
     serve(hub, listener).await
-}
-
-/// Whenever a new revocation list is in force: the sessions of the tokens it lists end
-/// with 4401 (console streams and MQTT leads check it themselves).
-async fn end_revoked_sessions(hub: Hub) {
-    let mut changed = hub.revocations.changed();
-    loop {
-        tokio::select! {
-            r = changed.changed() => if r.is_err() { return },
-            () = hub.shutdown.cancelled() => return,
-        }
-        let ended =
-            hub.presence
-                .end_where(gridcast_protocol::error::close::UNAUTHORIZED, |lead, s| {
-                    hub.revocations.is_revoked(&auth::Claims {
-                        sub: lead.to_owned(),
-                        role: auth::TokenRole::Lead,
-                        scope: String::new(),
-                        exp: s.expiry(),
-                        jti: s.token_id(),
-                    })
-                });
-        if ended > 0 {
-            hub.metrics
-                .sessions_expired
-                .fetch_add(ended as u64, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(ended, "sessions of revoked tokens ended");
-        }
-    }
-}
-
-/// Every `--compact-every-s`: lets the store drop what `--retention-hours` no longer
-/// keeps, and compact.
-async fn maintenance(hub: Hub) {
-    let every = Duration::from_secs(hub.config.compact_every_s);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = hub.shutdown.cancelled() => return,
-        }
-        let keep_ms = hub.config.retention_hours.saturating_mul(3_600_000);
-        let cutoff = hub.clock.now_ms().saturating_sub(keep_ms);
-        match hub.store.maintain(cutoff).await {
-            Ok(None) => {}
-            Ok(Some(c)) => tracing::info!(
-                incidents = c.incidents,
-                reports = c.reports,
-                bytes_before = c.bytes_before,
-                bytes_after = c.bytes_after,
-                "store compacted: what retention no longer keeps has left it"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "store compaction failed; retried at the next look")
-            }
-        }
-    }
 }
 
 /// Turns dirty incidents and grids into aggregated console events a few times a second.
