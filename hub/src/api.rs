@@ -13,7 +13,6 @@ use gridcast_protocol::api::{
     CreateIncident, ErrorBody, ErrorDetail, IncidentList, IncidentSummary, RecipientList, Timeline,
 };
 use gridcast_protocol::model::IncidentState;
-use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::{ErrorCode, Status, Target};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +20,6 @@ use serde::de::DeserializeOwned;
 use crate::Hub;
 use crate::auth::{Claims, TokenRole};
 use crate::incident::{self, Refusal};
-use crate::registry::RegistryIndex;
 
 /// An API error: contract code, message, and for a refused registry every problem.
 #[derive(Debug)]
@@ -181,6 +179,7 @@ pub fn metrics_router(hub: Hub) -> Router {
 }
 
 mod events;
+mod registry;
 mod reports;
 
 /// The hub's routes (with `/metrics` unless `--metrics-listen` serves it elsewhere).
@@ -204,8 +203,11 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/reports/{id}/promote", post(reports::post_promote))
         .route("/v1/incidents/{id}/close", post(post_close))
         .route("/v1/presence", get(get_presence))
-        .route("/v1/registry", get(get_registry).put(put_registry))
-        .route("/v1/task-kinds", get(get_task_kinds))
+        .route(
+            "/v1/registry",
+            get(registry::get_registry).put(registry::put_registry),
+        )
+        .route("/v1/task-kinds", get(registry::get_task_kinds))
         .route("/v1/console/events", get(events::console_events))
         .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
         .route("/v1/mqtt/auth", post(crate::transport::mqtt::broker::auth))
@@ -514,79 +516,6 @@ async fn get_presence(
     Ok(Json(crate::presence::body(
         &prefix, &registry, with_leads, online,
     )))
-}
-
-/// The registry as an operator may see it: grids inside its jurisdiction and the people
-/// with an assignment there (personal data stays within the jurisdiction).
-fn scoped_registry(index: &RegistryIndex, scope: &str) -> RegistryDoc {
-    let mut doc = index.registry.to_doc();
-    if !scope.is_empty() {
-        doc.grids.retain(|g| g.code.starts_with(scope));
-        doc.staff
-            .retain(|s| s.assignments.iter().any(|a| a.grid.starts_with(scope)));
-        for s in &mut doc.staff {
-            s.assignments.retain(|a| a.grid.starts_with(scope));
-        }
-    }
-    doc
-}
-
-async fn get_registry(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-) -> ApiResult<Json<RegistryDoc>> {
-    Ok(Json(scoped_registry(&hub.registry.current(), &op.scope)))
-}
-
-async fn put_registry(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-    body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
-    if op.role != TokenRole::Admin || !op.scope.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "replacing the registry needs an admin token for the whole city",
-        ));
-    }
-    // One upload at a time, decided before its body is read: a second admin upload
-    // while one is being read waits for nothing and holds no memory.
-    let Ok(_one_upload) = hub.registry_uploads.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "another registry upload is in progress; retry when it is done",
-        ));
-    };
-    let doc: RegistryDoc = parse_body(&hub, body, hub.config.max_registry_bytes).await?;
-    let registry = doc.validate().map_err(|problems| ApiError {
-        code: ErrorCode::BadRequest,
-        message: format!(
-            "registry refused: {} problem(s); nothing was changed",
-            problems.len()
-        ),
-        problems,
-    })?;
-    // Durable first, then in force: a restart never goes back to an older registry
-    // than one that was answered 200. One replacement at a time, so that the registry
-    // saved and the one in force are always the same document.
-    let _one_at_a_time = hub.registry_writes.lock().await;
-    hub.store.save_registry(&registry.to_doc()).await?;
-    hub.apply_registry(registry);
-    if let Some(c) = &hub.cluster {
-        c.announce_registry().await;
-    }
-    let summary = hub.registry.current().summary();
-    tracing::info!(admin = %op.sub, summary = %summary, "registry replaced");
-    Ok(Json(serde_json::json!({ "ok": true, "summary": summary })))
-}
-
-async fn get_task_kinds(
-    State(hub): State<Hub>,
-    _op: Operator,
-) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(
-        serde_json::json!({ "task_kinds": hub.registry.current().registry.task_kinds }),
-    ))
 }
 
 async fn readyz(State(hub): State<Hub>) -> Response {

@@ -1,6 +1,7 @@
 //! The shared rules of every store (marks, answers, tasks), as unit tests.
 
 use super::*;
+use gridcast_protocol::frame::{Assignee, TaskView};
 
 fn pending() -> RecipientState {
     RecipientState {
