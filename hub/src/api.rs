@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gridcast_protocol::api::{
-    CreateIncident, ErrorBody, ErrorDetail, IncidentList, IncidentSummary, RecipientList, Timeline,
+    CreateIncident, ErrorBody, ErrorDetail, IncidentList, IncidentSummary,
 };
 use gridcast_protocol::model::IncidentState;
-use gridcast_protocol::{ErrorCode, Status, Target};
+use gridcast_protocol::{ErrorCode, Target};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -178,6 +178,7 @@ pub fn metrics_router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
+mod detail;
 mod events;
 mod registry;
 mod reports;
@@ -193,8 +194,10 @@ pub fn router(hub: Hub) -> Router {
     routes
         .route("/v1/incidents", post(create_incident).get(list_incidents))
         .route("/v1/incidents/{id}", get(get_incident))
-        .route("/v1/incidents/{id}/recipients", get(get_recipients))
-        .route("/v1/incidents/{id}/timeline", get(get_timeline))
+        .route("/v1/incidents/{id}/recipients", get(detail::get_recipients))
+        .route("/v1/incidents/{id}/timeline", get(detail::get_timeline))
+        .route("/v1/escalations", get(detail::get_escalations))
+        .route("/v1/limits", get(detail::get_limits))
         .route("/v1/incidents/{id}/updates", post(post_update))
         .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
         .route("/v1/incidents/{id}/report", get(get_after_action))
@@ -436,42 +439,6 @@ async fn get_incident(
 ) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
     let snap = visible_snapshot(&hub, &op, &id).await?;
     Ok(Json(incident::detail(&snap)))
-}
-
-#[derive(Deserialize)]
-struct StatusQuery {
-    status: Option<String>,
-}
-
-async fn get_recipients(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-    Path(id): Path<String>,
-    Query(q): Query<StatusQuery>,
-) -> ApiResult<Json<RecipientList>> {
-    let want: Option<Status> = query_filter(
-        q.status.as_deref(),
-        "status",
-        "pending, delivered, accepted or declined",
-    )?;
-    let snap = visible_snapshot(&hub, &op, &id).await?;
-    let recipients = snap
-        .recipients
-        .iter()
-        .filter(|r| want.is_none_or(|w| r.status == w))
-        .map(incident::recipient_row)
-        .collect();
-    Ok(Json(RecipientList { recipients }))
-}
-
-async fn get_timeline(
-    State(hub): State<Hub>,
-    Operator(op): Operator,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Timeline>> {
-    visible_snapshot(&hub, &op, &id).await?;
-    let events = hub.store.timeline(&id).await?.unwrap_or_default();
-    Ok(Json(Timeline { events }))
 }
 
 #[derive(Deserialize)]

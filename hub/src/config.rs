@@ -145,6 +145,10 @@ pub struct Config {
     /// reconnect storm of thousands of phones at once.
     #[arg(long, env = "GRIDCAST_MAX_PENDING_HELLOS", default_value_t = 10_000)]
     pub max_pending_hellos: usize,
+    /// Console events a slow console may fall behind by before its stream says `lagged`
+    /// (the console then reads again what it shows).
+    #[arg(long, env = "GRIDCAST_CONSOLE_BUFFER", default_value_t = 1024)]
+    pub console_buffer: usize,
     /// Most sessions one lead holds on this node (all channels); the newest wins and the
     /// oldest is closed with 4409.
     #[arg(long, env = "GRIDCAST_MAX_SESSIONS_PER_LEAD", default_value_t = 4)]
@@ -273,10 +277,11 @@ impl Config {
         }
         if self.max_connections == 0
             || self.max_pending_hellos == 0
+            || self.console_buffer == 0
             || self.max_sessions_per_lead == 0
         {
             return bad(
-                "--max-connections, --max-pending-hellos and --max-sessions-per-lead must be positive",
+                "--max-connections, --max-pending-hellos, --console-buffer and --max-sessions-per-lead must be positive",
             );
         }
         crate::listen::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError)?;

@@ -59,10 +59,11 @@ pub struct Console {
 /// How often aggregated events go out.
 pub const TICK: Duration = Duration::from_millis(250);
 
-impl Default for Console {
-    fn default() -> Self {
+impl Console {
+    /// A console hub whose streams may fall `buffer` events behind before `lagged`.
+    pub fn new(buffer: usize) -> Self {
         Self {
-            tx: broadcast::channel(1024).0,
+            tx: broadcast::channel(buffer.max(1)).0,
             dirty_incidents: Mutex::default(),
             dirty_remote: Mutex::default(),
             dirty_grids: Mutex::default(),

@@ -350,7 +350,7 @@ impl Hub {
             store,
             presence,
             bus,
-            console: Console::default(),
+            console: Console::new(config.console_buffer),
             metrics,
             shutdown,
             tracker,

@@ -285,8 +285,9 @@ pub fn body(
     online_leads: Vec<OnlineLead>,
 ) -> PresenceBody {
     let children = registry.child_areas(prefix);
-    let child_len = children.first().map(String::len);
-    let mut per_child: HashMap<&str, usize> = children.iter().map(|c| (c.as_str(), 0)).collect();
+    let child_len = children.first().map(|(c, _)| c.len());
+    let mut per_child: HashMap<&str, usize> =
+        children.iter().map(|(c, _)| (c.as_str(), 0)).collect();
     let mut online = 0;
     let mut leads = Vec::new();
     for e in online_leads {
@@ -323,11 +324,13 @@ pub fn body(
     leads.sort_by(|a, b| a.id.cmp(&b.id));
     PresenceBody {
         prefix: prefix.to_string(),
+        name: registry.name_of(prefix.as_str()),
         online,
         children: children
             .iter()
-            .map(|c| PresenceChild {
+            .map(|(c, name)| PresenceChild {
                 code: c.clone(),
+                name: name.clone(),
                 online: per_child[c.as_str()],
             })
             .collect(),

@@ -5,7 +5,7 @@
 //! index they started with, so a change never shows half-applied, and incidents keep the
 //! recipients they were issued to because those are stored with the incident.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use gridcast_protocol::frame::{Assignment, Targets};
@@ -117,22 +117,49 @@ impl RegistryIndex {
         Ok(out)
     }
 
-    /// The child areas of `prefix` (at the next boundary) that hold at least one grid.
-    pub fn child_areas(&self, prefix: &Target) -> Vec<String> {
+    /// The child areas of `prefix` (at the next boundary) that hold at least one grid,
+    /// with the registry's name for each where it has one.
+    pub fn child_areas(&self, prefix: &Target) -> Vec<(String, Option<String>)> {
         let Some(len) = prefix.child_len() else {
             return Vec::new();
         };
-        let set: HashSet<&str> = self
-            .registry
-            .grids
+        let mut children: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+        for g in &self.registry.grids {
+            let c = g.code.as_str();
+            if prefix.covers(c) && c.len() >= len {
+                let name = children.entry(&c[..len]).or_default();
+                if c.len() == len {
+                    *name = Some(&g.name);
+                }
+            }
+        }
+        for a in &self.registry.areas {
+            if let Some(name) = children.get_mut(a.code.as_str()) {
+                *name = Some(&a.name);
+            }
+        }
+        children
+            .into_iter()
+            .map(|(c, n)| (c.to_owned(), n.filter(|n| !n.is_empty()).map(str::to_owned)))
+            .collect()
+    }
+
+    /// The registry's name for an area, grid or micro-grid code, where it has one.
+    pub fn name_of(&self, code: &str) -> Option<String> {
+        let named = |n: &str| (!n.is_empty()).then(|| n.to_owned());
+        if code.len() >= 16 {
+            return self
+                .registry
+                .grids
+                .iter()
+                .find(|g| g.code.as_str() == code)
+                .and_then(|g| named(&g.name));
+        }
+        self.registry
+            .areas
             .iter()
-            .map(|g| g.code.as_str())
-            .filter(|c| prefix.covers(c) && c.len() >= len)
-            .map(|c| &c[..len])
-            .collect();
-        let mut v: Vec<String> = set.into_iter().map(str::to_owned).collect();
-        v.sort();
-        v
+            .find(|a| a.code == code)
+            .and_then(|a| named(&a.name))
     }
 
     /// Number of grids and micro-grids, staff, per role (for logs and `/readyz`).
@@ -194,9 +221,10 @@ mod tests {
         let doc: RegistryDoc = serde_json::from_value(serde_json::json!({
             "grids": [
                 {"code": "3301060040051012", "kind": "community"},
-                {"code": "3301060040051012001"},
+                {"code": "3301060040051012001", "name": "micro 1"},
                 {"code": "3301060050002001", "kind": "rural"}
             ],
+            "areas": [{"code": "330106004", "name": "西溪街道"}],
             "staff": [
                 {"id": "A", "assignments": [{"grid": "3301060040051012", "role": "grid_lead"}]},
                 {"id": "B", "assignments": [{"grid": "3301060040051012001", "role": "micro_lead"}]},
@@ -263,13 +291,17 @@ mod tests {
     #[test]
     fn child_areas_stop_at_the_next_boundary() {
         let idx = index();
-        assert_eq!(
-            idx.child_areas(&Target::parse("330106").unwrap()),
-            ["330106004", "330106005"]
-        );
-        assert_eq!(
-            idx.child_areas(&Target::parse("3301060040051012").unwrap()),
-            ["3301060040051012001"]
-        );
+        let codes = |t: &str| -> Vec<String> {
+            let t = Target::parse(t).unwrap();
+            idx.child_areas(&t).into_iter().map(|(c, _)| c).collect()
+        };
+        assert_eq!(codes("330106"), ["330106004", "330106005"]);
+        assert_eq!(codes("3301060040051012"), ["3301060040051012001"]);
+        // A grid's child carries its registry name; an area without one has none.
+        let named = idx.child_areas(&Target::parse("3301060040051012").unwrap());
+        assert_eq!(named[0].1.as_deref(), Some("micro 1"));
+        let towns = idx.child_areas(&Target::parse("330106").unwrap());
+        assert_eq!(towns[0].1.as_deref(), Some("西溪街道"));
+        assert_eq!(towns[1].1, None);
     }
 }

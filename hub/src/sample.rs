@@ -123,10 +123,24 @@ pub fn sample_city() -> RegistryDoc {
         name: name.into(),
     })
     .collect();
+    let areas = [
+        ("33", "浙江省"),
+        ("3301", "杭州市"),
+        (COUNTY, "西湖区"),
+        ("330106004", "西溪街道"),
+        ("330106101", "三墩镇"),
+    ]
+    .into_iter()
+    .map(|(code, name)| gridcast_protocol::registry::AreaDoc {
+        code: code.into(),
+        name: name.into(),
+    })
+    .collect();
     RegistryDoc {
         grids,
         staff,
         task_kinds,
+        areas,
     }
 }
 

@@ -1,11 +1,21 @@
 //! The web pages the hub serves: the command-center console (`/console`) and the lead
-//! phone page (`/lead`). Plain HTML, CSS and JavaScript from `clients/web/`, compiled
-//! into the binary (no build step, no separate web server, nothing from the internet).
-//! They speak only the public API and protocol.
+//! phone page (`/lead`). Plain HTML, CSS and JavaScript modules from `clients/web/`,
+//! compiled into the binary (no build step, no separate web server, nothing from the
+//! internet). They speak only the public API and protocol.
 //!
 //! Every page goes out with a Content-Security-Policy that allows scripts, styles and
 //! connections from this hub only and no inline script, so text that reached a page as
 //! markup could not run even if a page forgot to escape it (they set text, not HTML).
+//!
+//! Both pages are in Simplified Chinese and English. The hub renders the first paint in
+//! the language the browser asks for (the `gridcast_lang` cookie the pages set when a
+//! person picks one, else `Accept-Language`, else Chinese): an element marked
+//! `data-t="key"` gets the text of `key` from `clients/web/i18n/{lang}.json`, an
+//! attribute `data-t-placeholder="key"` (or `-title`, `-aria-label`) that attribute.
+//! The pages translate themselves with the same dictionaries when the choice changes.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::Path;
@@ -15,38 +25,171 @@ use axum::routing::get;
 
 use crate::Hub;
 
-macro_rules! asset {
-    ($name:literal) => {
-        include_str!(concat!("../../clients/web/", $name))
+macro_rules! assets {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../clients/web/", $name)))),*]
     };
 }
 
-/// (path under `/web/`, content type, body).
-const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "common.js",
-        "text/javascript; charset=utf-8",
-        asset!("common.js"),
-    ),
-    (
-        "console.js",
-        "text/javascript; charset=utf-8",
-        asset!("console.js"),
-    ),
-    (
-        "lead.js",
-        "text/javascript; charset=utf-8",
-        asset!("lead.js"),
-    ),
-    (
-        "gridcast.css",
-        "text/css; charset=utf-8",
-        asset!("gridcast.css"),
-    ),
+/// (path under `/web/`, body).
+const ASSETS: &[(&str, &str)] = assets![
+    "gridcast.css",
+    "i18n/en.json",
+    "i18n/zh-CN.json",
+    "lib/dom.js",
+    "lib/i18n.js",
+    "lib/incident.js",
+    "lib/store.js",
+    "lib/util.js",
+    "console/api.js",
+    "console/detail.js",
+    "console/escalations.js",
+    "console/incidents.js",
+    "console/issue.js",
+    "console/main.js",
+    "console/reports.js",
+    "console/tree.js",
+    "lead/main.js",
+    "lead/session.js",
+    "lead/views.js",
 ];
 
-const CONSOLE: &str = asset!("console.html");
-const LEAD: &str = asset!("lead.html");
+const CONSOLE: &str = include_str!("../../clients/web/console.html");
+const LEAD: &str = include_str!("../../clients/web/lead.html");
+
+/// The languages of the pages, the first being the default.
+pub const LANGUAGES: [&str; 2] = ["zh-CN", "en"];
+
+fn asset(name: &str) -> Option<&'static str> {
+    ASSETS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+type Dictionary = HashMap<String, String>;
+
+/// The dictionaries, read once from the embedded JSON.
+static DICTIONARIES: LazyLock<Vec<(&'static str, Dictionary)>> = LazyLock::new(|| {
+    LANGUAGES
+        .iter()
+        .map(|lang| {
+            let json = asset(&format!("i18n/{lang}.json")).expect("dictionary embedded");
+            (
+                *lang,
+                serde_json::from_str(json).expect("the embedded dictionaries are valid JSON"),
+            )
+        })
+        .collect()
+});
+
+/// Each page rendered once per language: (page, language) → HTML.
+static RENDERED: LazyLock<HashMap<(&'static str, &'static str), String>> = LazyLock::new(|| {
+    let mut out = HashMap::new();
+    for (lang, dict) in DICTIONARIES.iter() {
+        for (page, html) in [("console", CONSOLE), ("lead", LEAD)] {
+            out.insert((page, *lang), render(html, lang, dict));
+        }
+    }
+    out
+});
+
+/// The language for a request: the page's remembered choice (cookie), else the
+/// browser's languages by preference, else Chinese.
+pub fn language(headers: &HeaderMap) -> &'static str {
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix("gridcast_lang="))
+        .find_map(supported);
+    if let Some(lang) = cookie {
+        return lang;
+    }
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept_language::parse(accept)
+        .iter()
+        .find_map(|l| supported(l))
+        .unwrap_or(LANGUAGES[0])
+}
+
+/// The page language a language tag asks for: any Chinese is `zh-CN`, any English `en`.
+fn supported(tag: &str) -> Option<&'static str> {
+    let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+    match primary.as_str() {
+        "zh" => Some("zh-CN"),
+        "en" => Some("en"),
+        _ => None,
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fills a page template for one language: `<html lang>`, every `data-t` element's
+/// text and every `data-t-{attribute}`'s attribute. A key missing from the dictionary
+/// is left as the key itself (and the tests fail on it).
+fn render(template: &str, lang: &str, dict: &Dictionary) -> String {
+    let text = |key: &str| escape(dict.get(key).map_or(key, String::as_str));
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template.replacen(
+        "<html lang=\"zh-CN\">",
+        &format!("<html lang=\"{lang}\">"),
+        1,
+    );
+    while let Some(at) = rest.find(" data-t") {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        // ` data-t="key"` or ` data-t-attr="key"`
+        let after = &tail[" data-t".len()..];
+        let (attr, after) = match after.strip_prefix('-') {
+            Some(a) => {
+                let end = a.find('=').unwrap_or(0);
+                (Some(&a[..end]), &a[end..])
+            }
+            None => (None, after),
+        };
+        let Some(key) = after
+            .strip_prefix("=\"")
+            .and_then(|a| a.split_once('"'))
+            .map(|(k, _)| k)
+        else {
+            out.push_str(" data-t");
+            rest = after.to_owned();
+            continue;
+        };
+        let consumed = " data-t".len() + attr.map_or(0, |a| a.len() + 1) + 2 + key.len() + 1;
+        out.push_str(&tail[..consumed]);
+        let remaining = &tail[consumed..];
+        match attr {
+            Some(a) => {
+                out.push_str(&format!(" {a}=\"{}\"", text(key)));
+                rest = remaining.to_owned();
+            }
+            None => {
+                // The element's text goes right after its start tag.
+                let close = remaining.find('>').map_or(remaining.len(), |i| i + 1);
+                out.push_str(&remaining[..close]);
+                out.push_str(&text(key));
+                rest = remaining[close..].to_owned();
+            }
+        }
+    }
+    out.push_str(&rest);
+    out
+}
 
 /// The pages' routes.
 pub fn routes() -> Router<Hub> {
@@ -54,13 +197,13 @@ pub fn routes() -> Router<Hub> {
         .route("/", get(|| async { Redirect::temporary("/console") }))
         .route(
             "/console",
-            get(|h: HeaderMap| async move { page(&h, CONSOLE) }),
+            get(|h: HeaderMap| async move { page(&h, "console") }),
         )
-        .route("/lead", get(|h: HeaderMap| async move { page(&h, LEAD) }))
-        .route("/web/{file}", get(asset))
+        .route("/lead", get(|h: HeaderMap| async move { page(&h, "lead") }))
+        .route("/web/{*file}", get(serve_asset))
 }
 
-fn page(headers: &HeaderMap, html: &'static str) -> Response {
+fn page(headers: &HeaderMap, name: &'static str) -> Response {
     // The lead page's WebSocket goes to this same host; CSP's 'self' does not cover
     // ws:// in every browser, so the host is named.
     let host = headers
@@ -76,12 +219,18 @@ fn page(headers: &HeaderMap, html: &'static str) -> Response {
          connect-src 'self' ws://{host} wss://{host}; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'"
     );
+    let lang = language(headers);
+    let html = RENDERED
+        .get(&(name, lang))
+        .map_or("", String::as_str)
+        .to_owned();
     let mut r = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
+            (header::VARY, "Accept-Language, Cookie"),
         ],
         html,
     )
@@ -89,20 +238,109 @@ fn page(headers: &HeaderMap, html: &'static str) -> Response {
     if let Ok(v) = HeaderValue::from_str(&csp) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
+    r.headers_mut().insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(if lang == "en" { "en" } else { "zh-CN" }),
+    );
     r
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, kind, body)) => (
+async fn serve_asset(Path(file): Path<String>) -> Response {
+    let kind = match file.rsplit('.').next() {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    match asset(&file) {
+        Some(body) => (
             [
-                (header::CONTENT_TYPE, *kind),
+                (header::CONTENT_TYPE, kind),
                 (header::CACHE_CONTROL, "no-cache"),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
-            *body,
+            body,
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn the_language_follows_the_cookie_then_the_browser_then_chinese() {
+        assert_eq!(language(&headers(&[])), "zh-CN");
+        assert_eq!(
+            language(&headers(&[("accept-language", "en-US,en;q=0.9")])),
+            "en"
+        );
+        assert_eq!(
+            language(&headers(&[("accept-language", "fr-FR,en;q=0.5,zh;q=0.8")])),
+            "zh-CN"
+        );
+        assert_eq!(language(&headers(&[("accept-language", "de-DE")])), "zh-CN");
+        assert_eq!(
+            language(&headers(&[
+                ("accept-language", "zh-CN"),
+                ("cookie", "a=1; gridcast_lang=en")
+            ])),
+            "en"
+        );
+    }
+
+    #[test]
+    fn every_marked_element_gets_its_text_in_both_languages() {
+        for (lang, dict) in DICTIONARIES.iter() {
+            for (page, html) in [("console", CONSOLE), ("lead", LEAD)] {
+                let out = render(html, lang, dict);
+                assert!(out.contains(&format!("<html lang=\"{lang}\">")), "{page}");
+                // Every key the template names is in the dictionary.
+                for part in html.split(" data-t").skip(1) {
+                    let key = part
+                        .split_once("=\"")
+                        .and_then(|(_, k)| k.split_once('"'))
+                        .map(|(k, _)| k)
+                        .unwrap();
+                    assert!(dict.contains_key(key), "{lang}: {page} uses {key:?}");
+                }
+            }
+        }
+        let (_, zh) = &DICTIONARIES[0];
+        let mut d = Dictionary::new();
+        d.insert("a".into(), "<登录>".into());
+        d.insert("p".into(), "粘贴\"令牌\"".into());
+        let out = render(
+            "<html lang=\"zh-CN\"><b data-t=\"a\"></b><input data-t-placeholder=\"p\">",
+            "zh-CN",
+            &d,
+        );
+        assert_eq!(
+            out,
+            "<html lang=\"zh-CN\"><b data-t=\"a\">&lt;登录&gt;</b><input data-t-placeholder=\"p\" placeholder=\"粘贴&quot;令牌&quot;\">"
+        );
+        assert!(!zh.is_empty());
+    }
+
+    #[test]
+    fn both_dictionaries_have_the_same_keys() {
+        let (_, zh) = &DICTIONARIES[0];
+        let (_, en) = &DICTIONARIES[1];
+        let mut missing: Vec<&String> = zh.keys().filter(|k| !en.contains_key(*k)).collect();
+        missing.extend(en.keys().filter(|k| !zh.contains_key(*k)));
+        assert!(
+            missing.is_empty(),
+            "keys in one dictionary only: {missing:?}"
+        );
     }
 }

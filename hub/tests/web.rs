@@ -167,7 +167,7 @@ async fn an_activation_from_the_console_form_reaches_the_phone_and_its_ack_moves
         .await;
     // The recipients filter narrows the table to that status.
     console
-        .eval("(() => { const s = document.getElementById('r-filter'); s.value = 'accepted'; s.dispatchEvent(new Event('change')); })()")
+        .eval("(() => { const s = document.getElementById('r-filter'); s.value = 'accepted'; s.dispatchEvent(new Event('change', {bubbles: true})); })()")
         .await;
     console
         .wait_for(

@@ -135,8 +135,14 @@ pub struct RecipientRow {
 /// `GET /v1/incidents/{id}/recipients`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientList {
-    /// Recipients in registry order.
+    /// Recipients in registry order (one page of them with `limit`).
     pub recipients: Vec<RecipientRow>,
+    /// Recipients matching the filter, on every page.
+    #[serde(default)]
+    pub total: usize,
+    /// With `limit`: the `offset` of the next page, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
 }
 
 /// One event on an incident's timeline.
@@ -159,8 +165,11 @@ pub struct TimelineEvent {
 /// `GET /v1/incidents/{id}/timeline`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeline {
-    /// Events in order.
+    /// Events in order (the latest `limit` of them when asked).
     pub events: Vec<TimelineEvent>,
+    /// Events on the whole timeline.
+    #[serde(default)]
+    pub total: usize,
 }
 
 /// `POST /v1/incidents/{id}/tasks`.
@@ -407,6 +416,9 @@ pub struct PromoteReport {
 pub struct Presence {
     /// The area asked about (empty = whole city).
     pub prefix: String,
+    /// The registry's name for that area, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Leads online with an assignment inside it (each counted once).
     pub online: usize,
     /// One row per child area that has a registered grid.
@@ -421,6 +433,9 @@ pub struct Presence {
 pub struct PresenceChild {
     /// Child prefix.
     pub code: String,
+    /// The registry's name for it (grids and micro-grids; areas named in `areas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Leads online inside it.
     pub online: usize,
 }

@@ -25,6 +25,20 @@ pub struct RegistryDoc {
     /// The published list of task kinds (Art. 11–13).
     #[serde(default)]
     pub task_kinds: Vec<TaskKind>,
+    /// Names of the administrative areas above the grids (province, city, county,
+    /// town or street, community or village: codes of 2, 4, 6, 9 or 12 digits), shown
+    /// by the console; optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub areas: Vec<AreaDoc>,
+}
+
+/// An administrative area's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AreaDoc {
+    /// 2, 4, 6, 9 or 12 digits.
+    pub code: String,
+    /// Display name (e.g. 南山区).
+    pub name: String,
 }
 
 /// A grid or micro-grid in the document.
@@ -149,6 +163,8 @@ pub struct Registry {
     pub staff: Vec<Person>,
     /// Published task kinds.
     pub task_kinds: Vec<TaskKind>,
+    /// Named administrative areas, by code.
+    pub areas: Vec<AreaDoc>,
 }
 
 /// Longest id, name or phone accepted.
@@ -285,11 +301,30 @@ impl RegistryDoc {
             }
         }
 
+        let mut area_codes = HashSet::new();
+        for (i, a) in self.areas.iter().enumerate() {
+            let boundary = [2, 4, 6, 9, 12].contains(&a.code.len());
+            if !boundary || !a.code.bytes().all(|b| b.is_ascii_digit()) {
+                problems.push(format!(
+                    "areas[{i}]: code {:?} must have 2, 4, 6, 9 or 12 digits",
+                    a.code
+                ));
+            } else if !area_codes.insert(a.code.clone()) {
+                problems.push(format!("areas[{i}]: code {} appears twice", a.code));
+            }
+            if a.name.is_empty() || a.name.chars().count() > MAX_TEXT {
+                problems.push(format!(
+                    "areas[{i}]: name must have 1 to {MAX_TEXT} characters"
+                ));
+            }
+        }
+
         if problems.is_empty() {
             Ok(Registry {
                 grids,
                 staff,
                 task_kinds: self.task_kinds.clone(),
+                areas: self.areas.clone(),
             })
         } else {
             Err(problems)
@@ -328,6 +363,7 @@ impl Registry {
                 })
                 .collect(),
             task_kinds: self.task_kinds.clone(),
+            areas: self.areas.clone(),
         }
     }
 

@@ -19,6 +19,8 @@ fn scoped_registry(index: &RegistryIndex, scope: &str) -> RegistryDoc {
     let mut doc = index.registry.to_doc();
     if !scope.is_empty() {
         doc.grids.retain(|g| g.code.starts_with(scope));
+        doc.areas
+            .retain(|a| a.code.starts_with(scope) || scope.starts_with(&a.code));
         doc.staff
             .retain(|s| s.assignments.iter().any(|a| a.grid.starts_with(scope)));
         for s in &mut doc.staff {

@@ -169,6 +169,19 @@ impl Browser {
 
     /// A new page in its own browser context, `width`×`height`, as a phone if `mobile`.
     pub async fn page(&self, url: &str, width: u32, height: u32, mobile: bool) -> Page {
+        self.page_in(None, url, width, height, mobile).await
+    }
+
+    /// The same, for a browser whose languages are `languages` (e.g. `"zh-CN,zh"`):
+    /// its `Accept-Language` and `navigator.languages`.
+    pub async fn page_in(
+        &self,
+        languages: Option<&str>,
+        url: &str,
+        width: u32,
+        height: u32,
+        mobile: bool,
+    ) -> Page {
         let ctx = self
             .inner
             .call(None, "Target.createBrowserContext", json!({}))
@@ -200,6 +213,15 @@ impl Browser {
         };
         page.call("Page.enable", json!({})).await;
         page.call("Runtime.enable", json!({})).await;
+        if let Some(langs) = languages {
+            let agent =
+                self.inner.call(None, "Browser.getVersion", json!({})).await["userAgent"].clone();
+            page.call(
+                "Emulation.setUserAgentOverride",
+                json!({ "userAgent": agent, "acceptLanguage": langs }),
+            )
+            .await;
+        }
         page.call(
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
@@ -226,6 +248,18 @@ pub struct Page {
 impl Page {
     async fn call(&self, method: &str, params: Value) -> Value {
         self.inner.call(Some(&self.session), method, params).await
+    }
+
+    /// Reloads the page and waits for it to be loaded.
+    pub async fn reload(&self) {
+        self.eval("window.__reloading = 1").await;
+        self.call("Page.reload", json!({})).await;
+        self.wait_for(
+            "document.readyState === 'complete' && window.__reloading === undefined",
+            Duration::from_secs(20),
+            "the page reloaded",
+        )
+        .await;
     }
 
     /// Opens `url` and waits for its document to be loaded.

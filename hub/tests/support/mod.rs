@@ -8,6 +8,7 @@ pub mod mosquitto;
 pub mod mqtt_phone;
 pub mod proxy;
 pub mod redis;
+pub mod stall;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -181,6 +182,7 @@ pub fn city(people: usize) -> RegistryDoc {
         grids,
         staff,
         task_kinds: vec![],
+        areas: vec![],
     }
 }
 
@@ -326,5 +328,6 @@ pub fn two_grid_city() -> RegistryDoc {
             person("S2", G2, "part_time"),
         ],
         task_kinds: vec![],
+        areas: vec![],
     }
 }

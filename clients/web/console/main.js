@@ -1,0 +1,168 @@
+// The command-center console: sign-in, the live stream, and the panels. State lives in
+// one store; each panel module renders its own region when its slices change. On
+// `lagged` and after every reconnect, everything shown is read again, so no escalation
+// or report can vanish from an operator's screen.
+
+import { byId, fill } from "../lib/dom.js";
+import { initI18n, onLanguage, setLanguage, t } from "../lib/i18n.js";
+import { createStore } from "../lib/store.js";
+import { backoff, claimsOf, loadLimits, takeToken } from "../lib/util.js";
+import { api, readStream, setToken } from "./api.js";
+import * as detail from "./detail.js";
+import * as escalations from "./escalations.js";
+import * as incidents from "./incidents.js";
+import * as issue from "./issue.js";
+import * as reports from "./reports.js";
+import * as tree from "./tree.js";
+
+const store = createStore({
+  claims: null,
+  conn: { state: "offline", text: "" },
+  online: null,
+  limits: null,
+  kinds: [],
+  incidents: new Map(),
+  selected: null,
+  escalations: [],
+  reports: [],
+  tree: null,
+  lang: null,
+});
+
+const panels = [tree, incidents, detail, escalations, reports, issue];
+let stream = null;
+let attempt = 0;
+let signedIn = false;
+
+function setConn(state, text) {
+  const c = byId("conn");
+  c.className = `conn ${state}`;
+  c.textContent = text;
+  document.body.dataset.conn = state;
+}
+
+/** A line under the header that says what the console did by itself. */
+function notice(text) {
+  const n = byId("notice");
+  n.textContent = text;
+  n.hidden = false;
+  n.dataset.at = String(Date.now());
+}
+
+/** Reads again everything the console shows. */
+function refreshAll() {
+  for (const p of panels) if (p.refresh) p.refresh();
+}
+
+async function signIn(token) {
+  const claims = claimsOf(token);
+  signedIn = true;
+  sessionStorage.setItem("gridcast.console", token);
+  setToken(token, signOut);
+  byId("signin").hidden = true;
+  byId("app").hidden = false;
+  byId("signout").hidden = false;
+  store.set({ claims });
+  showWho();
+  for (const p of panels) p.start(store);
+  openStream();
+}
+
+function showWho() {
+  const c = store.state.claims || {};
+  fill("who", t("who", { sub: c.sub || "?", role: t(`op_role.${c.role}`), scope: c.scope ? t("who.scope", { scope: c.scope }) : t("who.city") }));
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("gridcast.console");
+  signedIn = false;
+  setToken(null);
+  if (stream) stream.abort();
+  stream = null;
+  byId("app").hidden = true;
+  byId("signout").hidden = true;
+  byId("signin").hidden = false;
+  fill("signin-error", message || "");
+  setConn("offline", t("conn.offline"));
+}
+
+async function openStream() {
+  const ctrl = new AbortController();
+  stream = ctrl;
+  setConn(attempt ? "reconnecting" : "connecting", t(attempt ? "conn.reconnecting" : "conn.connecting"));
+  let why = t("conn.ended");
+  try {
+    await readStream(ctrl.signal, onEvent);
+  } catch (e) {
+    if (ctrl.signal.aborted) return;
+    why = e.message || String(e);
+  }
+  if (stream !== ctrl || !signedIn) return;
+  const wait = backoff(attempt++);
+  setConn("reconnecting", t("conn.retry_in", { why, s: Math.ceil(wait / 1000) }));
+  setTimeout(() => signedIn && stream === ctrl && openStream(), wait);
+}
+
+let hellos = 0;
+function onEvent(name, d) {
+  switch (name) {
+    case "hello":
+      setConn("online", t("conn.live", { node: d.node }));
+      if (typeof d.online === "number") store.set({ online: d.online });
+      // Whatever changed before this stream began (or while it was down) is read now.
+      if (hellos++ > 0) notice(t("notice.reconnected"));
+      attempt = 0;
+      refreshAll();
+      break;
+    case "lagged":
+      notice(t("notice.lagged", { n: d.skipped }));
+      refreshAll();
+      break;
+    case "incident":
+      incidents.onIncident(d);
+      break;
+    case "progress":
+      incidents.onProgress(d);
+      detail.onProgress(d);
+      break;
+    case "presence":
+      if (typeof d.online === "number" && !(store.state.claims || {}).scope) store.set({ online: d.online });
+      tree.onPresence(d);
+      break;
+    case "escalation":
+      escalations.onEscalation(d);
+      detail.onChange(d.incident);
+      break;
+    case "report":
+      reports.onReport(d.report || d);
+      break;
+    default:
+      break;
+  }
+}
+
+store.subscribe(["online"], (s) => fill("online", s.online === null ? "" : t("online.count", { n: s.online })));
+
+byId("signin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const tok = byId("token").value.trim();
+  if (tok) signIn(tok);
+});
+byId("signout").addEventListener("click", () => signOut());
+byId("lang").addEventListener("change", (e) => setLanguage(e.target.value));
+onLanguage((lang) => {
+  showWho();
+  const c = byId("conn");
+  if (document.body.dataset.conn === "offline") c.textContent = t("conn.offline");
+  store.set({ lang });
+});
+
+try {
+  await initI18n();
+} catch (e) {
+  console.error(e);
+}
+loadLimits((limits) => store.set({ limits }));
+const saved = takeToken("gridcast.console");
+if (saved) signIn(saved);
+else signOut();
