@@ -460,8 +460,33 @@ async fn screenshots_of_the_console_and_the_phone() {
         phones.push(c);
     }
     let b = Browser::start("shots").await;
-    let console = console_page(&b, &hub.http()).await;
-    let phone = lead_page(&b, &hub.http(), "L0001").await;
+    // Chinese first: the README shows the pages as a Chinese browser gets them.
+    let console = b
+        .page_in(
+            Some("zh-CN,zh;q=0.9"),
+            &format!("{}/console#token={}", hub.http(), admin_token()),
+            1280,
+            900,
+            false,
+        )
+        .await;
+    let phone = b
+        .page_in(
+            Some("zh-CN,zh;q=0.9"),
+            &format!("{}/lead#token={}", hub.http(), lead_token("L0001")),
+            360,
+            740,
+            true,
+        )
+        .await;
+    for p in [&console, &phone] {
+        p.wait_for("document.body.dataset.conn === 'online'", WAIT, "online")
+            .await;
+        assert_eq!(
+            p.eval("document.documentElement.lang").await,
+            json!("zh-CN")
+        );
+    }
     let mut req = activation(
         "Flood warning: Xixi wetland overflow",
         &["330106004005"],
@@ -519,20 +544,59 @@ async fn screenshots_of_the_console_and_the_phone() {
     console
         .eval("document.getElementById('issue').open = false; window.scrollTo(0, 0)")
         .await;
-    let shots = [
-        ("console.png", &console, false),
-        ("lead-360.png", &phone, true),
-    ];
-    for (name, page, full) in shots {
-        let path = out.join(name);
-        page.screenshot(&path, full).await;
-        let png = std::fs::read(&path).unwrap();
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
-        assert!(
-            png.len() > 10_000,
-            "{name} has content ({} bytes)",
-            png.len()
-        );
+    // Open the county and its first street, as an operator would.
+    for code in ["330106", "330106004"] {
+        console
+            .wait_for(
+                &format!("document.querySelector('#tree details[data-code=\"{code}\"]')"),
+                WAIT,
+                "the tree",
+            )
+            .await;
+        console
+            .eval(&format!(
+                "document.querySelector('#tree details[data-code=\"{code}\"]').open = true"
+            ))
+            .await;
+    }
+    console
+        .wait_for(
+            "document.querySelector('#tree [data-code=\"330106004005\"]')",
+            WAIT,
+            "the street's communities",
+        )
+        .await;
+    for (suffix, lang) in [("", "zh-CN"), ("-en", "en")] {
+        for p in [&console, &phone] {
+            p.eval(&format!("(() => {{ const s = document.getElementById('lang'); s.value = '{lang}'; s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()"))
+                .await;
+            p.wait_for(
+                &format!("document.documentElement.lang === '{lang}'"),
+                WAIT,
+                "the language switched",
+            )
+            .await;
+        }
+        // One frame for the views to re-render in that language.
+        let frame =
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))";
+        console.eval(frame).await;
+        phone.eval(frame).await;
+        let shots = [
+            (format!("console{suffix}.png"), &console, false),
+            (format!("lead-360{suffix}.png"), &phone, true),
+        ];
+        for (name, page, full) in shots {
+            let path = out.join(&name);
+            page.screenshot(&path, full).await;
+            let png = std::fs::read(&path).unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
+            assert!(
+                png.len() > 10_000,
+                "{name} has content ({} bytes)",
+                png.len()
+            );
+        }
     }
     // The phone page fits a 360-pixel screen: nothing wider than the viewport.
     assert_eq!(

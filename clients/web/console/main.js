@@ -34,10 +34,15 @@ let stream = null;
 let attempt = 0;
 let signedIn = false;
 
-function setConn(state, text) {
+let connShown = { state: "offline", key: "conn.offline", vars: {} };
+
+/** The connection badge: its state and what it says (said again in a new language). */
+function setConn(state, key, vars = {}) {
+  connShown = { state, key, vars };
   const c = byId("conn");
+  c.removeAttribute("data-t"); // the badge is the page's to word from now on
   c.className = `conn ${state}`;
-  c.textContent = text;
+  c.textContent = t(key, vars);
   document.body.dataset.conn = state;
 }
 
@@ -83,13 +88,13 @@ function signOut(message) {
   byId("signout").hidden = true;
   byId("signin").hidden = false;
   fill("signin-error", message || "");
-  setConn("offline", t("conn.offline"));
+  setConn("offline", "conn.offline");
 }
 
 async function openStream() {
   const ctrl = new AbortController();
   stream = ctrl;
-  setConn(attempt ? "reconnecting" : "connecting", t(attempt ? "conn.reconnecting" : "conn.connecting"));
+  setConn(attempt ? "reconnecting" : "connecting", attempt ? "conn.reconnecting" : "conn.connecting");
   let why = t("conn.ended");
   try {
     await readStream(ctrl.signal, onEvent);
@@ -99,7 +104,7 @@ async function openStream() {
   }
   if (stream !== ctrl || !signedIn) return;
   const wait = backoff(attempt++);
-  setConn("reconnecting", t("conn.retry_in", { why, s: Math.ceil(wait / 1000) }));
+  setConn("reconnecting", "conn.retry_in", { why, s: Math.ceil(wait / 1000) });
   setTimeout(() => signedIn && stream === ctrl && openStream(), wait);
 }
 
@@ -107,7 +112,7 @@ let hellos = 0;
 function onEvent(name, d) {
   switch (name) {
     case "hello":
-      setConn("online", t("conn.live", { node: d.node }));
+      setConn("online", "conn.live", { node: d.node });
       if (typeof d.online === "number") store.set({ online: d.online });
       // Whatever changed before this stream began (or while it was down) is read now.
       if (hellos++ > 0) notice(t("notice.reconnected"));
@@ -152,8 +157,7 @@ byId("signout").addEventListener("click", () => signOut());
 byId("lang").addEventListener("change", (e) => setLanguage(e.target.value));
 onLanguage((lang) => {
   showWho();
-  const c = byId("conn");
-  if (document.body.dataset.conn === "offline") c.textContent = t("conn.offline");
+  setConn(connShown.state, connShown.key, connShown.vars);
   store.set({ lang });
 });
 

@@ -74,11 +74,12 @@ async function open(code) {
 /** The level word for a code: 省, 市, 区县, 街道/乡镇, 社区/村, the grid kind, 网格, 微网格. */
 function levelOf(code) {
   if (code.length === 13) return t(`grid_kind.${code[12]}`);
+  if (code.length === 12 && code.endsWith("000")) return t("level_code.12_000");
   return t(`level_code.${code.length}`);
 }
 
 function label(n) {
-  if (n.code.length === 13) return levelOf(n.code);
+  if (n.code.length === 13 || (n.code.length === 12 && n.code.endsWith("000") && !n.name)) return levelOf(n.code);
   return n.name || `${levelOf(n.code)} ${n.code.length > 6 ? n.code.slice(-3) : n.code}`;
 }
 

@@ -25,6 +25,7 @@ const whatOf = new Map(); // answer key -> () => the words for what was sent (in
 
 function showConn() {
   const c = byId("conn");
+  c.removeAttribute("data-t"); // the badge is the page's to word from now on
   const { state, info } = conn;
   c.className = `conn ${state === "online" ? "online" : state === "reconnecting" || state === "connecting" ? state : "offline"}`;
   document.body.dataset.conn = state === "online" || state === "reconnecting" || state === "connecting" ? state : "offline";

@@ -182,6 +182,21 @@ impl Browser {
         height: u32,
         mobile: bool,
     ) -> Page {
+        self.page_with(languages, None, url, width, height, mobile)
+            .await
+    }
+
+    /// The same, with `init` (JavaScript) run in the page before any of its own
+    /// scripts, as a measuring probe.
+    pub async fn page_with(
+        &self,
+        languages: Option<&str>,
+        init: Option<&str>,
+        url: &str,
+        width: u32,
+        height: u32,
+        mobile: bool,
+    ) -> Page {
         let ctx = self
             .inner
             .call(None, "Target.createBrowserContext", json!({}))
@@ -227,6 +242,13 @@ impl Browser {
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
         )
         .await;
+        if let Some(js) = init {
+            page.call(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": js }),
+            )
+            .await;
+        }
         if mobile {
             page.call(
                 "Emulation.setTouchEmulationEnabled",
