@@ -245,6 +245,21 @@ fn page(headers: &HeaderMap, name: &'static str) -> Response {
     r
 }
 
+/// A dictionary as a JavaScript module (`/web/i18n/{lang}.js`), so that the pages get
+/// it in their module graph, fetched beside their other modules, not after them.
+static DICTIONARY_MODULES: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    LANGUAGES
+        .iter()
+        .map(|lang| {
+            let json = asset(&format!("i18n/{lang}.json")).expect("dictionary embedded");
+            (
+                format!("i18n/{lang}.js"),
+                format!("export default {json};\n"),
+            )
+        })
+        .collect()
+});
+
 async fn serve_asset(Path(file): Path<String>) -> Response {
     let kind = match file.rsplit('.').next() {
         Some("js") => "text/javascript; charset=utf-8",
@@ -252,7 +267,8 @@ async fn serve_asset(Path(file): Path<String>) -> Response {
         Some("json") => "application/json; charset=utf-8",
         _ => "application/octet-stream",
     };
-    match asset(&file) {
+    let body = asset(&file).or_else(|| DICTIONARY_MODULES.get(&file).map(String::as_str));
+    match body {
         Some(body) => (
             [
                 (header::CONTENT_TYPE, kind),
@@ -330,6 +346,24 @@ mod tests {
             "<html lang=\"zh-CN\"><b data-t=\"a\">&lt;登录&gt;</b><input data-t-placeholder=\"p\" placeholder=\"粘贴&quot;令牌&quot;\">"
         );
         assert!(!zh.is_empty());
+    }
+
+    #[test]
+    fn everything_the_pages_link_to_is_served() {
+        for html in [CONSOLE, LEAD] {
+            for part in html
+                .split("href=\"/web/")
+                .skip(1)
+                .chain(html.split("src=\"/web/").skip(1))
+            {
+                let file = part.split('"').next().unwrap();
+                assert!(
+                    asset(file).is_some() || DICTIONARY_MODULES.contains_key(file),
+                    "{file} is linked but not served"
+                );
+            }
+        }
+        assert!(DICTIONARY_MODULES["i18n/zh-CN.js"].starts_with("export default {"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ window.__marks = {}; window.__long = 0;
 try { new PerformanceObserver(l => l.getEntries().forEach(e => window.__long += e.duration)).observe({type: 'longtask', buffered: true}); } catch (_) {}
 new MutationObserver(() => {
   const m = window.__marks;
-  if (!m.tree && document.querySelector('#tree > [data-code] .count')) m.tree = performance.now();
+  if (!m.tree && document.querySelector('#tree .count')) m.tree = performance.now();
   if (!m.incident && document.querySelector('#incidents .incident .n.accepted')) m.incident = performance.now();
 }).observe(document, {subtree: true, childList: true});
 "#;
@@ -66,7 +66,13 @@ async fn the_console_with_19000_phones_online() {
     let port = free_port();
     let http = format!("http://127.0.0.1:{port}");
     let data = dir.join("data");
-    let _hub = spawn_hub(
+    // GRIDCAST_HUB: another build to measure the same way (the baseline of the figures).
+    let binary = std::env::var_os("GRIDCAST_HUB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_gridcast-hub").into());
+    println!("hub: {}", binary.display());
+    let _hub = spawn_hub_binary(
+        &binary,
         port,
         &[
             "--data-dir".as_ref(),
@@ -130,6 +136,10 @@ async fn the_console_with_19000_phones_online() {
         marks["tree"].as_f64().unwrap(),
         marks["incident"].as_f64().unwrap()
     );
+    let first = console
+        .eval("(() => { const r = performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/') || e.name.includes('/web/')); return {n: r.length, bytes: r.reduce((a, e) => a + e.transferSize, 0), max: Math.max(...r.map(e => e.transferSize)), last_end_ms: Math.round(Math.max(...r.map(e => e.responseEnd)))}; })()")
+        .await;
+    println!("first load requests (scripts and API): {first}");
     let id = get(&http, "/v1/incidents?state=active").await["incidents"][0]["incident"]["id"]
         .as_str()
         .unwrap()
@@ -139,7 +149,7 @@ async fn the_console_with_19000_phones_online() {
         .await;
     console
         .wait_for(
-            "document.querySelector('#d-recipients tr[data-lead]')",
+            "document.querySelector('#detail tr[data-lead]')",
             Duration::from_secs(30),
             "detail",
         )

@@ -707,3 +707,58 @@ async fn the_hub_says_its_limits_and_pages_recipients_and_timelines() {
     assert_eq!(tl["events"][0]["kind"], json!("issued"));
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_whose_request_fails_says_so_and_retries_while_the_rest_works() {
+    let hub = TestHub::start("city-flaky", Some(two_counties()), |_| {}).await;
+    hub.console("")
+        .activate(&activation("南山区内涝", &["440305"], &[]))
+        .await
+        .unwrap();
+    let b = Browser::start("flaky").await;
+    let console = console_as(&b, &hub.http(), &admin_token(), Some("en")).await;
+    // The next two reads of the reports fail on the way (503 answered by the browser).
+    console.fail_requests("/v1/reports", 2).await;
+    console.reload().await;
+    let said = console
+        .wait_for(
+            "(() => { const e = document.querySelector('#reports-panel > .panel-error'); return e && !e.hidden && e.textContent; })()",
+            WAIT,
+            "the reports panel's own error",
+        )
+        .await;
+    let said = said.as_str().unwrap();
+    assert!(
+        said.starts_with("Could not load: The hub cannot record this right now"),
+        "{said}"
+    );
+    assert!(said.contains("Retry now"), "{said}");
+    // The rest of the page works meanwhile.
+    console
+        .wait_for(
+            "document.querySelector('#incidents .incident') && document.querySelector('#tree > [data-code]')",
+            WAIT,
+            "incidents and tree",
+        )
+        .await;
+    assert_eq!(
+        console
+            .eval("[...document.querySelectorAll('.panel-error')].filter(e => !e.hidden).length")
+            .await,
+        json!(1),
+        "only the reports panel failed"
+    );
+    assert_eq!(
+        console.eval("document.body.dataset.conn").await,
+        json!("online")
+    );
+    // Retried by itself: the error goes away and the panel shows its content.
+    console
+        .wait_for(
+            "document.querySelector('#reports-panel > .panel-error').hidden && document.querySelector('#reports').textContent === 'None.'",
+            WAIT,
+            "the reports panel recovered",
+        )
+        .await;
+    hub.stop().await;
+}

@@ -161,11 +161,7 @@ onLanguage((lang) => {
   store.set({ lang });
 });
 
-try {
-  await initI18n();
-} catch (e) {
-  console.error(e);
-}
+initI18n();
 loadLimits((limits) => store.set({ limits }));
 const saved = takeToken("gridcast.console");
 if (saved) signIn(saved);

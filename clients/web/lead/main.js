@@ -171,11 +171,7 @@ onLanguage((lang) => {
 });
 setInterval(tick, 1000);
 
-try {
-  await initI18n();
-} catch (e) {
-  console.error(e);
-}
+initI18n();
 showConn();
 loadLimits((limits) => store.set({ limits }));
 const saved = takeToken("gridcast.lead");

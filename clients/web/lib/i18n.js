@@ -3,7 +3,13 @@
 // the browser's languages, else Chinese. Text from the hub (titles, bodies, names) is
 // never translated: only the pages' own words are.
 
+import zh from "../i18n/zh-CN.js";
+import en from "../i18n/en.js";
+
 export const LANGUAGES = ["zh-CN", "en"];
+// The hub serves each dictionary (`i18n/{lang}.json`) as a module: no extra round
+// trip before the first render, and switching needs no request.
+const DICTIONARIES = { "zh-CN": zh, en };
 const listeners = new Set();
 let lang = LANGUAGES[0];
 let dict = {};
@@ -27,11 +33,7 @@ function choose() {
   return LANGUAGES[0];
 }
 
-async function load(l) {
-  const res = await fetch(`/web/i18n/${l}.json`);
-  if (!res.ok) throw new Error(`dictionary ${l}: HTTP ${res.status}`);
-  return res.json();
-}
+const load = (l) => DICTIONARIES[l] || {};
 
 /** Translates the page's own marked elements (data-t, data-t-placeholder, …). */
 export function translate(root = document) {
@@ -45,17 +47,17 @@ export function translate(root = document) {
   if (picker) picker.value = lang;
 }
 
-/** Loads the chosen language and translates the page. */
-export async function initI18n() {
+/** Takes the chosen language and translates the page. */
+export function initI18n() {
   lang = choose();
-  dict = await load(lang);
+  dict = load(lang);
   translate();
 }
 
 /** Switches the language, remembers it, and tells every view to re-render. */
-export async function setLanguage(l) {
+export function setLanguage(l) {
   if (!LANGUAGES.includes(l)) return;
-  dict = await load(l);
+  dict = load(l);
   lang = l;
   try {
     localStorage.setItem("gridcast.lang", l);

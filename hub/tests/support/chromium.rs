@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -17,10 +18,15 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Replies = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
 
+/// Requests a page makes that the browser answers itself, as a network that fails
+/// would: session id → (part of the URL, how many more times).
+type Failures = Arc<Mutex<HashMap<String, (String, u32)>>>;
+
 struct Inner {
     out: mpsc::Sender<String>,
     replies: Replies,
     next: AtomicU64,
+    failures: Failures,
 }
 
 impl Inner {
@@ -128,6 +134,7 @@ impl Browser {
             out,
             replies: replies.clone(),
             next: AtomicU64::new(1),
+            failures: Failures::default(),
         });
         let events = inner.clone();
         tokio::spawn(async move {
@@ -144,6 +151,35 @@ impl Browser {
                         };
                         let _ = tx.send(r);
                     }
+                } else if v["method"] == "Fetch.requestPaused" {
+                    let session = v["sessionId"].as_str().unwrap_or("").to_owned();
+                    let id = v["params"]["requestId"].clone();
+                    let url = v["params"]["request"]["url"].as_str().unwrap_or("");
+                    let fail = {
+                        let mut f = events.failures.lock().unwrap();
+                        match f.get_mut(&session) {
+                            Some((part, n)) if *n > 0 && url.contains(part.as_str()) => {
+                                *n -= 1;
+                                true
+                            }
+                            _ => false,
+                        }
+                    };
+                    let events = events.clone();
+                    tokio::spawn(async move {
+                        let (method, params) = if fail {
+                            let body = r#"{"error":{"code":"unavailable","message":"injected by the test"}}"#;
+                            (
+                                "Fetch.fulfillRequest",
+                                json!({ "requestId": id, "responseCode": 503,
+                                        "responseHeaders": [{ "name": "Content-Type", "value": "application/json" }],
+                                        "body": base64::engine::general_purpose::STANDARD.encode(body) }),
+                            )
+                        } else {
+                            ("Fetch.continueRequest", json!({ "requestId": id }))
+                        };
+                        events.call(Some(&session), method, params).await;
+                    });
                 } else if v["method"] == "Page.javascriptDialogOpening" {
                     // A confirm() answered yes, as an operator clicking OK would.
                     let session = v["sessionId"].as_str().map(str::to_owned);
@@ -272,6 +308,21 @@ impl Page {
         self.inner.call(Some(&self.session), method, params).await
     }
 
+    /// The next `times` requests whose URL contains `part` fail with a 503, answered by
+    /// the browser itself (a flaky network between the page and the hub).
+    pub async fn fail_requests(&self, part: &str, times: u32) {
+        self.inner
+            .failures
+            .lock()
+            .unwrap()
+            .insert(self.session.clone(), (part.to_owned(), times));
+        self.call(
+            "Fetch.enable",
+            json!({ "patterns": [{ "urlPattern": format!("*{part}*") }] }),
+        )
+        .await;
+    }
+
     /// Reloads the page and waits for it to be loaded.
     pub async fn reload(&self) {
         self.eval("window.__reloading = 1").await;
@@ -389,32 +440,12 @@ impl Page {
                 json!({ "format": "png", "captureBeyondViewport": full }),
             )
             .await;
-        let png = base64_decode(r["data"].as_str().expect("screenshot data"));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("screenshot data is base64");
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(path, png).unwrap();
     }
-}
-
-/// Standard base64 (the DevTools protocol's encoding of binary data).
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=' && c != b'\n').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &c)| n | (u32::from(val(c)) << (18 - 6 * i)));
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..chunk.len()]);
-    }
-    out
 }

@@ -42,7 +42,16 @@ pub fn free_port() -> u16 {
 
 /// A real `gridcast-hub` child process on `port` with these extra flags, once ready.
 pub async fn spawn_hub(port: u16, args: &[&std::ffi::OsStr]) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
+    spawn_hub_binary(env!("CARGO_BIN_EXE_gridcast-hub").as_ref(), port, args).await
+}
+
+/// [`spawn_hub`] with another build of the hub (a benchmark's baseline).
+pub async fn spawn_hub_binary(
+    binary: &std::path::Path,
+    port: u16,
+    args: &[&std::ffi::OsStr],
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(binary)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--jwt-secret")
