@@ -566,6 +566,14 @@ async fn screenshots_of_the_console_and_the_phone() {
             "the street's communities",
         )
         .await;
+    // Counts as the operator would see them after the last phone came online.
+    console
+        .wait_for(
+            "(document.querySelector('#tree .count[data-code=\"330106\"]') || {}).textContent === '40'",
+            WAIT,
+            "the county's count with every phone",
+        )
+        .await;
     for (suffix, lang) in [("", "zh-CN"), ("-en", "en")] {
         for p in [&console, &phone] {
             p.eval(&format!("(() => {{ const s = document.getElementById('lang'); s.value = '{lang}'; s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()"))
