@@ -24,41 +24,16 @@ fn city() -> gridcast_protocol::registry::RegistryDoc {
 }
 
 async fn console_page(b: &Browser, http: &str) -> Page {
-    let p = b
-        .page(
-            &format!("{http}/console#token={}", admin_token()),
-            1280,
-            900,
-            false,
-        )
-        .await;
-    p.wait_for(
-        "document.body.dataset.conn === 'online'",
-        WAIT,
-        "console live",
-    )
-    .await;
+    let url = format!("{http}/console#token={}", admin_token());
+    let p = b.online_page(None, &url, 1280, 900, false).await;
     // The token left the address bar for sessionStorage.
     assert_eq!(p.eval("location.hash").await, json!(""));
     p
 }
 
 async fn lead_page(b: &Browser, http: &str, lead: &str) -> Page {
-    let p = b
-        .page(
-            &format!("{http}/lead#token={}", lead_token(lead)),
-            360,
-            740,
-            true,
-        )
-        .await;
-    p.wait_for(
-        "document.body.dataset.conn === 'online'",
-        WAIT,
-        "lead page online",
-    )
-    .await;
-    p
+    let url = format!("{http}/lead#token={}", lead_token(lead));
+    b.online_page(None, &url, 360, 740, true).await
 }
 
 /// The console's cell for one grid of the selected incident.

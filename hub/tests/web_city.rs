@@ -71,22 +71,20 @@ fn two_counties() -> RegistryDoc {
 }
 
 async fn console_as(b: &Browser, http: &str, token: &str, langs: Option<&str>) -> Page {
-    let p = b
-        .page_in(
-            langs,
-            &format!("{http}/console#token={token}"),
-            1280,
-            900,
-            false,
-        )
+    let url = format!("{http}/console#token={token}");
+    b.online_page(langs, &url, 1280, 900, false).await
+}
+
+/// Exactly `failed` panels show an error, and the live stream is up.
+async fn only_failed_panels(page: &Page, failed: usize, what: &str) {
+    let shown = page
+        .eval("[...document.querySelectorAll('.panel-error')].filter(e => !e.hidden).length")
         .await;
-    p.wait_for(
-        "document.body.dataset.conn === 'online'",
-        WAIT,
-        "console live",
-    )
-    .await;
-    p
+    assert_eq!(shown, json!(failed), "{what}");
+    assert_eq!(
+        page.eval("document.body.dataset.conn").await,
+        json!("online")
+    );
 }
 
 /// The codes of the tree's top level.
@@ -248,17 +246,7 @@ async fn a_city_of_two_counties_shows_both_and_a_community_operator_sees_only_it
             .contains("Not allowed: outside your jurisdiction"),
         "{said}"
     );
-    assert_eq!(
-        local
-            .eval("document.querySelectorAll('.panel-error:not([hidden])').length")
-            .await,
-        json!(0),
-        "no other panel failed"
-    );
-    assert_eq!(
-        local.eval("document.body.dataset.conn").await,
-        json!("online")
-    );
+    only_failed_panels(&local, 0, "no panel failed: the refusal is the form's").await;
     assert!(
         local
             .eval("document.querySelectorAll('#tree [data-code]').length")
@@ -352,22 +340,8 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
     assert!(first.contains("<html lang=\"zh-CN\">") && first.contains(">上报</button>"));
 
     // The phone page, in Chinese, with its answer buttons.
-    let phone = b
-        .page_in(
-            Some("zh-CN"),
-            &format!("{}/lead#token={}", hub.http(), lead_token("N1L")),
-            360,
-            740,
-            true,
-        )
-        .await;
-    phone
-        .wait_for(
-            "document.body.dataset.conn === 'online'",
-            WAIT,
-            "phone online",
-        )
-        .await;
+    let url = format!("{}/lead#token={}", hub.http(), lead_token("N1L"));
+    let phone = b.online_page(Some("zh-CN"), &url, 360, 740, true).await;
     phone
         .wait_for(
             "document.querySelector('.incident .accept')",
@@ -741,17 +715,7 @@ async fn a_panel_whose_request_fails_says_so_and_retries_while_the_rest_works() 
             "incidents and tree",
         )
         .await;
-    assert_eq!(
-        console
-            .eval("[...document.querySelectorAll('.panel-error')].filter(e => !e.hidden).length")
-            .await,
-        json!(1),
-        "only the reports panel failed"
-    );
-    assert_eq!(
-        console.eval("document.body.dataset.conn").await,
-        json!("online")
-    );
+    only_failed_panels(&console, 1, "only the reports panel failed").await;
     // Retried by itself: the error goes away and the panel shows its content.
     console
         .wait_for(

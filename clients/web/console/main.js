@@ -4,9 +4,9 @@
 // or report can vanish from an operator's screen.
 
 import { byId, fill } from "../lib/dom.js";
-import { initI18n, onLanguage, setLanguage, t } from "../lib/i18n.js";
+import { initI18n, onLanguage, t } from "../lib/i18n.js";
 import { createStore } from "../lib/store.js";
-import { backoff, claimsOf, loadLimits, takeToken } from "../lib/util.js";
+import { backoff, claimsOf, loadLimits, takeToken, wireHeader } from "../lib/util.js";
 import { api, readStream, setToken } from "./api.js";
 import * as detail from "./detail.js";
 import * as escalations from "./escalations.js";
@@ -148,13 +148,7 @@ function onEvent(name, d) {
 
 store.subscribe(["online"], (s) => fill("online", s.online === null ? "" : t("online.count", { n: s.online })));
 
-byId("signin-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const tok = byId("token").value.trim();
-  if (tok) signIn(tok);
-});
-byId("signout").addEventListener("click", () => signOut());
-byId("lang").addEventListener("change", (e) => setLanguage(e.target.value));
+wireHeader(signIn, signOut);
 onLanguage((lang) => {
   showWho();
   setConn(connShown.state, connShown.key, connShown.vars);

@@ -2,9 +2,9 @@
 // the report form. Everything the person does is answered on the page in words.
 
 import { byId, delegate, el, fill, formValues } from "../lib/dom.js";
-import { errorText, initI18n, onLanguage, setLanguage, t, term } from "../lib/i18n.js";
+import { errorText, initI18n, onLanguage, t, term } from "../lib/i18n.js";
 import { createStore } from "../lib/store.js";
-import { claimsOf, loadLimits, takeToken } from "../lib/util.js";
+import { claimsOf, loadLimits, takeToken, wireHeader } from "../lib/util.js";
 import { createSession } from "./session.js";
 import { addAlert, renderIncidents, renderReportState, renderTasks, tick } from "./views.js";
 
@@ -158,13 +158,7 @@ byId("report-form").addEventListener("submit", (e) => {
   const v = formValues(e.target);
   request({ type: "report", grid: v.grid, category: v.category, title: v.title.trim(), detail: v.detail.trim() }, "report", () => t("report.what"));
 });
-byId("signin-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const tok = byId("token").value.trim();
-  if (tok) signIn(tok);
-});
-byId("signout").addEventListener("click", () => signOut());
-byId("lang").addEventListener("change", (e) => setLanguage(e.target.value));
+wireHeader(signIn, signOut);
 onLanguage((lang) => {
   showConn();
   store.set({ lang });

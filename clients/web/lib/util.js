@@ -1,4 +1,6 @@
-// Small helpers both pages use: tokens, backoff, throttling.
+// Small helpers both pages use: tokens, backoff, throttling, the header's controls.
+
+import { setLanguage } from "./i18n.js";
 
 /** The claims of a JWT (not verified: for display only; the hub verifies). */
 export function claimsOf(token) {
@@ -73,4 +75,15 @@ export async function loadLimits(done, tries = 0) {
   } catch (_) {
     setTimeout(() => loadLimits(done, tries + 1), backoff(tries, 1000, 30000));
   }
+}
+
+/** The sign-in form, the sign-out button and the language switch of both pages. */
+export function wireHeader(signIn, signOut) {
+  document.getElementById("signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const tok = document.getElementById("token").value.trim();
+    if (tok) signIn(tok);
+  });
+  document.getElementById("signout").addEventListener("click", () => signOut());
+  document.getElementById("lang").addEventListener("change", (e) => setLanguage(e.target.value));
 }

@@ -222,6 +222,25 @@ impl Browser {
             .await
     }
 
+    /// One of the hub's pages, once it says it is online (`body[data-conn=online]`).
+    pub async fn online_page(
+        &self,
+        languages: Option<&str>,
+        url: &str,
+        width: u32,
+        height: u32,
+        mobile: bool,
+    ) -> Page {
+        let p = self.page_in(languages, url, width, height, mobile).await;
+        p.wait_for(
+            "document.body.dataset.conn === 'online'",
+            Duration::from_secs(15),
+            &format!("{url} online"),
+        )
+        .await;
+        p
+    }
+
     /// The same, with `init` (JavaScript) run in the page before any of its own
     /// scripts, as a measuring probe.
     pub async fn page_with(
