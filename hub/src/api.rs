@@ -235,6 +235,27 @@ async fn create_incident(
 #[derive(Deserialize)]
 struct StateQuery {
     state: Option<String>,
+    limit: Option<String>,
+}
+
+/// A whole number from the query, `min..=max`, or a clear `bad_request` (not the
+/// framework's plain-text refusal).
+fn query_number(
+    value: Option<&str>,
+    name: &str,
+    min: usize,
+    max: usize,
+) -> ApiResult<Option<usize>> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{name} {v:?} must be a number from {min} to {max}"),
+        )),
+    }
 }
 
 async fn list_incidents(
@@ -244,10 +265,19 @@ async fn list_incidents(
 ) -> ApiResult<Json<IncidentList>> {
     let state: Option<IncidentState> =
         query_filter(q.state.as_deref(), "state", "active or closed")?;
-    let all = hub.store.incidents(state).await?;
+    let limit = query_number(q.limit.as_deref(), "limit", 1, 10_000)?;
+    let mut all = hub.store.incidents(state).await?;
+    // Newest first, so that `limit` keeps the latest.
+    all.sort_by(|a, b| {
+        b.meta
+            .issued_at
+            .cmp(&a.meta.issued_at)
+            .then_with(|| b.meta.id.cmp(&a.meta.id))
+    });
     let incidents = all
         .iter()
         .filter(|s| incident::visible(&op.scope, &s.meta))
+        .take(limit.unwrap_or(usize::MAX))
         .map(|s| IncidentSummary {
             incident: s.meta.view(),
             counts: incident::counts(&s.recipients),

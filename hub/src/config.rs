@@ -284,6 +284,9 @@ impl Config {
                 "--max-connections, --max-pending-hellos, --console-buffer and --max-sessions-per-lead must be positive",
             );
         }
+        if self.console_buffer > 1 << 20 {
+            return bad("--console-buffer must be at most 1048576");
+        }
         crate::listen::TrustedProxies::parse(&self.trusted_proxies).map_err(ConfigError)?;
         if self.max_sessions == 0 {
             return bad("--max-sessions must be positive");

@@ -203,7 +203,8 @@ impl Hub {
         }
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let data = serde_json::json!({
-            "incident": meta.id, "step": step, "drill": meta.drill,
+            "incident": meta.id, "title": meta.title, "at": rfc3339(now), "step": step,
+            "drill": meta.drill,
             "silent": silent.iter().take(ALERT_NAMES).map(|r| &r.lead).collect::<Vec<_>>(),
             "silent_count": silent.len(),
         });
@@ -336,7 +337,8 @@ impl Hub {
         }
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let data = serde_json::json!({
-            "incident": meta.id, "task": task.view.id, "step": step, "drill": meta.drill,
+            "incident": meta.id, "title": meta.title, "at": rfc3339(self.clock.now_ms()),
+            "task": task.view.id, "step": step, "drill": meta.drill,
         });
         if let Some(c) = &self.cluster {
             c.announce_console(

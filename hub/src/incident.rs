@@ -64,6 +64,8 @@ pub const MAX_BODY: usize = 16_000;
 pub const MAX_NOTE: usize = 1_000;
 /// Most target codes in one activation.
 pub const MAX_TARGETS: usize = 100;
+/// Longest ack window an activation may ask for, in seconds (one day).
+pub const MAX_ACK_WITHIN_S: u32 = 86_400;
 
 /// Counts of recipients by status.
 pub fn counts(recipients: &[RecipientState]) -> Counts {
@@ -159,10 +161,10 @@ impl Hub {
             ));
         }
         let window = match req.ack_within_s {
-            Some(s) if !(1..=86_400).contains(&s) => {
+            Some(s) if !(1..=MAX_ACK_WITHIN_S).contains(&s) => {
                 return Err(Refusal::new(
                     ErrorCode::BadRequest,
-                    "ack_within_s must be 1 to 86400",
+                    format!("ack_within_s must be 1 to {MAX_ACK_WITHIN_S}"),
                 ));
             }
             Some(s) => s,

@@ -142,52 +142,56 @@ fn escape(s: &str) -> String {
 /// text and every `data-t-{attribute}`'s attribute. A key missing from the dictionary
 /// is left as the key itself (and the tests fail on it).
 fn render(template: &str, lang: &str, dict: &Dictionary) -> String {
+    const MARK: &str = " data-t";
     let text = |key: &str| escape(dict.get(key).map_or(key, String::as_str));
-    let mut out = String::with_capacity(template.len() * 2);
-    let mut rest = template.replacen(
+    let src = template.replacen(
         "<html lang=\"zh-CN\">",
         &format!("<html lang=\"{lang}\">"),
         1,
     );
-    while let Some(at) = rest.find(" data-t") {
+    let mut out = String::with_capacity(src.len() * 2);
+    let mut rest = src.as_str();
+    while let Some(at) = rest.find(MARK) {
         let (head, tail) = rest.split_at(at);
         out.push_str(head);
-        // ` data-t="key"` or ` data-t-attr="key"`
-        let after = &tail[" data-t".len()..];
-        let (attr, after) = match after.strip_prefix('-') {
+        let after = &tail[MARK.len()..];
+        // `data-t="key"` (the element's text) or `data-t-{attribute}="key"`.
+        let name_len = match after.strip_prefix('-') {
             Some(a) => {
-                let end = a.find('=').unwrap_or(0);
-                (Some(&a[..end]), &a[end..])
+                1 + a
+                    .bytes()
+                    .take_while(|b| b.is_ascii_lowercase() || *b == b'-')
+                    .count()
             }
-            None => (None, after),
+            None => 0,
         };
-        let Some(key) = after
-            .strip_prefix("=\"")
-            .and_then(|a| a.split_once('"'))
-            .map(|(k, _)| k)
-        else {
-            out.push_str(" data-t");
-            rest = after.to_owned();
+        let key = (name_len != 1)
+            .then(|| after[name_len..].strip_prefix("=\""))
+            .flatten()
+            .and_then(|v| v.split_once('"'))
+            .map(|(k, _)| k);
+        let Some(key) = key else {
+            // Not a marker after all: copied through as it is.
+            out.push_str(MARK);
+            rest = after;
             continue;
         };
-        let consumed = " data-t".len() + attr.map_or(0, |a| a.len() + 1) + 2 + key.len() + 1;
+        let consumed = MARK.len() + name_len + 2 + key.len() + 1;
         out.push_str(&tail[..consumed]);
         let remaining = &tail[consumed..];
-        match attr {
-            Some(a) => {
-                out.push_str(&format!(" {a}=\"{}\"", text(key)));
-                rest = remaining.to_owned();
-            }
-            None => {
-                // The element's text goes right after its start tag.
-                let close = remaining.find('>').map_or(remaining.len(), |i| i + 1);
-                out.push_str(&remaining[..close]);
-                out.push_str(&text(key));
-                rest = remaining[close..].to_owned();
-            }
+        if name_len > 1 {
+            out.push_str(&format!(" {}=\"{}\"", &after[1..name_len], text(key)));
+            rest = remaining;
+        } else {
+            // The element's text goes right after its start tag (the element is empty
+            // in the template).
+            let close = remaining.find('>').map_or(remaining.len(), |i| i + 1);
+            out.push_str(&remaining[..close]);
+            out.push_str(&text(key));
+            rest = &remaining[close..];
         }
     }
-    out.push_str(&rest);
+    out.push_str(rest);
     out
 }
 
@@ -345,6 +349,25 @@ mod tests {
             out,
             "<html lang=\"zh-CN\"><b data-t=\"a\">&lt;登录&gt;</b><input data-t-placeholder=\"p\" placeholder=\"粘贴&quot;令牌&quot;\">"
         );
+        // What only looks like a marker is copied through untouched.
+        for odd in [
+            "<i data-t-=\"a\">",
+            "<i data-tx=\"a\">",
+            "<i data-t-title>",
+            "<i data-t=\"a>",
+        ] {
+            assert_eq!(render(odd, "zh-CN", &d), odd);
+        }
+        // Marked elements are empty in the templates (their text comes from the dictionary).
+        for html in [CONSOLE, LEAD] {
+            for part in html.split(" data-t=\"").skip(1) {
+                let after_tag = part.split_once('>').map(|(_, r)| r).unwrap();
+                assert!(
+                    after_tag.starts_with("</"),
+                    "a marked element has content: {part:.40}"
+                );
+            }
+        }
         assert!(!zh.is_empty());
     }
 

@@ -327,6 +327,46 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
         zh.text("#conn").await.unwrap().starts_with("实时"),
         "the connection badge in Chinese"
     );
+    // The selected incident: everything the page builds is in Chinese too.
+    zh.click(&card).await;
+    zh.wait_for(
+        "document.querySelector('#d-recipients tr[data-lead]')",
+        WAIT,
+        "detail",
+    )
+    .await;
+    let built = zh
+        .eval("[...document.querySelectorAll('#detail th, #detail h3, #detail button, #detail .legend .n, #detail .pager .page, #d-timeline strong, #detail .meta, #tree .name')].filter(e => e.offsetParent !== null).map(e => e.textContent.trim()).filter(t => t)")
+        .await;
+    let english: Vec<&str> = built
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .filter(|t| !has_cjk(t))
+        .collect();
+    assert!(
+        english.is_empty(),
+        "built by the page, not in Chinese: {english:?}"
+    );
+    assert!(built.as_array().unwrap().len() > 20, "{built}");
+    // A refusal as a Chinese sentence.
+    zh.fill("#f-title", "x").await;
+    zh.fill("#f-body", "x").await;
+    zh.fill("#f-codes", "4403059").await;
+    zh.click("#f-drill").await;
+    zh.click("#f-submit").await;
+    let said = zh
+        .wait_for(
+            "(() => { const e = document.getElementById('issue-result'); return e.classList.contains('error') && e.textContent; })()",
+            WAIT,
+            "the refusal",
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap().starts_with("未发布：输入有误。"),
+        "{said}"
+    );
     // The first paint is already Chinese: the hub rendered it from Accept-Language.
     let first = reqwest::Client::new()
         .get(format!("{}/lead", hub.http()))
@@ -504,15 +544,25 @@ async fn a_console_that_falls_behind_or_reconnects_shows_every_escalation_and_re
     // Stalled: the console reads nothing while escalations, a report, and then far more
     // events than the hub keeps for it happen.
     proxy.stall();
-    let (escalation, report) = escalation_and_report(&hub, "Stalled").await;
     let long = "水".repeat(15_000);
     let ops = hub.console("");
-    for i in 0..300 {
-        let mut req = activation(&format!("filler {i}"), &[B2], &[]);
-        req.body = long.clone();
-        req.drill = true;
-        ops.activate(&req).await.unwrap();
-    }
+    let flood = |from: usize| {
+        let ops = &ops;
+        let long = &long;
+        async move {
+            for i in from..from + 150 {
+                let mut req = activation(&format!("filler {i}"), &[B2], &[]);
+                req.body = long.clone();
+                req.drill = true;
+                ops.activate(&req).await.unwrap();
+            }
+        }
+    };
+    // First enough to fill every buffer between the hub and the page, so that what
+    // follows can only wait in the hub's 8 slots for this stream, then is pushed out.
+    flood(0).await;
+    let (escalation, report) = escalation_and_report(&hub, "Stalled").await;
+    flood(150).await;
     assert_eq!(
         console
             .eval(&format!(
@@ -662,17 +712,27 @@ async fn the_hub_says_its_limits_and_pages_recipients_and_timelines() {
         .unwrap();
     assert_eq!(last["recipients"].as_array().unwrap().len(), 2);
     assert!(last.get("next_offset").is_none());
-    let bad = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/incidents/{}/recipients?limit=0",
-            hub.http(),
-            created.id
-        ))
-        .bearer_auth(admin_token())
-        .send()
+    for q in ["limit=0", "limit=abc", "offset=-1", "limit=5001"] {
+        let bad = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/incidents/{}/recipients?{q}",
+                hub.http(),
+                created.id
+            ))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400, "{q}");
+        let body: serde_json::Value = bad.json().await.unwrap();
+        assert_eq!(body["error"]["code"], json!("bad_request"), "{q}: {body}");
+    }
+    ops.activate(&activation("second", &["440306"], &[]))
         .await
         .unwrap();
-    assert_eq!(bad.status(), 400);
+    let newest: serde_json::Value = ops.get("/v1/incidents?state=active&limit=1").await.unwrap();
+    assert_eq!(newest["incidents"].as_array().unwrap().len(), 1);
+    assert_eq!(newest["incidents"][0]["incident"]["title"], json!("second"));
     let tl: serde_json::Value = ops
         .get(&format!("/v1/incidents/{}/timeline?limit=1", created.id))
         .await

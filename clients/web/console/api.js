@@ -56,8 +56,17 @@ export async function api(method, path, body) {
 export function panelLoad(panelId, load) {
   let attempt = 0;
   let timer = null;
+  let running = false;
+  let again = false;
   const box = () => document.querySelector(`#${panelId} > .panel-error`);
+  // One load at a time: a call while one runs makes one more run after it, so an
+  // older answer never lands after a newer one.
   const run = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
     clearTimeout(timer);
     try {
       await load();
@@ -84,6 +93,12 @@ export function panelLoad(panelId, load) {
       }
       document.getElementById(panelId)?.classList.add("has-error");
       timer = setTimeout(run, wait);
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        run();
+      }
     }
   };
   return run;

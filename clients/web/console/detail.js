@@ -20,9 +20,12 @@ const view = { id: null, detail: null, recipients: null, tasks: [], timeline: nu
 
 const path = (id, rest = "") => `/v1/incidents/${encodeURIComponent(id)}${rest}`;
 
+let asked = 0; // the latest request's number: only its answer is shown
+
 async function fetchDetail() {
   const id = store.state.selected;
   if (!id) return;
+  const mine = ++asked;
   const q = `?limit=${RECIPIENT_PAGE}&offset=${view.offset}${view.filter ? `&status=${view.filter}` : ""}`;
   const [d, rec, tl, tasks] = await Promise.all([
     api("GET", path(id)),
@@ -30,7 +33,12 @@ async function fetchDetail() {
     api("GET", path(id, `/timeline?limit=${TIMELINE_TAIL}`)),
     api("GET", path(id, "/tasks")),
   ]);
-  if (store.state.selected !== id) return;
+  if (mine !== asked || store.state.selected !== id) return;
+  // Acks can shrink a filtered list below the page shown: go to its last page.
+  if (rec.total > 0 && view.offset >= rec.total) {
+    view.offset = Math.floor((rec.total - 1) / RECIPIENT_PAGE) * RECIPIENT_PAGE;
+    return load();
+  }
   Object.assign(view, { id, detail: d, recipients: rec, timeline: tl, tasks: tasks.tasks });
   // The detail's counts are as new as any progress event's.
   const cur = store.state.incidents.get(id);
@@ -54,6 +62,9 @@ export function start(s) {
     byId("r-filter").value = "";
     view.detail = null;
     byId("detail").hidden = !store.state.selected;
+    // Nothing of the incident shown before stays, not even what was typed for it.
+    for (const region of ["d-grids", "d-tasks", "d-recipients", "d-timeline"]) fill(region);
+    for (const f of byId("d-actions").querySelectorAll("form")) f.reset();
     for (const m of byId("detail").querySelectorAll(".form-msg")) m.textContent = "";
     load();
   });

@@ -32,7 +32,7 @@ function merge(items) {
   const byId = new Map(store.state.escalations.map((e) => [e.id, e]));
   for (const e of items) if (!done.has(e.id)) byId.set(e.id, { ...byId.get(e.id), ...e });
   const list = [...byId.values()].sort((a, b) => String(b.at).localeCompare(String(a.at)));
-  store.set({ escalations: list.slice(0, 200) });
+  store.set({ escalations: list.slice(0, 500) }); // as many as the hub lists
 }
 
 export function start(s) {
@@ -43,7 +43,7 @@ export function start(s) {
   });
   store.subscribe(["escalations", "lang"], render);
   delegate(byId("escalations"), { ack: (b) => acknowledge(b.dataset.id) });
-  load();
+  // First read on the stream's hello (see main.js), so nothing falls between the two.
 }
 
 export function refresh() {

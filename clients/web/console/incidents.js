@@ -11,6 +11,7 @@ import { api, panelLoad } from "./api.js";
 let store;
 let load;
 let reload;
+const CLOSED_SHOWN = 10;
 
 function put(summary) {
   const m = store.state.incidents;
@@ -25,11 +26,18 @@ export function start(s) {
   load = panelLoad("incidents-panel", async () => {
     const [active, closed] = await Promise.all([
       api("GET", "/v1/incidents?state=active"),
-      api("GET", "/v1/incidents?state=closed"),
+      api("GET", `/v1/incidents?state=closed&limit=${CLOSED_SHOWN}`),
     ]);
+    const answer = [...active.incidents, ...closed.incidents];
+    // Merged, not replaced: an incident that came on the stream while this was read
+    // (issued after the answer was made) stays; a newer rev is never rolled back.
+    const newest = answer.reduce((a, x) => (x.incident.id > a ? x.incident.id : a), "");
     const m = new Map();
-    const recent = closed.incidents.sort((a, b) => b.incident.id.localeCompare(a.incident.id)).slice(0, 10);
-    for (const x of [...active.incidents, ...recent]) m.set(x.incident.id, x);
+    for (const [id, x] of store.state.incidents) if (id > newest) m.set(id, x);
+    for (const x of answer) {
+      const cur = store.state.incidents.get(x.incident.id);
+      m.set(x.incident.id, cur && cur.incident.rev > x.incident.rev ? cur : x);
+    }
     store.set({ incidents: m });
   });
   reload = throttled(500, load);
@@ -37,7 +45,7 @@ export function start(s) {
   delegate(byId("incidents"), {
     select: (card) => store.set({ selected: card.dataset.id }),
   });
-  load();
+  // First read on the stream's hello (see main.js), so nothing falls between the two.
 }
 
 export function refresh() {
@@ -53,10 +61,23 @@ export function onIncident(d) {
 /** `progress` event: new counts (and state) of an incident. */
 export function onProgress(d) {
   const cur = store.state.incidents.get(d.incident);
-  if (!cur) return reload();
+  if (!cur) {
+    // Late answers to an incident not listed (an old closed one): read only that one.
+    if (d.state === "active") fetchOne(d.incident);
+    return;
+  }
   cur.counts = d.counts;
   cur.incident = { ...cur.incident, rev: Math.max(cur.incident.rev, d.rev), state: d.state };
   store.touch("incidents");
+}
+
+async function fetchOne(id) {
+  try {
+    const d = await api("GET", `/v1/incidents/${encodeURIComponent(id)}`);
+    put({ incident: d.incident, counts: d.counts });
+  } catch (_) {
+    reload();
+  }
 }
 
 function render(s) {

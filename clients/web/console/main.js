@@ -6,7 +6,7 @@
 import { byId, fill } from "../lib/dom.js";
 import { initI18n, onLanguage, t } from "../lib/i18n.js";
 import { createStore } from "../lib/store.js";
-import { backoff, claimsOf, loadLimits, takeToken, wireHeader } from "../lib/util.js";
+import { backoff, claimsOf, loadLimits, restartSignedOut, signOutMessage, takeToken, wireHeader } from "../lib/util.js";
 import { api, readStream, setToken } from "./api.js";
 import * as detail from "./detail.js";
 import * as escalations from "./escalations.js";
@@ -54,8 +54,15 @@ function notice(text) {
   n.dataset.at = String(Date.now());
 }
 
-/** Reads again everything the console shows. */
+let loadedOnce = false;
+
+/**
+ * Reads again everything the console shows: on every `hello` (the first one included:
+ * what the stream feeds is read once the stream is subscribed, so no event falls
+ * between the two), on `lagged`, and once if the stream cannot be opened at all.
+ */
 function refreshAll() {
+  loadedOnce = true;
   for (const p of panels) if (p.refresh) p.refresh();
 }
 
@@ -79,11 +86,18 @@ function showWho() {
 }
 
 function signOut(message) {
-  sessionStorage.removeItem("gridcast.console");
-  signedIn = false;
+  if (signedIn) {
+    signedIn = false;
+    if (stream) stream.abort();
+    stream = null;
+    restartSignedOut("gridcast.console", message);
+    return;
+  }
+  showSignIn(message);
+}
+
+function showSignIn(message) {
   setToken(null);
-  if (stream) stream.abort();
-  stream = null;
   byId("app").hidden = true;
   byId("signout").hidden = true;
   byId("signin").hidden = false;
@@ -103,6 +117,7 @@ async function openStream() {
     why = e.message || String(e);
   }
   if (stream !== ctrl || !signedIn) return;
+  if (!loadedOnce) refreshAll(); // the page shows what it can without the stream
   const wait = backoff(attempt++);
   setConn("reconnecting", "conn.retry_in", { why, s: Math.ceil(wait / 1000) });
   setTimeout(() => signedIn && stream === ctrl && openStream(), wait);
@@ -159,4 +174,4 @@ initI18n();
 loadLimits((limits) => store.set({ limits }));
 const saved = takeToken("gridcast.console");
 if (saved) signIn(saved);
-else signOut();
+else showSignIn(signOutMessage("gridcast.console"));

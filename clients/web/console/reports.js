@@ -13,10 +13,14 @@ export function start(s) {
   store = s;
   load = panelLoad("reports-panel", async () => {
     const r = await api("GET", `/v1/reports?limit=${SHOWN}`);
-    store.set({ reports: r.reports }); // newest first
+    // Merged: a report that came on the stream while this was read stays.
+    const ids = new Set(r.reports.map((x) => x.id));
+    const newest = r.reports.length ? r.reports[0].at : "";
+    const fresh = store.state.reports.filter((x) => !ids.has(x.id) && x.at > newest);
+    store.set({ reports: [...fresh, ...r.reports].slice(0, SHOWN) }); // newest first
   });
   store.subscribe(["reports", "lang"], render);
-  load();
+  // First read on the stream's hello (see main.js), so nothing falls between the two.
 }
 
 export function refresh() {

@@ -4,7 +4,7 @@
 import { byId, delegate, el, fill, formValues } from "../lib/dom.js";
 import { errorText, initI18n, onLanguage, t, term } from "../lib/i18n.js";
 import { createStore } from "../lib/store.js";
-import { claimsOf, loadLimits, takeToken, wireHeader } from "../lib/util.js";
+import { claimsOf, loadLimits, restartSignedOut, signOutMessage, takeToken, wireHeader } from "../lib/util.js";
 import { createSession } from "./session.js";
 import { addAlert, renderIncidents, renderReportState, renderTasks, tick } from "./views.js";
 
@@ -61,9 +61,16 @@ function signIn(token) {
 }
 
 function signOut(message) {
-  sessionStorage.removeItem("gridcast.lead");
-  if (session) session.stop();
-  session = null;
+  if (session) {
+    session.stop();
+    session = null;
+    restartSignedOut("gridcast.lead", message);
+    return;
+  }
+  showSignIn(message);
+}
+
+function showSignIn(message) {
   byId("app").hidden = true;
   byId("signin").hidden = false;
   fill("signin-error", message || "");
@@ -149,9 +156,13 @@ delegate(byId("tasks"), {
 store.subscribe(["incidents", "notes", "lang", "limits"], renderIncidents);
 store.subscribe(["tasks", "notes", "lang", "limits"], renderTasks);
 store.subscribe(["notes", "lang"], renderReportState);
-store.subscribe(["assignments", "lang"], (s) =>
-  fill("report-grid", s.assignments.map((a) => el("option", { value: a.grid }, `${a.grid} (${t(`roles.${a.role}`)})`)))
-);
+store.subscribe(["assignments", "lang"], (s) => {
+  // Rebuilt on every welcome and language switch: the grid picked stays picked.
+  const sel = byId("report-grid");
+  const picked = sel.value;
+  fill(sel, s.assignments.map((a) => el("option", { value: a.grid }, `${a.grid} (${t(`roles.${a.role}`)})`)));
+  if (s.assignments.some((a) => a.grid === picked)) sel.value = picked;
+});
 
 byId("report-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -170,4 +181,4 @@ showConn();
 loadLimits((limits) => store.set({ limits }));
 const saved = takeToken("gridcast.lead");
 if (saved) signIn(saved);
-else signOut();
+else showSignIn(signOutMessage("gridcast.lead"));

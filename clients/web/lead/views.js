@@ -12,6 +12,16 @@ function card(key, build) {
   return cards.get(key);
 }
 
+/**
+ * Puts `nodes` in `box` in this order, moving nothing that is already in place, so
+ * that the focus (and a phone's keyboard) stays in a note being typed.
+ */
+function place(box, nodes) {
+  const now = [...box.children];
+  if (now.length === nodes.length && now.every((n, i) => n === nodes[i])) return;
+  fill(box, nodes);
+}
+
 /** The line under a card saying what happened to the person's answer. */
 export function noteText(n) {
   if (!n) return "";
@@ -88,7 +98,7 @@ export function renderIncidents(S) {
     c.querySelector(".note").className = `note ${noteClass(S.notes.get(`ack:${incident.id}`))}`;
     return c;
   });
-  fill("incidents", nodes);
+  place(document.getElementById("incidents"), nodes);
   document.getElementById("no-incident").hidden = nodes.length > 0;
 }
 
@@ -143,7 +153,7 @@ export function renderTasks(S) {
     c.querySelector(".note").className = `note ${noteClass(n)}`;
     return c;
   });
-  fill("tasks", nodes);
+  place(document.getElementById("tasks"), nodes);
   document.getElementById("no-task").hidden = nodes.length > 0;
 }
 

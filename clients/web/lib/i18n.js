@@ -26,6 +26,8 @@ function choose() {
     saved = localStorage.getItem("gridcast.lang");
   } catch (_) {}
   if (LANGUAGES.includes(saved)) return saved;
+  const cookie = (document.cookie.match(/(?:^|;\s*)gridcast_lang=([^;]+)/) || [])[1];
+  if (LANGUAGES.includes(cookie)) return cookie;
   for (const l of navigator.languages || [navigator.language]) {
     const s = supported(l);
     if (s) return s;

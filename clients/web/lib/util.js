@@ -87,3 +87,21 @@ export function wireHeader(signIn, signOut) {
   document.getElementById("signout").addEventListener("click", () => signOut());
   document.getElementById("lang").addEventListener("change", (e) => setLanguage(e.target.value));
 }
+
+/**
+ * Ends a signed-in page: forgets the token and starts the page afresh, so that nothing
+ * of the last person's session (incidents, notes, listeners) stays in memory; `message`
+ * is shown on the sign-in form after the reload.
+ */
+export function restartSignedOut(key, message) {
+  sessionStorage.removeItem(key);
+  if (message) sessionStorage.setItem(`${key}.signout`, message);
+  location.reload();
+}
+
+/** The message a restart left for the sign-in form (read once). */
+export function signOutMessage(key) {
+  const m = sessionStorage.getItem(`${key}.signout`) || "";
+  sessionStorage.removeItem(`${key}.signout`);
+  return m;
+}

@@ -4,36 +4,22 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use gridcast_protocol::Status;
 use gridcast_protocol::api::{RecipientList, Timeline, TimelineEvent};
-use gridcast_protocol::{ErrorCode, Status};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, Operator, query_filter, visible_snapshot};
+use super::{ApiResult, Operator, query_filter, query_number, visible_snapshot};
 use crate::Hub;
 use crate::incident::{self, MAX_BODY, MAX_NOTE, MAX_TARGETS, MAX_TITLE};
 
 /// Most rows one page may ask for.
 const MAX_PAGE: usize = 5_000;
 
-fn page_size(limit: Option<usize>) -> ApiResult<Option<usize>> {
-    match limit {
-        Some(0) => Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "limit must be at least 1",
-        )),
-        Some(n) if n > MAX_PAGE => Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("limit must be at most {MAX_PAGE}"),
-        )),
-        l => Ok(l),
-    }
-}
-
 #[derive(Deserialize)]
 pub(super) struct RecipientQuery {
     status: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
+    limit: Option<String>,
+    offset: Option<String>,
 }
 
 /// `GET /v1/incidents/{id}/recipients[?status=][&limit=&offset=]`: without `limit`
@@ -49,8 +35,8 @@ pub(super) async fn get_recipients(
         "status",
         "pending, delivered, accepted or declined",
     )?;
-    let limit = page_size(q.limit)?;
-    let offset = q.offset.unwrap_or(0);
+    let limit = query_number(q.limit.as_deref(), "limit", 1, MAX_PAGE)?;
+    let offset = query_number(q.offset.as_deref(), "offset", 0, usize::MAX)?.unwrap_or(0);
     let snap = visible_snapshot(&hub, &op, &id).await?;
     let matching = snap
         .recipients
@@ -74,7 +60,7 @@ pub(super) async fn get_recipients(
 
 #[derive(Deserialize)]
 pub(super) struct TimelineQuery {
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
 /// `GET /v1/incidents/{id}/timeline[?limit=N]`: the whole timeline, or its latest `N`
@@ -85,7 +71,7 @@ pub(super) async fn get_timeline(
     Path(id): Path<String>,
     Query(q): Query<TimelineQuery>,
 ) -> ApiResult<Json<Timeline>> {
-    let limit = page_size(q.limit)?;
+    let limit = query_number(q.limit.as_deref(), "limit", 1, MAX_PAGE)?;
     visible_snapshot(&hub, &op, &id).await?;
     let mut events = hub.store.timeline(&id).await?.unwrap_or_default();
     let total = events.len();
@@ -232,7 +218,7 @@ pub(super) async fn get_limits() -> Json<serde_json::Value> {
         "task_title": MAX_TITLE,
         "task_detail": MAX_BODY,
         "targets": MAX_TARGETS,
-        "ack_within_s": { "min": 1, "max": 86_400 },
+        "ack_within_s": { "min": 1, "max": incident::MAX_ACK_WITHIN_S },
     }))
 }
 
