@@ -18,7 +18,7 @@ use crate::store::{RecipientState, TaskOutcome, TaskRecord, TaskRefusal};
 /// Default time to do a task.
 const DEFAULT_DUE_S: u32 = 3_600;
 /// Longest a task may be given.
-const MAX_DUE_S: u32 = 7 * 86_400;
+pub const MAX_DUE_S: u32 = 7 * 86_400;
 
 /// The leads a task concerns, each with a grid of theirs (for routing): the assigned
 /// lead, or every recipient whose assignment lies in the assigned grid.

@@ -280,9 +280,9 @@ async fn a_console_task_is_accepted_and_done_on_the_phone_then_the_console_close
         .await;
     console
         .wait_for(
-            "document.querySelector('#task-form')",
+            "!document.getElementById('detail').hidden && (document.querySelector('#d-head .title') || {}).textContent === 'Evacuate block 3' && document.querySelector('#t-kind option')",
             WAIT,
-            "the task form",
+            "the incident's detail with its task form, as a person waits to see it",
         )
         .await;
     console

@@ -687,6 +687,12 @@ async fn the_hub_says_its_limits_and_pages_recipients_and_timelines() {
             .await,
         json!(1000)
     );
+    assert_eq!(
+        console
+            .eval("[document.getElementById('f-window').max, document.getElementById('t-due').max]")
+            .await,
+        json!(["86400", "604800"])
+    );
 
     let ops = hub.console("");
     let created = ops

@@ -71,6 +71,10 @@ export async function loadLimits(done, tries = 0) {
       const n = limits[e.dataset.limit];
       if (typeof n === "number") e.maxLength = n;
     }
+    for (const e of document.querySelectorAll("[data-limit-range]")) {
+      const r = limits[e.dataset.limitRange];
+      if (r) Object.assign(e, { min: r.min, max: r.max });
+    }
     done(limits);
   } catch (_) {
     setTimeout(() => loadLimits(done, tries + 1), backoff(tries, 1000, 30000));

@@ -219,6 +219,7 @@ pub(super) async fn get_limits() -> Json<serde_json::Value> {
         "task_detail": MAX_BODY,
         "targets": MAX_TARGETS,
         "ack_within_s": { "min": 1, "max": incident::MAX_ACK_WITHIN_S },
+        "due_in_s": { "min": 1, "max": crate::task::MAX_DUE_S },
     }))
 }
 
