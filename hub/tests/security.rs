@@ -832,7 +832,9 @@ async fn i07_tokens_end_sessions_rotate_and_can_be_revoked() {
     };
 
     // A session ends when its token expires (4401) unless a new hello renewed it.
-    let short = lead_with(&new_auth, now_s() + 2, None);
+    // Four seconds: time for both sessions to connect and sync on a loaded machine
+    // before the token runs out (the renewal must land before its expiry).
+    let short = lead_with(&new_auth, now_s() + 4, None);
     let (mut a, _) = LeadClient::connect(&hub.ws_url(), &short).await.unwrap();
     a.sync().await.unwrap();
     let (mut b, _) = LeadClient::connect(&hub.ws_url(), &short).await.unwrap();
@@ -843,17 +845,38 @@ async fn i07_tokens_end_sessions_rotate_and_can_be_revoked() {
     })
     .await
     .unwrap();
-    let closed = loop {
-        match tokio::time::timeout(WAIT, a.next())
-            .await
-            .expect("closed in time")
-        {
-            Err(gridcast_clients::ClientError::Closed(code)) => break code,
-            Err(e) => panic!("{e}"),
-            Ok(_) => {}
+    // A session's frames are handled in order: the pong says the renewal is in force.
+    assert!(pings(&mut b).await, "the session renewing itself answers");
+    // Both read meanwhile, as phones do: reading answers the hub's heartbeat pings
+    // (a session that answers none is rightly dropped after two heartbeats).
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                r = a.next() => match r {
+                    Err(gridcast_clients::ClientError::Closed(code)) => break code,
+                    Err(e) => panic!("{e}"),
+                    Ok(_) => {}
+                },
+                r = b.next() => {
+                    r.expect("the renewed session stays open");
+                }
+            }
         }
-    };
+    })
+    .await
+    .expect("closed in time");
     assert_eq!(closed, 4401);
+    // Past the old token's expiry by more than two heartbeat ticks, b is still open:
+    // its every tick saw the renewed expiry (each ending tick would have closed it).
+    let stayed = tokio::time::timeout(Duration::from_millis(2_500), async {
+        loop {
+            if let Err(e) = b.next().await {
+                panic!("the renewed session was closed: {e}");
+            }
+        }
+    })
+    .await;
+    assert!(stayed.is_err(), "b read until the window ended");
     assert!(pings(&mut b).await, "the renewed session lives on");
 
     // An operator's event stream ends when its token expires.
