@@ -51,12 +51,23 @@ pub enum BusEvent {
 /// What [`Bus::publish`] resolves to: how many recipients are online.
 pub type BusFuture<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
 
+/// What [`Bus::publish_confirmed`] resolves to: how many recipients are online, and
+/// whether every node that may hold a session was handed the event.
+pub type ConfirmedFuture<'a> = Pin<Box<dyn Future<Output = (usize, bool)> + Send + 'a>>;
+
 /// Publishes changes; see the module docs.
 pub trait Bus: Send + Sync + 'static {
     /// Publishes an event; resolves to how many recipients are online (in the cluster,
     /// as far as this node can tell), for the issuing API call. Never fails: what the
     /// bus cannot deliver, the leads get from the store when they or the bus resync.
     fn publish(&self, event: BusEvent) -> BusFuture<'_>;
+
+    /// [`Bus::publish`], also saying whether the other nodes were handed the event (a
+    /// single node's bus always is): the outbox entry of a change is cleared only then
+    /// (see `outbox.rs`).
+    fn publish_confirmed(&self, event: BusEvent) -> ConfirmedFuture<'_> {
+        Box::pin(async move { (self.publish(event).await, true) })
+    }
 }
 
 /// Queues an event to this node's sessions and counts what happened; returns how many

@@ -41,7 +41,7 @@ use redis::aio::PubSubSink;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::bus::{Bus, BusEvent, BusFuture, deliver};
+use crate::bus::{Bus, BusEvent, BusFuture, ConfirmedFuture, deliver};
 use crate::metrics::Metrics;
 use crate::presence::{OnlineLead, Presence};
 use crate::store::redis::{REGISTRY_CHANNEL, RedisStore};
@@ -768,9 +768,9 @@ impl Cluster {
     /// presence which of `away` are online there; returns how many are. On failure the
     /// publish is retried in the background for a while (so that a blip on this node's
     /// connection does not cost the other nodes an activation) and 0 is counted.
-    async fn publish_and_count(&self, messages: Vec<Message>, away: &[&str]) -> usize {
+    async fn publish_and_count(&self, messages: Vec<Message>, away: &[&str]) -> (usize, bool) {
         if messages.is_empty() {
-            return 0;
+            return (0, true);
         }
         let messages = self.sealed(messages);
         let nodes = if away.is_empty() {
@@ -791,7 +791,7 @@ impl Cluster {
                         online[i] |= v.is_some();
                     }
                 }
-                return online.iter().filter(|o| **o).count();
+                return (online.iter().filter(|o| **o).count(), true);
             }
             Err(e) => tracing::warn!(error = %e, "cluster publish failed; retrying"),
         }
@@ -800,7 +800,7 @@ impl Cluster {
             tracing::warn!(
                 "too many publishes retrying; the resync after Redis returns delivers this one"
             );
-            return 0;
+            return (0, false);
         };
         let shutdown = self.shutdown.clone();
         let metrics = self.metrics.clone();
@@ -825,7 +825,7 @@ impl Cluster {
             }
             tracing::warn!("cluster publish given up; nodes pick the change up on resync");
         });
-        0
+        (0, false)
     }
 }
 
@@ -846,6 +846,10 @@ pub struct ClusterBus {
 
 impl Bus for ClusterBus {
     fn publish(&self, event: BusEvent) -> BusFuture<'_> {
+        Box::pin(async move { self.publish_confirmed(event).await.0 })
+    }
+
+    fn publish_confirmed(&self, event: BusEvent) -> ConfirmedFuture<'_> {
         Box::pin(async move {
             let c = &self.cluster;
             let local = deliver(&c.presence, &c.metrics, &event);
@@ -910,7 +914,8 @@ impl Bus for ClusterBus {
                 }
             };
             if whole {
-                return local + c.publish_and_count(messages, &away).await;
+                let (there, sent) = c.publish_and_count(messages, &away).await;
+                return (local + there, sent);
             }
             // A lead's new answer: the `ok` to the phone need not wait for the publish.
             let mut inline = Vec::new();
@@ -925,7 +930,7 @@ impl Bus for ClusterBus {
             if !inline.is_empty() {
                 c.publish_and_count(inline, &[]).await;
             }
-            local
+            (local, true)
         })
     }
 }

@@ -212,21 +212,14 @@ impl Hub {
                 closed_at: None,
             },
             recipients,
-            outbox: self.mqtt.is_some(),
+            outbox: self.outbox_wanted(),
         };
         let started = Instant::now();
         let snap = self.store.create_incident(new).await?;
         let stored = started.elapsed();
         self.metrics.store_seconds.observe(stored);
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
-        let mut online = self
-            .bus
-            .publish(BusEvent::Incident {
-                meta: snap.meta.clone(),
-                recipients: snap.recipients.clone(),
-            })
-            .await;
-        self.publish_mqtt(&snap).await;
+        let mut online = self.fan_out(&snap).await;
         if let Some(m) = &self.mqtt {
             // Leads on MQTT only (a lead on both channels is counted once).
             online += snap
@@ -308,7 +301,7 @@ impl Hub {
                 revision,
                 &operator.sub,
                 self.clock.now_ms(),
-                self.mqtt.is_some(),
+                self.outbox_wanted(),
             )
             .await?;
         let snap = match outcome {
@@ -323,13 +316,7 @@ impl Hub {
         };
         let meta = &snap.meta;
         tracing::info!(incident = %meta.id, rev = meta.rev, state = ?meta.state, operator = %operator.sub, "incident revised");
-        self.bus
-            .publish(BusEvent::Incident {
-                meta: snap.meta.clone(),
-                recipients: snap.recipients.clone(),
-            })
-            .await;
-        self.publish_mqtt(&snap).await;
+        self.fan_out(&snap).await;
         self.console.incident_changed(&meta.id);
         Ok(detail(&snap))
     }
@@ -455,20 +442,6 @@ impl Hub {
             tracing::warn!(report = report_id, incident = %created.id, "report was promoted twice at once");
         }
         Ok(created)
-    }
-
-    /// Publishes an incident's current `rev` to its MQTT readers and clears its outbox
-    /// entry if the broker had it (else the sweeper publishes it again: a duplicate,
-    /// never a loss).
-    async fn publish_mqtt(&self, snap: &IncidentSnapshot) {
-        let Some(m) = &self.mqtt else { return };
-        let meta = &snap.meta;
-        let sent = m
-            .publish_incident(&self.registry.current(), meta, &snap.recipients)
-            .await;
-        if sent && let Err(e) = self.store.outbox_done(&meta.id, meta.rev).await {
-            tracing::warn!(error = %e, "outbox entry not cleared");
-        }
     }
 
     /// Applies a lead's receipt or ack. Resolves only once the change is durable.

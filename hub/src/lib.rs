@@ -20,6 +20,7 @@ pub mod escalation;
 pub mod incident;
 pub mod listen;
 pub mod metrics;
+pub mod outbox;
 pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
@@ -435,6 +436,9 @@ pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone());
     hub.tracker.spawn(console_ticker(hub.clone()));
     hub.tracker.spawn(escalation::ticker(hub.clone()));
+    if hub.outbox_wanted() {
+        hub.tracker.spawn(outbox::sweeper(hub.clone()));
+    }
     hub.tracker.spawn(upkeep::maintenance(hub.clone()));
     if let Some(c) = &hub.cluster {
         c.start(&hub);

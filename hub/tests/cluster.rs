@@ -508,3 +508,87 @@ async fn a_subscription_that_dies_silently_is_noticed_by_its_probe_and_resynced(
     a.stop().await;
     b.stop().await;
 }
+
+/// Issue 15's data-path hole: the issuing node records an activation, then dies before
+/// its publish reaches Redis (its `PUBLISH` to the grid channels is swallowed by a proxy,
+/// then the node is killed with SIGKILL). The outbox entry written with the record lets
+/// another node finish the fan-out: every phone on the other nodes has it within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_between_the_record_and_the_publish_loses_no_activation() {
+    let redis = RedisServer::start("outbox").await;
+    let doc = city(60);
+    let b = node("b", &redis, Some(doc.clone())).await;
+    let c = node("c", &redis, None).await;
+    let proxy = support::proxy::FreezingProxy::start(redis.port).await;
+    let a_port = free_port();
+    let a_dir = tmp_dir("cluster-outbox-a");
+    let mut a = spawn_hub(
+        a_port,
+        &[
+            "--redis".as_ref(),
+            proxy.url().as_ref(),
+            "--node-id".as_ref(),
+            "a".as_ref(),
+            "--data-dir".as_ref(),
+            a_dir.as_os_str(),
+        ],
+    )
+    .await;
+    ready_is(
+        &format!("http://127.0.0.1:{a_port}"),
+        true,
+        Duration::from_secs(20),
+    )
+    .await;
+    let a_ws = format!("ws://127.0.0.1:{a_port}/v1/lead/ws");
+    let mut elsewhere = Vec::new();
+    let mut on_a = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        match i % 3 {
+            0 => on_a.push(lead(&a_ws, &p.id).await.0),
+            1 => elsewhere.push(lead(&b.ws_url(), &p.id).await.0),
+            _ => elsewhere.push(lead(&c.ws_url(), &p.id).await.0),
+        }
+    }
+    let ops_b = operator(&b);
+    eventually(Duration::from_secs(10), "all 60 online", || {
+        let ops = ops_b.clone();
+        async move { ops.presence("", false).await.unwrap().online == 60 }
+    })
+    .await;
+
+    // A records, then its publish to the grid channels never reaches Redis.
+    proxy.freeze_on(&[b"PUBLISH", b"gc:g:"]);
+    let ops_a = ConsoleClient::new(
+        &format!("http://127.0.0.1:{a_port}"),
+        &token("op", TokenRole::Operator, ""),
+    );
+    let _issuing = tokio::spawn(async move {
+        let _ = ops_a
+            .activate(&activation("Chemical plume", &["330106"], &[]))
+            .await;
+    });
+    // Recorded: the shared store has it (read through B).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let list: serde_json::Value = ops_b.get("/v1/incidents?state=active").await.unwrap();
+        if let Some(i) = list["incidents"][0]["incident"]["id"].as_str() {
+            break i.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the activation was never recorded"
+        );
+        tokio::task::yield_now().await;
+    };
+    a.kill().await.unwrap();
+    let killed = Instant::now();
+    for phone in &mut elsewhere {
+        assert_eq!(incident(phone, &id).await, (1, Status::Pending));
+    }
+    let took = killed.elapsed();
+    eprintln!("every phone on B and C had the activation {took:?} after the issuing node died");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    b.stop().await;
+    c.stop().await;
+}

@@ -59,10 +59,6 @@ const PRESENCE_ALL: &str = "gridcast/v1/presence/+";
 const INCIDENT_EXPIRY_S: u32 = 3_600;
 /// Sync frames and replies expire sooner: a phone that is away asks again on `hello`.
 const REPLY_EXPIRY_S: u32 = 300;
-/// How often the outbox is swept.
-const OUTBOX_SWEEP: Duration = Duration::from_secs(2);
-/// An outbox entry younger than this is left to the node that recorded it.
-const OUTBOX_GRACE: Duration = Duration::from_secs(5);
 /// Workers for up frames (a lead always goes to the same one).
 const WORKERS: usize = 4;
 /// Up frames waiting per worker.
@@ -127,60 +123,6 @@ impl Mqtt {
         }
         hub.tracker
             .spawn(self.clone().event_loop(hub.clone(), eventloop, shards));
-        hub.tracker.spawn(self.clone().outbox_sweeper(hub.clone()));
-    }
-
-    /// Finishes the MQTT publishes that a node recorded but did not get out (it died,
-    /// or the broker was away): every few seconds, while connected, claims outbox
-    /// entries older than a grace period and publishes them. At-least-once: a phone may
-    /// get an incident twice, never zero times.
-    async fn outbox_sweeper(self: Arc<Self>, hub: Hub) {
-        let mut tick = tokio::time::interval(OUTBOX_SWEEP);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = hub.shutdown.cancelled() => return,
-            }
-            if !self.connected() {
-                continue;
-            }
-            let now = now_ms();
-            let due = match hub
-                .store
-                .outbox_claim(now.saturating_sub(OUTBOX_GRACE.as_millis() as u64), now)
-                .await
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox sweep failed");
-                    continue;
-                }
-            };
-            for (id, rev) in due {
-                match hub.store.incident(&id).await {
-                    Ok(Some(snap)) => {
-                        self.publish_incident(
-                            &hub.registry.current(),
-                            &snap.meta,
-                            &snap.recipients,
-                        )
-                        .await;
-                        tracing::info!(incident = %id, rev, "outbox: publish finished by the sweeper");
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox sweep failed");
-                        continue;
-                    }
-                }
-                if self.connected()
-                    && let Err(e) = hub.store.outbox_done(&id, rev).await
-                {
-                    tracing::warn!(error = %e, "outbox entry not cleared");
-                }
-            }
-        }
     }
 
     /// True while connected to the broker.
