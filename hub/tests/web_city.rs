@@ -264,6 +264,17 @@ fn has_cjk(s: &str) -> bool {
     s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
 }
 
+/// The texts of a page's list (a JSON array of strings) that have no Chinese in them.
+fn not_chinese(texts: &serde_json::Value) -> Vec<&str> {
+    texts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .filter(|t| !has_cjk(t))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_reload() {
     let hub = TestHub::start("city-zh", Some(two_counties()), |_| {}).await;
@@ -306,13 +317,7 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
         "the hub's text as it is"
     );
     let texts = zh.eval(OWN_TEXTS).await;
-    let english: Vec<&str> = texts
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str())
-        .filter(|t| !has_cjk(t))
-        .collect();
+    let english = not_chinese(&texts);
     assert!(english.is_empty(), "not in Chinese: {english:?}");
     assert!(texts.as_array().unwrap().len() > 30, "{texts}");
     for (sel, want) in [
@@ -338,13 +343,7 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
     let built = zh
         .eval("[...document.querySelectorAll('#detail th, #detail h3, #detail button, #detail .legend .n, #detail .pager .page, #d-timeline strong, #detail .meta, #tree .name')].filter(e => e.offsetParent !== null).map(e => e.textContent.trim()).filter(t => t)")
         .await;
-    let english: Vec<&str> = built
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str())
-        .filter(|t| !has_cjk(t))
-        .collect();
+    let english = not_chinese(&built);
     assert!(
         english.is_empty(),
         "built by the page, not in Chinese: {english:?}"
@@ -416,13 +415,7 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
             .contains("网格长")
     );
     let texts = phone.eval(OWN_TEXTS).await;
-    let english: Vec<&str> = texts
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.as_str())
-        .filter(|t| !has_cjk(t))
-        .collect();
+    let english = not_chinese(&texts);
     assert!(
         english.is_empty(),
         "not in Chinese on the phone: {english:?}"
