@@ -49,6 +49,11 @@ pub struct Config {
     /// The broker username of the hub nodes (in the ACL file).
     #[arg(long, env = "GRIDCAST_MQTT_HUB_USER", default_value = "gridcast-hub")]
     pub mqtt_hub_user: String,
+    /// Publishes waiting for the broker (the MQTT client's queue). When it is full an
+    /// incident's publish waits (its outbox entry keeps it safe) and a lead's status
+    /// update to its MQTT devices is dropped, never making an ack's `ok` wait.
+    #[arg(long, env = "GRIDCAST_MQTT_QUEUE", default_value_t = 10_000)]
+    pub mqtt_queue: usize,
     /// This node's name (default: random).
     #[arg(long, env = "GRIDCAST_NODE_ID")]
     pub node_id: Option<String>,
@@ -278,10 +283,11 @@ impl Config {
         if self.max_connections == 0
             || self.max_pending_hellos == 0
             || self.console_buffer == 0
+            || self.mqtt_queue == 0
             || self.max_sessions_per_lead == 0
         {
             return bad(
-                "--max-connections, --max-pending-hellos, --console-buffer and --max-sessions-per-lead must be positive",
+                "--max-connections, --max-pending-hellos, --console-buffer, --mqtt-queue and --max-sessions-per-lead must be positive",
             );
         }
         if self.console_buffer > 1 << 20 {

@@ -460,7 +460,7 @@ impl Hub {
         {
             // Every device of the lead learns the new answer.
             if let Some(m) = &self.mqtt {
-                m.publish_status(&meta, &state).await;
+                m.publish_status(&meta, &state);
             }
             self.bus.publish(BusEvent::Recipient { meta, state }).await;
         }

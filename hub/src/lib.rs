@@ -331,7 +331,8 @@ impl Hub {
             Some(url) => {
                 let url = transport::mqtt::BrokerUrl::parse(url)
                     .map_err(|e| StartError::Config(config::ConfigError(e)))?;
-                let (m, el) = transport::mqtt::Mqtt::new(&url, &node_id);
+                let (m, el) =
+                    transport::mqtt::Mqtt::new(&url, &node_id, config.mqtt_queue, metrics.clone());
                 (Some(m), Some(el))
             }
         };

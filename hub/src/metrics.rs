@@ -84,6 +84,8 @@ pub struct Metrics {
     pub incidents_issued: AtomicU64,
     /// Console events lost by a lagging console stream.
     pub console_lagged: AtomicU64,
+    /// Publishes the MQTT client's queue had no room for (the broker stalled).
+    pub mqtt_queue_full: AtomicU64,
     /// Cluster mode: resyncs after a Redis reconnect or a missed subscription probe.
     pub cluster_resyncs: AtomicU64,
     /// Cluster mode: incident frames re-sent to local sessions by resyncs.
@@ -123,6 +125,7 @@ impl Default for Metrics {
             heartbeat_drops: AtomicU64::new(0),
             incidents_issued: AtomicU64::new(0),
             console_lagged: AtomicU64::new(0),
+            mqtt_queue_full: AtomicU64::new(0),
             cluster_resyncs: AtomicU64::new(0),
             cluster_resent: AtomicU64::new(0),
             cluster_publish_errors: AtomicU64::new(0),
@@ -223,6 +226,12 @@ impl Metrics {
             "gridcast_console_lagged_total",
             "Console events skipped by lagging streams.",
             &self.console_lagged,
+        );
+        c(
+            &mut out,
+            "gridcast_mqtt_queue_full_total",
+            "MQTT publishes refused by a full client queue (incidents finished by the outbox, status updates dropped).",
+            &self.mqtt_queue_full,
         );
         c(
             &mut out,

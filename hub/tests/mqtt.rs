@@ -725,3 +725,96 @@ async fn an_mqtt_lead_is_held_to_the_upstream_frame_rate() {
     assert!(limited >= 50, "the rest is refused: {limited}");
     hub.stop().await;
 }
+
+/// A broker that stops taking anything (SIGSTOP) fills the hub's MQTT queue. Nothing
+/// waits for it: activations are answered (their MQTT publishes are left to the
+/// outbox), and a WebSocket phone's ack is answered `ok` although the same lead has an
+/// MQTT device whose status update cannot go out. Once the broker goes on, the outbox
+/// delivers the activations to the MQTT device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_broker_does_not_delay_a_websocket_phones_ok() {
+    let broker = Mosquitto::start("stalled").await;
+    let doc = city(10);
+    let url = broker.url();
+    let hub = TestHub::start("mqtt-stalled", Some(doc.clone()), move |c| {
+        c.mqtt = Some(url);
+        c.mqtt_queue = 20;
+    })
+    .await;
+    ready_is(&hub.http(), true, Duration::from_secs(20)).await;
+    let both = doc.staff[0].id.clone();
+    let mut device = mqtt_lead(&broker, &doc, &both, true).await;
+    let (mut phone, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&both))
+        .await
+        .unwrap();
+    phone.sync().await.unwrap();
+    wait_online(&hub, 1).await;
+    let ops = hub.console("");
+    let first = ops
+        .activate(&activation("Flood", &["330106"], &[]))
+        .await
+        .unwrap();
+    loop {
+        if let ServerFrame::Incident { incident, .. } = phone.next().await.unwrap()
+            && incident.id == first.id
+        {
+            break;
+        }
+    }
+
+    // The broker stops; activations go on until the hub's queue has no room left.
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &broker.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let mut last = String::new();
+    for i in 0..300 {
+        let created = tokio::time::timeout(
+            Duration::from_secs(10),
+            ops.activate(&activation(&format!("pile {i}"), &["330106"], &[])),
+        )
+        .await
+        .expect("an activation is answered while the broker is stalled")
+        .unwrap();
+        last = created.id;
+        if metric(&hub, "gridcast_mqtt_queue_full_total").await > 0 {
+            break;
+        }
+    }
+    assert!(
+        metric(&hub, "gridcast_mqtt_queue_full_total").await > 0,
+        "the queue never filled"
+    );
+
+    // The WebSocket phone's ack is answered while the broker is still stopped.
+    let (answer, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        phone.request(&ack(&first.id, "a1")),
+    )
+    .await
+    .expect("ok while the broker is stalled")
+    .unwrap();
+    answer.unwrap();
+    assert!(signal("-CONT").success());
+    // What did not fit is finished by the outbox once the broker takes it again.
+    device.incident(&last).await;
+    let d = ops.incident(&first.id).await.unwrap();
+    assert_eq!(d.counts.accepted, 1);
+    hub.stop().await;
+}
+
+async fn metric(hub: &TestHub, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", hub.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

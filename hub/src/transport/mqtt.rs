@@ -65,8 +65,14 @@ const WORKERS: usize = 4;
 const WORKER_QUEUE: usize = 1_024;
 /// Up frames waiting in tasks when a worker queue is full.
 const OVERFLOW_TASKS: usize = 1_024;
-/// Requests the client may queue for the event loop.
-const CLIENT_QUEUE: usize = 10_000;
+/// A payload and the properties every hub publish carries (its expiry in the broker).
+fn message(payload: &[u8], expiry_s: u32) -> (Bytes, PublishProperties) {
+    let props = PublishProperties {
+        message_expiry_interval: Some(expiry_s),
+        ..PublishProperties::default()
+    };
+    (Bytes::copy_from_slice(payload), props)
+}
 
 /// The lead topic.
 pub fn lead_topic(lead: &str) -> String {
@@ -86,11 +92,17 @@ pub struct Mqtt {
     /// until their token expires; one entry per lead of the registry at most.
     verified: DashMap<String, crate::store::MqttLead>,
     connected: AtomicBool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Mqtt {
     /// A client for the broker at `url`; nothing is sent until [`Mqtt::start`].
-    pub fn new(url: &BrokerUrl, node_id: &str) -> (Arc<Mqtt>, EventLoop) {
+    pub fn new(
+        url: &BrokerUrl,
+        node_id: &str,
+        queue: usize,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> (Arc<Mqtt>, EventLoop) {
         let mut options = MqttOptions::new(format!("gridcast-hub-{node_id}"), &url.host, url.port);
         options
             .set_keep_alive(Duration::from_secs(10))
@@ -101,13 +113,14 @@ impl Mqtt {
         if let Some((u, p)) = &url.credentials {
             options.set_credentials(u, p);
         }
-        let (client, eventloop) = AsyncClient::new(options, CLIENT_QUEUE);
+        let (client, eventloop) = AsyncClient::new(options, queue.max(1));
         (
             Arc::new(Mqtt {
                 client,
                 leads: DashMap::new(),
                 verified: DashMap::new(),
                 connected: AtomicBool::new(false),
+                metrics,
             }),
             eventloop,
         )
@@ -429,11 +442,7 @@ impl Mqtt {
     }
 
     async fn publish(&self, topic: String, payload: &[u8], expiry_s: u32) {
-        let props = PublishProperties {
-            message_expiry_interval: Some(expiry_s),
-            ..PublishProperties::default()
-        };
-        let payload = Bytes::copy_from_slice(payload);
+        let (payload, props) = message(payload, expiry_s);
         if let Err(e) = self
             .client
             .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, props)
@@ -462,30 +471,30 @@ impl Mqtt {
             incident: meta.view(),
             me: None,
         });
-        let connected = self.connected();
+        // Never waits for the broker: what the queue has no room for stays in the
+        // outbox (false), and a sweeper publishes it again.
+        let mut queued = self.connected();
         for (grid, rs) in by_grid {
             if registry.people_in(grid).all(|p| ids.contains(p)) {
-                self.publish(
+                queued &= self.try_queue(
                     grid_topic(grid.as_str()),
                     bare.as_str().as_bytes(),
                     INCIDENT_EXPIRY_S,
-                )
-                .await;
+                );
                 continue;
             }
             for r in rs {
                 if self.leads.contains_key(&r.lead) {
                     let f = lead_frame(meta, r);
-                    self.publish(
+                    queued &= self.try_queue(
                         lead_topic(&r.lead),
                         f.as_str().as_bytes(),
                         INCIDENT_EXPIRY_S,
-                    )
-                    .await;
+                    );
                 }
             }
         }
-        connected
+        queued
     }
 
     /// Any frame for one lead (re-notification, escalation), if it uses MQTT.
@@ -501,15 +510,36 @@ impl Mqtt {
     }
 
     /// A lead's new status, to its phone if it uses MQTT.
-    pub async fn publish_status(&self, meta: &IncidentMeta, state: &RecipientState) {
+    /// A lead's new status to its MQTT devices, without waiting: a full queue (the
+    /// broker stalled) drops it rather than hold up the `ok` of the ack that made it;
+    /// those devices get their status in their next sync.
+    pub fn publish_status(&self, meta: &IncidentMeta, state: &RecipientState) {
         if self.leads.contains_key(&state.lead) {
             let f = lead_frame(meta, state);
-            self.publish(
+            self.try_queue(
                 lead_topic(&state.lead),
                 f.as_str().as_bytes(),
                 INCIDENT_EXPIRY_S,
-            )
-            .await;
+            );
+        }
+    }
+
+    /// Queues a publish if the client's queue has room; false (and counted) if not.
+    fn try_queue(&self, topic: String, payload: &[u8], expiry_s: u32) -> bool {
+        let (payload, props) = message(payload, expiry_s);
+        match self.client.try_publish_with_properties(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            payload,
+            props,
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.mqtt_queue_full.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "mqtt publish not queued (the broker is not taking them)");
+                false
+            }
         }
     }
 }

@@ -75,6 +75,14 @@ impl Mosquitto {
         }
     }
 
+    /// The broker's process id (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("mosquitto running")
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
