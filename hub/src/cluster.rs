@@ -26,26 +26,31 @@
 //!   before anything in it is looked at: a `PUBLISH` by anyone else who can reach Redis
 //!   is dropped and counted, never delivered.
 
+mod bus;
+mod nodes;
 pub mod seal;
+mod wire;
 
-use std::collections::{HashMap, HashSet};
+pub use bus::ClusterBus;
+use bus::publish_pipe;
+use wire::{ConsoleWire, Message, Seen, WireIn, WireOut};
+
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::Assignment;
 use redis::aio::PubSubSink;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::bus::{Bus, BusEvent, BusFuture, ConfirmedFuture, deliver};
+use crate::bus::{BusEvent, deliver};
 use crate::metrics::Metrics;
-use crate::presence::{OnlineLead, Presence};
+use crate::presence::Presence;
+use crate::store::StoreError;
 use crate::store::redis::{REGISTRY_CHANNEL, RedisStore};
-use crate::store::{IncidentMeta, RecipientState, StoreError};
 use crate::{Hub, now_ms};
 
 /// How often a node refreshes its presence and probes its subscription.
@@ -80,99 +85,6 @@ fn grid_channel(grid: &str) -> String {
 }
 fn probe_channel(node: &str) -> String {
     format!("gc:probe:{node}")
-}
-
-/// A message to publish: channel and payload.
-type Message = (String, Vec<u8>);
-
-/// A bus event on the wire: only the recipients of one grid.
-#[derive(Serialize)]
-struct WireOut<'a> {
-    origin: &'a str,
-    whole: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    meta: Option<&'a IncidentMeta>,
-    recipients: Vec<&'a RecipientState>,
-    /// A frame for one lead's devices: (lead, frame text).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<(&'a str, &'a str)>,
-}
-
-#[derive(Deserialize)]
-struct WireIn {
-    origin: String,
-    #[serde(default)]
-    whole: bool,
-    #[serde(default)]
-    meta: Option<IncidentMeta>,
-    #[serde(default)]
-    recipients: Vec<RecipientState>,
-    #[serde(default)]
-    to: Option<(String, String)>,
-}
-
-/// What a node tells the others' consoles.
-#[derive(Serialize, Deserialize, Default)]
-struct ConsoleWire {
-    origin: String,
-    #[serde(default)]
-    changed: Vec<String>,
-    #[serde(default)]
-    event: Option<(String, Vec<String>, serde_json::Value)>,
-}
-
-/// What of an incident reached a node's sessions: its newest `rev`, and whether all of
-/// that rev did (issued or resent from this node) or only the grids listed (another
-/// node's fan-out is one message per grid, and a subscription lost in the middle of one
-/// leaves the rest of its grids unsent).
-#[derive(Debug, Default)]
-struct Seen {
-    rev: u64,
-    whole: bool,
-    grids: HashSet<String>,
-}
-
-impl Seen {
-    /// All of `rev` was delivered here.
-    fn whole(&mut self, rev: u64) {
-        if rev >= self.rev {
-            self.rev = rev;
-            self.whole = true;
-            self.grids.clear();
-        }
-    }
-
-    /// `rev`'s message for `grid` was delivered here.
-    fn grid(&mut self, rev: u64, grid: &str) {
-        if rev > self.rev {
-            *self = Seen {
-                rev,
-                ..Seen::default()
-            };
-        }
-        if rev == self.rev && !self.whole {
-            self.grids.insert(grid.to_owned());
-        }
-    }
-
-    /// True if `meta` may not have reached every session here: a newer rev, or a grid
-    /// with sessions here that the incident targets and whose message never came.
-    fn missed(&self, meta: &IncidentMeta, local: &[GridCode]) -> bool {
-        if meta.rev > self.rev {
-            return true;
-        }
-        if meta.rev < self.rev || self.whole {
-            return false;
-        }
-        local.iter().any(|g| {
-            let targeted = meta
-                .targets
-                .codes
-                .iter()
-                .any(|t| g.as_str().starts_with(t.as_str()));
-            targeted && !self.grids.contains(g.as_str())
-        })
-    }
 }
 
 /// One node's part in the cluster.
@@ -569,153 +481,6 @@ impl Cluster {
         Ok(())
     }
 
-    async fn heartbeat(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(HEARTBEAT);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seq = 0u64;
-        let key = node_key(&self.node);
-        loop {
-            // A beat every HEARTBEAT; presence changes are also written soon after they
-            // happen (a burst of connects settles into one write).
-            let beat = tokio::select! {
-                _ = tick.tick() => true,
-                () = self.presence.changed() => {
-                    tokio::select! {
-                        () = tokio::time::sleep(PRESENCE_FLUSH_DELAY) => false,
-                        () = self.shutdown.cancelled() => break,
-                    }
-                }
-                () = self.shutdown.cancelled() => break,
-            };
-            let now = now_ms();
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let dirty = self.presence.take_dirty();
-            let full = self.presence_stale.load(Relaxed);
-            if full {
-                pipe.del(&key).ignore();
-                let all: Vec<(String, String)> = self
-                    .presence
-                    .online()
-                    .into_iter()
-                    .map(|l| (l.id, l.channels.join(",")))
-                    .collect();
-                if !all.is_empty() {
-                    pipe.hset_multiple(&key, &all).ignore();
-                }
-            } else {
-                for lead in &dirty {
-                    match self.presence.channels_of(lead) {
-                        Some(ch) => pipe.hset(&key, lead, ch.join(",")).ignore(),
-                        None => pipe.hdel(&key, lead).ignore(),
-                    };
-                }
-            }
-            pipe.pexpire(&key, 3 * PRESENCE_TTL.as_millis() as i64)
-                .ignore();
-            if beat {
-                seq += 1;
-                pipe.zadd(NODES, &self.node, now + PRESENCE_TTL.as_millis() as u64)
-                    .ignore()
-                    .zrembyscore(NODES, "-inf", now.saturating_sub(3_600_000))
-                    .ignore()
-                    .publish(
-                        probe_channel(&self.node),
-                        self.seal
-                            .seal(&probe_channel(&self.node), &seq.to_be_bytes(), now),
-                    )
-                    .ignore();
-            }
-            pipe.cmd("ZRANGEBYSCORE").arg(NODES).arg(now).arg("+inf");
-            let mut c = self.store.connection();
-            match pipe.query_async::<(Vec<String>,)>(&mut c).await {
-                Ok((nodes,)) => {
-                    if full {
-                        self.presence_stale.store(false, Relaxed);
-                    }
-                    *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
-                        nodes.into_iter().filter(|n| *n != self.node).collect();
-                }
-                Err(e) => {
-                    // The changes taken are lost with this write: rewrite whole next time.
-                    tracing::warn!(error = %e, "cluster heartbeat failed");
-                    self.presence_stale.store(true, Relaxed);
-                    if e.is_timeout() {
-                        // An open connection that stopped answering is not replaced by
-                        // the connection manager: replace it here.
-                        match self.store.renew().await {
-                            Ok(()) => tracing::info!("redis connection renewed after timeouts"),
-                            Err(e) => tracing::warn!(error = %e, "redis connection renewal failed"),
-                        }
-                    }
-                }
-            }
-        }
-        // Leaving cleanly: our leads leave cluster presence now, not at expiry.
-        let mut c = self.store.connection();
-        let _ = redis::pipe()
-            .zrem(NODES, &self.node)
-            .ignore()
-            .del(&key)
-            .ignore()
-            .query_async::<()>(&mut c)
-            .await;
-    }
-
-    async fn live_nodes(&self) -> redis::RedisResult<Vec<String>> {
-        let mut c = self.store.connection();
-        let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(NODES)
-            .arg(now_ms())
-            .arg("+inf")
-            .query_async(&mut c)
-            .await?;
-        Ok(nodes.into_iter().filter(|n| *n != self.node).collect())
-    }
-
-    /// Every lead online anywhere in the cluster, for `GET /v1/presence`.
-    pub async fn online(&self, hub: &Hub) -> Result<Vec<OnlineLead>, StoreError> {
-        let io = |e: redis::RedisError| StoreError::Io(format!("redis: {e}"));
-        let nodes = self.live_nodes().await.map_err(io)?;
-        let mut merged: HashMap<String, Vec<String>> = HashMap::new();
-        if !nodes.is_empty() {
-            let mut pipe = redis::pipe();
-            for n in &nodes {
-                pipe.hgetall(node_key(n));
-            }
-            let mut c = self.store.connection();
-            let maps: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await.map_err(io)?;
-            for (lead, ch) in maps.into_iter().flatten() {
-                merged
-                    .entry(lead)
-                    .or_default()
-                    .extend(ch.split(',').filter(|c| !c.is_empty()).map(str::to_owned));
-            }
-        }
-        let mut out = self.presence.online();
-        for l in &mut out {
-            if let Some(more) = merged.remove(&l.id) {
-                l.channels.extend(more);
-                l.channels.sort();
-                l.channels.dedup();
-            }
-        }
-        let registry = hub.registry.current();
-        for (id, mut channels) in merged {
-            let Some(p) = registry.person(&id) else {
-                continue;
-            };
-            channels.sort();
-            channels.dedup();
-            out.push(OnlineLead {
-                assignments: crate::registry::assignments(p),
-                id,
-                channels,
-            });
-        }
-        Ok(out)
-    }
-
     /// Tells the other nodes' consoles which incidents changed here, and optionally one
     /// event to show as is.
     pub async fn announce_console(
@@ -740,18 +505,6 @@ impl Cluster {
         }
     }
 
-    /// `messages` sealed for their channels, ready to publish.
-    fn sealed(&self, messages: Vec<Message>) -> Vec<Message> {
-        let now = now_ms();
-        messages
-            .into_iter()
-            .map(|(ch, body)| {
-                let sealed = self.seal.seal(&ch, &body, now);
-                (ch, sealed)
-            })
-            .collect()
-    }
-
     /// Tells every node that the registry in Redis changed (each reloads it; a node that
     /// misses this reloads at its next resync).
     pub async fn announce_registry(&self) {
@@ -762,176 +515,6 @@ impl Cluster {
         if let Err(e) = r {
             tracing::warn!(error = %e, "registry saved but its announcement failed; nodes pick it up on resync");
         }
-    }
-
-    /// Publishes messages and, in the same round trip, asks the other live nodes'
-    /// presence which of `away` are online there; returns how many are. On failure the
-    /// publish is retried in the background for a while (so that a blip on this node's
-    /// connection does not cost the other nodes an activation) and 0 is counted.
-    async fn publish_and_count(&self, messages: Vec<Message>, away: &[&str]) -> (usize, bool) {
-        if messages.is_empty() {
-            return (0, true);
-        }
-        let messages = self.sealed(messages);
-        let nodes = if away.is_empty() {
-            Vec::new()
-        } else {
-            self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
-        };
-        let mut pipe = publish_pipe(&messages);
-        for n in &nodes {
-            pipe.cmd("HMGET").arg(node_key(n)).arg(away);
-        }
-        let mut c = self.store.connection();
-        match pipe.query_async::<Vec<Vec<Option<String>>>>(&mut c).await {
-            Ok(found) => {
-                let mut online = vec![false; away.len()];
-                for per_node in found {
-                    for (i, v) in per_node.into_iter().enumerate() {
-                        online[i] |= v.is_some();
-                    }
-                }
-                return (online.iter().filter(|o| **o).count(), true);
-            }
-            Err(e) => tracing::warn!(error = %e, "cluster publish failed; retrying"),
-        }
-        self.metrics.cluster_publish_errors.fetch_add(1, Relaxed);
-        let Ok(permit) = self.retrying.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "too many publishes retrying; the resync after Redis returns delivers this one"
-            );
-            return (0, false);
-        };
-        let shutdown = self.shutdown.clone();
-        let metrics = self.metrics.clone();
-        let store = self.store.clone();
-        self.tracker.spawn(async move {
-            let _permit = permit;
-            let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
-            while tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = shutdown.cancelled() => return,
-                }
-                let mut c = store.connection();
-                if publish_pipe(&messages)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-                metrics.cluster_publish_errors.fetch_add(1, Relaxed);
-            }
-            tracing::warn!("cluster publish given up; nodes pick the change up on resync");
-        });
-        (0, false)
-    }
-}
-
-/// A pipeline publishing `messages`, which are sealed already.
-fn publish_pipe(messages: &[Message]) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    for (ch, payload) in messages {
-        pipe.publish(ch, payload).ignore();
-    }
-    pipe
-}
-
-/// The cluster's bus: local sessions at once, other nodes through Redis by grid code.
-pub struct ClusterBus {
-    /// The node.
-    pub cluster: Arc<Cluster>,
-}
-
-impl Bus for ClusterBus {
-    fn publish(&self, event: BusEvent) -> BusFuture<'_> {
-        Box::pin(async move { self.publish_confirmed(event).await.0 })
-    }
-
-    fn publish_confirmed(&self, event: BusEvent) -> ConfirmedFuture<'_> {
-        Box::pin(async move {
-            let c = &self.cluster;
-            let local = deliver(&c.presence, &c.metrics, &event);
-            // Who is not here, taken now: phones that answer and hang up before the
-            // publish returns still count as online at issue.
-            let away: Vec<&str> = match &event {
-                BusEvent::Incident { recipients, .. } => recipients
-                    .iter()
-                    .map(|r| r.lead.as_str())
-                    .filter(|l| !c.presence.has(l))
-                    .collect(),
-                BusEvent::Recipient { .. } | BusEvent::ToLead { .. } => Vec::new(),
-            };
-            let (meta, whole, recipients, to) = match &event {
-                BusEvent::Incident { meta, recipients } => {
-                    c.saw(&meta.id, meta.rev);
-                    (Some(&**meta), true, recipients.iter().collect(), None)
-                }
-                BusEvent::Recipient { meta, state } => (Some(&**meta), false, vec![state], None),
-                BusEvent::ToLead { lead, grid, frame } => (
-                    None,
-                    false,
-                    Vec::new(),
-                    Some((lead.as_str(), grid, frame.as_str())),
-                ),
-            };
-            let messages: Vec<Message> = match to {
-                Some((lead, grid, frame)) => {
-                    let w = WireOut {
-                        origin: &c.node,
-                        whole: false,
-                        meta: None,
-                        recipients: Vec::new(),
-                        to: Some((lead, frame)),
-                    };
-                    serde_json::to_vec(&w)
-                        .ok()
-                        .map(|p| (grid_channel(grid.as_str()), p))
-                        .into_iter()
-                        .collect()
-                }
-                None => {
-                    let mut by_grid: HashMap<&GridCode, Vec<&RecipientState>> = HashMap::new();
-                    for r in recipients {
-                        by_grid.entry(&r.grid).or_default().push(r);
-                    }
-                    by_grid
-                        .into_iter()
-                        .filter_map(|(grid, recipients)| {
-                            let w = WireOut {
-                                origin: &c.node,
-                                whole,
-                                meta,
-                                recipients,
-                                to: None,
-                            };
-                            serde_json::to_vec(&w)
-                                .ok()
-                                .map(|p| (grid_channel(grid.as_str()), p))
-                        })
-                        .collect()
-                }
-            };
-            if whole {
-                let (there, sent) = c.publish_and_count(messages, &away).await;
-                return (local + there, sent);
-            }
-            // A lead's new answer: the `ok` to the phone need not wait for the publish.
-            let mut inline = Vec::new();
-            for m in messages {
-                if let Err(
-                    mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m),
-                ) = c.status_tx.try_send(m)
-                {
-                    inline.push(m);
-                }
-            }
-            if !inline.is_empty() {
-                c.publish_and_count(inline, &[]).await;
-            }
-            (local, true)
-        })
     }
 }
 
