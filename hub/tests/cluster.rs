@@ -86,19 +86,6 @@ fn operator(hub: &TestHub) -> ConsoleClient {
     ConsoleClient::new(&hub.http(), &token("op", TokenRole::Operator, ""))
 }
 
-async fn metric(hub: &TestHub, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", hub.http()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
     let redis = RedisServer::start("three").await;
@@ -444,7 +431,7 @@ async fn an_activation_issued_just_before_a_redis_outage_reaches_the_leads_after
     for p in &doc.staff {
         leads.push(lead(&b.ws_url(), &p.id).await.0);
     }
-    let resent_before = metric(&b, "gridcast_cluster_resent_total").await;
+    let resent_before = metric(&b.http(), "gridcast_cluster_resent_total").await;
     // B's link to Redis goes quiet first (as it does when Redis is failing), so the
     // activation A records and publishes now is surely lost for B ...
     proxy.freeze();
@@ -459,7 +446,7 @@ async fn an_activation_issued_just_before_a_redis_outage_reaches_the_leads_after
     for c in &mut leads {
         assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
     }
-    let resent = metric(&b, "gridcast_cluster_resent_total").await - resent_before;
+    let resent = metric(&b.http(), "gridcast_cluster_resent_total").await - resent_before;
     assert!(
         resent >= 100,
         "B's leads got it from B's resync ({resent} re-sent)"
@@ -482,7 +469,7 @@ async fn a_subscription_that_dies_silently_is_noticed_by_its_probe_and_resynced(
     for p in &doc.staff {
         leads.push(lead(&b.ws_url(), &p.id).await.0);
     }
-    let resent_before = metric(&b, "gridcast_cluster_resent_total").await;
+    let resent_before = metric(&b.http(), "gridcast_cluster_resent_total").await;
     // Every connection of B now looks open and carries nothing.
     proxy.freeze();
     let created = operator(&a)
@@ -503,7 +490,7 @@ async fn a_subscription_that_dies_silently_is_noticed_by_its_probe_and_resynced(
         frozen.elapsed()
     );
     ready_is(&b.http(), true, Duration::from_secs(20)).await;
-    let resent = metric(&b, "gridcast_cluster_resent_total").await - resent_before;
+    let resent = metric(&b.http(), "gridcast_cluster_resent_total").await - resent_before;
     assert!(resent >= 60, "delivered by B's resync ({resent} re-sent)");
     a.stop().await;
     b.stop().await;

@@ -780,12 +780,12 @@ async fn a_stalled_broker_does_not_delay_a_websocket_phones_ok() {
         .expect("an activation is answered while the broker is stalled")
         .unwrap();
         last = created.id;
-        if metric(&hub, "gridcast_mqtt_queue_full_total").await > 0 {
+        if metric(&hub.http(), "gridcast_mqtt_queue_full_total").await > 0 {
             break;
         }
     }
     assert!(
-        metric(&hub, "gridcast_mqtt_queue_full_total").await > 0,
+        metric(&hub.http(), "gridcast_mqtt_queue_full_total").await > 0,
         "the queue never filled"
     );
 
@@ -804,17 +804,4 @@ async fn a_stalled_broker_does_not_delay_a_websocket_phones_ok() {
     let d = ops.incident(&first.id).await.unwrap();
     assert_eq!(d.counts.accepted, 1);
     hub.stop().await;
-}
-
-async fn metric(hub: &TestHub, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", hub.http()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }

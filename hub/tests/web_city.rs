@@ -75,6 +75,22 @@ async fn console_as(b: &Browser, http: &str, token: &str, langs: Option<&str>) -
     b.online_page(langs, &url, 1280, 900, false).await
 }
 
+/// Fills the activation form (a drill to `codes`), sends it, and returns the refusal
+/// the form's own line shows.
+async fn refused_activation(page: &Page, title: &str, codes: &str) -> serde_json::Value {
+    page.fill("#f-title", title).await;
+    page.fill("#f-body", "x").await;
+    page.fill("#f-codes", codes).await;
+    page.click("#f-drill").await;
+    page.click("#f-submit").await;
+    page.wait_for(
+        "(() => { const e = document.getElementById('issue-result'); return e.classList.contains('error') && e.textContent; })()",
+        WAIT,
+        "the refusal in the form's own line",
+    )
+    .await
+}
+
 /// Exactly `failed` panels show an error, and the live stream is up.
 async fn only_failed_panels(page: &Page, failed: usize, what: &str) {
     let shown = page
@@ -228,18 +244,7 @@ async fn a_city_of_two_counties_shows_both_and_a_community_operator_sees_only_it
     );
 
     // A request the hub refuses shows its error in its panel; the rest works.
-    local.fill("#f-title", "越权测试").await;
-    local.fill("#f-body", "x").await;
-    local.fill("#f-codes", "440306").await;
-    local.click("#f-drill").await;
-    local.click("#f-submit").await;
-    let said = local
-        .wait_for(
-            "(() => { const e = document.getElementById('issue-result'); return e.classList.contains('error') && e.textContent; })()",
-            WAIT,
-            "the refusal in the form's panel",
-        )
-        .await;
+    let said = refused_activation(&local, "越权测试", "440306").await;
     assert!(
         said.as_str()
             .unwrap()
@@ -350,18 +355,7 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
     );
     assert!(built.as_array().unwrap().len() > 20, "{built}");
     // A refusal as a Chinese sentence.
-    zh.fill("#f-title", "x").await;
-    zh.fill("#f-body", "x").await;
-    zh.fill("#f-codes", "4403059").await;
-    zh.click("#f-drill").await;
-    zh.click("#f-submit").await;
-    let said = zh
-        .wait_for(
-            "(() => { const e = document.getElementById('issue-result'); return e.classList.contains('error') && e.textContent; })()",
-            WAIT,
-            "the refusal",
-        )
-        .await;
+    let said = refused_activation(&zh, "x", "4403059").await;
     assert!(
         said.as_str().unwrap().starts_with("未发布：输入有误。"),
         "{said}"
@@ -470,20 +464,6 @@ async fn a_chinese_browser_gets_both_pages_in_chinese_and_the_choice_survives_a_
         Some("Issue activation")
     );
     hub.stop().await;
-}
-
-async fn metric(http: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// An escalation (a silent lead past a one-second window) and a report, both recorded.

@@ -76,6 +76,20 @@ pub async fn spawn_hub_binary(
     child
 }
 
+/// A counter of a hub's `/metrics` (at base URL `http`), 0 while it has none.
+pub async fn metric(http: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls `GET /readyz` of a hub until it answers `want`.
 pub async fn ready_is(http: &str, want: bool, limit: Duration) {
     let client = reqwest::Client::new();
