@@ -503,13 +503,10 @@ async fn get_presence(
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
     let registry = hub.registry.current();
     let with_leads = q.leads.unwrap_or(false);
-    let mut online = match &hub.cluster {
+    let online = match &hub.cluster {
         None => hub.presence.online(),
         Some(c) => c.online(&hub).await?,
     };
-    if let Some(m) = &hub.mqtt {
-        m.merge_presence(&mut online, &registry);
-    }
     Ok(Json(crate::presence::body(
         &prefix, &registry, with_leads, online,
     )))

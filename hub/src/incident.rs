@@ -219,16 +219,7 @@ impl Hub {
         let stored = started.elapsed();
         self.metrics.store_seconds.observe(stored);
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
-        let mut online = self.fan_out(&snap).await;
-        if let Some(m) = &self.mqtt {
-            // Leads on MQTT only (a lead on both channels is counted once).
-            online += snap
-                .recipients
-                .iter()
-                .filter(|r| m.is_online(&r.lead) && !self.presence.has(&r.lead))
-                .count();
-            online = online.min(snap.recipients.len());
-        }
+        let online = self.fan_out(&snap).await;
         let meta = &snap.meta;
         tracing::info!(
             incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,

@@ -1,5 +1,11 @@
 //! Who is online on this node: lead → open sessions, and grid → online leads.
 //!
+//! Every channel's leads are here, each session with its channel: a WebSocket session
+//! queues its frames on this node; an MQTT lead's session is carried by the broker
+//! ([`SessionHandle::carried_elsewhere`]): it counts as online and is listed, but
+//! fan-out queues nothing for it. So `GET /v1/presence`, `online` counts and console
+//! presence events read one index for every channel.
+//!
 //! The fan-out path reads this index once per recipient with no allocation per
 //! recipient: frames are serialised once per distinct (grid, role, status) and shared.
 //! DashMap guards are never held across `.await` or while touching the same map again.
@@ -25,7 +31,11 @@ struct LeadEntry {
 #[derive(Default)]
 pub struct Presence {
     leads: DashMap<String, LeadEntry>,
+    /// Grid → leads online here through any channel (console counts).
     grid_online: DashMap<GridCode, u32>,
+    /// Grid → leads with a session whose frames this node queues (what the cluster
+    /// subscribes to).
+    grid_carried: DashMap<GridCode, u32>,
     /// Cluster mode: leads whose sessions changed since the cluster last published them.
     dirty: Option<Mutex<HashSet<String>>>,
     /// Cluster mode: woken when `dirty` gains a lead.
@@ -90,14 +100,37 @@ impl Presence {
         self.leads.contains_key(lead)
     }
 
-    /// Grids with at least one online lead here.
-    pub fn grids(&self) -> Vec<GridCode> {
-        self.grid_online.iter().map(|e| e.key().clone()).collect()
+    /// True when the lead has the session `id` here.
+    pub fn has_session(&self, lead: &str, id: u64) -> bool {
+        self.leads
+            .get(lead)
+            .is_some_and(|e| e.sessions.iter().any(|s| s.id == id))
     }
 
-    /// The channels of a lead's sessions here, sorted and distinct; `None` if offline.
-    pub fn channels_of(&self, lead: &str) -> Option<Vec<String>> {
-        self.leads.get(lead).map(|e| channels(&e.sessions))
+    /// Grids with at least one lead whose frames this node queues.
+    pub fn grids(&self) -> Vec<GridCode> {
+        self.grid_carried.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// The channels of a lead's sessions whose frames this node queues, sorted and
+    /// distinct; `None` if there are none (what the cluster publishes as this node's).
+    pub fn carried_channels_of(&self, lead: &str) -> Option<Vec<String>> {
+        self.leads
+            .get(lead)
+            .map(|e| channels(e.sessions.iter().filter(|s| s.queued())))
+            .filter(|c| !c.is_empty())
+    }
+
+    /// Every lead with a session whose frames this node queues, with those channels.
+    pub fn carried(&self) -> Vec<(String, Vec<String>)> {
+        self.leads
+            .iter()
+            .map(|e| {
+                let ch = channels(e.sessions.iter().filter(|s| s.queued()));
+                (e.key().clone(), ch)
+            })
+            .filter(|(_, ch)| !ch.is_empty())
+            .collect()
     }
 
     /// Every lead online here.
@@ -107,14 +140,15 @@ impl Presence {
             .map(|e| OnlineLead {
                 id: e.key().clone(),
                 assignments: e.assignments.clone(),
-                channels: channels(&e.sessions),
+                channels: channels(e.sessions.iter()),
             })
             .collect()
     }
 
     /// Adds a session; returns true when the lead just came online, and the lead's
-    /// oldest sessions beyond `max_sessions` (taken out of the index: the caller ends
-    /// them, outside any guard of this map).
+    /// oldest queued sessions beyond `max_sessions` (taken out of the index: the caller
+    /// ends them, outside any guard of this map). A session carried elsewhere never
+    /// displaces one and is never displaced.
     pub fn register(
         &self,
         lead: &str,
@@ -123,7 +157,7 @@ impl Presence {
         max_sessions: usize,
     ) -> (bool, Vec<SessionHandle>) {
         let mut came_online = false;
-        let displaced = {
+        let (newly_carried, displaced) = {
             let mut entry = self.leads.entry(lead.to_owned()).or_insert_with(|| {
                 came_online = true;
                 LeadEntry {
@@ -131,37 +165,63 @@ impl Presence {
                     sessions: Vec::new(),
                 }
             });
+            let was_carried = entry.sessions.iter().any(SessionHandle::queued);
+            let queued = session.queued();
             entry.sessions.push(session);
-            let over = entry.sessions.len().saturating_sub(max_sessions.max(1));
-            entry.sessions.drain(..over).collect::<Vec<_>>()
+            let mut over = entry
+                .sessions
+                .iter()
+                .filter(|s| s.queued())
+                .count()
+                .saturating_sub(max_sessions.max(1));
+            let mut displaced = Vec::new();
+            entry.sessions.retain(|s| {
+                let goes = over > 0 && s.queued();
+                if goes {
+                    over -= 1;
+                    displaced.push(s.clone());
+                }
+                !goes
+            });
+            (queued && !was_carried, displaced)
         };
         self.touch(lead);
         if came_online {
-            for g in distinct_grids(&assignments) {
-                *self.grid_online.entry(g).or_insert(0) += 1;
-            }
+            count_in(&self.grid_online, &assignments, 1);
+        }
+        if newly_carried {
+            count_in(&self.grid_carried, &assignments, 1);
         }
         (came_online, displaced)
     }
 
     /// Removes a session; returns the lead's assignments when it just went offline.
     pub fn unregister(&self, lead: &str, session_id: u64) -> Option<Arc<[Assignment]>> {
-        let removed = self.leads.remove_if_mut(lead, |_, e| {
+        let (assignments, no_longer_carried, empty) = {
+            let mut e = self.leads.get_mut(lead)?;
+            let was_carried = e.sessions.iter().any(SessionHandle::queued);
             e.sessions.retain(|s| s.id != session_id);
-            e.sessions.is_empty()
-        });
+            let carried = e.sessions.iter().any(SessionHandle::queued);
+            (
+                e.assignments.clone(),
+                was_carried && !carried,
+                e.sessions.is_empty(),
+            )
+        };
+        let removed = empty
+            && self
+                .leads
+                .remove_if(lead, |_, e| e.sessions.is_empty())
+                .is_some();
         self.touch(lead);
-        let (_, entry) = removed?;
-        for g in distinct_grids(&entry.assignments) {
-            let now_zero = self.grid_online.get_mut(&g).map(|mut n| {
-                *n = n.saturating_sub(1);
-                *n == 0
-            });
-            if now_zero == Some(true) {
-                self.grid_online.remove_if(&g, |_, n| *n == 0);
-            }
+        if no_longer_carried {
+            count_in(&self.grid_carried, &assignments, -1);
         }
-        Some(entry.assignments)
+        if !removed {
+            return None;
+        }
+        count_in(&self.grid_online, &assignments, -1);
+        Some(assignments)
     }
 
     /// Online leads with an assignment in `grid` (exact code).
@@ -207,36 +267,45 @@ impl Presence {
     }
 
     /// After a registry change: new assignments for leads still known, and the sessions
-    /// of leads no longer in the registry ended with `code`.
+    /// of leads no longer in the registry ended with `code` (their transports
+    /// unregister them; sessions carried elsewhere are taken out here).
     pub fn refresh(&self, registry: &RegistryIndex, code: u16) {
         let ids: Vec<String> = self.leads.iter().map(|e| e.key().clone()).collect();
         for id in ids {
             match registry.person(&id) {
                 None => {
-                    if let Some(e) = self.leads.get(&id) {
-                        e.sessions.iter().for_each(|s| s.end(code));
+                    let sessions = self
+                        .leads
+                        .get(&id)
+                        .map(|e| e.sessions.clone())
+                        .unwrap_or_default();
+                    for s in sessions {
+                        s.end(code);
+                        if !s.queued() {
+                            self.unregister(&id, s.id);
+                        }
                     }
                 }
                 Some(p) => {
                     let fresh = crate::registry::assignments(p);
-                    let old = self
-                        .leads
-                        .get_mut(&id)
-                        .map(|mut e| std::mem::replace(&mut e.assignments, fresh.clone()));
-                    if let Some(old) = old {
-                        for g in distinct_grids(&old) {
-                            if let Some(mut n) = self.grid_online.get_mut(&g) {
-                                *n = n.saturating_sub(1);
-                            }
-                        }
-                        for g in distinct_grids(&fresh) {
-                            *self.grid_online.entry(g).or_insert(0) += 1;
+                    let old = self.leads.get_mut(&id).map(|mut e| {
+                        let carried = e.sessions.iter().any(SessionHandle::queued);
+                        (
+                            std::mem::replace(&mut e.assignments, fresh.clone()),
+                            carried,
+                        )
+                    });
+                    if let Some((old, carried)) = old {
+                        count_in(&self.grid_online, &old, -1);
+                        count_in(&self.grid_online, &fresh, 1);
+                        if carried {
+                            count_in(&self.grid_carried, &old, -1);
+                            count_in(&self.grid_carried, &fresh, 1);
                         }
                     }
                 }
             }
         }
-        self.grid_online.retain(|_, n| *n > 0);
     }
 
     /// Ends every session (shutdown).
@@ -338,23 +407,39 @@ pub fn body(
     }
 }
 
-fn channels(sessions: &[SessionHandle]) -> Vec<String> {
-    let mut v: Vec<String> = sessions
-        .iter()
-        .map(|s| s.channel.as_str().to_owned())
-        .collect();
+fn channels<'a>(sessions: impl Iterator<Item = &'a SessionHandle>) -> Vec<String> {
+    let mut v: Vec<String> = sessions.map(|s| s.channel.as_str().to_owned()).collect();
     v.sort();
     v.dedup();
     v
 }
 
-/// Queues `frame` to each session without waiting, counting what happened.
+/// Queues `frame` to each session this node carries without waiting, counting what
+/// happened.
 fn push_all(sessions: &[SessionHandle], frame: &Frame, reach: &mut Reach) {
-    for s in sessions {
+    for s in sessions.iter().filter(|s| s.queued()) {
         match s.push(frame.clone()) {
             Ok(()) => reach.frames += 1,
             Err(PushError::Full) => reach.dropped += 1,
             Err(PushError::Closed) => {}
+        }
+    }
+}
+
+/// Adds `by` (±1) to the count of each distinct grid of `assignments`; a count that
+/// reaches zero leaves the map.
+fn count_in(map: &DashMap<GridCode, u32>, assignments: &[Assignment], by: i32) {
+    for g in distinct_grids(assignments) {
+        if by > 0 {
+            *map.entry(g).or_insert(0) += by as u32;
+            continue;
+        }
+        let now_zero = map.get_mut(&g).map(|mut n| {
+            *n = n.saturating_sub(by.unsigned_abs());
+            *n == 0
+        });
+        if now_zero == Some(true) {
+            map.remove_if(&g, |_, n| *n == 0);
         }
     }
 }

@@ -58,7 +58,9 @@ pub struct SessionHandle {
     pub id: u64,
     /// Transport.
     pub channel: Channel,
-    tx: mpsc::Sender<Frame>,
+    /// The frames this node carries to the phone; `None` when another system carries
+    /// them (an MQTT lead: the broker, through the grid and lead topics).
+    tx: Option<mpsc::Sender<Frame>>,
     control: Arc<Control>,
 }
 
@@ -80,26 +82,43 @@ impl SessionHandle {
         parent: &CancellationToken,
     ) -> (Self, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(capacity);
+        (Self::with(channel, Some(tx), parent), rx)
+    }
+
+    /// A session whose frames another system carries (a lead online through the MQTT
+    /// broker): it is in presence and counted online like any other, but fan-out
+    /// queues nothing for it.
+    pub fn carried_elsewhere(channel: Channel, parent: &CancellationToken) -> Self {
+        Self::with(channel, None, parent)
+    }
+
+    fn with(channel: Channel, tx: Option<mpsc::Sender<Frame>>, parent: &CancellationToken) -> Self {
         let control = Arc::new(Control {
             kill: parent.child_token(),
             close_code: AtomicU16::new(close::GOING_AWAY),
             expiry: AtomicU64::new(u64::MAX),
             token_id: std::sync::Mutex::new(None),
         });
-        (
-            Self {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                channel,
-                tx,
-                control,
-            },
-            rx,
-        )
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            channel,
+            tx,
+            control,
+        }
+    }
+
+    /// True when this node queues the session's frames (see
+    /// [`SessionHandle::carried_elsewhere`]).
+    pub fn queued(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Queues a frame without waiting. A full queue ends the session (slow consumer).
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
-        match self.tx.try_send(frame) {
+        let Some(tx) = &self.tx else {
+            return Err(PushError::Closed);
+        };
+        match tx.try_send(frame) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.end(close::SLOW_CONSUMER);
@@ -112,8 +131,11 @@ impl SessionHandle {
     /// Queues a frame, waiting for room: only for the session's own replies and sync,
     /// where waiting slows nobody else.
     pub async fn send(&self, frame: Frame) -> Result<(), PushError> {
+        let Some(tx) = &self.tx else {
+            return Err(PushError::Closed);
+        };
         tokio::select! {
-            r = self.tx.send(frame) => r.map_err(|_| PushError::Closed),
+            r = tx.send(frame) => r.map_err(|_| PushError::Closed),
             () = self.control.kill.cancelled() => Err(PushError::Closed),
         }
     }

@@ -38,18 +38,20 @@ impl Cluster {
             let full = self.presence_stale.load(Relaxed);
             if full {
                 pipe.del(&key).ignore();
+                // Only the sessions this node carries: every node sees the broker's
+                // leads for itself.
                 let all: Vec<(String, String)> = self
                     .presence
-                    .online()
+                    .carried()
                     .into_iter()
-                    .map(|l| (l.id, l.channels.join(",")))
+                    .map(|(id, ch)| (id, ch.join(",")))
                     .collect();
                 if !all.is_empty() {
                     pipe.hset_multiple(&key, &all).ignore();
                 }
             } else {
                 for lead in &dirty {
-                    match self.presence.channels_of(lead) {
+                    match self.presence.carried_channels_of(lead) {
                         Some(ch) => pipe.hset(&key, lead, ch.join(",")).ignore(),
                         None => pipe.hdel(&key, lead).ignore(),
                     };

@@ -37,9 +37,8 @@ use tokio::sync::mpsc;
 
 use crate::auth::TokenRole;
 use crate::incident::lead_frame;
-use crate::presence::OnlineLead;
 use crate::registry::RegistryIndex;
-use crate::session::encode;
+use crate::session::{Channel, SessionHandle, encode};
 use crate::store::{IncidentMeta, RecipientState};
 use crate::{Hub, now_ms};
 
@@ -86,8 +85,8 @@ pub fn grid_topic(code: &str) -> String {
 /// This node's MQTT side.
 pub struct Mqtt {
     client: AsyncClient,
-    /// Leads seen on the presence topic, and whether they are online.
-    leads: DashMap<String, bool>,
+    /// Leads seen on the presence topic, with their session in presence while online.
+    leads: DashMap<String, Option<u64>>,
     /// Leads whose hello this node knows to be good (from here or from the store),
     /// until their token expires; one entry per lead of the registry at most.
     verified: DashMap<String, crate::store::MqttLead>,
@@ -143,38 +142,40 @@ impl Mqtt {
         self.connected.load(Relaxed)
     }
 
-    /// True when the lead's phone is online over MQTT.
-    pub fn is_online(&self, lead: &str) -> bool {
-        self.leads.get(lead).is_some_and(|o| *o)
-    }
-
-    /// Adds the MQTT-online leads to `online` (a lead on both channels is listed once).
-    pub fn merge_presence(&self, online: &mut Vec<OnlineLead>, registry: &RegistryIndex) {
-        let mut index: HashMap<String, usize> = online
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.id.clone(), i))
-            .collect();
-        for e in self.leads.iter().filter(|e| *e.value()) {
-            match index.get(e.key()) {
-                Some(&i) => {
-                    let ch = &mut online[i].channels;
-                    ch.push("mqtt".into());
-                    ch.sort();
-                    ch.dedup();
-                }
-                None => {
-                    let Some(p) = registry.person(e.key()) else {
-                        continue;
-                    };
-                    index.insert(e.key().clone(), online.len());
-                    online.push(OnlineLead {
-                        id: e.key().clone(),
-                        assignments: crate::registry::assignments(p),
-                        channels: vec!["mqtt".into()],
-                    });
-                }
+    /// A lead's retained presence changed: online, it is a session in presence (carried
+    /// by the broker), like a WebSocket one; offline, that session goes. Every node
+    /// reads every presence topic, so each node's presence has every MQTT lead.
+    fn presence_changed(&self, hub: &Hub, lead: &str, online: bool) {
+        let registry = hub.registry.current();
+        // Only people of the registry: anyone may publish on any presence topic.
+        let Some(person) = registry.person(lead) else {
+            return;
+        };
+        let session = self.leads.get(lead).and_then(|v| *v);
+        let here = session.filter(|id| hub.presence.has_session(lead, *id));
+        let grids = match (online, here) {
+            (true, None) => {
+                let handle = SessionHandle::carried_elsewhere(Channel::Mqtt, &hub.shutdown);
+                let assignments = crate::registry::assignments(person);
+                self.leads.insert(lead.to_owned(), Some(handle.id));
+                let (came_online, _) =
+                    hub.presence
+                        .register(lead, assignments.clone(), handle, usize::MAX);
+                came_online.then_some(assignments)
             }
+            (false, Some(id)) => {
+                self.leads.insert(lead.to_owned(), None);
+                hub.presence.unregister(lead, id)
+            }
+            (false, None) => {
+                self.leads.entry(lead.to_owned()).or_insert(None);
+                return;
+            }
+            (true, Some(_)) => return,
+        };
+        tracing::info!(lead, online, "mqtt presence");
+        if let Some(a) = grids {
+            hub.console.grids_changed(a.iter().map(|a| &a.grid));
         }
     }
 
@@ -250,19 +251,7 @@ impl Mqtt {
             return;
         };
         if let Some(lead) = topic.strip_prefix("gridcast/v1/presence/") {
-            // Only people of the registry: anyone may publish on any presence topic.
-            if hub.registry.current().person(lead).is_none() {
-                return;
-            }
-            let online = p.payload.as_ref() == b"online";
-            let was = self.leads.insert(lead.to_owned(), online);
-            if was != Some(online) {
-                tracing::info!(lead, online, "mqtt presence");
-                if let Some(person) = hub.registry.current().person(lead) {
-                    hub.console
-                        .grids_changed(person.assignments.iter().map(|a| &a.grid));
-                }
-            }
+            self.presence_changed(hub, lead, p.payload.as_ref() == b"online");
         } else if let Some(lead) = topic.strip_prefix("gridcast/v1/up/") {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             lead.hash(&mut h);
