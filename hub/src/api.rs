@@ -503,10 +503,7 @@ async fn get_presence(
     let prefix = scoped_prefix(&op, q.prefix.as_deref())?;
     let registry = hub.registry.current();
     let with_leads = q.leads.unwrap_or(false);
-    let online = match &hub.cluster {
-        None => hub.presence.online(),
-        Some(c) => c.online(&hub).await?,
-    };
+    let online = hub.delivery.online().await?;
     Ok(Json(crate::presence::body(
         &prefix, &registry, with_leads, online,
     )))
@@ -519,16 +516,8 @@ async fn readyz(State(hub): State<Hub>) -> Response {
     if !hub.store.healthy() {
         return ApiError::new(ErrorCode::Unavailable, "the store cannot record").into_response();
     }
-    if hub.mqtt.as_ref().is_some_and(|m| !m.connected()) {
-        return ApiError::new(ErrorCode::Unavailable, "not connected to the MQTT broker")
-            .into_response();
-    }
-    if hub.cluster.as_ref().is_some_and(|c| !c.ready()) {
-        return ApiError::new(
-            ErrorCode::Unavailable,
-            "cluster subscription down or resyncing: this node cannot deliver",
-        )
-        .into_response();
+    if let Err(why) = hub.delivery.ready() {
+        return ApiError::new(ErrorCode::Unavailable, why).into_response();
     }
     (StatusCode::OK, "ready").into_response()
 }

@@ -5,6 +5,7 @@
 //! A bus is at-most-once; correctness comes from the store (every reconnect resyncs).
 
 pub mod local;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,12 +14,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use gridcast_protocol::GridCode;
-use gridcast_protocol::frame::{Me, ServerFrame};
+use gridcast_protocol::frame::{Assignment, Me, ServerFrame};
 
 use crate::metrics::Metrics;
-use crate::presence::Presence;
+use crate::presence::{OnlineLead, Presence};
+use crate::registry::RegistryIndex;
 use crate::session::{Frame, encode};
-use crate::store::{IncidentMeta, RecipientState};
+use crate::store::{IncidentMeta, RecipientState, StoreError};
 
 /// A change to push to online leads.
 #[derive(Debug, Clone)]
@@ -55,8 +57,58 @@ pub type BusFuture<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
 /// whether every node that may hold a session was handed the event.
 pub type ConfirmedFuture<'a> = Pin<Box<dyn Future<Output = (usize, bool)> + Send + 'a>>;
 
+/// A console event shown as is on every node: its name, the area codes it concerns,
+/// its data.
+pub type ConsoleEvent<'a> = (&'a str, Vec<String>, serde_json::Value);
+
+/// What the bus's background steps resolve to.
+pub type DoneFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// What [`Bus::online`] resolves to.
+pub type OnlineFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<OnlineLead>, StoreError>> + Send + 'a>>;
+
 /// Publishes changes; see the module docs.
 pub trait Bus: Send + Sync + 'static {
+    /// True when it reaches other nodes (whose phones only it reaches).
+    fn remote(&self) -> bool {
+        false
+    }
+
+    /// `Err(why)` while it cannot deliver.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Starts its background work on the hub's tracker.
+    fn start(self: Arc<Self>, _hub: &crate::Hub) {}
+
+    /// This node's sessions changed (subscriptions follow).
+    fn sessions_changed(&self) {}
+
+    /// Waits (bounded) until changes for the grids of `assignments` reach this node.
+    fn wait_routed<'a>(&'a self, _assignments: &'a [Assignment]) -> DoneFuture<'a> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Tells the other nodes' consoles which incidents changed here, and optionally
+    /// one event to show as is.
+    fn announce_console<'a>(
+        &'a self,
+        _changed: Vec<String>,
+        _event: Option<ConsoleEvent<'a>>,
+    ) -> DoneFuture<'a> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Tells the other nodes that the stored registry changed.
+    fn announce_registry(&self) -> DoneFuture<'_> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Every lead online wherever this bus reaches.
+    fn online<'a>(&'a self, registry: &'a RegistryIndex) -> OnlineFuture<'a>;
+
     /// Publishes an event; resolves to how many recipients are online (in the cluster,
     /// as far as this node can tell), for the issuing API call. Never fails: what the
     /// bus cannot deliver, the leads get from the store when they or the bus resync.

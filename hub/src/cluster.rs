@@ -26,13 +26,12 @@
 //!   before anything in it is looked at: a `PUBLISH` by anyone else who can reach Redis
 //!   is dropped and counted, never delivered.
 
-mod bus;
 mod nodes;
+mod publish;
 pub mod seal;
 mod wire;
 
-pub use bus::ClusterBus;
-use bus::publish_pipe;
+use publish::publish_pipe;
 use wire::{ConsoleWire, Message, Seen, WireIn, WireOut};
 
 use std::collections::HashSet;
@@ -119,28 +118,25 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A cluster node over an open store; nothing runs until [`Cluster::start`].
-    #[allow(clippy::too_many_arguments)]
+    /// A cluster node over an open store (holding registry version `registry_ver`);
+    /// nothing runs until [`Cluster::start`].
     pub fn new(
-        node: String,
+        node: &crate::backend::NodeParts<'_>,
         client: redis::Client,
         store: RedisStore,
         registry_ver: u64,
         presence: Arc<Presence>,
-        metrics: Arc<Metrics>,
-        shutdown: tokio_util::sync::CancellationToken,
-        tracker: tokio_util::task::TaskTracker,
         seal: seal::Seal,
     ) -> Self {
         let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE);
         Self {
-            node,
+            node: node.node_id.to_owned(),
             status_tx,
             status_rx: Mutex::new(Some(status_rx)),
             client,
             store,
             presence,
-            metrics,
+            metrics: node.metrics.clone(),
             ready: AtomicBool::new(false),
             subscribed: Mutex::default(),
             subscribed_gen: watch::channel(0).0,
@@ -151,8 +147,8 @@ impl Cluster {
             last_probe: AtomicU64::new(0),
             registry_ver: AtomicU64::new(registry_ver),
             presence_stale: AtomicBool::new(true),
-            shutdown,
-            tracker,
+            shutdown: node.shutdown.clone(),
+            tracker: node.tracker.clone(),
             seal,
         }
     }

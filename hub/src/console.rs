@@ -131,3 +131,44 @@ fn take<T>(set: &Mutex<HashSet<T>>) -> HashSet<T> {
 pub fn progress(id: &str, rev: u64, state: &str, counts: &Counts) -> serde_json::Value {
     json!({ "incident": id, "rev": rev, "state": state, "counts": counts })
 }
+
+/// Turns dirty incidents and grids into aggregated console events a few times a second.
+pub async fn ticker(hub: crate::Hub) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = hub.shutdown.cancelled() => return,
+        }
+        let (here, remote, grids) = hub.console.take_dirty();
+        if !here.is_empty() {
+            hub.delivery.announce_changed(here.clone()).await;
+        }
+        for id in here.into_iter().chain(remote) {
+            if let Ok(Some((meta, counts))) = hub.store.counts(&id).await {
+                let state = if meta.state == gridcast_protocol::model::IncidentState::Active {
+                    "active"
+                } else {
+                    "closed"
+                };
+                hub.console.emit(
+                    "progress",
+                    meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+                    progress(&id, meta.rev, state, &counts),
+                );
+            }
+        }
+        if !grids.is_empty() {
+            let rows: Vec<serde_json::Value> = grids
+                .iter()
+                .map(|g| serde_json::json!({ "code": g, "online": hub.presence.grid_online(g) }))
+                .collect();
+            hub.console.emit(
+                "presence",
+                Vec::new(),
+                serde_json::json!({ "online": hub.presence.online_leads(), "grids": rows }),
+            );
+        }
+    }
+}

@@ -18,7 +18,6 @@ use gridcast_protocol::time::rfc3339;
 use gridcast_protocol::{GridCode, Role, Status};
 
 use crate::Hub;
-use crate::bus::BusEvent;
 use crate::incident::lead_frame;
 use crate::session::{Frame, encode};
 use crate::store::escalation_due;
@@ -194,12 +193,7 @@ impl Hub {
             "escalation step"
         );
         for (lead, grid, frame) in sends {
-            if let Some(m) = &self.mqtt {
-                m.publish_to_lead(&lead, &frame).await;
-            }
-            self.bus
-                .publish(BusEvent::ToLead { lead, grid, frame })
-                .await;
+            self.delivery.to_lead(lead, grid, frame).await;
         }
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let data = serde_json::json!({
@@ -208,14 +202,7 @@ impl Hub {
             "silent": silent.iter().take(ALERT_NAMES).map(|r| &r.lead).collect::<Vec<_>>(),
             "silent_count": silent.len(),
         });
-        if let Some(c) = &self.cluster {
-            c.announce_console(
-                Vec::new(),
-                Some(("escalation", codes.clone(), data.clone())),
-            )
-            .await;
-        }
-        self.console.emit("escalation", codes, data);
+        self.delivery.console("escalation", codes, data).await;
     }
 }
 
@@ -328,25 +315,13 @@ impl Hub {
             } else {
                 outline.clone()
             };
-            if let Some(m) = &self.mqtt {
-                m.publish_to_lead(&lead, &frame).await;
-            }
-            self.bus
-                .publish(BusEvent::ToLead { lead, grid, frame })
-                .await;
+            self.delivery.to_lead(lead, grid, frame).await;
         }
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let data = serde_json::json!({
             "incident": meta.id, "title": meta.title, "at": rfc3339(self.clock.now_ms()),
             "task": task.view.id, "step": step, "drill": meta.drill,
         });
-        if let Some(c) = &self.cluster {
-            c.announce_console(
-                Vec::new(),
-                Some(("escalation", codes.clone(), data.clone())),
-            )
-            .await;
-        }
-        self.console.emit("escalation", codes, data);
+        self.delivery.console("escalation", codes, data).await;
     }
 }

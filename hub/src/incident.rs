@@ -20,7 +20,6 @@ use gridcast_protocol::{ErrorCode, GridCode, Status};
 
 use crate::Hub;
 use crate::auth::Claims;
-use crate::bus::BusEvent;
 use crate::session::{Frame, encode};
 use crate::store::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
@@ -233,11 +232,7 @@ impl Hub {
             "incident": meta.view(), "recipients": snap.recipients.len(), "online": online,
             "counts": counts(&snap.recipients),
         });
-        if let Some(c) = &self.cluster {
-            c.announce_console(Vec::new(), Some(("incident", codes.clone(), event.clone())))
-                .await;
-        }
-        self.console.emit("incident", codes, event);
+        self.delivery.console("incident", codes, event).await;
         Ok(CreatedIncident {
             id: meta.id.clone(),
             rev: meta.rev,
@@ -308,7 +303,7 @@ impl Hub {
         let meta = &snap.meta;
         tracing::info!(incident = %meta.id, rev = meta.rev, state = ?meta.state, operator = %operator.sub, "incident revised");
         self.fan_out(&snap).await;
-        self.console.incident_changed(&meta.id);
+        self.delivery.counts_changed(&meta.id);
         Ok(detail(&snap))
     }
 
@@ -374,11 +369,7 @@ impl Hub {
         tracing::info!(report = %report.id, lead, grid = %report.grid, "report taken");
         let codes = vec![report.grid.to_string()];
         let data = serde_json::json!({ "report": report });
-        if let Some(c) = &self.cluster {
-            c.announce_console(Vec::new(), Some(("report", codes.clone(), data.clone())))
-                .await;
-        }
-        self.console.emit("report", codes, data);
+        self.delivery.console("report", codes, data).await;
         Ok(())
     }
 
@@ -450,10 +441,7 @@ impl Hub {
             && is_ack
         {
             // Every device of the lead learns the new answer.
-            if let Some(m) = &self.mqtt {
-                m.publish_status(&meta, &state);
-            }
-            self.bus.publish(BusEvent::Recipient { meta, state }).await;
+            self.delivery.status(meta, state).await;
         }
         Ok(())
     }
@@ -470,7 +458,7 @@ impl Hub {
         match outcome {
             MarkOutcome::Changed(meta, state) => {
                 self.metrics.store_seconds.observe(started.elapsed());
-                self.console.incident_changed(&meta.id);
+                self.delivery.counts_changed(&meta.id);
                 let counter = if is_ack {
                     &self.metrics.acks
                 } else {

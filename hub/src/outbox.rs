@@ -1,19 +1,18 @@
 //! The fan-out outbox: no activation is lost between the store and the wire.
 //!
 //! When the change to an incident (issued, updated, closed) must reach more than this
-//! node's own sessions — other cluster nodes through Redis, MQTT phones through the
-//! broker — the store records it with an outbox entry in the same durable write. The
+//! node's own sessions — other nodes through the bus, phones carried by an outlet of
+//! the delivery port — the store records it with an outbox entry in the same durable write. The
 //! node that made the change publishes it on every channel and clears the entry once
 //! every channel took it. If it died in between, or a channel was away, any node's
 //! sweeper claims entries older than [`GRACE`] and publishes them again: phones get an
 //! incident once or (harmlessly, the same `rev`) twice, never zero times, within a few
-//! seconds instead of at the next escalation. Redis pub/sub and the broker stay the
-//! fast path; the outbox is only what makes them safe.
+//! seconds instead of at the next escalation. The bus and the outlets stay the fast
+//! path; the outbox is only what makes them safe.
 
 use std::time::Duration;
 
 use crate::Hub;
-use crate::bus::BusEvent;
 use crate::store::IncidentSnapshot;
 
 /// How often a node looks for unfinished fan-outs.
@@ -26,36 +25,18 @@ impl Hub {
     /// True when a change must be recorded with an outbox entry: some of its
     /// recipients may be reached only through another node or the broker.
     pub fn outbox_wanted(&self) -> bool {
-        self.mqtt.is_some() || self.cluster.is_some()
+        self.delivery.needs_outbox()
     }
 
-    /// Publishes an incident's current `rev` on every channel: this node's sessions
-    /// and the other nodes (the bus), MQTT readers; clears its outbox entry when all
-    /// took it. Returns how many recipients are online through the bus.
+    /// Hands an incident's current `rev` to the delivery port (this node's sessions,
+    /// the other nodes, every outlet); clears its outbox entry when every channel took
+    /// it. Returns how many recipients are online.
     pub async fn fan_out(&self, snap: &IncidentSnapshot) -> usize {
-        let (online, bus_sent) = self
-            .bus
-            .publish_confirmed(BusEvent::Incident {
-                meta: snap.meta.clone(),
-                recipients: snap.recipients.clone(),
-            })
-            .await;
-        let mqtt_sent = self.publish_mqtt(snap).await;
-        if bus_sent && mqtt_sent && self.outbox_wanted() {
+        let (online, all_sent) = self.delivery.incident(snap).await;
+        if all_sent && self.outbox_wanted() {
             self.outbox_finished(&snap.meta.id, snap.meta.rev).await;
         }
         online
-    }
-
-    /// The MQTT leg of a fan-out; true when the broker took it (or MQTT is off).
-    async fn publish_mqtt(&self, snap: &IncidentSnapshot) -> bool {
-        match &self.mqtt {
-            Some(m) => {
-                m.publish_incident(&self.registry.current(), &snap.meta, &snap.recipients)
-                    .await
-            }
-            None => true,
-        }
     }
 
     /// Every channel took this `rev`: its entry goes (if clearing fails, a sweeper
@@ -79,8 +60,8 @@ pub async fn sweeper(hub: Hub) {
             _ = tick.tick() => {}
             () = hub.shutdown.cancelled() => return,
         }
-        // A single node with the broker away: nothing to do until it is back.
-        if hub.cluster.is_none() && hub.mqtt.as_ref().is_some_and(|m| !m.connected()) {
+        // A single node with an outlet away: nothing to do until it is back.
+        if !hub.delivery.sweep_useful() {
             continue;
         }
         let now = hub.clock.now_ms();
@@ -104,23 +85,11 @@ pub async fn sweeper(hub: Hub) {
                     break;
                 }
             };
-            // Other nodes: through the bus (this node's sessions had it when it was
-            // made here, or get it now, the same rev). A single node's own sessions
-            // had it at once, so only the broker is tried again there.
-            let bus_sent = if hub.cluster.is_some() {
-                hub.bus
-                    .publish_confirmed(BusEvent::Incident {
-                        meta: snap.meta.clone(),
-                        recipients: snap.recipients.clone(),
-                    })
-                    .await
-                    .1
-            } else {
-                true
-            };
-            let mqtt_sent = hub.publish_mqtt(&snap).await;
-            tracing::info!(incident = %id, rev, current = snap.meta.rev, bus_sent, mqtt_sent, "outbox: fan-out finished by the sweeper");
-            if bus_sent && mqtt_sent {
+            // Other nodes and every outlet (this node's sessions had it when it was
+            // made here, or get it now, the same rev).
+            let sent = hub.delivery.incident_again(&snap).await;
+            tracing::info!(incident = %id, rev, current = snap.meta.rev, sent, "outbox: fan-out finished by the sweeper");
+            if sent {
                 hub.outbox_finished(&id, rev).await;
             }
         }

@@ -10,7 +10,6 @@ use gridcast_protocol::{ErrorCode, GridCode};
 
 use crate::Hub;
 use crate::auth::Claims;
-use crate::bus::BusEvent;
 use crate::incident::{MAX_BODY, MAX_NOTE, MAX_TITLE, Refusal, visible};
 use crate::session::{Frame, encode};
 use crate::store::{RecipientState, TaskOutcome, TaskRecord, TaskRefusal};
@@ -128,7 +127,7 @@ impl Hub {
         };
         tracing::info!(task = %task.view.id, operator = %operator.sub, "task created");
         self.send_task(&task.view, &snap.recipients).await;
-        self.console.incident_changed(incident);
+        self.delivery.counts_changed(incident);
         Ok(CreatedTask {
             id: task.view.id,
             rev: task.view.rev,
@@ -176,7 +175,7 @@ impl Hub {
                 // Everyone concerned sees the new state (a grid task taken by one lead
                 // shows as accepted to the others).
                 self.send_task(&t.view, &snap.recipients).await;
-                self.console.incident_changed(incident);
+                self.delivery.counts_changed(incident);
                 Ok(())
             }
             TaskOutcome::Unchanged(_) => Ok(()),
@@ -199,16 +198,7 @@ impl Hub {
     async fn send_task(&self, task: &TaskView, recipients: &[RecipientState]) {
         let frame: Frame = encode(&ServerFrame::Task { task: task.clone() });
         for (lead, grid) in concerned(task, recipients) {
-            if let Some(m) = &self.mqtt {
-                m.publish_to_lead(&lead, &frame).await;
-            }
-            self.bus
-                .publish(BusEvent::ToLead {
-                    lead,
-                    grid,
-                    frame: frame.clone(),
-                })
-                .await;
+            self.delivery.to_lead(lead, grid, frame.clone()).await;
         }
     }
 

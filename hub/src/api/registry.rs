@@ -71,9 +71,7 @@ pub(super) async fn put_registry(
     let _one_at_a_time = hub.registry_writes.lock().await;
     hub.store.save_registry(&registry.to_doc()).await?;
     hub.apply_registry(registry);
-    if let Some(c) = &hub.cluster {
-        c.announce_registry().await;
-    }
+    hub.delivery.announce_registry().await;
     let summary = hub.registry.current().summary();
     tracing::info!(admin = %op.sub, summary = %summary, "registry replaced");
     Ok(Json(serde_json::json!({ "ok": true, "summary": summary })))

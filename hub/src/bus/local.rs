@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{Bus, BusEvent, BusFuture, deliver};
+use super::{Bus, BusEvent, BusFuture, OnlineFuture, deliver};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::registry::RegistryIndex;
 
 /// Delivers straight to this node's sessions.
 pub struct LocalBus {
@@ -23,5 +24,9 @@ impl Bus for LocalBus {
     fn publish(&self, event: BusEvent) -> BusFuture<'_> {
         let online = deliver(&self.presence, &self.metrics, &event);
         Box::pin(std::future::ready(online))
+    }
+
+    fn online<'a>(&'a self, _registry: &'a RegistryIndex) -> OnlineFuture<'a> {
+        Box::pin(std::future::ready(Ok(self.presence.online())))
     }
 }

@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{
     Cluster, HEARTBEAT, NODES, PRESENCE_FLUSH_DELAY, PRESENCE_TTL, node_key, probe_channel,
 };
+use crate::now_ms;
 use crate::presence::OnlineLead;
+use crate::registry::RegistryIndex;
 use crate::store::StoreError;
-use crate::{Hub, now_ms};
 
 impl Cluster {
     pub(super) async fn heartbeat(self: Arc<Self>) {
@@ -120,7 +121,7 @@ impl Cluster {
     }
 
     /// Every lead online anywhere in the cluster, for `GET /v1/presence`.
-    pub async fn online(&self, hub: &Hub) -> Result<Vec<OnlineLead>, StoreError> {
+    pub async fn online(&self, registry: &RegistryIndex) -> Result<Vec<OnlineLead>, StoreError> {
         let io = |e: redis::RedisError| StoreError::Io(format!("redis: {e}"));
         let nodes = self.live_nodes().await.map_err(io)?;
         let mut merged: HashMap<String, Vec<String>> = HashMap::new();
@@ -146,7 +147,6 @@ impl Cluster {
                 l.channels.dedup();
             }
         }
-        let registry = hub.registry.current();
         for (id, mut channels) in merged {
             let Some(p) = registry.person(&id) else {
                 continue;

@@ -36,10 +36,11 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 
 use crate::auth::TokenRole;
+use crate::delivery::Outlet;
 use crate::incident::lead_frame;
 use crate::registry::RegistryIndex;
-use crate::session::{Channel, SessionHandle, encode};
-use crate::store::{IncidentMeta, RecipientState};
+use crate::session::{Channel, Frame, SessionHandle, encode};
+use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState};
 use crate::{Hub, now_ms};
 
 pub mod broker;
@@ -92,16 +93,18 @@ pub struct Mqtt {
     verified: DashMap<String, crate::store::MqttLead>,
     connected: AtomicBool,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The client's event loop, until [`Outlet::start`] runs it.
+    eventloop: std::sync::Mutex<Option<EventLoop>>,
 }
 
 impl Mqtt {
-    /// A client for the broker at `url`; nothing is sent until [`Mqtt::start`].
+    /// A client for the broker at `url`; nothing is sent until [`Outlet::start`].
     pub fn new(
         url: &BrokerUrl,
         node_id: &str,
         queue: usize,
         metrics: Arc<crate::metrics::Metrics>,
-    ) -> (Arc<Mqtt>, EventLoop) {
+    ) -> Arc<Mqtt> {
         let mut options = MqttOptions::new(format!("gridcast-hub-{node_id}"), &url.host, url.port);
         options
             .set_keep_alive(Duration::from_secs(10))
@@ -113,28 +116,14 @@ impl Mqtt {
             options.set_credentials(u, p);
         }
         let (client, eventloop) = AsyncClient::new(options, queue.max(1));
-        (
-            Arc::new(Mqtt {
-                client,
-                leads: DashMap::new(),
-                verified: DashMap::new(),
-                connected: AtomicBool::new(false),
-                metrics,
-            }),
-            eventloop,
-        )
-    }
-
-    /// Runs the event loop and the up-frame workers until shutdown.
-    pub fn start(self: &Arc<Self>, hub: &Hub, eventloop: EventLoop) {
-        let mut shards = Vec::with_capacity(WORKERS);
-        for _ in 0..WORKERS {
-            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
-            shards.push(tx);
-            hub.tracker.spawn(self.clone().worker(hub.clone(), rx));
-        }
-        hub.tracker
-            .spawn(self.clone().event_loop(hub.clone(), eventloop, shards));
+        Arc::new(Mqtt {
+            client,
+            leads: DashMap::new(),
+            verified: DashMap::new(),
+            connected: AtomicBool::new(false),
+            metrics,
+            eventloop: std::sync::Mutex::new(Some(eventloop)),
+        })
     }
 
     /// True while connected to the broker.
@@ -445,7 +434,7 @@ impl Mqtt {
     /// reader is a recipient, else on the lead topic of each recipient known to use MQTT.
     /// Returns true when the broker was connected, so the outbox entry may be cleared
     /// (else the sweeper publishes it again once connected).
-    pub async fn publish_incident(
+    fn publish_incident(
         &self,
         registry: &RegistryIndex,
         meta: &IncidentMeta,
@@ -486,33 +475,6 @@ impl Mqtt {
         queued
     }
 
-    /// Any frame for one lead (re-notification, escalation), if it uses MQTT.
-    pub async fn publish_to_lead(&self, lead: &str, frame: &crate::session::Frame) {
-        if self.leads.contains_key(lead) {
-            self.publish(
-                lead_topic(lead),
-                frame.as_str().as_bytes(),
-                INCIDENT_EXPIRY_S,
-            )
-            .await;
-        }
-    }
-
-    /// A lead's new status, to its phone if it uses MQTT.
-    /// A lead's new status to its MQTT devices, without waiting: a full queue (the
-    /// broker stalled) drops it rather than hold up the `ok` of the ack that made it;
-    /// those devices get their status in their next sync.
-    pub fn publish_status(&self, meta: &IncidentMeta, state: &RecipientState) {
-        if self.leads.contains_key(&state.lead) {
-            let f = lead_frame(meta, state);
-            self.try_queue(
-                lead_topic(&state.lead),
-                f.as_str().as_bytes(),
-                INCIDENT_EXPIRY_S,
-            );
-        }
-    }
-
     /// Queues a publish if the client's queue has room; false (and counted) if not.
     fn try_queue(&self, topic: String, payload: &[u8], expiry_s: u32) -> bool {
         let (payload, props) = message(payload, expiry_s);
@@ -529,6 +491,65 @@ impl Mqtt {
                 tracing::warn!(error = %e, "mqtt publish not queued (the broker is not taking them)");
                 false
             }
+        }
+    }
+}
+
+/// The broker is an outlet of the delivery port: phones it carries get changes on their
+/// grid and lead topics. Nothing waits for the broker: a full client queue (the broker
+/// stalled) leaves an incident in the outbox and drops a status update or a frame to a
+/// lead (counted; the phone's next sync has it).
+impl Outlet for Mqtt {
+    fn name(&self) -> &'static str {
+        "the MQTT broker"
+    }
+
+    fn ready(&self) -> bool {
+        self.connected()
+    }
+
+    /// Runs the event loop and the up-frame workers until shutdown.
+    fn start(self: Arc<Self>, hub: &Hub) {
+        let Some(eventloop) = self
+            .eventloop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut shards = Vec::with_capacity(WORKERS);
+        for _ in 0..WORKERS {
+            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+            shards.push(tx);
+            hub.tracker.spawn(self.clone().worker(hub.clone(), rx));
+        }
+        hub.tracker
+            .spawn(self.clone().event_loop(hub.clone(), eventloop, shards));
+    }
+
+    fn incident(&self, registry: &RegistryIndex, snap: &IncidentSnapshot) -> bool {
+        self.publish_incident(registry, &snap.meta, &snap.recipients)
+    }
+
+    fn status(&self, meta: &IncidentMeta, state: &RecipientState) {
+        if self.leads.contains_key(&state.lead) {
+            let f = lead_frame(meta, state);
+            self.try_queue(
+                lead_topic(&state.lead),
+                f.as_str().as_bytes(),
+                INCIDENT_EXPIRY_S,
+            );
+        }
+    }
+
+    fn to_lead(&self, lead: &str, frame: &Frame) {
+        if self.leads.contains_key(lead) {
+            self.try_queue(
+                lead_topic(lead),
+                frame.as_str().as_bytes(),
+                INCIDENT_EXPIRY_S,
+            );
         }
     }
 }

@@ -189,9 +189,7 @@ async fn session(hub: Hub, socket: WebSocket, pending: OwnedSemaphorePermit) {
     if let Some(assignments) = hub.presence.unregister(&lead, handle.id) {
         hub.console
             .grids_changed(assignments.iter().map(|a| &a.grid));
-        if let Some(c) = &hub.cluster {
-            c.sessions_changed();
-        }
+        hub.delivery.sessions_changed();
     }
     hub.metrics.sessions.fetch_sub(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, close = handle.close_code(), "session closed");
@@ -258,12 +256,10 @@ async fn open_session(
         tracing::info!(lead = %lead, session = old.id, "oldest session closed for a newer one");
         old.end(close::SESSION_REPLACED);
     }
-    if let Some(c) = &hub.cluster {
-        // Subscribed to this lead's grids before its sync is read: an incident issued
-        // meanwhile is then in the sync, on the subscription, or both.
-        c.sessions_changed();
-        c.wait_subscribed(&assignments).await;
-    }
+    // Routed to this node (in a cluster: subscribed to this lead's grids) before its
+    // sync is read: an incident issued meanwhile is then in the sync, on the bus, or both.
+    hub.delivery.sessions_changed();
+    hub.delivery.wait_routed(&assignments).await;
     hub.metrics.sessions.fetch_add(1, Relaxed);
     hub.metrics.sessions_opened.fetch_add(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, "session opened");

@@ -1,0 +1,118 @@
+//! Backend selection: the embedded store with the in-process bus (the default), or,
+//! with `--redis`, the Redis store with the cluster's bus. The rest of the hub sees
+//! only the [`Store`] and [`Bus`] traits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridcast_protocol::registry::RegistryDoc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Bus;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::store::Store;
+use crate::{Config, StartError, bus, cluster, config, store};
+
+/// What [`open`] chose and opened.
+pub struct Backend {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// This node's sessions.
+    pub presence: Arc<Presence>,
+    /// The fast path to the sessions of this node and of the others.
+    pub bus: Arc<dyn Bus>,
+    /// The registry the store holds, if any.
+    pub stored: Option<RegistryDoc>,
+    /// True when nodes share the store (a stored registry wins over `--registry`).
+    pub shared: bool,
+}
+
+/// What a node needs to join a cluster.
+pub struct NodeParts<'a> {
+    /// This node's name.
+    pub node_id: &'a str,
+    /// The token key (the cluster's seal derives from it without `--cluster-key`).
+    pub secret: &'a [u8],
+    /// Metrics.
+    pub metrics: &'a Arc<Metrics>,
+    /// Shutdown.
+    pub shutdown: &'a CancellationToken,
+    /// Tasks.
+    pub tracker: &'a TaskTracker,
+}
+
+/// Opens the store and the bus `config` asks for.
+pub async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend, StartError> {
+    let Some(url) = &config.redis else {
+        let d = config.data_dir.clone();
+        let dir = d.clone();
+        let store = tokio::task::spawn_blocking(move || store::embedded::EmbeddedStore::open(&d))
+            .await
+            .map_err(|e| store::embedded::OpenError::Io(dir, std::io::Error::other(e)))??;
+        let stored = store
+            .load_registry()
+            .await
+            .map_err(|e| StartError::Registry(e.to_string()))?;
+        let presence = Arc::new(Presence::default());
+        let bus = Arc::new(bus::local::LocalBus::new(
+            presence.clone(),
+            node.metrics.clone(),
+        ));
+        return Ok(Backend {
+            store: Arc::new(store),
+            presence,
+            bus,
+            stored,
+            shared: false,
+        });
+    };
+    let shown = config::redact_url(url);
+    let client = match &config.redis_ca {
+        None => redis::Client::open(url.as_str()),
+        Some(ca) => {
+            let root = tokio::fs::read(ca)
+                .await
+                .map_err(|e| StartError::Redis(format!("--redis-ca {}: {e}", ca.display())))?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            };
+            redis::Client::build_with_tls(url.as_str(), certs)
+        }
+    }
+    .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
+    let store = tokio::time::timeout(
+        Duration::from_secs(10),
+        store::redis::RedisStore::open(client.clone()),
+    )
+    .await
+    .map_err(|_| StartError::Redis(format!("{shown}: no answer in 10 s")))?
+    .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
+    let (ver, stored) = store
+        .load_registry_versioned()
+        .await
+        .map_err(|e| StartError::Redis(e.to_string()))?;
+    let presence = Arc::new(Presence::tracked());
+    let seal = cluster::seal::Seal::new(
+        config.cluster_key.as_deref().map(str::as_bytes),
+        node.secret,
+        config.jwt_secret_previous.as_deref().map(str::as_bytes),
+    );
+    let cluster = Arc::new(cluster::Cluster::new(
+        &node,
+        client,
+        store.clone(),
+        ver,
+        presence.clone(),
+        seal,
+    ));
+    Ok(Backend {
+        store: Arc::new(store),
+        presence,
+        bus: Arc::new(bus::redis::RedisBus::new(cluster)),
+        stored,
+        shared: true,
+    })
+}

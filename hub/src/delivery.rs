@@ -1,0 +1,199 @@
+//! The delivery port: the core (incidents, tasks, escalation, reports) hands every
+//! change to [`Delivery`] and knows nothing else.
+//!
+//! Behind it:
+//! - the [`Bus`]: this node's sessions and the other nodes' (one node's own bus, or the
+//!   cluster's bus through Redis pub/sub), the fast path;
+//! - every [`Outlet`]: a channel whose phones another system carries (the MQTT broker
+//!   today; an SMS gateway or a push service tomorrow, each one file implementing
+//!   [`Outlet`], added where the hub is wired);
+//! - the console stream of this node, and through the bus that of the other nodes.
+//!
+//! Nothing here waits on a channel's far end: an outlet takes a change into its own
+//! bounded queue or says it could not, and what an outlet could not take stays in the
+//! outbox (`outbox.rs`) until a sweeper hands it over again. So nothing on an ack's way
+//! to its `ok` waits for a broker or a gateway.
+
+use std::sync::Arc;
+
+use crate::bus::{Bus, BusEvent};
+use crate::console::Console;
+use crate::presence::OnlineLead;
+use crate::registry::{RegistryHandle, RegistryIndex};
+use crate::session::Frame;
+use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState, StoreError};
+use gridcast_protocol::GridCode;
+
+/// A channel whose phones another system carries. Every method returns at once.
+pub trait Outlet: Send + Sync + 'static {
+    /// Its name in logs and readiness answers.
+    fn name(&self) -> &'static str;
+    /// True while it can take changes (else `/readyz` says so, and a single node's
+    /// sweeper waits for it).
+    fn ready(&self) -> bool;
+    /// Starts its background work (connections, readers) on the hub's tracker.
+    fn start(self: Arc<Self>, hub: &crate::Hub);
+    /// An incident's current `rev` for the recipients it reaches. False when it could
+    /// not take all of it: the outbox entry stays and a sweeper hands it over again.
+    fn incident(&self, registry: &RegistryIndex, snap: &IncidentSnapshot) -> bool;
+    /// A lead's own new status (its ack). May be dropped when the outlet is full: the
+    /// lead's next sync has it.
+    fn status(&self, meta: &IncidentMeta, state: &RecipientState);
+    /// A frame for one lead (re-notification, escalation, a task).
+    fn to_lead(&self, lead: &str, frame: &Frame);
+    /// The registry in force changed (an outlet may keep derived state, such as ACLs).
+    fn registry_changed(&self, _hub: &crate::Hub) {}
+}
+
+/// The one port the core delivers through; see the module docs.
+pub struct Delivery {
+    bus: Arc<dyn Bus>,
+    outlets: Vec<Arc<dyn Outlet>>,
+    console: Arc<Console>,
+    registry: Arc<RegistryHandle>,
+}
+
+impl Delivery {
+    /// A port over `bus` and `outlets`, emitting console events on `console`.
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        outlets: Vec<Arc<dyn Outlet>>,
+        console: Arc<Console>,
+        registry: Arc<RegistryHandle>,
+    ) -> Self {
+        Self {
+            bus,
+            outlets,
+            console,
+            registry,
+        }
+    }
+
+    /// Starts what the bus and the outlets run in the background.
+    pub fn start(&self, hub: &crate::Hub) {
+        self.bus.clone().start(hub);
+        for o in &self.outlets {
+            o.clone().start(hub);
+        }
+    }
+
+    /// True when a change must be recorded with an outbox entry: some recipients may
+    /// be reached only through another node or an outlet.
+    pub fn needs_outbox(&self) -> bool {
+        self.bus.remote() || !self.outlets.is_empty()
+    }
+
+    /// True when the sweeper can do anything: the bus reaches other nodes, or every
+    /// outlet can take changes.
+    pub fn sweep_useful(&self) -> bool {
+        self.bus.remote() || self.outlets.iter().all(|o| o.ready())
+    }
+
+    /// `Err(why)` while this node cannot deliver.
+    pub fn ready(&self) -> Result<(), String> {
+        self.bus.ready()?;
+        match self.outlets.iter().find(|o| !o.ready()) {
+            Some(o) => Err(format!("not connected to {}", o.name())),
+            None => Ok(()),
+        }
+    }
+
+    /// An incident's current `rev` to every recipient on every channel: how many are
+    /// online (as far as this node can tell), and whether every channel took it.
+    pub async fn incident(&self, snap: &IncidentSnapshot) -> (usize, bool) {
+        let (online, bus_sent) = self.bus.publish_confirmed(incident_event(snap)).await;
+        (online, self.to_outlets(snap) && bus_sent)
+    }
+
+    /// The same `rev` again, for the sweeper: to the other nodes (this node's sessions
+    /// had it when it was made here) and to every outlet. True when all took it.
+    pub async fn incident_again(&self, snap: &IncidentSnapshot) -> bool {
+        let bus_sent =
+            !self.bus.remote() || self.bus.publish_confirmed(incident_event(snap)).await.1;
+        self.to_outlets(snap) && bus_sent
+    }
+
+    fn to_outlets(&self, snap: &IncidentSnapshot) -> bool {
+        let registry = self.registry.current();
+        // Every outlet is tried, also after one failed.
+        let mut all = true;
+        for o in &self.outlets {
+            all &= o.incident(&registry, snap);
+        }
+        all
+    }
+
+    /// A lead's new answer, to all its devices.
+    pub async fn status(&self, meta: Arc<IncidentMeta>, state: RecipientState) {
+        for o in &self.outlets {
+            o.status(&meta, &state);
+        }
+        self.bus.publish(BusEvent::Recipient { meta, state }).await;
+    }
+
+    /// A frame to every device of one lead; `grid` is one of its grids (the cluster
+    /// routes by it).
+    pub async fn to_lead(&self, lead: String, grid: GridCode, frame: Frame) {
+        for o in &self.outlets {
+            o.to_lead(&lead, &frame);
+        }
+        self.bus
+            .publish(BusEvent::ToLead { lead, grid, frame })
+            .await;
+    }
+
+    /// A console event (`incident`, `report`, `escalation`) to this node's console
+    /// streams and the other nodes'.
+    pub async fn console(&self, name: &'static str, codes: Vec<String>, data: serde_json::Value) {
+        self.bus
+            .announce_console(Vec::new(), Some((name, codes.clone(), data.clone())))
+            .await;
+        self.console.emit(name, codes, data);
+    }
+
+    /// An incident's counts changed: the console ticker sends its progress.
+    pub fn counts_changed(&self, incident: &str) {
+        self.console.incident_changed(incident);
+    }
+
+    /// Tells the other nodes' consoles which incidents changed here.
+    pub async fn announce_changed(&self, incidents: Vec<String>) {
+        self.bus.announce_console(incidents, None).await;
+    }
+
+    /// Every lead online (in a cluster: on any node).
+    pub async fn online(&self) -> Result<Vec<OnlineLead>, StoreError> {
+        self.bus.online(&self.registry.current()).await
+    }
+
+    /// This node's sessions changed: what the bus follows (subscriptions) follows.
+    pub fn sessions_changed(&self) {
+        self.bus.sessions_changed();
+    }
+
+    /// Waits (bounded) until changes for these grids reach this node.
+    pub async fn wait_routed(&self, assignments: &[gridcast_protocol::frame::Assignment]) {
+        self.bus.wait_routed(assignments).await;
+    }
+
+    /// The registry in force changed here.
+    pub fn registry_changed(&self, hub: &crate::Hub) {
+        for o in &self.outlets {
+            o.registry_changed(hub);
+        }
+        self.bus.sessions_changed();
+    }
+
+    /// The stored registry was replaced here: the other nodes reload it.
+    pub async fn announce_registry(&self) {
+        self.bus.announce_registry().await;
+    }
+}
+
+/// The bus event of an incident's current `rev`.
+fn incident_event(snap: &IncidentSnapshot) -> BusEvent {
+    BusEvent::Incident {
+        meta: snap.meta.clone(),
+        recipients: snap.recipients.clone(),
+    }
+}

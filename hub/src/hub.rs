@@ -1,0 +1,99 @@
+//! The state of one hub node, shared by every task: the handle the API, the transports
+//! and the core hold.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{self, Auth};
+use crate::console::Console;
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::ratelimit::{self, ConnectLimiter};
+use crate::registry::{RegistryHandle, RegistryIndex};
+use crate::store::Store;
+use crate::{Config, clock, listen, now_ms, receipts, revocation};
+
+/// Shared state of one hub node. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub(pub(crate) Arc<Inner>);
+
+/// What a hub holds.
+pub struct Inner {
+    /// Settings.
+    pub config: Config,
+    /// Token signer/verifier.
+    pub auth: Auth,
+    /// Tokens refused although well signed.
+    pub revocations: Arc<revocation::Revocations>,
+    /// Registry in force.
+    pub registry: Arc<RegistryHandle>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// This node's sessions.
+    pub presence: Arc<Presence>,
+    /// The one port every change is delivered through.
+    pub delivery: Delivery,
+    /// Console stream (operators' live view; the core emits through `delivery`).
+    pub console: Arc<Console>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Root of every task's cancellation.
+    pub shutdown: CancellationToken,
+    /// Every session and background task, to wait for at shutdown.
+    pub tracker: TaskTracker,
+    /// Session slots, taken after a good `hello`.
+    pub sessions: Arc<Semaphore>,
+    /// Slots of WebSocket connections still waiting for their `hello`.
+    pub pending_hellos: Arc<Semaphore>,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: listen::TrustedProxies,
+    /// One registry upload at a time (taken before its body is read).
+    pub registry_uploads: Arc<Semaphore>,
+    /// Connection attempts per address.
+    pub connects: ConnectLimiter,
+    /// Upstream budget of every lead.
+    pub lead_limits: ratelimit::LeadLimiter,
+    /// This node's name.
+    pub node_id: String,
+    /// Held while a registry replacement is saved and put in force.
+    pub registry_writes: tokio::sync::Mutex<()>,
+    /// The incident core's time.
+    pub clock: Arc<dyn clock::Clock>,
+    /// Receipts without a `ref`, for the [`receipts`] lane.
+    pub receipts: receipts::Lane,
+}
+
+impl std::ops::Deref for Hub {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Hub {
+    /// Checks a presented token: signature, claims, lifetime, and the revocation list.
+    pub fn authenticate(&self, token: &str) -> Result<auth::Claims, auth::TokenError> {
+        let claims = self.auth.verify(token, now_ms() / 1000)?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(auth::TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Puts a validated registry in force: new assignments for online leads, sessions
+    /// of people no longer in it ended, subscriptions following.
+    pub fn apply_registry(&self, registry: gridcast_protocol::registry::Registry) {
+        self.registry.replace(RegistryIndex::new(registry));
+        self.presence.refresh(
+            &self.registry.current(),
+            gridcast_protocol::error::close::FORBIDDEN,
+        );
+        self.delivery.registry_changed(self);
+        // The broker's ACL file (`--mqtt-acl-file`) follows, with or without `--mqtt`.
+        crate::transport::mqtt::broker::write_acl_file(self);
+    }
+}
