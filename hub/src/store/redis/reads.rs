@@ -1,0 +1,159 @@
+//! What the Redis store reads: incidents, counts, timelines, a lead's incidents.
+
+use super::*;
+
+impl RedisStore {
+    /// Ids of the active incidents and of those closed at or after `closed_since`.
+    pub(super) async fn recent_ids(&self, closed_since: u64) -> Result<Vec<String>, StoreError> {
+        let mut c = self.connection();
+        let (mut ids, closed): (Vec<String>, Vec<String>) = self.seen(
+            redis::pipe()
+                .smembers(ACTIVE)
+                .zrangebyscore(CLOSED, closed_since, "+inf")
+                .query_async(&mut c)
+                .await,
+        )?;
+        ids.extend(closed);
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// See [`Store::recent`].
+    pub(super) async fn read_recent(
+        &self,
+        closed_since: u64,
+    ) -> Result<Vec<IncidentSnapshot>, StoreError> {
+        let ids = self.recent_ids(closed_since).await?;
+        let mut snaps = self.snapshots(&ids).await?;
+        snaps.retain(|s| s.meta.in_sync_window(closed_since));
+        Ok(snaps)
+    }
+
+    /// See [`Store::recent_metas`].
+    pub(super) async fn read_recent_metas(
+        &self,
+        closed_since: u64,
+    ) -> Result<Vec<Arc<IncidentMeta>>, StoreError> {
+        let ids = self.recent_ids(closed_since).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.get(meta_key(id));
+        }
+        let mut c = self.connection();
+        let metas: Vec<Option<String>> = self.seen(pipe.query_async(&mut c).await)?;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas.into_iter().flatten() {
+            let meta: IncidentMeta = parse(&m)?;
+            if meta.in_sync_window(closed_since) {
+                out.push(Arc::new(meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`Store::counts`].
+    pub(super) async fn read_counts(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Arc<IncidentMeta>, gridcast_protocol::api::Counts)>, StoreError> {
+        let mut c = self.connection();
+        let (meta, n): (Option<String>, HashMap<String, i64>) = self.seen(
+            redis::pipe()
+                .get(meta_key(id))
+                .hgetall(counts_key(id))
+                .query_async(&mut c)
+                .await,
+        )?;
+        let Some(meta) = meta else { return Ok(None) };
+        if n.is_empty() {
+            // Recorded before the counts were kept: count the recipients.
+            return Ok(self.incident(id).await?.map(IncidentSnapshot::counted));
+        }
+        let get = |k: &str| n.get(k).copied().unwrap_or(0).max(0) as usize;
+        let counts = gridcast_protocol::api::Counts {
+            pending: get("pending"),
+            delivered: get("delivered"),
+            accepted: get("accepted"),
+            declined: get("declined"),
+        };
+        Ok(Some((Arc::new(parse(&meta)?), counts)))
+    }
+
+    /// See [`Store::incidents`].
+    pub(super) async fn read_incidents(
+        &self,
+        state: Option<IncidentState>,
+    ) -> Result<Vec<IncidentSnapshot>, StoreError> {
+        let mut c = self.connection();
+        let ids: Vec<String> = match state {
+            Some(IncidentState::Active) => {
+                let mut ids: Vec<String> = self.seen(c.smembers(ACTIVE).await)?;
+                // Newest first, like the embedded store: ids grow with time.
+                ids.sort_by(|a, b| b.cmp(a));
+                ids
+            }
+            _ => self.seen(c.zrevrange(INCIDENTS, 0, -1).await)?,
+        };
+        let mut snaps = self.snapshots(&ids).await?;
+        snaps.retain(|s| state.is_none_or(|want| s.meta.state == want));
+        Ok(snaps)
+    }
+
+    /// See [`Store::incidents_for_lead`].
+    pub(super) async fn read_incidents_for_lead(
+        &self,
+        lead: &str,
+        closed_since: u64,
+    ) -> Result<Vec<(Arc<IncidentMeta>, RecipientState)>, StoreError> {
+        let ids = self.recent_ids(closed_since).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.get(meta_key(id)).hget(recipients_key(id), lead);
+        }
+        let mut c = self.connection();
+        let raw: Vec<Option<String>> = self.seen(pipe.query_async(&mut c).await)?;
+        let mut out = Vec::new();
+        for pair in raw.chunks(2) {
+            if let (Some(meta), Some(r)) = (&pair[0], &pair[1]) {
+                out.push((
+                    Arc::new(parse::<IncidentMeta>(meta)?),
+                    parse::<Stored>(r)?.state,
+                ));
+            }
+        }
+        // Oldest first: ids are zero-padded and grow with time.
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        Ok(out)
+    }
+
+    /// See [`Store::timeline`].
+    pub(super) async fn read_timeline(
+        &self,
+        id: &str,
+    ) -> Result<Option<Vec<TimelineEvent>>, StoreError> {
+        let mut c = self.connection();
+        let (exists, entries): (bool, redis::streams::StreamRangeReply) = self.seen(
+            redis::pipe()
+                .exists(meta_key(id))
+                .xrange_all(timeline_key(id))
+                .query_async(&mut c)
+                .await,
+        )?;
+        if !exists {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(entries.ids.len());
+        for e in entries.ids {
+            let json: String = e.get("e").ok_or_else(|| io("timeline entry without e"))?;
+            out.push(parse(&json)?);
+        }
+        Ok(Some(out))
+    }
+}
