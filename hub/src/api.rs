@@ -183,8 +183,9 @@ mod events;
 mod registry;
 mod reports;
 
-/// The hub's routes (with `/metrics` unless `--metrics-listen` serves it elsewhere).
-pub fn router(hub: Hub) -> Router {
+/// The hub's routes (with `/metrics` unless `--metrics-listen` serves it elsewhere),
+/// with `transports` (the lead endpoints, which the composition root supplies).
+pub fn router(hub: Hub, transports: Router<Hub>) -> Router {
     let routes = Router::new();
     let routes = if hub.config.metrics_listen.is_none() {
         routes.route("/metrics", get(metrics))
@@ -212,9 +213,7 @@ pub fn router(hub: Hub) -> Router {
         )
         .route("/v1/task-kinds", get(registry::get_task_kinds))
         .route("/v1/console/events", get(events::console_events))
-        .route("/v1/lead/ws", get(crate::transport::ws::upgrade))
-        .route("/v1/mqtt/auth", post(crate::transport::mqtt::broker::auth))
-        .route("/v1/mqtt/acl", post(crate::transport::mqtt::broker::acl))
+        .merge(transports)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(crate::web::routes())

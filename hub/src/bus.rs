@@ -1,9 +1,10 @@
 //! The fast path between the node that records a change and the nodes that hold the
 //! recipients' sessions. Single node: [`local::LocalBus`] hands events straight to this
-//! node's presence index. Cluster mode: [`crate::cluster::ClusterBus`] delivers to this
+//! node's presence index. Cluster mode: [`crate::bus::cluster::ClusterBus`] delivers to this
 //! node's sessions the same way and publishes the event by grid code through Redis.
 //! A bus is at-most-once; correctness comes from the store (every reconnect resyncs).
 
+pub mod cluster;
 pub mod local;
 pub mod redis;
 

@@ -1,6 +1,10 @@
 //! The hub's configuration: one typed struct, every limit in it, each flag with an
 //! environment twin (`--listen` ↔ `GRIDCAST_LISTEN`). Validated at start-up.
 
+mod broker_url;
+
+pub use broker_url::BrokerUrl;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -235,7 +239,7 @@ impl Config {
             );
         }
         if let Some(url) = &self.mqtt {
-            crate::transport::mqtt::BrokerUrl::parse(url).map_err(ConfigError)?;
+            BrokerUrl::parse(url).map_err(ConfigError)?;
         }
         if self.ack_windows_s.len() != 4
             || self.ack_windows_s.iter().any(|w| !(1..=86_400).contains(w))

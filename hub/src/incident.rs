@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use gridcast_protocol::api::{
-    Counts, CreateIncident, CreatedIncident, GridRollup, IncidentDetail, PromoteReport,
-    RecipientRow, ReportView,
+    CreateIncident, CreatedIncident, GridRollup, IncidentDetail, PromoteReport, RecipientRow,
+    ReportView,
 };
 use gridcast_protocol::frame::{Me, ServerFrame};
 use gridcast_protocol::model::IncidentState;
@@ -66,12 +66,7 @@ pub const MAX_TARGETS: usize = 100;
 /// Longest ack window an activation may ask for, in seconds (one day).
 pub const MAX_ACK_WITHIN_S: u32 = 86_400;
 
-/// Counts of recipients by status.
-pub fn counts(recipients: &[RecipientState]) -> Counts {
-    let mut c = Counts::default();
-    recipients.iter().for_each(|r| c.add(r.status));
-    c
-}
+pub use crate::store::counts;
 
 /// True when an operator with jurisdiction `scope` may see the incident: every target
 /// lies inside the scope.

@@ -17,7 +17,7 @@ pub mod auth;
 pub mod backend;
 pub mod bus;
 pub mod clock;
-pub mod cluster;
+
 pub mod config;
 pub mod console;
 pub mod delivery;
@@ -49,6 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use bus::cluster;
 pub use config::Config;
 pub use hub::{Hub, Inner};
 pub use secret::{load_or_create_secret, random_hex};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::{Hub, StartError, api, config, console, escalation, listen, outbox, upkeep};
+use crate::{Hub, StartError, api, config, console, escalation, listen, outbox, transport, upkeep};
 
 /// Pending connections the listener queues (the kernel caps it at `somaxconn`): a
 /// reconnect storm of thousands of phones must not lose SYNs to a short queue (a lost
@@ -29,7 +29,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Serves `hub` on `listener` until its shutdown token fires, then ends every session
 /// with "going away" and waits (with a deadline) for them.
 pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
-    let app = api::router(hub.clone());
+    let app = api::router(hub.clone(), transport::routes());
     hub.tracker.spawn(console::ticker(hub.clone()));
     hub.tracker.spawn(escalation::ticker(hub.clone()));
     if hub.outbox_wanted() {

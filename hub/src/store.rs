@@ -8,7 +8,12 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod rules;
 mod task;
+
+pub use rules::{
+    answers_used_up, apply_mark, apply_revision, counts, escalation_due, issue_state, mark_event,
+};
 
 pub use task::{
     TaskOutcome, TaskRecord, TaskRefusal, apply_task_update, task_event, task_key, task_status_name,
@@ -103,34 +108,6 @@ impl IncidentMeta {
     }
 }
 
-/// The recipients of a new incident, all pending, and its `issued` timeline event.
-/// Shared by every store.
-pub fn issue_state(
-    meta: &IncidentMeta,
-    recipients: Vec<(String, GridCode, Role)>,
-) -> (Vec<RecipientState>, TimelineEvent) {
-    let rs: Vec<RecipientState> = recipients
-        .into_iter()
-        .map(|(lead, grid, role)| RecipientState {
-            lead,
-            grid,
-            role,
-            status: Status::Pending,
-            delivered_at: None,
-            acked_at: None,
-            answers: 0,
-        })
-        .collect();
-    let issued = TimelineEvent {
-        at: rfc3339(meta.issued_at),
-        kind: "issued".into(),
-        actor: meta.issued_by.clone(),
-        lead: None,
-        detail: Some(format!("{} recipients", rs.len())),
-    };
-    (rs, issued)
-}
-
 /// A new incident, before the store gives it an id.
 #[derive(Debug, Clone)]
 pub struct NewIncident {
@@ -184,7 +161,7 @@ pub struct IncidentSnapshot {
 impl IncidentSnapshot {
     /// The incident with its recipients counted by status.
     pub fn counted(self) -> (Arc<IncidentMeta>, gridcast_protocol::api::Counts) {
-        let counts = crate::incident::counts(&self.recipients);
+        let counts = counts(&self.recipients);
         (self.meta, counts)
     }
 }
@@ -264,42 +241,6 @@ pub enum ReviseOutcome {
     NotFound,
     /// The incident was already closed; nothing changed.
     Closed,
-}
-
-/// The incident after a revision, and its timeline event. Shared by every store.
-pub fn apply_revision(
-    meta: &IncidentMeta,
-    revision: &Revision,
-    by: &str,
-    at: u64,
-) -> (IncidentMeta, TimelineEvent) {
-    let mut next = meta.clone();
-    next.rev += 1;
-    let (kind, detail) = match revision {
-        Revision::Update { body } => {
-            next.body = body.clone();
-            ("updated", format!("rev {}", next.rev))
-        }
-        Revision::Close { reason } => {
-            next.state = IncidentState::Closed;
-            next.closed_at = Some(at);
-            ("closed", reason.clone())
-        }
-    };
-    let event = TimelineEvent {
-        at: rfc3339(at),
-        kind: kind.into(),
-        actor: by.into(),
-        lead: None,
-        detail: Some(detail),
-    };
-    (next, event)
-}
-
-/// When escalation step `step` (1..=3) of an incident is due.
-pub fn escalation_due(meta: &IncidentMeta, step: u8) -> u64 {
-    let window = meta.ack_by.saturating_sub(meta.issued_at);
-    meta.ack_by + u64::from(step.saturating_sub(1)) * window
 }
 
 /// Durable incident state. See the module docs.
@@ -441,12 +382,6 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// True when `mark` would change `r`'s answer but `r` has used up its answers.
-pub fn answers_used_up(r: &RecipientState, mark: &Mark) -> bool {
-    matches!(mark, Mark::Ack { response, .. } if r.status != response.status())
-        && r.answers >= MAX_ANSWERS
-}
-
 /// An MQTT lead's last good `hello`: when its token expires (Unix s) and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MqttLead {
@@ -468,56 +403,6 @@ pub struct Compacted {
     pub bytes_before: u64,
     /// After.
     pub bytes_after: u64,
-}
-
-/// Applies a mark to a recipient; `None` when nothing changes. Shared by every store so
-/// the rules (a receipt never undoes an answer; the latest answer counts) live once.
-pub fn apply_mark(r: &RecipientState, mark: &Mark, at: u64) -> Option<RecipientState> {
-    let mut next = r.clone();
-    match mark {
-        Mark::Receipt => {
-            next.status = r.status.after_receipt();
-            if next.status == r.status {
-                return None;
-            }
-            next.delivered_at = Some(at);
-        }
-        Mark::Ack { response, .. } => {
-            if r.status == response.status() {
-                return None;
-            }
-            next.status = response.status();
-            next.delivered_at.get_or_insert(at);
-            next.acked_at = Some(at);
-            next.answers = r.answers.saturating_add(1);
-        }
-    }
-    Some(next)
-}
-
-/// The timeline event a mark adds.
-pub fn mark_event(lead: &str, mark: &Mark, at: u64) -> TimelineEvent {
-    let (kind, detail) = match mark {
-        Mark::Receipt => ("delivered", None),
-        Mark::Ack { response, note } => {
-            let answer = match response {
-                Response::Accept => "accept",
-                Response::Decline => "decline",
-            };
-            let detail = match note {
-                Some(n) if !n.is_empty() => format!("{answer}: {n}"),
-                _ => answer.to_owned(),
-            };
-            ("acked", Some(detail))
-        }
-    };
-    TimelineEvent {
-        at: rfc3339(at),
-        kind: kind.into(),
-        actor: lead.into(),
-        lead: Some(lead.into()),
-        detail,
-    }
 }
 
 #[cfg(test)]

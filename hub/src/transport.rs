@@ -5,12 +5,23 @@
 pub mod mqtt;
 pub mod ws;
 
+use axum::Router;
+use axum::routing::{get, post};
 use gridcast_protocol::ErrorCode;
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
 
 use crate::Hub;
 use crate::incident::Refusal;
 use crate::store::Mark;
+
+/// The lead endpoints: `/v1/lead/ws`, and the broker's hooks `/v1/mqtt/auth` and
+/// `/v1/mqtt/acl`.
+pub fn routes() -> Router<Hub> {
+    Router::new()
+        .route("/v1/lead/ws", get(ws::upgrade))
+        .route("/v1/mqtt/auth", post(mqtt::broker::auth))
+        .route("/v1/mqtt/acl", post(mqtt::broker::acl))
+}
 
 /// The reply a lead's frame gets: `ok`/`pong` or `error`, or nothing (no `ref`).
 pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerFrame> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gridcast_protocol::frame::Assignment;
 
 use super::{Bus, BusEvent, BusFuture, ConfirmedFuture, ConsoleEvent, DoneFuture, OnlineFuture};
-use crate::cluster::Cluster;
+use crate::bus::cluster::Cluster;
 use crate::registry::RegistryIndex;
 
 /// The bus of a node in a cluster.

@@ -278,7 +278,7 @@ impl Store for RedisStore {
             if !fields.is_empty() {
                 pipe.hset_multiple(recipients_key(&id), &fields).ignore();
             }
-            let counts = crate::incident::counts(&recipients);
+            let counts = super::counts(&recipients);
             pipe.hset_multiple(
                 counts_key(&id),
                 &[

@@ -44,10 +44,9 @@ use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState};
 use crate::{Hub, now_ms};
 
 pub mod broker;
-mod url;
 mod verified;
 
-pub use url::BrokerUrl;
+pub use crate::config::BrokerUrl;
 
 pub use broker::mosquitto_acl;
 

@@ -14,7 +14,7 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Parses a broker URL.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let shown = crate::config::redact_url(url);
+        let shown = super::redact_url(url);
         let rest = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
