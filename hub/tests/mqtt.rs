@@ -805,3 +805,101 @@ async fn a_stalled_broker_does_not_delay_a_websocket_phones_ok() {
     assert_eq!(d.counts.accepted, 1);
     hub.stop().await;
 }
+
+/// Reads console events from `sse` until a `presence` event satisfies `want`; returns it.
+async fn presence_event(
+    sse: &mut reqwest::Response,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    loop {
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if block.lines().any(|l| l == "event: presence") {
+                let data = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .expect("a data line");
+                let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                if want(&v) {
+                    return v;
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no presence event with {what} in 10 s"))
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_lead_and_a_websocket_lead_are_in_one_presence() {
+    let broker = Mosquitto::start("one-presence").await;
+    let doc = city(40);
+    let hub = hub_on("mqtt-one-presence", &broker, doc.clone()).await;
+    // Two leads of different grids: one on MQTT only, one on WebSocket only.
+    let on_mqtt = doc.staff[0].id.clone();
+    let mqtt_grid = grids_of(&doc, &on_mqtt)[0].clone();
+    let on_ws = doc
+        .staff
+        .iter()
+        .find(|p| !grids_of(&doc, &p.id).contains(&mqtt_grid))
+        .unwrap()
+        .id
+        .clone();
+    let mut sse = reqwest::Client::new()
+        .get(format!("{}/v1/console/events", hub.http()))
+        .bearer_auth(token("op", gridcast_hub::auth::TokenRole::Operator, ""))
+        .send()
+        .await
+        .unwrap();
+    let (mut ws, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&on_ws))
+        .await
+        .unwrap();
+    ws.sync().await.unwrap();
+    let phone = mqtt_lead(&broker, &doc, &on_mqtt, true).await;
+
+    // `GET /v1/presence` lists both, each with its channel.
+    wait_online(&hub, 2).await;
+    let presence = hub.console("").presence("", true).await.unwrap();
+    let channels = |id: &str| {
+        presence
+            .leads
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.channels.clone())
+    };
+    assert_eq!(channels(&on_mqtt), Some(vec!["mqtt".to_owned()]));
+    assert_eq!(channels(&on_ws), Some(vec!["ws".to_owned()]));
+
+    // The console's presence events count both, and both grids, from the same index.
+    let grid_online = |v: &serde_json::Value, code: &str| {
+        v["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["code"] == code)
+            .map(|g| g["online"].as_u64().unwrap())
+    };
+    let both = presence_event(&mut sse, "both leads online", |v| v["online"] == 2).await;
+    assert_eq!(grid_online(&both, &mqtt_grid), Some(1), "{both}");
+
+    // The MQTT lead goes offline (its retained presence): the same event says so.
+    stock_pub(
+        broker.port,
+        &format!("gridcast/v1/presence/{on_mqtt}"),
+        "offline",
+    )
+    .await;
+    let one = presence_event(&mut sse, "the MQTT lead offline", |v| v["online"] == 1).await;
+    assert_eq!(grid_online(&one, &mqtt_grid), Some(0), "{one}");
+    wait_online(&hub, 1).await;
+    phone.disconnect().await;
+}
