@@ -28,17 +28,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use gridcast_protocol::frame::{ClientFrame, ServerFrame, decode_client};
+use gridcast_protocol::frame::ServerFrame;
 use gridcast_protocol::{ErrorCode, GridCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 
-use crate::auth::TokenRole;
 use crate::delivery::Outlet;
 use crate::incident::lead_frame;
 use crate::registry::RegistryIndex;
+use crate::session::protocol::{self, Payload, Upstream};
 use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState};
 use crate::{Hub, now_ms};
@@ -275,30 +275,17 @@ impl Mqtt {
         }
     }
 
-    /// One frame from a lead.
+    /// One frame from a lead, through the protocol. Until this node knows the lead's
+    /// hello was good, its frames are charged to a budget of their own: whoever else
+    /// publishes on the lead's topic cannot use up the lead's own budget (for its
+    /// WebSocket sessions too), and nothing but a good `hello` counts.
     async fn up(&self, hub: &Hub, lead: &str, payload: &[u8]) {
-        hub.metrics.frames_in.fetch_add(1, Relaxed);
-        let Some(assignments) = hub
-            .registry
-            .current()
-            .person(lead)
-            .map(crate::registry::assignments)
-        else {
+        if hub.registry.current().person(lead).is_none() {
             // Not in the registry: there is no one to answer (the ACL should not have
             // let this through).
             tracing::warn!(lead, "mqtt frame from a lead not in the registry dropped");
             return;
-        };
-        let error =
-            |code: ErrorCode, message: String, reference: Option<String>| ServerFrame::Error {
-                reference,
-                code,
-                message,
-            };
-        // Charged before anything is decoded: a malformed frame costs what a good one does.
-        // Until this node knows the lead's hello was good, its frames are charged to a
-        // budget of their own: whoever else publishes on the lead's topic cannot use up
-        // the lead's own budget (for its WebSocket sessions too).
+        }
         let known = self
             .verified
             .get(lead)
@@ -308,107 +295,73 @@ impl Mqtt {
         } else {
             std::borrow::Cow::Owned(format!("?{lead}"))
         };
-        if let Err(over) = hub.lead_limits.charge_frame(&budget, payload.len()) {
-            hub.metrics.rate_limited.fetch_add(1, Relaxed);
-            let reference = std::str::from_utf8(payload)
-                .ok()
-                .and_then(gridcast_protocol::frame::reference_of);
-            let m = match over {
-                crate::ratelimit::Over::Frames => {
-                    "over the upstream frame rate; slow down and retry"
-                }
-                crate::ratelimit::Over::Bytes => "over the upstream byte rate; slow down and retry",
-            };
-            return self
-                .reply(lead, &error(ErrorCode::RateLimited, m.into(), reference))
-                .await;
-        }
-        let Ok(text) = std::str::from_utf8(payload) else {
-            let e = error(
-                ErrorCode::BadRequest,
-                "payloads are UTF-8 JSON".into(),
-                None,
-            );
-            return self.reply(lead, &e).await;
+        let payload = match std::str::from_utf8(payload) {
+            Ok(t) => Payload::Text(t),
+            Err(_) => Payload::Other(payload.len()),
         };
-        let frame = match decode_client(text) {
-            Ok(f) => f,
-            Err(e) => {
-                return self
-                    .reply(lead, &error(e.code, e.message, e.reference))
-                    .await;
-            }
-        };
-        if let ClientFrame::Hello { token, .. } = frame {
-            let claims = match hub.authenticate(&token) {
-                Ok(c) => c,
-                Err(e) => {
-                    let e = error(ErrorCode::Unauthorized, e.to_string(), None);
-                    return self.reply(lead, &e).await;
-                }
-            };
-            if claims.role != TokenRole::Lead || claims.sub != lead {
-                let e = error(
-                    ErrorCode::Forbidden,
-                    format!("this token is not lead {lead}'s"),
-                    None,
-                );
-                return self.reply(lead, &e).await;
-            }
-            // From now until the token expires, this lead's frames count, on every node.
-            let verified = crate::store::MqttLead {
-                exp: claims.exp,
-                jti: claims.jti.clone(),
-            };
-            if let Err(e) = hub
-                .store
-                .remember_mqtt_lead(lead, verified.exp, verified.jti.as_deref())
-                .await
-            {
-                tracing::error!(lead, error = %e, "mqtt hello not remembered");
-                let e = error(
-                    ErrorCode::Unavailable,
-                    "the hub could not record your hello; send it again".into(),
-                    None,
-                );
-                return self.reply(lead, &e).await;
-            }
-            self.verified.insert(lead.to_owned(), verified);
-            let welcome = ServerFrame::Welcome {
-                lead: lead.to_owned(),
-                assignments: assignments.to_vec(),
-                heartbeat_s: hub.config.heartbeat_s,
-            };
-            self.reply(lead, &welcome).await;
-            match hub.sync_frames(lead).await {
-                Ok(frames) => {
-                    for f in frames {
-                        self.publish(lead_topic(lead), f.as_str().as_bytes(), REPLY_EXPIRY_S)
-                            .await;
+        let reply = match protocol::admit(hub, &budget, payload) {
+            Upstream::Refused(e) => e,
+            Upstream::Hello(token) => match protocol::hello(hub, &token, Some(lead)) {
+                Ok(opened) => return self.opened(hub, lead, opened).await,
+                Err(r) => r.frame(hub),
+            },
+            Upstream::Frame(frame) => {
+                // Anyone may publish on an anonymous or compromised broker: a frame
+                // counts only from a lead whose hello was good, until its token expires
+                // or is revoked.
+                if let Err((code, why)) = self.check_verified(hub, lead).await {
+                    hub.metrics.sessions_refused.fetch_add(1, Relaxed);
+                    let r = frame.reference().map(str::to_owned);
+                    protocol::error(hub, r, code, &why)
+                } else {
+                    match protocol::answer(hub, lead, frame).await {
+                        Some(reply) => reply,
+                        None => return,
                     }
-                    self.reply(lead, &ServerFrame::Synced).await;
-                }
-                Err(e) => {
-                    tracing::error!(lead, error = %e, "mqtt sync failed");
-                    let e = error(
-                        ErrorCode::Unavailable,
-                        "the hub could not read your incidents; send hello again".into(),
-                        None,
-                    );
-                    self.reply(lead, &e).await;
                 }
             }
-            return;
+        };
+        self.reply(lead, &reply).await;
+    }
+
+    /// A good `hello`: remembered (from now until the token expires, this lead's frames
+    /// count, on every node), then the welcome, the sync and `synced` on the lead topic.
+    async fn opened(&self, hub: &Hub, lead: &str, opened: protocol::Opened) {
+        let verified = crate::store::MqttLead {
+            exp: opened.claims.exp,
+            jti: opened.claims.jti.clone(),
+        };
+        if let Err(e) = hub
+            .store
+            .remember_mqtt_lead(lead, verified.exp, verified.jti.as_deref())
+            .await
+        {
+            tracing::error!(lead, error = %e, "mqtt hello not remembered");
+            let m = "the hub could not record your hello; send it again";
+            let e = protocol::error(hub, None, ErrorCode::Unavailable, m);
+            return self.reply(lead, &e).await;
         }
-        // Anyone may publish on an anonymous or compromised broker: a frame counts only
-        // from a lead whose hello was good, until its token expires or is revoked.
-        if let Err((code, why)) = self.check_verified(hub, lead).await {
-            hub.metrics.sessions_refused.fetch_add(1, Relaxed);
-            let r = frame.reference().map(str::to_owned);
-            return self.reply(lead, &error(code, why, r)).await;
-        }
-        if let Some(reply) = super::answer(hub, lead, frame).await {
-            self.reply(lead, &reply).await;
+        self.verified.insert(lead.to_owned(), verified);
+        let welcome = protocol::welcome(hub, &opened);
+        self.publish(
+            lead_topic(lead),
+            welcome.as_str().as_bytes(),
+            REPLY_EXPIRY_S,
+        )
+        .await;
+        match protocol::sync(hub, lead).await {
+            Ok(frames) => {
+                for f in frames {
+                    self.publish(lead_topic(lead), f.as_str().as_bytes(), REPLY_EXPIRY_S)
+                        .await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(lead, error = %e, "mqtt sync failed");
+                let m = "the hub could not read your incidents; send hello again";
+                let e = protocol::error(hub, None, ErrorCode::Unavailable, m);
+                self.reply(lead, &e).await;
+            }
         }
     }
 

@@ -19,12 +19,13 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use gridcast_protocol::ErrorCode;
 use gridcast_protocol::error::close;
-use gridcast_protocol::frame::{Assignment, ClientFrame, ServerFrame, decode_client};
+use gridcast_protocol::frame::ServerFrame;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
 use crate::api::ApiError;
-use crate::auth::{Claims, TokenRole};
+use crate::auth::Claims;
+use crate::session::protocol::{self, Payload, Upstream};
 use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::{Hub, now_ms};
 
@@ -95,14 +96,12 @@ async fn close_with(mut socket: WebSocket, code: u16, error: Option<(ErrorCode, 
 }
 
 enum HelloOutcome {
-    Ok {
-        claims: Claims,
-        assignments: Arc<[Assignment]>,
-    },
+    Ok(protocol::Opened),
     Refused(u16, Option<(ErrorCode, String)>),
     Gone,
 }
 
+/// Waits (bounded) for the first frame and checks it with the protocol.
 async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
     let deadline = Duration::from_millis(hub.config.hello_timeout_ms);
     // A connection still in hello is not in presence yet, so shutdown must reach it here.
@@ -115,47 +114,14 @@ async fn hello(hub: &Hub, socket: &mut WebSocket) -> HelloOutcome {
         Ok(None | Some(Err(_))) => return HelloOutcome::Gone,
         Ok(Some(Ok(m))) => m,
     };
-    let bad = |m: &str| {
-        HelloOutcome::Refused(
-            close::BAD_REQUEST,
-            Some((ErrorCode::BadRequest, m.to_owned())),
-        )
+    let payload = match &first {
+        Message::Text(t) => Payload::Text(t.as_str()),
+        Message::Binary(b) => Payload::Other(b.len()),
+        _ => Payload::Other(0),
     };
-    let Message::Text(text) = first else {
-        return bad("the first frame must be a text hello frame");
-    };
-    let token = match decode_client(&text) {
-        Ok(ClientFrame::Hello { token, .. }) => token,
-        Ok(_) => return bad("the first frame must be hello"),
-        Err(e) => return bad(&format!("the first frame must be hello: {}", e.message)),
-    };
-    let claims = match hub.authenticate(&token) {
-        Ok(c) => c,
-        Err(e) => {
-            return HelloOutcome::Refused(
-                close::UNAUTHORIZED,
-                Some((ErrorCode::Unauthorized, e.to_string())),
-            );
-        }
-    };
-    if claims.role != TokenRole::Lead {
-        return HelloOutcome::Refused(
-            close::FORBIDDEN,
-            Some((ErrorCode::Forbidden, "not a lead token".into())),
-        );
-    }
-    match hub.registry.current().person(&claims.sub) {
-        Some(p) => HelloOutcome::Ok {
-            assignments: crate::registry::assignments(p),
-            claims,
-        },
-        None => HelloOutcome::Refused(
-            close::FORBIDDEN,
-            Some((
-                ErrorCode::Forbidden,
-                format!("lead {} is not in the registry", claims.sub),
-            )),
-        ),
+    match protocol::first_hello(hub, payload) {
+        Ok(opened) => HelloOutcome::Ok(opened),
+        Err(r) => HelloOutcome::Refused(r.close, Some((r.code, r.message))),
     }
 }
 
@@ -205,11 +171,8 @@ async fn open_session(
     let outcome = hello(hub, &mut socket).await;
     // Past hello, good or bad: the pending slot is free again.
     drop(pending);
-    let (claims, assignments) = match outcome {
-        HelloOutcome::Ok {
-            claims,
-            assignments,
-        } => (claims, assignments),
+    let opened = match outcome {
+        HelloOutcome::Ok(opened) => opened,
         HelloOutcome::Refused(code, error) => {
             hub.metrics.sessions_refused.fetch_add(1, Relaxed);
             tracing::info!(close = code, "session refused at hello");
@@ -231,16 +194,15 @@ async fn open_session(
     // The session lives as long as its token: the writer's heartbeat tick ends it past
     // `exp`, the revocation watcher when its token is listed (a timer or a watch of its
     // own per session would cost every idle phone); a new `hello` renews it.
-    handle.set_token(claims.exp, claims.jti.as_deref());
-    let lead = claims.sub;
+    handle.set_token(opened.claims.exp, opened.claims.jti.as_deref());
     // Welcome goes first into the empty queue; then the session is visible to fan-out,
     // and only then is the sync read, so an incident issued meanwhile is in one or both.
-    let welcome = ServerFrame::Welcome {
-        lead: lead.clone(),
-        assignments: assignments.to_vec(),
-        heartbeat_s: hub.config.heartbeat_s,
-    };
-    let _ = handle.push(encode(&welcome));
+    let _ = handle.push(protocol::welcome(hub, &opened));
+    let protocol::Opened {
+        claims,
+        assignments,
+    } = opened;
+    let lead = claims.sub;
     let (came_online, displaced) = hub.presence.register(
         &lead,
         assignments.clone(),
@@ -274,14 +236,13 @@ async fn open_session(
         last_seen.clone(),
     ));
 
-    match hub.sync_frames(&lead).await {
+    match protocol::sync(hub, &lead).await {
         Ok(frames) => {
             for f in frames {
                 if handle.send(f).await.is_err() {
                     break;
                 }
             }
-            let _ = handle.send(encode(&ServerFrame::Synced)).await;
         }
         Err(e) => {
             tracing::error!(lead = %lead, error = %e, "sync failed; ending session so the phone retries");
@@ -325,13 +286,13 @@ async fn read_loop(
     }
 }
 
-/// One message from the phone: charged to the lead's budget, then decoded and
-/// answered. A `hello` with a good token of the same lead renews the session: the
-/// claims it returns are the session's from then on.
+/// One message from the phone, through the protocol: charged to the lead's budget,
+/// decoded, answered. A `hello` with a good token of the same lead renews the session:
+/// the claims it returns are the session's from then on.
 async fn on_message(hub: &Hub, lead: &str, handle: &SessionHandle, m: Message) -> Option<Claims> {
-    let (text, len) = match &m {
-        Message::Text(t) => (Some(t.as_str()), t.len()),
-        Message::Binary(b) => (None, b.len()),
+    let payload = match &m {
+        Message::Text(t) => Payload::Text(t.as_str()),
+        Message::Binary(b) => Payload::Other(b.len()),
         // WebSocket pings and pongs cost their sender too (tungstenite answers pings).
         Message::Ping(b) | Message::Pong(b) => {
             let _ = hub.lead_limits.charge_frame(lead, b.len());
@@ -339,73 +300,16 @@ async fn on_message(hub: &Hub, lead: &str, handle: &SessionHandle, m: Message) -
         }
         Message::Close(_) => return None,
     };
-    hub.metrics.frames_in.fetch_add(1, Relaxed);
-    // Charged before anything is decoded: a malformed frame costs what a good one does.
-    if let Err(over) = hub.lead_limits.charge_frame(lead, len) {
-        hub.metrics.rate_limited.fetch_add(1, Relaxed);
-        let r = text.and_then(gridcast_protocol::frame::reference_of);
-        let m = match over {
-            crate::ratelimit::Over::Frames => "over the upstream frame rate; slow down and retry",
-            crate::ratelimit::Over::Bytes => "over the upstream byte rate; slow down and retry",
-        };
-        reply_error(hub, handle, r, ErrorCode::RateLimited, m).await;
-        return None;
-    }
-    let Some(text) = text else {
-        let m = "frames are JSON text frames";
-        reply_error(hub, handle, None, ErrorCode::BadRequest, m).await;
-        return None;
+    let reply = match protocol::admit(hub, lead, payload) {
+        Upstream::Refused(e) => e,
+        Upstream::Hello(token) => match protocol::hello(hub, &token, Some(lead)) {
+            Ok(opened) => return Some(opened.claims),
+            Err(r) => r.frame(hub),
+        },
+        Upstream::Frame(frame) => protocol::answer(hub, lead, frame).await?,
     };
-    let frame = match decode_client(text) {
-        Ok(f) => f,
-        Err(e) => {
-            reply_error(hub, handle, e.reference, e.code, &e.message).await;
-            return None;
-        }
-    };
-    if let ClientFrame::Hello { token, .. } = &frame {
-        return match renew(hub, lead, token) {
-            Ok(claims) => Some(claims),
-            Err((code, message)) => {
-                reply_error(hub, handle, None, code, &message).await;
-                None
-            }
-        };
-    }
-    if let Some(reply) = super::answer(hub, lead, frame).await {
-        let _ = handle.send(encode(&reply)).await;
-    }
+    let _ = handle.send(encode(&reply)).await;
     None
-}
-
-/// A `hello` inside an open session: a new token of the same lead extends the session.
-fn renew(hub: &Hub, lead: &str, token: &str) -> Result<Claims, (ErrorCode, String)> {
-    let claims = hub
-        .authenticate(token)
-        .map_err(|e| (ErrorCode::Unauthorized, e.to_string()))?;
-    if claims.role != TokenRole::Lead || claims.sub != lead {
-        return Err((
-            ErrorCode::Forbidden,
-            format!("this session is lead {lead}'s; the token is not"),
-        ));
-    }
-    Ok(claims)
-}
-
-async fn reply_error(
-    hub: &Hub,
-    handle: &SessionHandle,
-    reference: Option<String>,
-    code: ErrorCode,
-    message: &str,
-) {
-    hub.metrics.frame_errors.fetch_add(1, Relaxed);
-    let frame = ServerFrame::Error {
-        reference,
-        code,
-        message: message.to_owned(),
-    };
-    let _ = handle.send(encode(&frame)).await;
 }
 
 async fn write_loop(
