@@ -3,8 +3,6 @@
 //! never waits: a full queue means the phone is not keeping up, and the session is ended
 //! (the phone reconnects and resyncs from the store) instead of slowing anyone else.
 
-pub mod protocol;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 

@@ -1,9 +1,10 @@
 //! Transports translate frames between a wire and the session protocol
-//! ([`crate::session::protocol`]): WebSocket sessions live in [`ws`]; MQTT leads reach
+//! ([`crate::transport::protocol`]): WebSocket sessions live in [`ws`]; MQTT leads reach
 //! the hub through a broker in [`mqtt`]. They keep bytes, buffers and keepalive; what
 //! a frame does, from its charge to its reply, is the protocol's.
 
 pub mod mqtt;
+pub mod protocol;
 pub mod ws;
 
 use axum::Router;

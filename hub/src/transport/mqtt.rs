@@ -35,10 +35,10 @@ use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 
+use super::protocol::{self, Payload, Upstream};
 use crate::delivery::Outlet;
 use crate::incident::lead_frame;
 use crate::registry::RegistryIndex;
-use crate::session::protocol::{self, Payload, Upstream};
 use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState};
 use crate::{Hub, now_ms};

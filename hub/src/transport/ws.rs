@@ -23,9 +23,9 @@ use gridcast_protocol::frame::ServerFrame;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
+use super::protocol::{self, Payload, Upstream};
 use crate::api::ApiError;
 use crate::auth::Claims;
-use crate::session::protocol::{self, Payload, Upstream};
 use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::{Hub, now_ms};
 
