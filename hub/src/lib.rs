@@ -15,6 +15,7 @@ pub mod after_action;
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod backoff;
 pub mod bus;
 pub mod clock;
 
@@ -82,6 +83,7 @@ pub enum StartError {
 }
 
 /// Now, in Unix milliseconds.
+#[allow(clippy::disallowed_methods, reason = "the one wall-clock read")]
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -175,21 +175,27 @@ pub async fn serve(
     let per_address = Arc::new(PerAddress::default());
     let connections = TaskTracker::new();
     let last_limit_log = AtomicU64::new(0);
+    let mut failing =
+        crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                failing.reset();
+                a
+            }
             Err(e) => {
                 // Out of file descriptors (EMFILE/ENFILE) or a connection reset before it
-                // was accepted: wait a moment instead of spinning on the error.
+                // was accepted: wait a moment (longer while it lasts) instead of
+                // spinning on the error.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                    () = shutdown.cancelled() => break,
+                if failing.sleep(&shutdown).await {
+                    continue;
                 }
+                break;
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {

@@ -135,6 +135,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", config.listen))?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
+        #[allow(clippy::disallowed_methods, reason = "before any hub exists; ends with the process")]
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

@@ -45,6 +45,7 @@ use gridcast_protocol::frame::Assignment;
 use redis::aio::PubSubSink;
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::backoff::Backoff;
 use crate::bus::{BusEvent, deliver};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
@@ -237,7 +238,7 @@ impl Cluster {
     }
 
     async fn subscriber(self: Arc<Self>, hub: Hub) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let result = self.subscription(&hub).await;
             self.ready.store(false, Relaxed);
@@ -251,11 +252,9 @@ impl Cluster {
                     tracing::warn!(node = %self.node, error = %e, "cluster subscription lost; reconnecting and resyncing")
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = self.shutdown.cancelled() => return,
+            if !backoff.sleep(&self.shutdown).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 

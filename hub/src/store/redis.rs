@@ -143,7 +143,12 @@ impl RedisStore {
                 &MARK_SCRIPT.replace("MAX_ANSWERS", &super::MAX_ANSWERS.to_string()),
             )),
         };
-        // Ends when the last clone of the store is dropped (the channel closes).
+        // Ends when the last clone of the store is dropped (the channel closes), so it
+        // cannot be tracked: shutdown would wait for the store that holds it.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "ends with the store, after the tracker"
+        )]
         tokio::spawn(batcher.run(rx));
         Ok(Self {
             client,

@@ -36,6 +36,7 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 
 use super::protocol::{self, Payload, Upstream};
+use crate::backoff::Backoff;
 use crate::delivery::Outlet;
 use crate::incident::lead_frame;
 use crate::registry::RegistryIndex;
@@ -173,7 +174,7 @@ impl Mqtt {
         mut eventloop: EventLoop,
         shards: Vec<mpsc::Sender<(String, Bytes)>>,
     ) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let overflow = Arc::new(tokio::sync::Semaphore::new(OVERFLOW_TASKS));
         loop {
             let event = tokio::select! {
@@ -182,7 +183,7 @@ impl Mqtt {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     // Subscriptions are made again on every connection: a broker that
                     // restarted without our session has none.
                     let subs = [
@@ -205,13 +206,9 @@ impl Mqtt {
                     } else {
                         tracing::debug!(error = %e, "mqtt connect failed");
                     }
-                    // Jittered, so that a fleet of nodes does not reconnect in step.
-                    let jitter = Duration::from_millis(now_ms() % 100);
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff + jitter) => {}
-                        () = hub.shutdown.cancelled() => break,
+                    if !backoff.sleep(&hub.shutdown).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -25,8 +25,10 @@ impl Cluster {
             let beat = tokio::select! {
                 _ = tick.tick() => true,
                 () = self.presence.changed() => {
+                    #[allow(clippy::disallowed_methods, reason = "a debounce, not a retry")]
+                    let settle = tokio::time::sleep(PRESENCE_FLUSH_DELAY);
                     tokio::select! {
-                        () = tokio::time::sleep(PRESENCE_FLUSH_DELAY) => false,
+                        () = settle => false,
                         () = self.shutdown.cancelled() => break,
                     }
                 }

@@ -10,6 +10,7 @@ use gridcast_protocol::GridCode;
 use tokio::sync::mpsc;
 
 use super::{Cluster, Message, PUBLISH_RETRY_FOR, WireOut, grid_channel, node_key};
+use crate::backoff::Backoff;
 use crate::bus::{BusEvent, deliver};
 use crate::now_ms;
 use crate::store::RecipientState;
@@ -75,10 +76,10 @@ impl Cluster {
         self.tracker.spawn(async move {
             let _permit = permit;
             let deadline = tokio::time::Instant::now() + PUBLISH_RETRY_FOR;
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
             while tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = shutdown.cancelled() => return,
+                if !backoff.sleep(&shutdown).await {
+                    return;
                 }
                 let mut c = store.connection();
                 if publish_pipe(&messages)

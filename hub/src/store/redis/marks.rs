@@ -52,6 +52,10 @@ impl MarkBatcher {
                     return;
                 };
                 let this = this.clone();
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "the store has no tracker: a call ends with its answer"
+                )]
                 tokio::spawn(async move {
                     this.call(&incident, jobs).await;
                     drop(permit);
