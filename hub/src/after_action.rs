@@ -29,7 +29,7 @@ fn step_of(e: &TimelineEvent) -> Option<&str> {
 }
 
 /// The after-action report of one incident.
-pub fn report(
+pub(crate) fn report(
     snap: &IncidentSnapshot,
     timeline: &[TimelineEvent],
     tasks: &[TaskRecord],
@@ -99,7 +99,7 @@ pub fn report(
 }
 
 /// The people of a report as CSV (one row per recipient, times in milliseconds).
-pub fn people_csv(r: &AfterAction) -> String {
+pub(crate) fn people_csv(r: &AfterAction) -> String {
     let mut out = String::from("lead,grid,role,status,deliver_ms,ack_ms,escalations\n");
     let field = |s: &str| {
         if s.contains([',', '"', '\n']) {
@@ -125,7 +125,12 @@ pub fn people_csv(r: &AfterAction) -> String {
 }
 
 /// Adds one incident's figures to a block.
-pub fn add(block: &mut StatsBlock, r: &AfterAction, deliver: &mut Vec<u64>, ack: &mut Vec<u64>) {
+pub(crate) fn add(
+    block: &mut StatsBlock,
+    r: &AfterAction,
+    deliver: &mut Vec<u64>,
+    ack: &mut Vec<u64>,
+) {
     block.incidents += 1;
     block.recipients += r.people.len();
     block.delivered += r.people.iter().filter(|p| p.deliver_ms.is_some()).count();

@@ -23,7 +23,7 @@ use crate::incident::{self, Refusal};
 
 /// An API error: contract code, message, and for a refused registry every problem.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     code: ErrorCode,
     message: String,
     problems: Vec<String>,
@@ -31,7 +31,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -97,7 +97,7 @@ fn operator(hub: &Hub, headers: &HeaderMap) -> ApiResult<Claims> {
 /// header extractors before the body extractor, which comes last in every handler, so a
 /// request without a valid operator token is answered `401` before a byte of its body
 /// is read (a 62 MiB body without a token costs the hub nothing).
-pub struct Operator(pub Claims);
+pub(crate) struct Operator(pub Claims);
 
 impl axum::extract::FromRequestParts<Hub> for Operator {
     type Rejection = ApiError;
@@ -171,7 +171,7 @@ fn query_filter<T: DeserializeOwned>(
 }
 
 /// `/metrics` alone, for `--metrics-listen`.
-pub fn metrics_router(hub: Hub) -> Router {
+pub(crate) fn metrics_router(hub: Hub) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
@@ -185,7 +185,7 @@ mod reports;
 
 /// The hub's routes (with `/metrics` unless `--metrics-listen` serves it elsewhere),
 /// with `transports` (the lead endpoints, which the composition root supplies).
-pub fn router(hub: Hub, transports: Router<Hub>) -> Router {
+pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
     let routes = Router::new();
     let routes = if hub.config.metrics_listen.is_none() {
         routes.route("/metrics", get(metrics))

@@ -16,35 +16,35 @@ use crate::store::Store;
 use crate::{Config, StartError, bus, cluster, config, store};
 
 /// What [`open`] chose and opened.
-pub struct Backend {
+pub(crate) struct Backend {
     /// Durable state.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// This node's sessions.
-    pub presence: Arc<Presence>,
+    pub(crate) presence: Arc<Presence>,
     /// The fast path to the sessions of this node and of the others.
-    pub bus: Arc<dyn Bus>,
+    pub(crate) bus: Arc<dyn Bus>,
     /// The registry the store holds, if any.
-    pub stored: Option<RegistryDoc>,
+    pub(crate) stored: Option<RegistryDoc>,
     /// True when nodes share the store (a stored registry wins over `--registry`).
-    pub shared: bool,
+    pub(crate) shared: bool,
 }
 
 /// What a node needs to join a cluster.
-pub struct NodeParts<'a> {
+pub(crate) struct NodeParts<'a> {
     /// This node's name.
-    pub node_id: &'a str,
+    pub(crate) node_id: &'a str,
     /// The token key (the cluster's seal derives from it without `--cluster-key`).
-    pub secret: &'a [u8],
+    pub(crate) secret: &'a [u8],
     /// Metrics.
-    pub metrics: &'a Arc<Metrics>,
+    pub(crate) metrics: &'a Arc<Metrics>,
     /// Shutdown.
-    pub shutdown: &'a CancellationToken,
+    pub(crate) shutdown: &'a CancellationToken,
     /// Tasks.
-    pub tracker: &'a TaskTracker,
+    pub(crate) tracker: &'a TaskTracker,
 }
 
 /// Opens the store and the bus `config` asks for.
-pub async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend, StartError> {
+pub(crate) async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend, StartError> {
     let Some(url) = &config.redis else {
         let d = config.data_dir.clone();
         let dir = d.clone();

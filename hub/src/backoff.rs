@@ -9,14 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 /// A retry loop's waits; see the module docs.
 #[derive(Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     builder: ExponentialBuilder,
     delays: <ExponentialBuilder as BackoffBuilder>::Backoff,
 }
 
 impl Backoff {
     /// Waits from `first`, doubling up to `max`.
-    pub fn new(first: Duration, max: Duration) -> Self {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
         let builder = ExponentialBuilder::new()
             .with_min_delay(first)
             .with_max_delay(max)
@@ -30,18 +30,18 @@ impl Backoff {
     }
 
     /// After a success: the next wait is `first` again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.delays = self.builder.build();
     }
 
     /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         self.delays.next().unwrap_or(Duration::from_secs(1))
     }
 
     /// Sleeps the next wait; false when `shutdown` fired first.
     #[allow(clippy::disallowed_methods, reason = "the one place a retry waits")]
-    pub async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
+    pub(crate) async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
         let wait = self.next_wait();
         tokio::select! {
             () = tokio::time::sleep(wait) => true,

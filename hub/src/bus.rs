@@ -5,8 +5,8 @@
 //! A bus is at-most-once; correctness comes from the store (every reconnect resyncs).
 
 pub mod cluster;
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+pub(crate) mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +25,7 @@ use crate::store::{IncidentMeta, RecipientState, StoreError};
 
 /// A change to push to online leads.
 #[derive(Debug, Clone)]
-pub enum BusEvent {
+pub(crate) enum BusEvent {
     /// An incident's view changed (issued, updated, closed): every recipient gets it.
     Incident {
         /// The incident.
@@ -52,25 +52,25 @@ pub enum BusEvent {
 }
 
 /// What [`Bus::publish`] resolves to: how many recipients are online.
-pub type BusFuture<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
+pub(crate) type BusFuture<'a> = Pin<Box<dyn Future<Output = usize> + Send + 'a>>;
 
 /// What [`Bus::publish_confirmed`] resolves to: how many recipients are online, and
 /// whether every node that may hold a session was handed the event.
-pub type ConfirmedFuture<'a> = Pin<Box<dyn Future<Output = (usize, bool)> + Send + 'a>>;
+pub(crate) type ConfirmedFuture<'a> = Pin<Box<dyn Future<Output = (usize, bool)> + Send + 'a>>;
 
 /// A console event shown as is on every node: its name, the area codes it concerns,
 /// its data.
-pub type ConsoleEvent<'a> = (&'a str, Vec<String>, serde_json::Value);
+pub(crate) type ConsoleEvent<'a> = (&'a str, Vec<String>, serde_json::Value);
 
 /// What the bus's background steps resolve to.
-pub type DoneFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+pub(crate) type DoneFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// What [`Bus::online`] resolves to.
-pub type OnlineFuture<'a> =
+pub(crate) type OnlineFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<OnlineLead>, StoreError>> + Send + 'a>>;
 
 /// Publishes changes; see the module docs.
-pub trait Bus: Send + Sync + 'static {
+pub(crate) trait Bus: Send + Sync + 'static {
     /// True when it reaches other nodes (whose phones only it reaches).
     fn remote(&self) -> bool {
         false
@@ -125,7 +125,7 @@ pub trait Bus: Send + Sync + 'static {
 
 /// Queues an event to this node's sessions and counts what happened; returns how many
 /// recipients have a session here. A slow session dropped here is never silent.
-pub fn deliver(presence: &Presence, metrics: &Metrics, event: &BusEvent) -> usize {
+pub(crate) fn deliver(presence: &Presence, metrics: &Metrics, event: &BusEvent) -> usize {
     let (what, incident, reach) = match event {
         BusEvent::Incident { meta, recipients } => {
             let started = Instant::now();

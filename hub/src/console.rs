@@ -16,19 +16,19 @@ use tokio::sync::broadcast;
 
 /// One console event.
 #[derive(Debug, Clone)]
-pub struct ConsoleEvent {
+pub(crate) struct ConsoleEvent {
     /// SSE event name: `incident`, `progress`, `presence`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Codes the event is about; a stream shows it if any lies in its jurisdiction.
-    pub codes: Arc<[String]>,
+    pub(crate) codes: Arc<[String]>,
     /// The JSON data.
-    pub data: Arc<serde_json::Value>,
+    pub(crate) data: Arc<serde_json::Value>,
 }
 
 impl ConsoleEvent {
     /// The event as seen by an operator with jurisdiction `scope`; `None` if none of it
     /// is inside. Presence events are narrowed to the grids inside the scope.
-    pub fn for_scope(&self, scope: &str) -> Option<serde_json::Value> {
+    pub(crate) fn for_scope(&self, scope: &str) -> Option<serde_json::Value> {
         if scope.is_empty() {
             return Some((*self.data).clone());
         }
@@ -48,7 +48,7 @@ impl ConsoleEvent {
 }
 
 /// The console hub: dirty sets and the broadcast channel.
-pub struct Console {
+pub(crate) struct Console {
     tx: broadcast::Sender<ConsoleEvent>,
     dirty_incidents: Mutex<HashSet<String>>,
     /// Incidents another cluster node changed (shown here, not announced again).
@@ -57,11 +57,11 @@ pub struct Console {
 }
 
 /// How often aggregated events go out.
-pub const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 impl Console {
     /// A console hub whose streams may fall `buffer` events behind before `lagged`.
-    pub fn new(buffer: usize) -> Self {
+    pub(crate) fn new(buffer: usize) -> Self {
         Self {
             tx: broadcast::channel(buffer.max(1)).0,
             dirty_incidents: Mutex::default(),
@@ -73,12 +73,12 @@ impl Console {
 
 impl Console {
     /// A new stream of events.
-    pub fn subscribe(&self) -> broadcast::Receiver<ConsoleEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ConsoleEvent> {
         self.tx.subscribe()
     }
 
     /// Sends an event now.
-    pub fn emit(&self, name: &'static str, codes: Vec<String>, data: serde_json::Value) {
+    pub(crate) fn emit(&self, name: &'static str, codes: Vec<String>, data: serde_json::Value) {
         // No console connected is fine: events are a view, the store is the record.
         let _ = self.tx.send(ConsoleEvent {
             name,
@@ -88,24 +88,24 @@ impl Console {
     }
 
     /// An incident's counts changed here.
-    pub fn incident_changed(&self, id: &str) {
+    pub(crate) fn incident_changed(&self, id: &str) {
         mark(&self.dirty_incidents, id);
     }
 
     /// Another cluster node changed an incident's counts.
-    pub fn incident_changed_remote(&self, id: &str) {
+    pub(crate) fn incident_changed_remote(&self, id: &str) {
         mark(&self.dirty_remote, id);
     }
 
     /// Online counts of these grids changed.
-    pub fn grids_changed<'a>(&self, grids: impl IntoIterator<Item = &'a GridCode>) {
+    pub(crate) fn grids_changed<'a>(&self, grids: impl IntoIterator<Item = &'a GridCode>) {
         let mut d = self.dirty_grids.lock().unwrap_or_else(|p| p.into_inner());
         d.extend(grids.into_iter().cloned());
     }
 
     /// Takes the dirty sets: incidents changed here, incidents changed by other nodes
     /// (not already in the first), grids.
-    pub fn take_dirty(&self) -> (Vec<String>, Vec<String>, Vec<GridCode>) {
+    pub(crate) fn take_dirty(&self) -> (Vec<String>, Vec<String>, Vec<GridCode>) {
         let here = take(&self.dirty_incidents);
         let remote = take(&self.dirty_remote)
             .into_iter()
@@ -128,12 +128,12 @@ fn take<T>(set: &Mutex<HashSet<T>>) -> HashSet<T> {
 }
 
 /// The `progress` event data.
-pub fn progress(id: &str, rev: u64, state: &str, counts: &Counts) -> serde_json::Value {
+pub(crate) fn progress(id: &str, rev: u64, state: &str, counts: &Counts) -> serde_json::Value {
     json!({ "incident": id, "rev": rev, "state": state, "counts": counts })
 }
 
 /// Turns dirty incidents and grids into aggregated console events a few times a second.
-pub async fn ticker(hub: crate::Hub) {
+pub(crate) async fn ticker(hub: crate::Hub) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

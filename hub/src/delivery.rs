@@ -25,7 +25,7 @@ use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState, StoreError};
 use gridcast_protocol::GridCode;
 
 /// A channel whose phones another system carries. Every method returns at once.
-pub trait Outlet: Send + Sync + 'static {
+pub(crate) trait Outlet: Send + Sync + 'static {
     /// Its name in logs and readiness answers.
     fn name(&self) -> &'static str;
     /// True while it can take changes (else `/readyz` says so, and a single node's
@@ -46,7 +46,7 @@ pub trait Outlet: Send + Sync + 'static {
 }
 
 /// The one port the core delivers through; see the module docs.
-pub struct Delivery {
+pub(crate) struct Delivery {
     bus: Arc<dyn Bus>,
     outlets: Vec<Arc<dyn Outlet>>,
     console: Arc<Console>,
@@ -55,7 +55,7 @@ pub struct Delivery {
 
 impl Delivery {
     /// A port over `bus` and `outlets`, emitting console events on `console`.
-    pub fn new(
+    pub(crate) fn new(
         bus: Arc<dyn Bus>,
         outlets: Vec<Arc<dyn Outlet>>,
         console: Arc<Console>,
@@ -70,7 +70,7 @@ impl Delivery {
     }
 
     /// Starts what the bus and the outlets run in the background.
-    pub fn start(&self, hub: &crate::Hub) {
+    pub(crate) fn start(&self, hub: &crate::Hub) {
         self.bus.clone().start(hub);
         for o in &self.outlets {
             o.clone().start(hub);
@@ -79,18 +79,18 @@ impl Delivery {
 
     /// True when a change must be recorded with an outbox entry: some recipients may
     /// be reached only through another node or an outlet.
-    pub fn needs_outbox(&self) -> bool {
+    pub(crate) fn needs_outbox(&self) -> bool {
         self.bus.remote() || !self.outlets.is_empty()
     }
 
     /// True when the sweeper can do anything: the bus reaches other nodes, or every
     /// outlet can take changes.
-    pub fn sweep_useful(&self) -> bool {
+    pub(crate) fn sweep_useful(&self) -> bool {
         self.bus.remote() || self.outlets.iter().all(|o| o.ready())
     }
 
     /// `Err(why)` while this node cannot deliver.
-    pub fn ready(&self) -> Result<(), String> {
+    pub(crate) fn ready(&self) -> Result<(), String> {
         self.bus.ready()?;
         match self.outlets.iter().find(|o| !o.ready()) {
             Some(o) => Err(format!("not connected to {}", o.name())),
@@ -100,14 +100,14 @@ impl Delivery {
 
     /// An incident's current `rev` to every recipient on every channel: how many are
     /// online (as far as this node can tell), and whether every channel took it.
-    pub async fn incident(&self, snap: &IncidentSnapshot) -> (usize, bool) {
+    pub(crate) async fn incident(&self, snap: &IncidentSnapshot) -> (usize, bool) {
         let (online, bus_sent) = self.bus.publish_confirmed(incident_event(snap)).await;
         (online, self.to_outlets(snap) && bus_sent)
     }
 
     /// The same `rev` again, for the sweeper: to the other nodes (this node's sessions
     /// had it when it was made here) and to every outlet. True when all took it.
-    pub async fn incident_again(&self, snap: &IncidentSnapshot) -> bool {
+    pub(crate) async fn incident_again(&self, snap: &IncidentSnapshot) -> bool {
         let bus_sent =
             !self.bus.remote() || self.bus.publish_confirmed(incident_event(snap)).await.1;
         self.to_outlets(snap) && bus_sent
@@ -124,7 +124,7 @@ impl Delivery {
     }
 
     /// A lead's new answer, to all its devices.
-    pub async fn status(&self, meta: Arc<IncidentMeta>, state: RecipientState) {
+    pub(crate) async fn status(&self, meta: Arc<IncidentMeta>, state: RecipientState) {
         for o in &self.outlets {
             o.status(&meta, &state);
         }
@@ -133,7 +133,7 @@ impl Delivery {
 
     /// A frame to every device of one lead; `grid` is one of its grids (the cluster
     /// routes by it).
-    pub async fn to_lead(&self, lead: String, grid: GridCode, frame: Frame) {
+    pub(crate) async fn to_lead(&self, lead: String, grid: GridCode, frame: Frame) {
         for o in &self.outlets {
             o.to_lead(&lead, &frame);
         }
@@ -144,7 +144,12 @@ impl Delivery {
 
     /// A console event (`incident`, `report`, `escalation`) to this node's console
     /// streams and the other nodes'.
-    pub async fn console(&self, name: &'static str, codes: Vec<String>, data: serde_json::Value) {
+    pub(crate) async fn console(
+        &self,
+        name: &'static str,
+        codes: Vec<String>,
+        data: serde_json::Value,
+    ) {
         self.bus
             .announce_console(Vec::new(), Some((name, codes.clone(), data.clone())))
             .await;
@@ -152,32 +157,32 @@ impl Delivery {
     }
 
     /// An incident's counts changed: the console ticker sends its progress.
-    pub fn counts_changed(&self, incident: &str) {
+    pub(crate) fn counts_changed(&self, incident: &str) {
         self.console.incident_changed(incident);
     }
 
     /// Tells the other nodes' consoles which incidents changed here.
-    pub async fn announce_changed(&self, incidents: Vec<String>) {
+    pub(crate) async fn announce_changed(&self, incidents: Vec<String>) {
         self.bus.announce_console(incidents, None).await;
     }
 
     /// Every lead online (in a cluster: on any node).
-    pub async fn online(&self) -> Result<Vec<OnlineLead>, StoreError> {
+    pub(crate) async fn online(&self) -> Result<Vec<OnlineLead>, StoreError> {
         self.bus.online(&self.registry.current()).await
     }
 
     /// This node's sessions changed: what the bus follows (subscriptions) follows.
-    pub fn sessions_changed(&self) {
+    pub(crate) fn sessions_changed(&self) {
         self.bus.sessions_changed();
     }
 
     /// Waits (bounded) until changes for these grids reach this node.
-    pub async fn wait_routed(&self, assignments: &[gridcast_protocol::frame::Assignment]) {
+    pub(crate) async fn wait_routed(&self, assignments: &[gridcast_protocol::frame::Assignment]) {
         self.bus.wait_routed(assignments).await;
     }
 
     /// The registry in force changed here.
-    pub fn registry_changed(&self, hub: &crate::Hub) {
+    pub(crate) fn registry_changed(&self, hub: &crate::Hub) {
         for o in &self.outlets {
             o.registry_changed(hub);
         }
@@ -185,7 +190,7 @@ impl Delivery {
     }
 
     /// The stored registry was replaced here: the other nodes reload it.
-    pub async fn announce_registry(&self) {
+    pub(crate) async fn announce_registry(&self) {
         self.bus.announce_registry().await;
     }
 }

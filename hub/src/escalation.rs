@@ -23,7 +23,7 @@ use crate::session::{Frame, encode};
 use crate::store::escalation_due;
 
 /// How often each node looks for due steps.
-pub const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 /// How long a claimed step is left to the node that claimed it.
 const LEASE_MS: u64 = 30_000;
 /// Most silent leads named in one console alert.
@@ -39,7 +39,7 @@ fn parent(grid: &GridCode) -> GridCode {
 }
 
 /// Runs until shutdown: claims due steps and carries them out.
-pub async fn ticker(hub: Hub) {
+pub(crate) async fn ticker(hub: Hub) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -83,7 +83,7 @@ fn responsible(
 impl Hub {
     /// Carries out one escalation step of an incident, or of an overdue task when `id`
     /// is a task id (see the module docs).
-    pub async fn escalate(&self, id: &str, step: u8) {
+    pub(crate) async fn escalate(&self, id: &str, step: u8) {
         if let Some((incident, _)) = crate::store::task_key(id) {
             return self.escalate_task(id, incident, step).await;
         }

@@ -24,47 +24,47 @@ pub struct Hub(pub(crate) Arc<Inner>);
 /// What a hub holds.
 pub struct Inner {
     /// Settings.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Token signer/verifier.
-    pub auth: Auth,
+    pub(crate) auth: Auth,
     /// Tokens refused although well signed.
-    pub revocations: Arc<revocation::Revocations>,
+    pub(crate) revocations: Arc<revocation::Revocations>,
     /// Registry in force.
-    pub registry: Arc<RegistryHandle>,
+    pub(crate) registry: Arc<RegistryHandle>,
     /// Durable state.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// This node's sessions.
-    pub presence: Arc<Presence>,
+    pub(crate) presence: Arc<Presence>,
     /// The one port every change is delivered through.
-    pub delivery: Delivery,
+    pub(crate) delivery: Delivery,
     /// Console stream (operators' live view; the core emits through `delivery`).
-    pub console: Arc<Console>,
+    pub(crate) console: Arc<Console>,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Root of every task's cancellation.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Every session and background task, to wait for at shutdown.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
     /// Session slots, taken after a good `hello`.
-    pub sessions: Arc<Semaphore>,
+    pub(crate) sessions: Arc<Semaphore>,
     /// Slots of WebSocket connections still waiting for their `hello`.
-    pub pending_hellos: Arc<Semaphore>,
+    pub(crate) pending_hellos: Arc<Semaphore>,
     /// Whose `X-Forwarded-For` is believed.
-    pub proxies: listen::TrustedProxies,
+    pub(crate) proxies: listen::TrustedProxies,
     /// One registry upload at a time (taken before its body is read).
-    pub registry_uploads: Arc<Semaphore>,
+    pub(crate) registry_uploads: Arc<Semaphore>,
     /// Connection attempts per address.
-    pub connects: ConnectLimiter,
+    pub(crate) connects: ConnectLimiter,
     /// Upstream budget of every lead.
-    pub lead_limits: ratelimit::LeadLimiter,
+    pub(crate) lead_limits: ratelimit::LeadLimiter,
     /// This node's name.
-    pub node_id: String,
+    pub(crate) node_id: String,
     /// Held while a registry replacement is saved and put in force.
-    pub registry_writes: tokio::sync::Mutex<()>,
+    pub(crate) registry_writes: tokio::sync::Mutex<()>,
     /// The incident core's time.
-    pub clock: Arc<dyn clock::Clock>,
+    pub(crate) clock: Arc<dyn clock::Clock>,
     /// Receipts without a `ref`, for the [`receipts`] lane.
-    pub receipts: receipts::Lane,
+    pub(crate) receipts: receipts::Lane,
 }
 
 impl std::ops::Deref for Hub {

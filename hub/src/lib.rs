@@ -11,38 +11,38 @@
 //! `backend` chooses the store and the bus, `open` builds a hub, `serve` runs it.
 #![warn(missing_docs)]
 
-pub mod after_action;
-pub mod api;
+pub(crate) mod after_action;
+pub(crate) mod api;
 pub mod auth;
-pub mod backend;
-pub mod backoff;
-pub mod bus;
+pub(crate) mod backend;
+pub(crate) mod backoff;
+pub(crate) mod bus;
 pub mod clock;
 
 pub mod config;
-pub mod console;
-pub mod delivery;
-pub mod escalation;
+pub(crate) mod console;
+pub(crate) mod delivery;
+pub(crate) mod escalation;
 mod hub;
 pub mod incident;
-pub mod listen;
-pub mod metrics;
+pub(crate) mod listen;
+pub(crate) mod metrics;
 mod open;
-pub mod outbox;
+pub(crate) mod outbox;
 pub mod presence;
-pub mod ratelimit;
-pub mod receipts;
+pub(crate) mod ratelimit;
+pub(crate) mod receipts;
 pub mod registry;
-pub mod revocation;
+pub(crate) mod revocation;
 pub mod sample;
 mod secret;
 mod serve;
 pub mod session;
 pub mod store;
-pub mod task;
+pub(crate) mod task;
 pub mod transport;
-pub mod upkeep;
-pub mod web;
+pub(crate) mod upkeep;
+pub(crate) mod web;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

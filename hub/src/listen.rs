@@ -38,14 +38,14 @@ use crate::metrics::Metrics;
 
 /// Bounds of the HTTP listener.
 #[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
+pub(crate) struct HttpLimits {
     /// Time to send a whole request head, and the longest idle wait between requests.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Most open connections (HTTP and WebSocket together).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Most open connections from one address (IPv6: one /64); a trusted proxy's
     /// connections are not counted (they carry many clients).
-    pub max_per_address: usize,
+    pub(crate) max_per_address: usize,
 }
 
 /// Open connections per address, and the slot one connection holds in it.
@@ -135,7 +135,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Slotted<T> {
 }
 
 /// Reads a certificate chain and its private key (PEM) into a TLS acceptor.
-pub fn tls_acceptor(
+pub(crate) fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
@@ -162,7 +162,7 @@ pub fn tls_acceptor(
 
 /// Serves `app` on `listener` until `shutdown` fires, then lets open requests finish
 /// (with a deadline). Upgraded sessions are the hub's to end, not this loop's.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
@@ -312,11 +312,11 @@ async fn serve_connection<T>(
 
 /// Networks whose `X-Forwarded-For` is believed (`--trusted-proxies`).
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<ipnet::IpNet>);
+pub(crate) struct TrustedProxies(Vec<ipnet::IpNet>);
 
 impl TrustedProxies {
     /// Parses `CIDR,CIDR,…` (a bare address is a /32 or /128).
-    pub fn parse(list: &[String]) -> Result<Self, String> {
+    pub(crate) fn parse(list: &[String]) -> Result<Self, String> {
         list.iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
@@ -330,14 +330,14 @@ impl TrustedProxies {
     }
 
     /// True when `ip` is one of the trusted proxies.
-    pub fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|n| n.contains(&ip))
     }
 
     /// The client's address: the peer, unless the peer is a trusted proxy, in which case
     /// the right-most address of `X-Forwarded-For` that is not itself a trusted proxy
     /// (what a client puts further left is its own claim and is not believed).
-    pub fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    pub(crate) fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
@@ -365,7 +365,7 @@ impl TrustedProxies {
 
 /// The key a client address is rate-limited under: IPv4 as it is, IPv6 by its /64 (one
 /// subscriber's network hands out as many addresses as it likes inside its /64).
-pub fn limit_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn limit_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

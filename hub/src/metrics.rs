@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// A histogram with fixed buckets in seconds.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     counts: Vec<AtomicU64>,
     sum_us: AtomicU64,
@@ -27,7 +27,7 @@ impl Histogram {
     }
 
     /// Records one observation.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|&b| s <= b) {
             self.counts[i].fetch_add(1, Relaxed);
@@ -59,55 +59,55 @@ const STORE_BOUNDS: &[f64] = &[
 
 /// Every metric the hub exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Open lead sessions.
-    pub sessions: AtomicI64,
+    pub(crate) sessions: AtomicI64,
     /// Sessions ever opened (after a good hello).
-    pub sessions_opened: AtomicU64,
+    pub(crate) sessions_opened: AtomicU64,
     /// Sessions refused at hello (bad token, unknown lead, timeout, bad first frame).
-    pub sessions_refused: AtomicU64,
+    pub(crate) sessions_refused: AtomicU64,
     /// Frames received from leads.
-    pub frames_in: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
     /// Incident frames queued to lead sessions (fan-out and status updates).
-    pub frames_out: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
     /// Client frames answered with `error`.
-    pub frame_errors: AtomicU64,
+    pub(crate) frame_errors: AtomicU64,
     /// Receipts that changed a status.
-    pub receipts: AtomicU64,
+    pub(crate) receipts: AtomicU64,
     /// Acks that changed a status.
-    pub acks: AtomicU64,
+    pub(crate) acks: AtomicU64,
     /// Sessions dropped because their send queue was full.
-    pub slow_consumer_drops: AtomicU64,
+    pub(crate) slow_consumer_drops: AtomicU64,
     /// Sessions dropped for not answering two heartbeats (close 4410).
-    pub heartbeat_drops: AtomicU64,
+    pub(crate) heartbeat_drops: AtomicU64,
     /// Incidents issued.
-    pub incidents_issued: AtomicU64,
+    pub(crate) incidents_issued: AtomicU64,
     /// Console events lost by a lagging console stream.
-    pub console_lagged: AtomicU64,
+    pub(crate) console_lagged: AtomicU64,
     /// Publishes the MQTT client's queue had no room for (the broker stalled).
-    pub mqtt_queue_full: AtomicU64,
+    pub(crate) mqtt_queue_full: AtomicU64,
     /// Cluster mode: resyncs after a Redis reconnect or a missed subscription probe.
-    pub cluster_resyncs: AtomicU64,
+    pub(crate) cluster_resyncs: AtomicU64,
     /// Cluster mode: incident frames re-sent to local sessions by resyncs.
-    pub cluster_resent: AtomicU64,
+    pub(crate) cluster_resent: AtomicU64,
     /// Cluster mode: publishes to Redis that failed (retried in the background).
-    pub cluster_publish_errors: AtomicU64,
+    pub(crate) cluster_publish_errors: AtomicU64,
     /// Connections closed at once because --max-connections was reached.
-    pub connections_refused: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
     /// WebSocket upgrades refused because --max-pending-hellos were waiting.
-    pub hellos_refused: AtomicU64,
+    pub(crate) hellos_refused: AtomicU64,
     /// Sessions closed (4409) because their lead opened more than --max-sessions-per-lead.
-    pub sessions_displaced: AtomicU64,
+    pub(crate) sessions_displaced: AtomicU64,
     /// Sessions and console streams ended because their token expired.
-    pub sessions_expired: AtomicU64,
+    pub(crate) sessions_expired: AtomicU64,
     /// Upstream frames refused by a per-lead rate limit or quota.
-    pub rate_limited: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
     /// Cluster mode: messages dropped because they were not sealed by a node.
-    pub cluster_forged: AtomicU64,
+    pub(crate) cluster_forged: AtomicU64,
     /// Time from durable issue to every local session's queue holding the frame.
-    pub fanout_seconds: Histogram,
+    pub(crate) fanout_seconds: Histogram,
     /// Time for a store write to become durable, as seen by the caller.
-    pub store_seconds: Histogram,
+    pub(crate) store_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -143,7 +143,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let g = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -19,19 +19,19 @@ use crate::store::IncidentSnapshot;
 const SWEEP: Duration = Duration::from_secs(1);
 /// How old an entry must be before another node finishes it (the issuing node has
 /// this long to publish and clear it itself).
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 impl Hub {
     /// True when a change must be recorded with an outbox entry: some of its
     /// recipients may be reached only through another node or the broker.
-    pub fn outbox_wanted(&self) -> bool {
+    pub(crate) fn outbox_wanted(&self) -> bool {
         self.delivery.needs_outbox()
     }
 
     /// Hands an incident's current `rev` to the delivery port (this node's sessions,
     /// the other nodes, every outlet); clears its outbox entry when every channel took
     /// it. Returns how many recipients are online.
-    pub async fn fan_out(&self, snap: &IncidentSnapshot) -> usize {
+    pub(crate) async fn fan_out(&self, snap: &IncidentSnapshot) -> usize {
         let (online, all_sent) = self.delivery.incident(snap).await;
         if all_sent && self.outbox_wanted() {
             self.outbox_finished(&snap.meta.id, snap.meta.rev).await;
@@ -52,7 +52,7 @@ impl Hub {
 /// blipped past the retries, or the broker was away): every [`SWEEP`], claims the
 /// entries older than [`GRACE`] (a claim is a lease: other nodes skip it for one grace)
 /// and publishes them again on the channels that need it.
-pub async fn sweeper(hub: Hub) {
+pub(crate) async fn sweeper(hub: Hub) {
     let mut tick = tokio::time::interval(SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -8,7 +8,7 @@ use dashmap::DashMap;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -17,7 +17,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(rate: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
         Self {
             rate: rate as f64,
             burst: burst as f64,
@@ -27,7 +27,7 @@ impl TokenBucket {
     }
 
     /// A full bucket that refills `per_minute` tokens a minute.
-    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+    pub(crate) fn per_minute(per_minute: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(per_minute) / 60.0,
             ..Self::new(0, burst)
@@ -35,12 +35,12 @@ impl TokenBucket {
     }
 
     /// Takes a token at `now` if there is one.
-    pub fn try_take_at(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_take_at(&mut self, now: Instant) -> bool {
         self.try_take_n_at(1.0, now)
     }
 
     /// Takes `n` tokens at `now` if there are that many (nothing is taken otherwise).
-    pub fn try_take_n_at(&mut self, n: f64, now: Instant) -> bool {
+    pub(crate) fn try_take_n_at(&mut self, n: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -59,13 +59,13 @@ impl TokenBucket {
     }
 
     /// Takes a token now if there is one.
-    pub fn try_take(&mut self) -> bool {
+    pub(crate) fn try_take(&mut self) -> bool {
         self.try_take_at(Instant::now())
     }
 }
 
 /// Connection attempts per source address.
-pub struct ConnectLimiter {
+pub(crate) struct ConnectLimiter {
     rate: u32,
     burst: u32,
     buckets: DashMap<IpAddr, TokenBucket>,
@@ -77,7 +77,7 @@ const MAX_ADDRESSES: usize = 100_000;
 
 impl ConnectLimiter {
     /// A limiter with the given rate and burst per address.
-    pub fn new(rate: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
         Self {
             rate,
             burst,
@@ -87,7 +87,7 @@ impl ConnectLimiter {
     }
 
     /// True if `ip` may open another connection now.
-    pub fn allow(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr) -> bool {
         self.prune.maybe(self.buckets.len(), || {
             // A full bucket is the same as a forgotten one, so drop those.
             let now = Instant::now();
@@ -104,13 +104,13 @@ impl ConnectLimiter {
 /// Per-lead bounds (`--upstream-rate`/`--upstream-burst`, `--upstream-bytes-rate`/
 /// `--upstream-bytes-burst`, `--report-quota`).
 #[derive(Debug, Clone, Copy)]
-pub struct LeadLimits {
+pub(crate) struct LeadLimits {
     /// Frames a second, and the burst.
-    pub frames: (u32, u32),
+    pub(crate) frames: (u32, u32),
     /// Bytes a second, and the burst.
-    pub bytes: (u32, u32),
+    pub(crate) bytes: (u32, u32),
     /// Reports a minute (also the burst).
-    pub reports_per_minute: u32,
+    pub(crate) reports_per_minute: u32,
 }
 
 struct Budget {
@@ -121,7 +121,7 @@ struct Budget {
 
 /// What a lead went over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Over {
+pub(crate) enum Over {
     /// Too many frames.
     Frames,
     /// Too many bytes.
@@ -131,7 +131,7 @@ pub enum Over {
 /// The upstream budget of every lead, shared by all its sessions and channels on this
 /// node. Charged with a frame's length before the frame is decoded, so a malformed
 /// frame costs the sender as much as a good one.
-pub struct LeadLimiter {
+pub(crate) struct LeadLimiter {
     limits: LeadLimits,
     leads: DashMap<String, Budget>,
     prune: Prune,
@@ -159,7 +159,7 @@ impl Prune {
 
 impl LeadLimiter {
     /// A limiter with these bounds.
-    pub fn new(limits: LeadLimits) -> Self {
+    pub(crate) fn new(limits: LeadLimits) -> Self {
         Self {
             limits,
             leads: DashMap::new(),
@@ -190,7 +190,7 @@ impl LeadLimiter {
     }
 
     /// Charges one frame of `len` bytes to `lead`.
-    pub fn charge_frame(&self, lead: &str, len: usize) -> Result<(), Over> {
+    pub(crate) fn charge_frame(&self, lead: &str, len: usize) -> Result<(), Over> {
         self.with(lead, |b, now| {
             if !b.frames.try_take_at(now) {
                 Err(Over::Frames)
@@ -203,7 +203,7 @@ impl LeadLimiter {
     }
 
     /// Charges one report to `lead`'s quota; false when the quota is used up.
-    pub fn charge_report(&self, lead: &str) -> bool {
+    pub(crate) fn charge_report(&self, lead: &str) -> bool {
         self.with(lead, |b, now| b.reports.try_take_at(now))
     }
 }

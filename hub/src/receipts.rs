@@ -21,20 +21,20 @@ use crate::session::encode;
 use crate::store::{Mark, MarkRequest};
 
 /// Receipts that may wait for the lane; past this, sessions record their own.
-pub const LANE_CAPACITY: usize = 16_384;
+pub(crate) const LANE_CAPACITY: usize = 16_384;
 /// Most receipts one store call takes.
 const BATCH: usize = 2_048;
 
 /// The sending side, held by the hub.
-pub type Lane = mpsc::Sender<MarkRequest>;
+pub(crate) type Lane = mpsc::Sender<MarkRequest>;
 
 /// A lane and the receiver its task drains.
-pub fn lane() -> (Lane, mpsc::Receiver<MarkRequest>) {
+pub(crate) fn lane() -> (Lane, mpsc::Receiver<MarkRequest>) {
     mpsc::channel(LANE_CAPACITY)
 }
 
 /// Drains the lane until the hub shuts down, then records what is left and ends.
-pub async fn run(hub: Hub, mut rx: mpsc::Receiver<MarkRequest>) {
+pub(crate) async fn run(hub: Hub, mut rx: mpsc::Receiver<MarkRequest>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
@@ -80,7 +80,7 @@ async fn record(hub: &Hub, batch: &mut Vec<MarkRequest>) {
 impl Hub {
     /// Queues a receipt that carries no `ref` for the lane; false when it must be
     /// recorded by the caller (the lane is full or the hub is shutting down).
-    pub fn receipt_later(&self, lead: &str, incident: &str) -> bool {
+    pub(crate) fn receipt_later(&self, lead: &str, incident: &str) -> bool {
         let Ok(permit) = self.receipts.try_reserve() else {
             return false;
         };

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Claims;
 
 /// How often the file is looked at.
-pub const POLL: Duration = Duration::from_secs(2);
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct List {
@@ -50,7 +50,7 @@ fn parse(text: &str) -> Result<List, String> {
 }
 
 /// The revocation list in force.
-pub struct Revocations {
+pub(crate) struct Revocations {
     path: Option<PathBuf>,
     list: RwLock<Arc<List>>,
     changed: watch::Sender<u64>,
@@ -58,7 +58,7 @@ pub struct Revocations {
 
 impl Revocations {
     /// No list (`--revoked-tokens` not given).
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self {
             path: None,
             list: RwLock::default(),
@@ -67,7 +67,7 @@ impl Revocations {
     }
 
     /// Reads the list at `path`; start-up fails on a file that cannot be read or parsed.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub(crate) fn open(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let list = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self {
@@ -78,13 +78,13 @@ impl Revocations {
     }
 
     /// True when `claims` are listed (by id or by subject).
-    pub fn is_revoked(&self, claims: &Claims) -> bool {
+    pub(crate) fn is_revoked(&self, claims: &Claims) -> bool {
         let list = self.list.read().unwrap_or_else(|p| p.into_inner()).clone();
         list.sub.contains(&claims.sub) || claims.jti.as_ref().is_some_and(|j| list.jti.contains(j))
     }
 
     /// Ticks whenever a new list is in force.
-    pub fn changed(&self) -> watch::Receiver<u64> {
+    pub(crate) fn changed(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
@@ -100,7 +100,7 @@ impl Revocations {
     }
 
     /// Re-reads the file whenever it changes, until `shutdown`.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(path) = self.path.clone() else {
             return;
         };

@@ -17,11 +17,11 @@ use crate::store::{RecipientState, TaskOutcome, TaskRecord, TaskRefusal};
 /// Default time to do a task.
 const DEFAULT_DUE_S: u32 = 3_600;
 /// Longest a task may be given.
-pub const MAX_DUE_S: u32 = 7 * 86_400;
+pub(crate) const MAX_DUE_S: u32 = 7 * 86_400;
 
 /// The leads a task concerns, each with a grid of theirs (for routing): the assigned
 /// lead, or every recipient whose assignment lies in the assigned grid.
-pub fn concerned(task: &TaskView, recipients: &[RecipientState]) -> Vec<(String, GridCode)> {
+pub(crate) fn concerned(task: &TaskView, recipients: &[RecipientState]) -> Vec<(String, GridCode)> {
     match &task.assignee {
         Assignee::Lead(l) => recipients
             .iter()
@@ -42,7 +42,7 @@ fn bad(message: impl Into<String>) -> Refusal {
 
 impl Hub {
     /// `POST /v1/incidents/{id}/tasks`.
-    pub async fn create_task(
+    pub(crate) async fn create_task(
         &self,
         operator: &Claims,
         incident: &str,
@@ -135,7 +135,7 @@ impl Hub {
     }
 
     /// A lead's `task_update`; resolves once durable.
-    pub async fn update_task(
+    pub(crate) async fn update_task(
         &self,
         lead: &str,
         task: &str,
@@ -203,7 +203,7 @@ impl Hub {
     }
 
     /// The open tasks of an incident that concern the recipient `me`, as sync frames.
-    pub async fn task_frames(
+    pub(crate) async fn task_frames(
         &self,
         incident: &str,
         me: &RecipientState,

@@ -8,7 +8,7 @@ use crate::{Hub, auth};
 
 /// Whenever a new revocation list is in force: the sessions of the tokens it lists end
 /// with 4401 (console streams and MQTT leads check it themselves).
-pub async fn end_revoked_sessions(hub: Hub) {
+pub(crate) async fn end_revoked_sessions(hub: Hub) {
     let mut changed = hub.revocations.changed();
     loop {
         tokio::select! {
@@ -37,7 +37,7 @@ pub async fn end_revoked_sessions(hub: Hub) {
 
 /// Every `--compact-every-s`: lets the store drop what `--retention-hours` no longer
 /// keeps, and compact.
-pub async fn maintenance(hub: Hub) {
+pub(crate) async fn maintenance(hub: Hub) {
     let every = Duration::from_secs(hub.config.compact_every_s);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

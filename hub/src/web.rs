@@ -58,7 +58,7 @@ const CONSOLE: &str = include_str!("../../clients/web/console.html");
 const LEAD: &str = include_str!("../../clients/web/lead.html");
 
 /// The languages of the pages, the first being the default.
-pub const LANGUAGES: [&str; 2] = ["zh-CN", "en"];
+pub(crate) const LANGUAGES: [&str; 2] = ["zh-CN", "en"];
 
 fn asset(name: &str) -> Option<&'static str> {
     ASSETS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
@@ -93,7 +93,7 @@ static RENDERED: LazyLock<HashMap<(&'static str, &'static str), String>> = LazyL
 
 /// The language for a request: the page's remembered choice (cookie), else the
 /// browser's languages by preference, else Chinese.
-pub fn language(headers: &HeaderMap) -> &'static str {
+pub(crate) fn language(headers: &HeaderMap) -> &'static str {
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -196,7 +196,7 @@ fn render(template: &str, lang: &str, dict: &Dictionary) -> String {
 }
 
 /// The pages' routes.
-pub fn routes() -> Router<Hub> {
+pub(crate) fn routes() -> Router<Hub> {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/console") }))
         .route(

@@ -87,26 +87,26 @@ pub(super) async fn get_timeline(
 pub(super) struct EscalationItem {
     /// `{incident}/{step}` or `{incident}/task/{task}/{step}`: what the console
     /// remembers as acknowledged.
-    pub id: String,
+    pub(crate) id: String,
     /// Incident id.
-    pub incident: String,
+    pub(crate) incident: String,
     /// Incident title.
-    pub title: String,
+    pub(crate) title: String,
     /// Escalation step, 1 to 3.
-    pub step: u8,
+    pub(crate) step: u8,
     /// A drill's escalation.
-    pub drill: bool,
+    pub(crate) drill: bool,
     /// When the step was taken (RFC 3339).
-    pub at: String,
+    pub(crate) at: String,
     /// The overdue task, for a task's escalation.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
+    pub(crate) task: Option<String>,
     /// Silent recipients at that step (an incident's escalation).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub silent_count: Option<usize>,
+    pub(crate) silent_count: Option<usize>,
     /// The first of them by id.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub silent: Vec<String>,
+    pub(crate) silent: Vec<String>,
 }
 
 /// The step number a hub timeline entry names ("step 2 (drill): …", "T3 step 1: …").

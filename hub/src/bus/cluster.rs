@@ -121,7 +121,7 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster node over an open store (holding registry version `registry_ver`);
     /// nothing runs until [`Cluster::start`].
-    pub fn new(
+    pub(crate) fn new(
         node: &crate::backend::NodeParts<'_>,
         client: redis::Client,
         store: RedisStore,

@@ -8,14 +8,14 @@ use crate::presence::Presence;
 use crate::registry::RegistryIndex;
 
 /// Delivers straight to this node's sessions.
-pub struct LocalBus {
+pub(crate) struct LocalBus {
     presence: Arc<Presence>,
     metrics: Arc<Metrics>,
 }
 
 impl LocalBus {
     /// A bus over this node's presence index.
-    pub fn new(presence: Arc<Presence>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(presence: Arc<Presence>, metrics: Arc<Metrics>) -> Self {
         Self { presence, metrics }
     }
 }

@@ -10,13 +10,13 @@ use crate::bus::cluster::Cluster;
 use crate::registry::RegistryIndex;
 
 /// The bus of a node in a cluster.
-pub struct RedisBus {
+pub(crate) struct RedisBus {
     cluster: Arc<Cluster>,
 }
 
 impl RedisBus {
     /// The bus of `cluster`'s node.
-    pub fn new(cluster: Arc<Cluster>) -> Self {
+    pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
         Self { cluster }
     }
 }

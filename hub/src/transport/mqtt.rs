@@ -99,7 +99,7 @@ pub struct Mqtt {
 
 impl Mqtt {
     /// A client for the broker at `url`; nothing is sent until [`Outlet::start`].
-    pub fn new(
+    pub(crate) fn new(
         url: &BrokerUrl,
         node_id: &str,
         queue: usize,
