@@ -4,7 +4,8 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p gridcast-hub -p gridcast-load-tests
-HUB=target/release/gridcast-hub
+# GRIDCAST_BENCH_HUB: another hub binary (an A/B against an older build).
+HUB=${GRIDCAST_BENCH_HUB:-target/release/gridcast-hub}
 DRILL=target/release/gridcast-drill
 SECRET=bench-secret-0123456789abcdef
 WORK=$(mktemp -d)
