@@ -1,6 +1,7 @@
-//! The one retry wait of the hub: exponential from `first` to `max`, each wait jittered
-//! (up to twice its step, so that a fleet of nodes never retries in step), ended early
-//! by shutdown. Every reconnect and retry loop uses it; the delays come from `backon`.
+//! The one retry wait of the hub: exponential from `first`, each wait jittered within
+//! one step (so that a fleet of nodes never retries in step) and never above `max`,
+//! ended early by shutdown. Every reconnect and retry loop uses it; the delays come
+//! from `backon`.
 
 use std::time::Duration;
 
@@ -15,11 +16,12 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    /// Waits from `first`, doubling up to `max`.
+    /// Waits from `first` (to twice that), doubling, never above `max`.
     pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        // backon's jitter adds up to one step: steps stop at half the cap.
         let builder = ExponentialBuilder::new()
             .with_min_delay(first)
-            .with_max_delay(max)
+            .with_max_delay((max / 2).max(first))
             .with_factor(2.0)
             .with_jitter()
             .without_max_times();
@@ -59,7 +61,7 @@ mod tests {
     #[test]
     fn waits_double_up_to_the_cap_with_jitter_and_start_over_after_reset() {
         let mut b = Backoff::new(100 * MS, 800 * MS);
-        let steps = [100, 200, 400, 800, 800, 800];
+        let steps = [100, 200, 400, 400, 400, 400];
         for step in steps {
             let w = b.next_wait();
             assert!(
@@ -74,8 +76,8 @@ mod tests {
 
     #[test]
     fn two_loops_do_not_wait_in_step() {
-        let mut a = Backoff::new(1_000 * MS, 1_000 * MS);
-        let mut b = Backoff::new(1_000 * MS, 1_000 * MS);
+        let mut a = Backoff::new(1_000 * MS, 2_000 * MS);
+        let mut b = Backoff::new(1_000 * MS, 2_000 * MS);
         let same = (0..20).filter(|_| a.next_wait() == b.next_wait()).count();
         assert!(same < 20, "jitter makes the waits differ");
     }

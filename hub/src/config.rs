@@ -54,8 +54,9 @@ pub struct Config {
     #[arg(long, env = "GRIDCAST_MQTT_HUB_USER", default_value = "gridcast-hub")]
     pub mqtt_hub_user: String,
     /// Publishes waiting for the broker (the MQTT client's queue). When it is full an
-    /// incident's publish waits (its outbox entry keeps it safe) and a lead's status
-    /// update to its MQTT devices is dropped, never making an ack's `ok` wait.
+    /// incident stays in the outbox until the broker takes it, a frame to one lead
+    /// (re-notification, escalation, task) waits in the background (bounded), and a
+    /// lead's status update to its MQTT devices is dropped: an ack's `ok` never waits.
     #[arg(long, env = "GRIDCAST_MQTT_QUEUE", default_value_t = 10_000)]
     pub mqtt_queue: usize,
     /// This node's name (default: random).

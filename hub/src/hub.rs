@@ -88,10 +88,13 @@ impl Hub {
     /// of people no longer in it ended, subscriptions following.
     pub fn apply_registry(&self, registry: gridcast_protocol::registry::Registry) {
         self.registry.replace(RegistryIndex::new(registry));
-        self.presence.refresh(
+        let offline = self.presence.refresh(
             &self.registry.current(),
             gridcast_protocol::error::close::FORBIDDEN,
         );
+        for a in offline {
+            self.console.grids_changed(a.iter().map(|a| &a.grid));
+        }
         self.delivery.registry_changed(self);
         // The broker's ACL file (`--mqtt-acl-file`) follows, with or without `--mqtt`.
         crate::transport::mqtt::broker::write_acl_file(self);

@@ -177,6 +177,7 @@ pub(crate) async fn serve(
     let last_limit_log = AtomicU64::new(0);
     let mut failing =
         crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let mut failed = false;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -184,7 +185,10 @@ pub(crate) async fn serve(
         };
         let (stream, peer) = match accepted {
             Ok(a) => {
-                failing.reset();
+                if failed {
+                    failed = false;
+                    failing.reset();
+                }
                 a
             }
             Err(e) => {
@@ -192,6 +196,7 @@ pub(crate) async fn serve(
                 // was accepted: wait a moment (longer while it lasts) instead of
                 // spinning on the error.
                 tracing::warn!(error = %e, "accept failed");
+                failed = true;
                 if failing.sleep(&shutdown).await {
                     continue;
                 }

@@ -148,7 +148,8 @@ impl Presence {
     /// Adds a session; returns true when the lead just came online, and the lead's
     /// oldest queued sessions beyond `max_sessions` (taken out of the index: the caller
     /// ends them, outside any guard of this map). A session carried elsewhere never
-    /// displaces one and is never displaced.
+    /// displaces one and is never displaced. The grid counts change under the lead's
+    /// guard, from the entry's own assignments, so that they always match the index.
     pub fn register(
         &self,
         lead: &str,
@@ -157,11 +158,11 @@ impl Presence {
         max_sessions: usize,
     ) -> (bool, Vec<SessionHandle>) {
         let mut came_online = false;
-        let (newly_carried, displaced) = {
+        let displaced = {
             let mut entry = self.leads.entry(lead.to_owned()).or_insert_with(|| {
                 came_online = true;
                 LeadEntry {
-                    assignments: assignments.clone(),
+                    assignments,
                     sessions: Vec::new(),
                 }
             });
@@ -183,45 +184,35 @@ impl Presence {
                 }
                 !goes
             });
-            (queued && !was_carried, displaced)
+            if came_online {
+                count_in(&self.grid_online, &entry.assignments, 1);
+            }
+            if queued && !was_carried {
+                count_in(&self.grid_carried, &entry.assignments, 1);
+            }
+            displaced
         };
         self.touch(lead);
-        if came_online {
-            count_in(&self.grid_online, &assignments, 1);
-        }
-        if newly_carried {
-            count_in(&self.grid_carried, &assignments, 1);
-        }
         (came_online, displaced)
     }
 
     /// Removes a session; returns the lead's assignments when it just went offline.
     pub fn unregister(&self, lead: &str, session_id: u64) -> Option<Arc<[Assignment]>> {
-        let (assignments, no_longer_carried, empty) = {
-            let mut e = self.leads.get_mut(lead)?;
+        let removed = self.leads.remove_if_mut(lead, |_, e| {
+            // Under the lead's guard: the counts follow the sessions exactly.
             let was_carried = e.sessions.iter().any(SessionHandle::queued);
             e.sessions.retain(|s| s.id != session_id);
-            let carried = e.sessions.iter().any(SessionHandle::queued);
-            (
-                e.assignments.clone(),
-                was_carried && !carried,
-                e.sessions.is_empty(),
-            )
-        };
-        let removed = empty
-            && self
-                .leads
-                .remove_if(lead, |_, e| e.sessions.is_empty())
-                .is_some();
+            if was_carried && !e.sessions.iter().any(SessionHandle::queued) {
+                count_in(&self.grid_carried, &e.assignments, -1);
+            }
+            let empty = e.sessions.is_empty();
+            if empty {
+                count_in(&self.grid_online, &e.assignments, -1);
+            }
+            empty
+        });
         self.touch(lead);
-        if no_longer_carried {
-            count_in(&self.grid_carried, &assignments, -1);
-        }
-        if !removed {
-            return None;
-        }
-        count_in(&self.grid_online, &assignments, -1);
-        Some(assignments)
+        removed.map(|(_, e)| e.assignments)
     }
 
     /// Online leads with an assignment in `grid` (exact code).
@@ -268,9 +259,11 @@ impl Presence {
 
     /// After a registry change: new assignments for leads still known, and the sessions
     /// of leads no longer in the registry ended with `code` (their transports
-    /// unregister them; sessions carried elsewhere are taken out here).
-    pub fn refresh(&self, registry: &RegistryIndex, code: u16) {
+    /// unregister them; sessions carried elsewhere are taken out here). Returns the
+    /// assignments of the leads that went offline here.
+    pub fn refresh(&self, registry: &RegistryIndex, code: u16) -> Vec<Arc<[Assignment]>> {
         let ids: Vec<String> = self.leads.iter().map(|e| e.key().clone()).collect();
+        let mut offline = Vec::new();
         for id in ids {
             match registry.person(&id) {
                 None => {
@@ -282,34 +275,34 @@ impl Presence {
                     for s in sessions {
                         s.end(code);
                         if !s.queued() {
-                            self.unregister(&id, s.id);
+                            offline.extend(self.unregister(&id, s.id));
                         }
                     }
                 }
                 Some(p) => {
                     let fresh = crate::registry::assignments(p);
-                    let old = self.leads.get_mut(&id).map(|mut e| {
+                    if let Some(mut e) = self.leads.get_mut(&id)
+                        && e.assignments != fresh
+                    {
+                        // Under the lead's guard, the new grids counted before the old
+                        // ones are let go: a grid both have never drops to zero (which
+                        // would unsubscribe it in a cluster for a moment).
                         let carried = e.sessions.iter().any(SessionHandle::queued);
-                        (
-                            std::mem::replace(&mut e.assignments, fresh.clone()),
-                            carried,
-                        )
-                    });
-                    if let Some((old, carried)) = old {
-                        count_in(&self.grid_online, &old, -1);
                         count_in(&self.grid_online, &fresh, 1);
+                        count_in(&self.grid_online, &e.assignments, -1);
                         if carried {
-                            count_in(&self.grid_carried, &old, -1);
                             count_in(&self.grid_carried, &fresh, 1);
+                            count_in(&self.grid_carried, &e.assignments, -1);
                         }
+                        e.assignments = fresh;
                     }
                 }
             }
         }
+        offline
     }
 
-    /// Ends every session (shutdown).
-    /// Ends, with `code`, every session for which `doomed(lead, session)` holds; returns
+    /// Ends, with `code`, every session this node carries for which `doomed(lead, session)` holds; returns
     /// how many. Decided on a list taken first, so no guard of this map is held while a
     /// session ends.
     pub fn end_where(
@@ -317,10 +310,15 @@ impl Presence {
         code: u16,
         mut doomed: impl FnMut(&str, &SessionHandle) -> bool,
     ) -> usize {
+        // Only the sessions this node carries: a session carried elsewhere has nobody
+        // here to end it (its transport checks tokens itself).
         let all: Vec<(String, Vec<SessionHandle>)> = self
             .leads
             .iter()
-            .map(|e| (e.key().clone(), e.sessions.clone()))
+            .map(|e| {
+                let carried = e.sessions.iter().filter(|s| s.queued()).cloned();
+                (e.key().clone(), carried.collect())
+            })
             .collect();
         let mut n = 0;
         for (lead, sessions) in all {

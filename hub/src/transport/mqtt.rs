@@ -34,6 +34,8 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::protocol::{self, Payload, Upstream};
 use crate::backoff::Backoff;
@@ -65,6 +67,10 @@ const WORKERS: usize = 4;
 const WORKER_QUEUE: usize = 1_024;
 /// Up frames waiting in tasks when a worker queue is full.
 const OVERFLOW_TASKS: usize = 1_024;
+/// Frames to a lead waiting for room in a full client queue, at most.
+const LATER_MAX: usize = 4_096;
+/// How long such a frame waits before it is given up.
+const LATER_FOR: Duration = Duration::from_secs(60);
 /// A payload and the properties every hub publish carries (its expiry in the broker).
 fn message(payload: &[u8], expiry_s: u32) -> (Bytes, PublishProperties) {
     let props = PublishProperties {
@@ -95,6 +101,10 @@ pub struct Mqtt {
     metrics: Arc<crate::metrics::Metrics>,
     /// The client's event loop, until [`Outlet::start`] runs it.
     eventloop: std::sync::Mutex<Option<EventLoop>>,
+    /// Where frames that wait for room in the queue run, once started.
+    background: std::sync::OnceLock<(TaskTracker, CancellationToken)>,
+    /// Frames to a lead waiting for room in the queue.
+    later: Arc<tokio::sync::Semaphore>,
 }
 
 impl Mqtt {
@@ -123,6 +133,8 @@ impl Mqtt {
             connected: AtomicBool::new(false),
             metrics,
             eventloop: std::sync::Mutex::new(Some(eventloop)),
+            background: std::sync::OnceLock::new(),
+            later: Arc::new(tokio::sync::Semaphore::new(LATER_MAX)),
         })
     }
 
@@ -467,6 +479,9 @@ impl Outlet for Mqtt {
         else {
             return;
         };
+        let _ = self
+            .background
+            .set((hub.tracker.clone(), hub.shutdown.clone()));
         let mut shards = Vec::with_capacity(WORKERS);
         for _ in 0..WORKERS {
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
@@ -492,13 +507,40 @@ impl Outlet for Mqtt {
         }
     }
 
+    /// A re-notification, an escalation step or a task has no outbox entry and an MQTT
+    /// phone reads no sync until its next `hello`: with the queue full it is not
+    /// dropped but waits for room in the background (bounded in number and time).
     fn to_lead(&self, lead: &str, frame: &Frame) {
-        if self.leads.contains_key(lead) {
-            self.try_queue(
-                lead_topic(lead),
-                frame.as_str().as_bytes(),
-                INCIDENT_EXPIRY_S,
-            );
+        if !self.leads.contains_key(lead) {
+            return;
         }
+        let topic = lead_topic(lead);
+        if self.try_queue(topic.clone(), frame.as_str().as_bytes(), INCIDENT_EXPIRY_S) {
+            return;
+        }
+        let (Some((tracker, shutdown)), Ok(permit)) = (
+            self.background.get(),
+            self.later.clone().try_acquire_owned(),
+        ) else {
+            tracing::warn!(
+                lead,
+                "frame to an mqtt lead dropped: the broker queue is full and so are the frames waiting for it"
+            );
+            return;
+        };
+        let (client, shutdown) = (self.client.clone(), shutdown.clone());
+        let (payload, props) = message(frame.as_str().as_bytes(), INCIDENT_EXPIRY_S);
+        tracker.spawn(async move {
+            let _permit = permit;
+            let publish = client.publish_with_properties(topic, QoS::AtLeastOnce, false, payload, props);
+            tokio::select! {
+                r = tokio::time::timeout(LATER_FOR, publish) => {
+                    if !matches!(r, Ok(Ok(()))) {
+                        tracing::warn!("frame to an mqtt lead given up: the broker took nothing for {LATER_FOR:?}");
+                    }
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 }

@@ -155,8 +155,10 @@ async fn session(hub: Hub, socket: WebSocket, pending: OwnedSemaphorePermit) {
     if let Some(assignments) = hub.presence.unregister(&lead, handle.id) {
         hub.console
             .grids_changed(assignments.iter().map(|a| &a.grid));
-        hub.delivery.sessions_changed();
     }
+    // Also when the lead stays online through another channel: this node may no
+    // longer carry any of its sessions (subscriptions follow).
+    hub.delivery.sessions_changed();
     hub.metrics.sessions.fetch_sub(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, close = handle.close_code(), "session closed");
 }
