@@ -9,9 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gridcast_protocol::api::{
-    CreateIncident, ErrorBody, ErrorDetail, IncidentList, IncidentSummary,
-};
+use gridcast_protocol::api::{CreateIncident, IncidentList, IncidentSummary};
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::{ErrorCode, Target};
 use serde::Deserialize;
@@ -19,55 +17,8 @@ use serde::de::DeserializeOwned;
 
 use crate::Hub;
 use crate::auth::{Claims, TokenRole};
-use crate::incident::{self, Refusal};
-
-/// An API error: contract code, message, and for a refused registry every problem.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    code: ErrorCode,
-    message: String,
-    problems: Vec<String>,
-}
-
-impl ApiError {
-    /// An error with a code and message.
-    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            problems: Vec::new(),
-        }
-    }
-}
-
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        Self::new(r.code, r.message)
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        Refusal::from(e).into()
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-                problems: self.problems,
-            },
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) use crate::http::{ApiError, ApiResult, parse_body};
+use crate::incident;
 
 /// The authenticated operator of a request.
 fn operator(hub: &Hub, headers: &HeaderMap) -> ApiResult<Claims> {
@@ -108,46 +59,6 @@ impl axum::extract::FromRequestParts<Hub> for Operator {
     ) -> Result<Self, ApiError> {
         operator(hub, &parts.headers).map(Operator)
     }
-}
-
-/// Reads a JSON body of at most `limit` bytes within `--body-timeout-s`.
-pub(crate) async fn parse_body<T: DeserializeOwned>(
-    hub: &Hub,
-    body: Body,
-    limit: usize,
-) -> ApiResult<T> {
-    use http_body_util::BodyExt;
-    let deadline = std::time::Duration::from_secs(hub.config.body_timeout_s);
-    let read = tokio::time::timeout(
-        deadline,
-        http_body_util::Limited::new(body, limit).collect(),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "the request body did not arrive within {} s",
-                deadline.as_secs()
-            ),
-        )
-    })?;
-    let bytes = read
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::new(
-                    ErrorCode::TooLarge,
-                    format!("request body is over the limit of {limit} bytes"),
-                )
-            } else {
-                ApiError::new(ErrorCode::BadRequest, format!("reading the body: {e}"))
-            }
-        })?
-        .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
 /// An optional filter from the query string (`?state=active`): absent or empty is no

@@ -27,6 +27,8 @@ pub(crate) struct Backend {
     pub(crate) stored: Option<RegistryDoc>,
     /// True when nodes share the store (a stored registry wins over `--registry`).
     pub(crate) shared: bool,
+    /// What the bus runs in the background, started with the hub's tasks.
+    pub(crate) start: Option<crate::hub::Starter>,
 }
 
 /// What a node needs to join a cluster.
@@ -66,6 +68,7 @@ pub(crate) async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend
             bus,
             stored,
             shared: false,
+            start: None,
         });
     };
     let shown = config::redact_url(url);
@@ -111,7 +114,8 @@ pub(crate) async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend
     Ok(Backend {
         store: Arc::new(store),
         presence,
-        bus: Arc::new(bus::redis::RedisBus::new(cluster)),
+        bus: Arc::new(cluster::RedisBus::new(cluster.clone())),
+        start: Some(Box::new(move |hub| cluster.start(hub))),
         stored,
         shared: true,
     })

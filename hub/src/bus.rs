@@ -1,12 +1,10 @@
 //! The fast path between the node that records a change and the nodes that hold the
 //! recipients' sessions. Single node: [`local::LocalBus`] hands events straight to this
-//! node's presence index. Cluster mode: [`crate::bus::cluster::ClusterBus`] delivers to this
+//! node's presence index. Cluster mode: [`crate::cluster::RedisBus`] delivers to this
 //! node's sessions the same way and publishes the event by grid code through Redis.
 //! A bus is at-most-once; correctness comes from the store (every reconnect resyncs).
 
-pub mod cluster;
 pub(crate) mod local;
-pub(crate) mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,9 +78,6 @@ pub(crate) trait Bus: Send + Sync + 'static {
     fn ready(&self) -> Result<(), String> {
         Ok(())
     }
-
-    /// Starts its background work on the hub's tracker.
-    fn start(self: Arc<Self>, _hub: &crate::Hub) {}
 
     /// This node's sessions changed (subscriptions follow).
     fn sessions_changed(&self) {}

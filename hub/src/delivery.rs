@@ -6,7 +6,7 @@
 //!   cluster's bus through Redis pub/sub), the fast path;
 //! - every [`Outlet`]: a channel whose phones another system carries (the MQTT broker
 //!   today; an SMS gateway or a push service tomorrow, each one file implementing
-//!   [`Outlet`], added where the hub is wired);
+//!   [`Outlet`], added where the hub is wired, which also starts what it runs);
 //! - the console stream of this node, and through the bus that of the other nodes.
 //!
 //! Nothing here waits on a channel's far end: an outlet takes a change into its own
@@ -31,8 +31,6 @@ pub(crate) trait Outlet: Send + Sync + 'static {
     /// True while it can take changes (else `/readyz` says so, and a single node's
     /// sweeper waits for it).
     fn ready(&self) -> bool;
-    /// Starts its background work (connections, readers) on the hub's tracker.
-    fn start(self: Arc<Self>, hub: &crate::Hub);
     /// An incident's current `rev` for the recipients it reaches. False when it could
     /// not take all of it: the outbox entry stays and a sweeper hands it over again.
     fn incident(&self, registry: &RegistryIndex, snap: &IncidentSnapshot) -> bool;
@@ -41,8 +39,6 @@ pub(crate) trait Outlet: Send + Sync + 'static {
     fn status(&self, meta: &IncidentMeta, state: &RecipientState);
     /// A frame for one lead (re-notification, escalation, a task).
     fn to_lead(&self, lead: &str, frame: &Frame);
-    /// The registry in force changed (an outlet may keep derived state, such as ACLs).
-    fn registry_changed(&self, _hub: &crate::Hub) {}
 }
 
 /// The one port the core delivers through; see the module docs.
@@ -66,14 +62,6 @@ impl Delivery {
             outlets,
             console,
             registry,
-        }
-    }
-
-    /// Starts what the bus and the outlets run in the background.
-    pub(crate) fn start(&self, hub: &crate::Hub) {
-        self.bus.clone().start(hub);
-        for o in &self.outlets {
-            o.clone().start(hub);
         }
     }
 
@@ -181,11 +169,8 @@ impl Delivery {
         self.bus.wait_routed(assignments).await;
     }
 
-    /// The registry in force changed here.
-    pub(crate) fn registry_changed(&self, hub: &crate::Hub) {
-        for o in &self.outlets {
-            o.registry_changed(hub);
-        }
+    /// The registry in force changed here: what the bus follows follows.
+    pub(crate) fn registry_changed(&self) {
         self.bus.sessions_changed();
     }
 

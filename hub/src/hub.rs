@@ -15,7 +15,13 @@ use crate::presence::Presence;
 use crate::ratelimit::{self, ConnectLimiter};
 use crate::registry::{RegistryHandle, RegistryIndex};
 use crate::store::Store;
-use crate::{Config, clock, listen, now_ms, receipts, revocation};
+use crate::{Config, clock, listen, now_ms, revocation};
+
+/// Background work that starts with the hub's tasks (`serve`), given the hub.
+pub(crate) type Starter = Box<dyn FnOnce(&Hub) + Send>;
+
+/// What follows every registry put in force (the broker's ACL file, for one).
+pub(crate) type RegistryFollower = Box<dyn Fn(&Hub) + Send + Sync>;
 
 /// Shared state of one hub node. Cheap to clone.
 #[derive(Clone)]
@@ -63,8 +69,12 @@ pub struct Inner {
     pub(crate) registry_writes: tokio::sync::Mutex<()>,
     /// The incident core's time.
     pub(crate) clock: Arc<dyn clock::Clock>,
-    /// Receipts without a `ref`, for the [`receipts`] lane.
-    pub(crate) receipts: receipts::Lane,
+    /// Receipts without a `ref`, for the [`crate::receipts`] lane.
+    pub(crate) receipts: tokio::sync::mpsc::Sender<crate::store::MarkRequest>,
+    /// What the bus and the outlets run, until `serve` starts it.
+    pub(crate) starters: std::sync::Mutex<Vec<Starter>>,
+    /// Run after every registry put in force.
+    pub(crate) registry_followers: Vec<RegistryFollower>,
 }
 
 impl std::ops::Deref for Hub {
@@ -95,8 +105,9 @@ impl Hub {
         for a in offline {
             self.console.grids_changed(a.iter().map(|a| &a.grid));
         }
-        self.delivery.registry_changed(self);
-        // The broker's ACL file (`--mqtt-acl-file`) follows, with or without `--mqtt`.
-        crate::transport::mqtt::broker::write_acl_file(self);
+        self.delivery.registry_changed();
+        for follow in &self.registry_followers {
+            follow(self);
+        }
     }
 }

@@ -18,11 +18,13 @@ pub(crate) mod backend;
 pub(crate) mod backoff;
 pub(crate) mod bus;
 pub mod clock;
+pub mod cluster;
 
 pub mod config;
 pub(crate) mod console;
 pub(crate) mod delivery;
 pub(crate) mod escalation;
+pub(crate) mod http;
 mod hub;
 pub mod incident;
 pub(crate) mod listen;
@@ -50,7 +52,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use bus::cluster;
 pub use config::Config;
 pub use hub::{Hub, Inner};
 pub use secret::{load_or_create_secret, random_hex};

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::console::Console;
 use crate::delivery::{Delivery, Outlet};
+use crate::hub::{RegistryFollower, Starter};
 use crate::metrics::Metrics;
 use crate::ratelimit::ConnectLimiter;
 use crate::registry::{RegistryHandle, RegistryIndex};
@@ -63,6 +64,7 @@ impl Hub {
             bus,
             stored,
             shared,
+            start,
         } = backend;
         // Cluster mode: a registry stored in Redis wins, so that restarting a node never
         // undoes a run-time replacement; `--registry` (or the sample city) seeds an empty
@@ -102,18 +104,22 @@ impl Hub {
         }
         let index = RegistryIndex::new(registry);
         tracing::info!(source = %source, summary = %index.summary(), "registry loaded");
-        // The outlets of the delivery port: a new channel is one more line here.
+        // The outlets of the delivery port, and what each runs: a new channel is one
+        // more block here.
         let mut outlets: Vec<Arc<dyn Outlet>> = Vec::new();
+        let mut starters: Vec<Starter> = start.into_iter().collect();
         if let Some(url) = &config.mqtt {
             let url = transport::mqtt::BrokerUrl::parse(url)
                 .map_err(|e| StartError::Config(config::ConfigError(e)))?;
-            outlets.push(transport::mqtt::Mqtt::new(
-                &url,
-                &node_id,
-                config.mqtt_queue,
-                metrics.clone(),
-            ));
+            let mqtt =
+                transport::mqtt::Mqtt::new(&url, &node_id, config.mqtt_queue, metrics.clone());
+            outlets.push(mqtt.clone());
+            starters.push(Box::new(move |hub| mqtt.start(hub)));
         }
+        // The broker's ACL file (`--mqtt-acl-file`) follows the registry, with or
+        // without `--mqtt`.
+        let registry_followers: Vec<RegistryFollower> =
+            vec![Box::new(transport::mqtt::broker::write_acl_file)];
         let console = Arc::new(Console::new(config.console_buffer));
         let registry = Arc::new(RegistryHandle::new(index));
         let revocations = Arc::new(match &config.revoked_tokens {
@@ -152,13 +158,17 @@ impl Hub {
             receipts,
             clock,
             config,
+            starters: std::sync::Mutex::new(starters),
+            registry_followers,
         }));
         // Started with the hub, not with `serve`: a queued receipt is always recorded.
         hub.tracker.spawn(receipts::run(hub.clone(), lane));
         hub.tracker
             .spawn(hub.revocations.clone().watch(hub.shutdown.clone()));
         hub.tracker.spawn(upkeep::end_revoked_sessions(hub.clone()));
-        transport::mqtt::broker::write_acl_file(&hub);
+        for follow in &hub.registry_followers {
+            follow(&hub);
+        }
         Ok(hub)
     }
 }

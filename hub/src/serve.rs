@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::{Hub, StartError, api, config, console, escalation, listen, outbox, transport, upkeep};
+use crate::{Hub, StartError, api, config, escalation, listen, outbox, transport, upkeep};
 
 /// Pending connections the listener queues (the kernel caps it at `somaxconn`): a
 /// reconnect storm of thousands of phones must not lose SYNs to a short queue (a lost
@@ -30,13 +30,16 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// with "going away" and waits (with a deadline) for them.
 pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone(), transport::routes());
-    hub.tracker.spawn(console::ticker(hub.clone()));
+    hub.tracker.spawn(upkeep::console_ticker(hub.clone()));
     hub.tracker.spawn(escalation::ticker(hub.clone()));
     if hub.outbox_wanted() {
         hub.tracker.spawn(outbox::sweeper(hub.clone()));
     }
     hub.tracker.spawn(upkeep::maintenance(hub.clone()));
-    hub.delivery.start(&hub);
+    let starters = std::mem::take(&mut *hub.starters.lock().unwrap_or_else(|p| p.into_inner()));
+    for start in starters {
+        start(&hub);
+    }
     tracing::info!(addr = ?listener.local_addr().ok(), node = %hub.node_id, "gridcast hub listening");
     let limits = listen::HttpLimits {
         header_timeout: Duration::from_secs(hub.config.header_timeout_s),

@@ -1,10 +1,10 @@
 //! Background upkeep of a hub: ending the sessions of revoked tokens when a new list is
-//! in force, and letting the store drop and compact what retention no longer keeps.
-//! Both are tracked tasks that end at shutdown.
+//! in force, letting the store drop and compact what retention no longer keeps, and the
+//! console ticker. All are tracked tasks that end at shutdown.
 
 use std::time::Duration;
 
-use crate::{Hub, auth};
+use crate::{Hub, auth, console};
 
 /// Whenever a new revocation list is in force: the sessions of the tokens it lists end
 /// with 4401 (console streams and MQTT leads check it themselves).
@@ -60,6 +60,47 @@ pub(crate) async fn maintenance(hub: Hub) {
             Err(e) => {
                 tracing::error!(error = %e, "store compaction failed; retried at the next look")
             }
+        }
+    }
+}
+
+/// Turns dirty incidents and grids into aggregated console events a few times a second.
+pub(crate) async fn console_ticker(hub: Hub) {
+    let mut tick = tokio::time::interval(console::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = hub.shutdown.cancelled() => return,
+        }
+        let (here, remote, grids) = hub.console.take_dirty();
+        if !here.is_empty() {
+            hub.delivery.announce_changed(here.clone()).await;
+        }
+        for id in here.into_iter().chain(remote) {
+            if let Ok(Some((meta, counts))) = hub.store.counts(&id).await {
+                let state = if meta.state == gridcast_protocol::model::IncidentState::Active {
+                    "active"
+                } else {
+                    "closed"
+                };
+                hub.console.emit(
+                    "progress",
+                    meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+                    console::progress(&id, meta.rev, state, &counts),
+                );
+            }
+        }
+        if !grids.is_empty() {
+            let rows: Vec<serde_json::Value> = grids
+                .iter()
+                .map(|g| serde_json::json!({ "code": g, "online": hub.presence.grid_online(g) }))
+                .collect();
+            hub.console.emit(
+                "presence",
+                Vec::new(),
+                serde_json::json!({ "online": hub.presence.online_leads(), "grids": rows }),
+            );
         }
     }
 }

@@ -456,21 +456,9 @@ impl Mqtt {
     }
 }
 
-/// The broker is an outlet of the delivery port: phones it carries get changes on their
-/// grid and lead topics. Nothing waits for the broker: a full client queue (the broker
-/// stalled) leaves an incident in the outbox and drops a status update or a frame to a
-/// lead (counted; the phone's next sync has it).
-impl Outlet for Mqtt {
-    fn name(&self) -> &'static str {
-        "the MQTT broker"
-    }
-
-    fn ready(&self) -> bool {
-        self.connected()
-    }
-
+impl Mqtt {
     /// Runs the event loop and the up-frame workers until shutdown.
-    fn start(self: Arc<Self>, hub: &Hub) {
+    pub(crate) fn start(self: Arc<Self>, hub: &Hub) {
         let Some(eventloop) = self
             .eventloop
             .lock()
@@ -490,6 +478,20 @@ impl Outlet for Mqtt {
         }
         hub.tracker
             .spawn(self.clone().event_loop(hub.clone(), eventloop, shards));
+    }
+}
+
+/// The broker is an outlet of the delivery port: phones it carries get changes on their
+/// grid and lead topics. Nothing waits for the broker: a full client queue (the broker
+/// stalled) leaves an incident in the outbox, makes a frame to a lead wait (bounded) and
+/// drops a status update (counted; the phone's next sync has it).
+impl Outlet for Mqtt {
+    fn name(&self) -> &'static str {
+        "the MQTT broker"
+    }
+
+    fn ready(&self) -> bool {
+        self.connected()
     }
 
     fn incident(&self, registry: &RegistryIndex, snap: &IncidentSnapshot) -> bool {

@@ -24,8 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
 use super::protocol::{self, Payload, Upstream};
-use crate::api::ApiError;
 use crate::auth::Claims;
+use crate::http::ApiError;
 use crate::session::{Channel, Frame, SessionHandle, encode};
 use crate::{Hub, now_ms};
 

@@ -139,7 +139,7 @@ pub async fn auth(State(hub): State<Hub>, headers: HeaderMap, body: axum::body::
     if !from_broker(&hub, &headers) {
         return hook_refused(&hub);
     }
-    let q: AuthQuery = match crate::api::parse_body(&hub, body, HOOK_BODY).await {
+    let q: AuthQuery = match crate::http::parse_body(&hub, body, HOOK_BODY).await {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
@@ -188,7 +188,7 @@ pub async fn acl(State(hub): State<Hub>, headers: HeaderMap, body: axum::body::B
     if !from_broker(&hub, &headers) {
         return hook_refused(&hub);
     }
-    let q: AclQuery = match crate::api::parse_body(&hub, body, HOOK_BODY).await {
+    let q: AclQuery = match crate::http::parse_body(&hub, body, HOOK_BODY).await {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };

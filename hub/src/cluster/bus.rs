@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use gridcast_protocol::frame::Assignment;
 
-use super::{Bus, BusEvent, BusFuture, ConfirmedFuture, ConsoleEvent, DoneFuture, OnlineFuture};
-use crate::bus::cluster::Cluster;
+use super::Cluster;
+use crate::bus::{
+    Bus, BusEvent, BusFuture, ConfirmedFuture, ConsoleEvent, DoneFuture, OnlineFuture,
+};
 use crate::registry::RegistryIndex;
 
 /// The bus of a node in a cluster.
@@ -40,10 +42,6 @@ impl Bus for RedisBus {
         } else {
             Err("cluster subscription down or resyncing: this node cannot deliver".into())
         }
-    }
-
-    fn start(self: Arc<Self>, hub: &crate::Hub) {
-        self.cluster.start(hub);
     }
 
     fn sessions_changed(&self) {

@@ -26,6 +26,7 @@
 //!   before anything in it is looked at: a `PUBLISH` by anyone else who can reach Redis
 //!   is dropped and counted, never delivered.
 
+mod bus;
 mod nodes;
 mod publish;
 mod resync;
@@ -33,6 +34,7 @@ pub mod seal;
 mod subscription;
 mod wire;
 
+pub(crate) use bus::RedisBus;
 use publish::publish_pipe;
 use wire::{ConsoleWire, Message, Seen, WireIn, WireOut};
 
