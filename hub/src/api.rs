@@ -138,7 +138,7 @@ async fn create_incident(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
     let req: CreateIncident = parse_body(&hub, body, hub.config.max_body_bytes).await?;
-    let created = hub.issue(&op, req).await?;
+    let created = hub.core.issue(&op, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -211,7 +211,7 @@ async fn post_update(
 ) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
     let req: UpdateBody = parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let revision = crate::store::Revision::Update { body: req.body };
-    Ok(Json(hub.revise(&op, &id, revision, false).await?))
+    Ok(Json(hub.core.revise(&op, &id, revision, false).await?))
 }
 
 #[derive(Deserialize)]
@@ -233,7 +233,7 @@ async fn post_close(
 ) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
     let req: CloseBody = parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let revision = crate::store::Revision::Close { reason: req.reason };
-    Ok(Json(hub.revise(&op, &id, revision, req.force).await?))
+    Ok(Json(hub.core.revise(&op, &id, revision, req.force).await?))
 }
 
 /// `POST /v1/incidents/{id}/tasks`.
@@ -245,7 +245,7 @@ async fn post_task(
 ) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedTask>)> {
     let req: gridcast_protocol::api::CreateTask =
         parse_body(&hub, body, hub.config.max_body_bytes).await?;
-    let created = hub.create_task(&op, &id, req).await?;
+    let created = hub.core.create_task(&op, &id, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

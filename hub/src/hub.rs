@@ -30,7 +30,7 @@ pub struct Hub(pub(crate) Arc<Inner>);
 /// What a hub holds.
 pub struct Inner {
     /// Settings.
-    pub(crate) config: Config,
+    pub(crate) config: Arc<Config>,
     /// Token signer/verifier.
     pub(crate) auth: Auth,
     /// Tokens refused although well signed.
@@ -42,7 +42,7 @@ pub struct Inner {
     /// This node's sessions.
     pub(crate) presence: Arc<Presence>,
     /// The one port every change is delivered through.
-    pub(crate) delivery: Delivery,
+    pub(crate) delivery: Arc<Delivery>,
     /// Console stream (operators' live view; the core emits through `delivery`).
     pub(crate) console: Arc<Console>,
     /// Metrics.
@@ -62,7 +62,7 @@ pub struct Inner {
     /// Connection attempts per address.
     pub(crate) connects: ConnectLimiter,
     /// Upstream budget of every lead.
-    pub(crate) lead_limits: ratelimit::LeadLimiter,
+    pub(crate) lead_limits: Arc<ratelimit::LeadLimiter>,
     /// This node's name.
     pub(crate) node_id: String,
     /// Held while a registry replacement is saved and put in force.
@@ -75,6 +75,8 @@ pub struct Inner {
     pub(crate) starters: std::sync::Mutex<Vec<Starter>>,
     /// Run after every registry put in force.
     pub(crate) registry_followers: Vec<RegistryFollower>,
+    /// The incident core, on its own narrow handle.
+    pub(crate) core: crate::dispatch::Dispatch,
 }
 
 impl std::ops::Deref for Hub {

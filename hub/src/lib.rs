@@ -11,7 +11,6 @@
 //! `backend` chooses the store and the bus, `open` builds a hub, `serve` runs it.
 #![warn(missing_docs)]
 
-pub(crate) mod after_action;
 pub(crate) mod api;
 pub mod auth;
 pub(crate) mod backend;
@@ -23,14 +22,12 @@ pub mod cluster;
 pub mod config;
 pub(crate) mod console;
 pub(crate) mod delivery;
-pub(crate) mod escalation;
+pub mod dispatch;
 pub(crate) mod http;
 mod hub;
-pub mod incident;
 pub(crate) mod listen;
 pub(crate) mod metrics;
 mod open;
-pub(crate) mod outbox;
 pub mod presence;
 pub(crate) mod ratelimit;
 pub(crate) mod receipts;
@@ -41,7 +38,6 @@ mod secret;
 mod serve;
 pub mod session;
 pub mod store;
-pub(crate) mod task;
 pub mod transport;
 pub(crate) mod upkeep;
 pub(crate) mod web;
@@ -53,6 +49,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use dispatch::incident;
+pub(crate) use dispatch::{after_action, escalation, outbox, task};
 pub use hub::{Hub, Inner};
 pub use secret::{load_or_create_secret, random_hex};
 pub use serve::{LISTEN_BACKLOG, bind, serve};

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::console::Console;
 use crate::delivery::{Delivery, Outlet};
+use crate::dispatch::{self, Dispatch};
 use crate::hub::{RegistryFollower, Starter};
 use crate::metrics::Metrics;
 use crate::ratelimit::ConnectLimiter;
@@ -127,6 +128,28 @@ impl Hub {
             Some(path) => revocation::Revocations::open(path).map_err(StartError::Revoked)?,
         });
         let (receipts, lane) = receipts::lane();
+        let config = Arc::new(config);
+        let delivery = Arc::new(Delivery::new(
+            bus,
+            outlets,
+            console.clone(),
+            registry.clone(),
+        ));
+        let lead_limits = Arc::new(ratelimit::LeadLimiter::new(ratelimit::LeadLimits {
+            frames: (config.upstream_rate, config.upstream_burst),
+            bytes: (config.upstream_bytes_rate, config.upstream_bytes_burst),
+            reports_per_minute: config.report_quota,
+        }));
+        let core = Dispatch::new(dispatch::Parts {
+            store: store.clone(),
+            delivery: delivery.clone(),
+            registry: registry.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            config: config.clone(),
+            lead_limits: lead_limits.clone(),
+            shutdown: shutdown.clone(),
+        });
         let hub = Hub(Arc::new(crate::hub::Inner {
             auth: Auth::with_keys(
                 &secret,
@@ -134,7 +157,8 @@ impl Hub {
                 config.max_token_lifetime_h,
             ),
             revocations,
-            delivery: Delivery::new(bus, outlets, console.clone(), registry.clone()),
+            delivery,
+            core,
             registry,
             store,
             presence,
@@ -148,11 +172,7 @@ impl Hub {
                 .map_err(|e| StartError::Config(config::ConfigError(e)))?,
             registry_uploads: Arc::new(Semaphore::new(1)),
             connects: ConnectLimiter::new(config.connect_rate, config.connect_burst),
-            lead_limits: ratelimit::LeadLimiter::new(ratelimit::LeadLimits {
-                frames: (config.upstream_rate, config.upstream_burst),
-                bytes: (config.upstream_bytes_rate, config.upstream_bytes_burst),
-                reports_per_minute: config.report_quota,
-            }),
+            lead_limits,
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),
             receipts,

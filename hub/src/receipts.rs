@@ -57,7 +57,7 @@ async fn record(hub: &Hub, batch: &mut Vec<MarkRequest>) {
     let started = Instant::now();
     let outcomes = hub.store.mark_many(batch).await;
     for (req, outcome) in batch.drain(..).zip(outcomes) {
-        let refusal = match outcome.map(|o| hub.marked(&req.incident, false, o, started)) {
+        let refusal = match outcome.map(|o| hub.core.marked(&req.incident, false, o, started)) {
             Ok(Ok(_)) => continue,
             Ok(Err(refusal)) => refusal,
             Err(e) => {

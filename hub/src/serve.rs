@@ -31,9 +31,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
     let app = api::router(hub.clone(), transport::routes());
     hub.tracker.spawn(upkeep::console_ticker(hub.clone()));
-    hub.tracker.spawn(escalation::ticker(hub.clone()));
-    if hub.outbox_wanted() {
-        hub.tracker.spawn(outbox::sweeper(hub.clone()));
+    hub.tracker.spawn(escalation::ticker(hub.core.clone()));
+    if hub.core.outbox_wanted() {
+        hub.tracker.spawn(outbox::sweeper(hub.core.clone()));
     }
     hub.tracker.spawn(upkeep::maintenance(hub.clone()));
     let starters = std::mem::take(&mut *hub.starters.lock().unwrap_or_else(|p| p.into_inner()));

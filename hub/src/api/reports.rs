@@ -86,6 +86,6 @@ pub(super) async fn post_promote(
 ) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
     let req: gridcast_protocol::api::PromoteReport =
         parse_body(&hub, body, hub.config.max_body_bytes).await?;
-    let created = hub.promote(&op, &id, req).await?;
+    let created = hub.core.promote(&op, &id, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

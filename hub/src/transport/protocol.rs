@@ -179,7 +179,7 @@ pub fn welcome(hub: &Hub, opened: &Opened) -> Frame {
 /// The sync after the welcome: every active and recently closed incident of the lead
 /// with its own status, then `synced`.
 pub async fn sync(hub: &Hub, lead: &str) -> Result<Vec<Frame>, StoreError> {
-    let mut frames = hub.sync_frames(lead).await?;
+    let mut frames = hub.core.sync_frames(lead).await?;
     frames.push(encode(&ServerFrame::Synced));
     Ok(frames)
 }
@@ -196,7 +196,7 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             if reference.is_none() && hub.receipt_later(lead, &incident) {
                 return None;
             }
-            hub.mark(lead, &incident, Mark::Receipt).await
+            hub.core.mark(lead, &incident, Mark::Receipt).await
         }
         ClientFrame::Ack {
             incident,
@@ -204,12 +204,13 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             note,
             ..
         } => {
-            hub.mark(lead, &incident, Mark::Ack { response, note })
+            hub.core
+                .mark(lead, &incident, Mark::Ack { response, note })
                 .await
         }
         ClientFrame::TaskUpdate {
             task, status, note, ..
-        } => hub.update_task(lead, &task, status, note).await,
+        } => hub.core.update_task(lead, &task, status, note).await,
         ClientFrame::Report {
             category,
             title,
@@ -218,7 +219,8 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             location,
             ..
         } => {
-            hub.report(lead, category, title, detail, grid, location)
+            hub.core
+                .report(lead, category, title, detail, grid, location)
                 .await
         }
     };

@@ -2,7 +2,8 @@
 //! acks (durable before `ok`), a lead's sync, and the operators' views.
 //!
 //! Nothing here knows a transport or a backend: it speaks to the [`Store`](crate::store)
-//! and the [`Bus`](crate::bus) traits and returns contract error codes.
+//! trait and the [`Delivery`](crate::delivery) port, through the core's own handle
+//! ([`Dispatch`](super::Dispatch)), and returns contract error codes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::time::rfc3339;
 use gridcast_protocol::{ErrorCode, GridCode, Status};
 
-use crate::Hub;
+use super::Dispatch;
 use crate::auth::Claims;
 use crate::session::{Frame, encode};
 use crate::store::{
@@ -138,10 +139,10 @@ fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Refusa
     Ok(())
 }
 
-impl Hub {
+impl Dispatch {
     /// Issues an activation for `operator`: checks it, resolves the recipients from the
     /// registry in force, records it durably, then fans it out.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         operator: &Claims,
         req: CreateIncident,
@@ -239,7 +240,7 @@ impl Hub {
     /// Applies an operator's update or close to an incident it can see: durable first,
     /// then every recipient gets the new `rev` (closed state included), on every
     /// channel.
-    pub async fn revise(
+    pub(crate) async fn revise(
         &self,
         operator: &Claims,
         id: &str,
@@ -305,7 +306,7 @@ impl Hub {
     /// Takes a lead's upward report (Art. 18: nobody may block it): into one of the
     /// lead's own grids or their micro-grids, within the lead's report quota
     /// (`--report-quota` a minute), stored durably, shown on the console at once.
-    pub async fn report(
+    pub(crate) async fn report(
         &self,
         lead: &str,
         category: gridcast_protocol::Category,
@@ -369,7 +370,7 @@ impl Hub {
     }
 
     /// Opens an incident from a report the operator can see; the report then names it.
-    pub async fn promote(
+    pub(crate) async fn promote(
         &self,
         operator: &Claims,
         report_id: &str,
@@ -422,7 +423,7 @@ impl Hub {
     }
 
     /// Applies a lead's receipt or ack. Resolves only once the change is durable.
-    pub async fn mark(&self, lead: &str, incident: &str, mark: Mark) -> Result<(), Refusal> {
+    pub(crate) async fn mark(&self, lead: &str, incident: &str, mark: Mark) -> Result<(), Refusal> {
         if let Mark::Ack { note: Some(n), .. } = &mark {
             check_text("note", n, 0, MAX_NOTE)?;
         }
@@ -483,7 +484,7 @@ impl Hub {
 
     /// The incident frames of a lead's sync: every active incident it is a recipient of
     /// and every one closed within the configured hours, with its own status.
-    pub async fn sync_frames(&self, lead: &str) -> Result<Vec<Frame>, StoreError> {
+    pub(crate) async fn sync_frames(&self, lead: &str) -> Result<Vec<Frame>, StoreError> {
         let since = self
             .clock
             .now_ms()

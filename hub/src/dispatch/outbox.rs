@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::Hub;
+use super::Dispatch;
 use crate::store::IncidentSnapshot;
 
 /// How often a node looks for unfinished fan-outs.
@@ -21,7 +21,7 @@ const SWEEP: Duration = Duration::from_secs(1);
 /// this long to publish and clear it itself).
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
-impl Hub {
+impl Dispatch {
     /// True when a change must be recorded with an outbox entry: some of its
     /// recipients may be reached only through another node or the broker.
     pub(crate) fn outbox_wanted(&self) -> bool {
@@ -52,20 +52,20 @@ impl Hub {
 /// blipped past the retries, or the broker was away): every [`SWEEP`], claims the
 /// entries older than [`GRACE`] (a claim is a lease: other nodes skip it for one grace)
 /// and publishes them again on the channels that need it.
-pub(crate) async fn sweeper(hub: Hub) {
+pub(crate) async fn sweeper(core: Dispatch) {
     let mut tick = tokio::time::interval(SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = hub.shutdown.cancelled() => return,
+            () = core.shutdown.cancelled() => return,
         }
         // A single node with an outlet away: nothing to do until it is back.
-        if !hub.delivery.sweep_useful() {
+        if !core.delivery.sweep_useful() {
             continue;
         }
-        let now = hub.clock.now_ms();
-        let due = match hub
+        let now = core.clock.now_ms();
+        let due = match core
             .store
             .outbox_claim(now.saturating_sub(GRACE.as_millis() as u64), now)
             .await
@@ -77,7 +77,7 @@ pub(crate) async fn sweeper(hub: Hub) {
             }
         };
         for (id, rev) in due {
-            let snap = match hub.store.incident(&id).await {
+            let snap = match core.store.incident(&id).await {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) => {
@@ -87,10 +87,10 @@ pub(crate) async fn sweeper(hub: Hub) {
             };
             // Other nodes and every outlet (this node's sessions had it when it was
             // made here, or get it now, the same rev).
-            let sent = hub.delivery.incident_again(&snap).await;
+            let sent = core.delivery.incident_again(&snap).await;
             tracing::info!(incident = %id, rev, current = snap.meta.rev, sent, "outbox: fan-out finished by the sweeper");
             if sent {
-                hub.outbox_finished(&id, rev).await;
+                core.outbox_finished(&id, rev).await;
             }
         }
     }

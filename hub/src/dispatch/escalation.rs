@@ -17,7 +17,7 @@ use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::time::rfc3339;
 use gridcast_protocol::{GridCode, Role, Status};
 
-use crate::Hub;
+use super::Dispatch;
 use crate::incident::lead_frame;
 use crate::session::{Frame, encode};
 use crate::store::escalation_due;
@@ -39,16 +39,16 @@ fn parent(grid: &GridCode) -> GridCode {
 }
 
 /// Runs until shutdown: claims due steps and carries them out.
-pub(crate) async fn ticker(hub: Hub) {
+pub(crate) async fn ticker(core: Dispatch) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = hub.shutdown.cancelled() => return,
+            () = core.shutdown.cancelled() => return,
         }
-        let now = hub.clock.now_ms();
-        let due = match hub.store.escalations_due(now, LEASE_MS).await {
+        let now = core.clock.now_ms();
+        let due = match core.store.escalations_due(now, LEASE_MS).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "escalation check failed");
@@ -56,7 +56,7 @@ pub(crate) async fn ticker(hub: Hub) {
             }
         };
         for (id, step) in due {
-            hub.escalate(&id, step).await;
+            core.escalate(&id, step).await;
         }
     }
 }
@@ -80,7 +80,7 @@ fn responsible(
         .collect()
 }
 
-impl Hub {
+impl Dispatch {
     /// Carries out one escalation step of an incident, or of an overdue task when `id`
     /// is a task id (see the module docs).
     pub(crate) async fn escalate(&self, id: &str, step: u8) {
@@ -206,7 +206,7 @@ impl Hub {
     }
 }
 
-impl Hub {
+impl Dispatch {
     /// An open task past its due time: step 1 sends it again to the leads concerned and
     /// to the grid lead, step 2 to the instructor, step 3 alerts the console; done,
     /// failed or declined tasks leave the chain.

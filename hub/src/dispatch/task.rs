@@ -8,7 +8,7 @@ use gridcast_protocol::frame::{Assignee, ServerFrame, TaskStatus, TaskView};
 use gridcast_protocol::time::rfc3339;
 use gridcast_protocol::{ErrorCode, GridCode};
 
-use crate::Hub;
+use super::Dispatch;
 use crate::auth::Claims;
 use crate::incident::{MAX_BODY, MAX_NOTE, MAX_TITLE, Refusal, visible};
 use crate::session::{Frame, encode};
@@ -40,7 +40,7 @@ fn bad(message: impl Into<String>) -> Refusal {
     Refusal::new(ErrorCode::BadRequest, message)
 }
 
-impl Hub {
+impl Dispatch {
     /// `POST /v1/incidents/{id}/tasks`.
     pub(crate) async fn create_task(
         &self,
