@@ -89,12 +89,7 @@ async fn a_silent_lead_is_renotified_then_escalated_to_its_grid_lead_instructor_
     )
     .await;
     let mut all = phones(&hub, &["GL1", "IN1", "S1", "A1", "GL2", "IN2", "S2"]).await;
-    let mut sse = reqwest::Client::new()
-        .get(format!("{}/v1/console/events", hub.http()))
-        .bearer_auth(token("op", gridcast_hub::auth::TokenRole::Operator, ""))
-        .send()
-        .await
-        .unwrap();
+    let mut sse = console_stream(&hub.http()).await;
     let created = hub.console("").activate(&activation_2s()).await.unwrap();
     assert_eq!(created.recipients, 3, "S1, A1, S2");
     for id in ["S1", "A1", "S2"] {

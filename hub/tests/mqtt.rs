@@ -856,12 +856,7 @@ async fn an_mqtt_lead_and_a_websocket_lead_are_in_one_presence() {
         .unwrap()
         .id
         .clone();
-    let mut sse = reqwest::Client::new()
-        .get(format!("{}/v1/console/events", hub.http()))
-        .bearer_auth(token("op", gridcast_hub::auth::TokenRole::Operator, ""))
-        .send()
-        .await
-        .unwrap();
+    let mut sse = console_stream(&hub.http()).await;
     let (mut ws, _) = LeadClient::connect(&hub.ws_url(), &lead_token(&on_ws))
         .await
         .unwrap();

@@ -114,6 +114,16 @@ pub fn auth() -> Auth {
     Auth::new(SECRET.as_bytes())
 }
 
+/// The console's live stream of the hub at `http`, as a city-wide operator.
+pub async fn console_stream(http: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{http}/v1/console/events"))
+        .bearer_auth(token("op", TokenRole::Operator, ""))
+        .send()
+        .await
+        .expect("the console stream opens")
+}
+
 pub fn token(sub: &str, role: TokenRole, scope: &str) -> String {
     let exp = gridcast_hub::now_ms() / 1000 + 3600;
     auth().sign(&Claims {

@@ -82,18 +82,11 @@ impl RedisStore {
             };
             next.note_by = Some(lead.to_owned());
             let event = task_event(&next, lead, Some(lead), at);
-            let swapped: i64 = self.seen(
-                redis::Script::new(TASK_SCRIPT)
-                    .key(tasks_key(incident))
-                    .key(timeline_key(incident))
-                    .arg(task)
-                    .arg(&current)
-                    .arg(serde_json::to_string(&next).map_err(io)?)
-                    .arg(serde_json::to_string(&event).map_err(io)?)
-                    .invoke_async(&mut c)
-                    .await,
-            )?;
-            if swapped == 1 {
+            let event = serde_json::to_string(&event).map_err(io)?;
+            if self
+                .swap_task_record(incident, task, &current, &next, event)
+                .await?
+            {
                 return Ok(TaskOutcome::Changed(next));
             }
         }
@@ -140,18 +133,8 @@ impl RedisStore {
                         Some(e) => serde_json::to_string(e).map_err(io)?,
                         None => String::new(),
                     };
-                    let swapped: i64 = self.seen(
-                        redis::Script::new(TASK_SCRIPT)
-                            .key(tasks_key(incident))
-                            .key(timeline_key(incident))
-                            .arg(task)
-                            .arg(&current)
-                            .arg(serde_json::to_string(&t).map_err(io)?)
-                            .arg(event)
-                            .invoke_async(&mut c)
-                            .await,
-                    )?;
-                    swapped == 1
+                    self.swap_task_record(incident, task, &current, &t, event)
+                        .await?
                 } else {
                     false
                 }
@@ -164,5 +147,29 @@ impl RedisStore {
             None => self.seen(c.zrem::<_, _, ()>(ESCALATIONS, task).await)?,
         }
         Ok(fresh)
+    }
+
+    /// Replaces a task's record with `next` if it is still `current` (compare and set,
+    /// one script) and appends `event` (JSON; none if empty) to the timeline.
+    async fn swap_task_record(
+        &self,
+        incident: &str,
+        task: &str,
+        current: &str,
+        next: &TaskRecord,
+        event: String,
+    ) -> Result<bool, StoreError> {
+        let swapped: i64 = self.seen(
+            redis::Script::new(TASK_SCRIPT)
+                .key(tasks_key(incident))
+                .key(timeline_key(incident))
+                .arg(task)
+                .arg(current)
+                .arg(serde_json::to_string(next).map_err(io)?)
+                .arg(event)
+                .invoke_async(&mut self.connection())
+                .await,
+        )?;
+        Ok(swapped == 1)
     }
 }
