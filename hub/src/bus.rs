@@ -31,12 +31,15 @@ pub(crate) enum BusEvent {
         /// Its recipients with their current state.
         recipients: Arc<Vec<RecipientState>>,
     },
-    /// One lead's own status changed (its ack): all its devices get the new `me`.
+    /// One lead's own status changed (its ack): its other devices get the new `me`.
     Recipient {
         /// The incident.
         meta: Arc<IncidentMeta>,
         /// The lead's new state.
         state: RecipientState,
+        /// The session the ack came from (on this node): it has its `ok` and knows its
+        /// own answer, so it is not sent the frame again.
+        except: Option<u64>,
     },
     /// A frame for every device of one lead (re-notification, escalation).
     ToLead {
@@ -128,19 +131,26 @@ pub(crate) fn deliver(presence: &Presence, metrics: &Metrics, event: &BusEvent) 
             metrics.fanout_seconds.observe(started.elapsed());
             ("fan-out", &meta.id, reach)
         }
-        BusEvent::Recipient { meta, state } => {
-            let frame = encode(&ServerFrame::Incident {
-                incident: meta.view(),
-                me: Some(Me {
-                    status: state.status,
-                    grid: state.grid.clone(),
-                    role: state.role,
-                }),
-            });
+        BusEvent::Recipient {
+            meta,
+            state,
+            except,
+        } => {
+            // Encoded only if another session of the lead is here.
+            let frame = || {
+                encode(&ServerFrame::Incident {
+                    incident: meta.view(),
+                    me: Some(Me {
+                        status: state.status,
+                        grid: state.grid.clone(),
+                        role: state.role,
+                    }),
+                })
+            };
             (
                 "status update",
                 &meta.id,
-                presence.send_to_lead(&state.lead, &frame),
+                presence.send_to_lead_except(&state.lead, *except, frame),
             )
         }
         BusEvent::ToLead { lead, frame, .. } => {

@@ -111,12 +111,24 @@ impl Delivery {
         all
     }
 
-    /// A lead's new answer, to all its devices.
-    pub(crate) async fn status(&self, meta: Arc<IncidentMeta>, state: RecipientState) {
+    /// A lead's new answer, to all its devices but the session it came from (`origin`,
+    /// which has its `ok`).
+    pub(crate) async fn status(
+        &self,
+        meta: Arc<IncidentMeta>,
+        state: RecipientState,
+        origin: Option<u64>,
+    ) {
         for o in &self.outlets {
             o.status(&meta, &state);
         }
-        self.bus.publish(BusEvent::Recipient { meta, state }).await;
+        self.bus
+            .publish(BusEvent::Recipient {
+                meta,
+                state,
+                except: origin,
+            })
+            .await;
     }
 
     /// A frame to every device of one lead; `grid` is one of its grids (the cluster

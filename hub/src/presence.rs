@@ -230,6 +230,36 @@ impl Presence {
         reach
     }
 
+    /// Queues a frame to every session of one lead but `except`; the frame is made only
+    /// if there is such a session.
+    pub(crate) fn send_to_lead_except(
+        &self,
+        lead: &str,
+        except: Option<u64>,
+        frame: impl FnOnce() -> Frame,
+    ) -> Reach {
+        let mut reach = Reach::default();
+        if let Some(e) = self.leads.get(lead) {
+            reach.online = 1;
+            let others: Vec<&SessionHandle> = e
+                .sessions
+                .iter()
+                .filter(|s| s.queued() && Some(s.id) != except)
+                .collect();
+            if !others.is_empty() {
+                let frame = frame();
+                for s in others {
+                    match s.push(frame.clone()) {
+                        Ok(()) => reach.frames += 1,
+                        Err(PushError::Full) => reach.dropped += 1,
+                        Err(PushError::Closed) => {}
+                    }
+                }
+            }
+        }
+        reach
+    }
+
     /// Queues an incident frame, with each recipient's own `me`, to every session here.
     pub fn fanout(&self, meta: &IncidentMeta, recipients: &[RecipientState]) -> Reach {
         let view = meta.view();

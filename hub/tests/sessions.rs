@@ -662,3 +662,82 @@ async fn receipts_without_ref_are_recorded_and_none_read_is_lost_at_a_stop() {
     assert_eq!(counts.delivered, 0);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn an_ack_reaches_the_leads_other_devices_and_not_the_one_that_sent_it() {
+    let hub = TestHub::start("other-devices", Some(city(60)), |_| {}).await;
+    let created = hub
+        .console("")
+        .activate(&activation("Chemical leak", &[TOWN_A], &[]))
+        .await
+        .unwrap();
+    let doc = city(60);
+    let lead = &doc
+        .staff
+        .iter()
+        .find(|p| p.assignments[0].grid.starts_with(TOWN_A))
+        .unwrap()
+        .id;
+    let (mut phone, _) = LeadClient::connect(&hub.ws_url(), &lead_token(lead))
+        .await
+        .unwrap();
+    phone.sync().await.unwrap();
+    let (mut tablet, _) = LeadClient::connect(&hub.ws_url(), &lead_token(lead))
+        .await
+        .unwrap();
+    tablet.sync().await.unwrap();
+
+    let ack = ClientFrame::Ack {
+        incident: created.id.clone(),
+        response: Response::Accept,
+        note: None,
+        reference: Some("a1".into()),
+    };
+    let (res, before_ok) = phone.request(&ack).await.unwrap();
+    res.unwrap();
+    // The other device gets the incident with the lead's new answer in `me`.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), tablet.next())
+            .await
+            .expect("the other device hears of the ack in time")
+            .unwrap()
+        {
+            ServerFrame::Incident {
+                incident,
+                me: Some(me),
+            } if incident.id == created.id => {
+                assert_eq!(me.status, Status::Accepted);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // The device that acked has its `ok` and is not sent the incident again: nothing
+    // about it arrives before the `ok`, nor before the answer to a ping sent after it.
+    let mut seen = before_ok;
+    phone
+        .send(&ClientFrame::Ping {
+            reference: Some("after".into()),
+        })
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), phone.next())
+            .await
+            .expect("pong in time")
+            .unwrap()
+        {
+            ServerFrame::Pong { .. } => break,
+            other => seen.push(other),
+        }
+    }
+    assert!(
+        !seen.iter().any(
+            |f| matches!(f, ServerFrame::Incident { incident, .. } if incident.id == created.id)
+        ),
+        "{seen:?}"
+    );
+    phone.close().await;
+    tablet.close().await;
+    hub.stop().await;
+}

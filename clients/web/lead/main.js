@@ -51,9 +51,11 @@ function signIn(token) {
       showConn();
       if (state === "refused") signOut(t(info.code === 4401 ? "lead.refused_token" : "lead.refused_lead"));
     },
-    onAnswer: (key, state, f) => {
+    onAnswer: (key, state, f, sent) => {
       S.notes.set(key, { state, what: whatOf.get(key) || (() => ""), why: f ? () => errorText(f.code, f.message) : () => "" });
       if (key === "report" && state === "ok") byId("report-form").reset();
+      // The hub sends the new `me` to the lead's other devices only: this one has its ok.
+      if (state === "ok" && sent && sent.type === "ack") ownAnswer(sent.incident, sent.response);
       store.touch("notes");
     },
   });
@@ -102,6 +104,14 @@ function onFrame(f) {
     default:
       break;
   }
+}
+
+/** This device's ack was recorded: its own status follows at once. */
+function ownAnswer(id, response) {
+  const cur = S.incidents.get(id);
+  if (!cur || !cur.me) return;
+  S.incidents.set(id, { ...cur, me: { ...cur.me, status: response === "accept" ? "accepted" : "declined" } });
+  store.touch("incidents");
 }
 
 function onIncident(incident, me) {

@@ -64,7 +64,7 @@ export function createSession({ token, onFrame, onState, onAnswer }) {
         const p = pending.get(f.ref);
         if (p) {
           pending.delete(f.ref);
-          onAnswer(p.key, "ok");
+          onAnswer(p.key, "ok", undefined, p.frame);
         }
         break;
       }

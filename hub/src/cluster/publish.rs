@@ -128,7 +128,7 @@ impl Cluster {
                 self.saw(&meta.id, meta.rev);
                 (Some(&**meta), true, recipients.iter().collect(), None)
             }
-            BusEvent::Recipient { meta, state } => (Some(&**meta), false, vec![state], None),
+            BusEvent::Recipient { meta, state, .. } => (Some(&**meta), false, vec![state], None),
             BusEvent::ToLead { lead, grid, frame } => (
                 None,
                 false,

@@ -148,7 +148,11 @@ impl Cluster {
                 let Some(state) = w.recipients.into_iter().next() else {
                     return;
                 };
-                BusEvent::Recipient { meta, state }
+                BusEvent::Recipient {
+                    meta,
+                    state,
+                    except: None,
+                }
             };
             deliver(&self.presence, &self.metrics, &event);
         } else if channel == probe_channel(&self.node) {

@@ -422,8 +422,15 @@ impl Dispatch {
         Ok(created)
     }
 
-    /// Applies a lead's receipt or ack. Resolves only once the change is durable.
-    pub(crate) async fn mark(&self, lead: &str, incident: &str, mark: Mark) -> Result<(), Refusal> {
+    /// Applies a lead's receipt or ack, which came from the session `origin` (if a
+    /// session of this node). Resolves only once the change is durable.
+    pub(crate) async fn mark(
+        &self,
+        lead: &str,
+        incident: &str,
+        mark: Mark,
+        origin: Option<u64>,
+    ) -> Result<(), Refusal> {
         if let Mark::Ack { note: Some(n), .. } = &mark {
             check_text("note", n, 0, MAX_NOTE)?;
         }
@@ -436,8 +443,8 @@ impl Dispatch {
         if let Some((meta, state)) = self.marked(incident, is_ack, outcome, started)?
             && is_ack
         {
-            // Every device of the lead learns the new answer.
-            self.delivery.status(meta, state).await;
+            // Every other device of the lead learns the new answer.
+            self.delivery.status(meta, state, origin).await;
         }
         Ok(())
     }

@@ -323,7 +323,7 @@ impl Mqtt {
                     let r = frame.reference().map(str::to_owned);
                     protocol::error(hub, r, code, &why)
                 } else {
-                    match protocol::answer(hub, lead, frame).await {
+                    match protocol::answer(hub, lead, frame, None).await {
                         Some(reply) => reply,
                         None => return,
                     }

@@ -185,7 +185,15 @@ pub async fn sync(hub: &Hub, lead: &str) -> Result<Vec<Frame>, StoreError> {
 }
 
 /// What a frame of an open session does, and the reply it gets: `ok`/`pong` or `error`, or nothing (no `ref`).
-pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerFrame> {
+///
+/// `origin` is the session the frame came by, when it is one this node queues frames to
+/// (a WebSocket session): the status an ack makes is not sent back to it.
+pub async fn answer(
+    hub: &Hub,
+    lead: &str,
+    frame: ClientFrame,
+    origin: Option<u64>,
+) -> Option<ServerFrame> {
     let reference = frame.reference().map(str::to_owned);
     let result = match frame {
         ClientFrame::Ping { reference } => return Some(ServerFrame::Pong { reference }),
@@ -196,7 +204,7 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             if reference.is_none() && hub.receipt_later(lead, &incident) {
                 return None;
             }
-            hub.core.mark(lead, &incident, Mark::Receipt).await
+            hub.core.mark(lead, &incident, Mark::Receipt, origin).await
         }
         ClientFrame::Ack {
             incident,
@@ -205,7 +213,7 @@ pub async fn answer(hub: &Hub, lead: &str, frame: ClientFrame) -> Option<ServerF
             ..
         } => {
             hub.core
-                .mark(lead, &incident, Mark::Ack { response, note })
+                .mark(lead, &incident, Mark::Ack { response, note }, origin)
                 .await
         }
         ClientFrame::TaskUpdate {
@@ -331,7 +339,7 @@ mod tests {
             panic!("a ping is a frame");
         };
         assert!(matches!(
-            answer(&hub, &lead, frame).await,
+            answer(&hub, &lead, frame, None).await,
             Some(ServerFrame::Pong { reference: Some(r) }) if r == "p1"
         ));
         let Upstream::Refused(e) = admit(&hub, &lead, Payload::Other(40)) else {
@@ -364,7 +372,7 @@ mod tests {
         let Upstream::Frame(frame) = admit(&hub, &format!("?{lead}"), Payload::Text(ack)) else {
             panic!("an ack is a frame");
         };
-        match answer(&hub, &lead, frame).await {
+        match answer(&hub, &lead, frame, None).await {
             Some(ServerFrame::Error {
                 code, reference, ..
             }) => assert_eq!(

@@ -308,7 +308,7 @@ async fn on_message(hub: &Hub, lead: &str, handle: &SessionHandle, m: Message) -
             Ok(opened) => return Some(opened.claims),
             Err(r) => r.frame(hub),
         },
-        Upstream::Frame(frame) => protocol::answer(hub, lead, frame).await?,
+        Upstream::Frame(frame) => protocol::answer(hub, lead, frame, Some(handle.id)).await?,
     };
     let _ = handle.send(encode(&reply)).await;
     None
