@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One hub node (embedded store) against the baseline, N phones (default 10,000), all on
-# this machine over loopback: baseline broadcast, fan-out drill, reconnect storm.
+# this machine over loopback: baseline broadcast (silent, receipts, receipts + acks),
+# fan-out drill, reconnect storm.
 # Usage: load-tests/bench-single.sh [N]
 set -euo pipefail
 N=${1:-10000}
@@ -17,6 +18,8 @@ echo "== baseline: minimal broadcaster, $N clients"
 "$DRILL" baseline --leads "$N"
 echo "== baseline whose clients answer with a receipt as the phones do, $N clients"
 "$DRILL" baseline --leads "$N" --receipts
+echo "== baseline whose clients also ack after the drill's delay, answered ok, $N clients"
+"$DRILL" baseline --leads "$N" --acks
 echo "== gridcast: fan-out drill, $N phones"
 "$DRILL" fanout --hub "http://127.0.0.1:$PORT" --admin-token "$ADMIN" --jwt-secret "$SECRET" \
   --leads "$N" --hub-pid "$HUB_PID" --json "$WORK/fanout.json"

@@ -1,6 +1,9 @@
 //! The baseline of every benchmark: a minimal WebSocket broadcaster (tokio-tungstenite,
 //! tuned buffers, one pre-serialised frame written to every connection; no auth, no
-//! state, no acks), run as its own process under the same load as the hub.
+//! state), run as its own process under the same load as the hub. Its clients may answer
+//! as gridcast's phones do (`--receipts`: decode the frame, send a receipt; `--acks`:
+//! also an ack with a `ref` after the drill's human-like delay, which the broadcaster
+//! decodes and answers with `ok`, as a hub must, but without recording anything).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +44,16 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
                 tokio::select! {
                     m = stream.next() => match m {
                         Some(Ok(Message::Text(t))) if t.as_str() == "go" => { let _ = tx.send(()); }
+                        Some(Ok(Message::Text(t))) => {
+                            // A frame with a `ref` is answered `ok`, as a hub answers it.
+                            if let Some(reference) = gridcast_protocol::frame::reference_of(&t) {
+                                let ok = gridcast_protocol::frame::ServerFrame::Ok { reference };
+                                let Ok(text) = serde_json::to_string(&ok) else { return };
+                                if sink.send(Message::text(text)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         Some(Ok(_)) => {}
                         _ => return,
                     },
@@ -55,12 +68,21 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
     }
 }
 
+/// How a baseline client answers the frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Answers {
+    /// Decode the frame and send a receipt, as a gridcast phone does.
+    pub receipt: bool,
+    /// Then, after this long, an ack with a `ref`, and wait for its `ok`.
+    pub ack_after: Option<Duration>,
+}
+
 /// One baseline client: connects, reports ready, waits for the go, reports when the
-/// frame arrived (and with `receipt`, decodes it and answers with a receipt frame as a
-/// gridcast phone does), stays connected.
+/// frame arrived and answers it as `answers` says (reporting when its ack was answered
+/// `ok`), stays connected.
 pub async fn phone(
     url: String,
-    receipt: bool,
+    answers: Answers,
     tx: mpsc::Sender<Event>,
     mut go: watch::Receiver<Option<Instant>>,
     gate: Arc<tokio::sync::Semaphore>,
@@ -81,16 +103,39 @@ pub async fn phone(
             }
         };
         tx.send(Event::Received(issued.elapsed())).await.ok()?;
-        if receipt {
-            let f: gridcast_protocol::frame::ServerFrame = serde_json::from_str(&frame).ok()?;
-            if let gridcast_protocol::frame::ServerFrame::Incident { incident, .. } = f {
-                let r = gridcast_protocol::frame::ClientFrame::Receipt {
-                    incident: incident.id,
+        if answers.receipt {
+            use gridcast_protocol::frame::{ClientFrame, ServerFrame};
+            let f: ServerFrame = serde_json::from_str(&frame).ok()?;
+            if let ServerFrame::Incident { incident, .. } = f {
+                let r = ClientFrame::Receipt {
+                    incident: incident.id.clone(),
                     rev: incident.rev,
                     reference: None,
                 };
-                let text = serde_json::to_string(&r).ok()?;
-                ws.send(Message::text(text)).await.ok()?;
+                ws.send(Message::text(serde_json::to_string(&r).ok()?))
+                    .await
+                    .ok()?;
+                if let Some(after) = answers.ack_after {
+                    tokio::time::sleep(after).await; // the person reading and answering
+                    let ack = ClientFrame::Ack {
+                        incident: incident.id,
+                        response: gridcast_protocol::model::Response::Accept,
+                        note: None,
+                        reference: Some("a".into()),
+                    };
+                    ws.send(Message::text(serde_json::to_string(&ack).ok()?))
+                        .await
+                        .ok()?;
+                    loop {
+                        if let Message::Text(t) = ws.next().await?.ok()?
+                            && let Ok(ServerFrame::Ok { reference }) = serde_json::from_str(&t)
+                            && reference == "a"
+                        {
+                            break;
+                        }
+                    }
+                    tx.send(Event::Acked(issued.elapsed())).await.ok()?;
+                }
             }
         }
         std::future::pending::<()>().await;
@@ -122,6 +167,12 @@ pub struct BaselineReport {
     pub server_kib_per_conn: f64,
     /// The servers' CPU seconds from the go to the last delivery (summed).
     pub server_cpu_s: f64,
+    /// Clients whose ack was answered `ok` (`--acks`).
+    pub acked: usize,
+    /// From the go to the last ack answered (`--acks`).
+    pub last_ack_ms: f64,
+    /// The servers' CPU seconds from the go to the last ack answered (`--acks`).
+    pub server_cpu_acks_s: f64,
     /// Clients that failed.
     pub errors: usize,
 }
@@ -132,7 +183,7 @@ pub struct BaselineReport {
 pub async fn run(
     mut opts: FanoutOpts,
     servers: usize,
-    receipts: bool,
+    job: crate::Job,
 ) -> anyhow::Result<BaselineReport> {
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -161,11 +212,7 @@ pub async fn run(
     let (go_tx, go_rx) = watch::channel(None);
     let started = Instant::now();
     let leads = vec![Default::default(); n];
-    let job = if receipts {
-        crate::Job::BaselineReceipts
-    } else {
-        crate::Job::Baseline
-    };
+    let acks = job == crate::Job::BaselineAcks;
     let phones = crate::Phones::start(job, &opts, &leads, tx, go_rx)?;
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let (ready, _, errors) = crate::await_ready(&mut rx, n, deadline, opts.progress).await?;
@@ -185,19 +232,29 @@ pub async fn run(
     }
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let (mut delivered, mut lost, mut last) = (0, 0, Duration::ZERO);
-    while delivered + lost < ready {
+    let (mut acked, mut last_ack) = (0, Duration::ZERO);
+    let mut done = None;
+    while delivered + lost < ready || (acks && acked + lost < ready) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(Event::Received(d))) => {
                 delivered += 1;
                 last = last.max(d);
                 h.record((d.as_micros() as u64).max(1))?;
             }
+            Ok(Some(Event::Acked(d))) => {
+                acked += 1;
+                last_ack = last_ack.max(d);
+            }
             Ok(Some(Event::Failed(_))) => lost += 1,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
+        if done.is_none() && delivered + lost >= ready {
+            done = Some(crate::procs_usage(&pids).context("reading the servers' /proc")?);
+        }
     }
-    let done = crate::procs_usage(&pids).context("reading the servers' /proc")?;
+    let after_acks = crate::procs_usage(&pids).context("reading the servers' /proc")?;
+    let done = done.unwrap_or(after_acks);
     drop(phones);
     Ok(BaselineReport {
         servers: urls.len(),
@@ -209,6 +266,9 @@ pub async fn run(
         server_rss_mb: loaded.0,
         server_kib_per_conn: (loaded.0 - idle.0) * 1024.0 / ready.max(1) as f64,
         server_cpu_s: done.1 - loaded.1,
+        acked,
+        last_ack_ms: last_ack.as_secs_f64() * 1e3,
+        server_cpu_acks_s: if acks { after_acks.1 - loaded.1 } else { 0.0 },
         errors: errors + lost,
     })
 }
@@ -216,6 +276,53 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn answering_clients_get_the_frame_and_their_acks_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(serve(listener));
+        let (tx, mut rx) = mpsc::channel(64);
+        let (go_tx, go_rx) = watch::channel(None);
+        let gate = Arc::new(tokio::sync::Semaphore::new(8));
+        let answers = Answers {
+            receipt: true,
+            ack_after: Some(Duration::from_millis(1)),
+        };
+        let mut phones = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            phones.spawn(phone(
+                url.clone(),
+                answers,
+                tx.clone(),
+                go_rx.clone(),
+                gate.clone(),
+            ));
+        }
+        let mut ready = 0;
+        while ready < 10 {
+            if let Some(Event::Ready(_)) = rx.recv().await {
+                ready += 1;
+            }
+        }
+        let (mut trigger, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        let _ = go_tx.send(Some(Instant::now()));
+        trigger.send(Message::text("go")).await.unwrap();
+        let (mut received, mut acked) = (0, 0);
+        while received < 10 || acked < 10 {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Event::Received(_))) => received += 1,
+                Ok(Some(Event::Acked(_))) => acked += 1,
+                Ok(Some(Event::Failed(why))) => panic!("{why}"),
+                Ok(_) => {}
+                Err(_) => panic!("{received} received, {acked} acked in 10 s"),
+            }
+        }
+        phones.abort_all();
+        server.abort();
+    }
 
     #[test]
     fn the_baseline_frame_is_a_real_incident_frame() {

@@ -136,6 +136,13 @@ enum Command {
         /// Clients decode the frame and answer with a receipt, as the drill's phones do.
         #[arg(long)]
         receipts: bool,
+        /// Clients also send an ack with a `ref` after the drill's delay, which the
+        /// broadcaster answers `ok` (implies --receipts): the baseline of a drill's acks.
+        #[arg(long)]
+        acks: bool,
+        /// Human-like delay before each ack, min,max in ms (as the drill's).
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        ack_delay_ms: Vec<u64>,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -145,7 +152,7 @@ enum Command {
     Worker {
         #[command(flatten)]
         hub: HubArgs,
-        /// fanout, storm, baseline or baseline-receipts.
+        /// fanout, storm, baseline, baseline-receipts or baseline-acks.
         #[arg(long)]
         job: gridcast_load_tests::Job,
         /// First phone (index into the run's lead list).
@@ -351,10 +358,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout_s,
             per_process,
             receipts,
+            acks,
+            ack_delay_ms,
             json,
         } => {
             check_limit(leads, per_process)?;
-            let opts = HubArgs {
+            let mut opts = HubArgs {
                 hub: vec![],
                 jwt_secret: String::new(),
                 prefix: "33".into(),
@@ -363,7 +372,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 per_process,
             }
             .opts(String::new())?;
-            let r = baseline::run(opts, servers, receipts).await?;
+            opts.ack_delay_ms = delay_range(&ack_delay_ms)?;
+            let job = match (receipts, acks) {
+                (_, true) => gridcast_load_tests::Job::BaselineAcks,
+                (true, false) => gridcast_load_tests::Job::BaselineReceipts,
+                (false, false) => gridcast_load_tests::Job::Baseline,
+            };
+            let r = baseline::run(opts, servers, job).await?;
             println!(
                 "baseline        {} clients on {} server process(es), connected {:.0}/s",
                 r.clients, r.servers, r.connect_per_s
@@ -375,6 +390,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "server          {:.1} MiB RSS with {} connections ({:.1} KiB each), {:.2} s CPU for the broadcast",
                 r.server_rss_mb, r.clients, r.server_kib_per_conn, r.server_cpu_s
             );
+            if acks {
+                println!("acked           {}", r.acked);
+                println!("last ack        {:.1} ms", r.last_ack_ms);
+                println!(
+                    "server          {:.2} s CPU from the broadcast to the last ack",
+                    r.server_cpu_acks_s
+                );
+            }
             println!("errors          {}", r.errors);
             write_json(json, &r)?;
         }

@@ -15,6 +15,9 @@ pub enum Job {
     /// The same, each client also decoding the frame and answering with a receipt
     /// as gridcast's phones do (the broadcaster reads and ignores it).
     BaselineReceipts,
+    /// The same, each client then also sending an ack with a `ref` after the drill's
+    /// delay and waiting for the broadcaster's `ok`.
+    BaselineAcks,
 }
 
 impl Job {
@@ -25,6 +28,7 @@ impl Job {
             Self::Storm => "storm",
             Self::Baseline => "baseline",
             Self::BaselineReceipts => "baseline-receipts",
+            Self::BaselineAcks => "baseline-acks",
         }
     }
 }
@@ -37,6 +41,7 @@ impl std::str::FromStr for Job {
             Self::Storm,
             Self::Baseline,
             Self::BaselineReceipts,
+            Self::BaselineAcks,
         ]
         .into_iter()
         .find(|j| j.name() == s)
@@ -95,7 +100,7 @@ pub fn spawn_local(
 ) -> tokio::task::JoinSet<()> {
     let auth = Auth::new(opts.jwt_secret.as_bytes());
     let urls: Arc<Vec<String>> = Arc::new(match job {
-        Job::Baseline | Job::BaselineReceipts => opts.hubs.clone(),
+        Job::Baseline | Job::BaselineReceipts | Job::BaselineAcks => opts.hubs.clone(),
         _ => opts
             .hubs
             .iter()
@@ -113,9 +118,12 @@ pub fn spawn_local(
         let (tx, go, gate) = (tx.clone(), go.clone(), gate.clone());
         let url = urls[i % urls.len()].clone();
         match job {
-            Job::Baseline | Job::BaselineReceipts => {
-                let receipt = job == Job::BaselineReceipts;
-                tasks.spawn(baseline::phone(url, receipt, tx, go, gate));
+            Job::Baseline | Job::BaselineReceipts | Job::BaselineAcks => {
+                let answers = baseline::Answers {
+                    receipt: job != Job::Baseline,
+                    ack_after: (job == Job::BaselineAcks).then(|| delay_for(i, opts.ack_delay_ms)),
+                };
+                tasks.spawn(baseline::phone(url, answers, tx, go, gate));
             }
             Job::Storm => {
                 tasks.spawn(storm_phone(
