@@ -12,6 +12,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Event;
 
+/// How often an MQTT phone sends its ack before it counts as failed, and how long it
+/// waits for the `ok` (growing with each try, up to four times this).
+const ACK_TRIES: u32 = 20;
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
 /// One MQTT phone.
 pub struct Phone {
     /// Broker host.
@@ -160,24 +165,54 @@ impl Phone {
             })
             .await?;
             tokio::time::sleep(self.delay).await;
-            send(&ClientFrame::Ack {
+            let ack = ClientFrame::Ack {
                 incident: incident.id,
                 response: Response::Accept,
                 note: None,
                 reference: Some("a".into()),
-            })
-            .await?;
-            loop {
-                let In::Frame(f) = irx.recv().await? else {
-                    continue;
+            };
+            // Like a phone, the ack is sent again (the same `ref`: idempotent) until it
+            // is answered `ok`: a broker may drop a frame, a hub may be away. A
+            // transient error (`unavailable`, `rate_limited`) is retried too.
+            let mut answered = false;
+            for attempt in 1..=ACK_TRIES {
+                send(&ack).await?;
+                let wait = tokio::time::sleep(ACK_WAIT * attempt.min(4));
+                tokio::pin!(wait);
+                let outcome = loop {
+                    let next = tokio::select! {
+                        m = irx.recv() => m?,
+                        () = &mut wait => break None,
+                    };
+                    let In::Frame(f) = next else { continue };
+                    match *f {
+                        ServerFrame::Ok { reference } if reference == "a" => break Some(true),
+                        ServerFrame::Error {
+                            reference: Some(r),
+                            code,
+                            ..
+                        } if r == "a" => {
+                            let transient = matches!(
+                                code,
+                                gridcast_protocol::ErrorCode::Unavailable
+                                    | gridcast_protocol::ErrorCode::RateLimited
+                            );
+                            break if transient { None } else { Some(false) };
+                        }
+                        _ => {}
+                    }
                 };
-                match *f {
-                    ServerFrame::Ok { reference } if reference == "a" => break,
-                    ServerFrame::Error {
-                        reference: Some(r), ..
-                    } if r == "a" => return None,
-                    _ => {}
+                match outcome {
+                    Some(true) => {
+                        answered = true;
+                        break;
+                    }
+                    Some(false) => return None,
+                    None => {}
                 }
+            }
+            if !answered {
+                return None;
             }
             tx.send(Event::Acked(issued.elapsed())).await.ok()?;
             // Leaving cleanly fires no will: say offline first.
