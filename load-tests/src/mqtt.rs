@@ -16,6 +16,8 @@ use crate::Event;
 /// waits for the `ok` (growing with each try, up to four times this).
 const ACK_TRIES: u32 = 20;
 const ACK_WAIT: Duration = Duration::from_secs(2);
+/// Publishes a simulated phone has in flight at once, at most.
+const PHONE_INFLIGHT: u16 = 16;
 
 /// One MQTT phone.
 pub struct Phone {
@@ -63,6 +65,9 @@ impl Phone {
         // Connecting (until synced) holds a slot; rumqttc itself reconnects on failure.
         let slot = gate.acquire().await.ok()?;
         let mut o = MqttOptions::new(format!("drill-{}", self.lead), &self.host, self.port);
+        // rumqttc sizes its table of publishes in flight by this limit (65,535 entries,
+        // about 9 MB per client, by default): a phone has a few in flight at most.
+        o.set_outgoing_inflight_upper_limit(PHONE_INFLIGHT);
         o.set_keep_alive(Duration::from_secs(30))
             .set_last_will(LastWill::new(
                 format!("gridcast/v1/presence/{}", self.lead),

@@ -45,6 +45,8 @@ impl Default for PhoneOpts {
 impl MqttPhone {
     pub async fn connect(port: u16, lead: &str, opts: PhoneOpts) -> MqttPhone {
         let mut o = MqttOptions::new(format!("phone-{lead}"), "127.0.0.1", port);
+        // rumqttc sizes its in-flight table by this (65,535 entries by default).
+        o.set_outgoing_inflight_upper_limit(16);
         o.set_keep_alive(Duration::from_secs(opts.keep_alive_s))
             .set_clean_start(opts.clean)
             .set_last_will(LastWill::new(
