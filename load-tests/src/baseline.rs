@@ -102,7 +102,9 @@ pub async fn phone(
                 break t;
             }
         };
-        tx.send(Event::Received(issued.elapsed())).await.ok()?;
+        tx.send(Event::Received(issued.elapsed(), false))
+            .await
+            .ok()?;
         if answers.receipt {
             use gridcast_protocol::frame::{ClientFrame, ServerFrame};
             let f: ServerFrame = serde_json::from_str(&frame).ok()?;
@@ -236,7 +238,7 @@ pub async fn run(
     let mut done = None;
     while delivered + lost < ready || (acks && acked + lost < ready) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Event::Received(d))) => {
+            Ok(Some(Event::Received(d, _))) => {
                 delivered += 1;
                 last = last.max(d);
                 h.record((d.as_micros() as u64).max(1))?;
@@ -313,7 +315,7 @@ mod tests {
         let (mut received, mut acked) = (0, 0);
         while received < 10 || acked < 10 {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                Ok(Some(Event::Received(_))) => received += 1,
+                Ok(Some(Event::Received(..))) => received += 1,
                 Ok(Some(Event::Acked(_))) => acked += 1,
                 Ok(Some(Event::Failed(why))) => panic!("{why}"),
                 Ok(_) => {}

@@ -135,8 +135,9 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
     let issued = Instant::now();
     let _ = go_tx.send(Some(issued));
     let created = console.activate(&req).await.context("issuing the drill")?;
-    let mut hist =
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
+    let histogram =
+        || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram");
+    let (mut hist, mut hist_ws, mut hist_mqtt) = (histogram()?, histogram()?, histogram()?);
     let (mut delivered, mut acked, mut failed) = (0, 0, 0);
     let mut cpu_at_delivery = None;
     let mut killed_at: Option<Duration> = None;
@@ -144,10 +145,12 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
     let mut first_ack = Duration::MAX;
     while acked + failed < ready {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Event::Received(d))) => {
+            Ok(Some(Event::Received(d, mqtt))) => {
                 delivered += 1;
                 last_delivery = last_delivery.max(d);
-                let _ = hist.record((d.as_micros() as u64).max(1));
+                let us = (d.as_micros() as u64).max(1);
+                let _ = hist.record(us);
+                let _ = if mqtt { &mut hist_mqtt } else { &mut hist_ws }.record(us);
                 if delivered == ready {
                     cpu_at_delivery = procs_usage(&opts.hub_pids).map(|(_, c)| c);
                 }
@@ -187,6 +190,10 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         delivered,
         acked,
         delivery_ms: Percentiles::of(&hist),
+        delivery_by_channel: (ready_mqtt > 0).then(|| ByChannel {
+            ws: Percentiles::of(&hist_ws),
+            mqtt: Percentiles::of(&hist_mqtt),
+        }),
         last_delivery_ms: last_delivery.as_secs_f64() * 1e3,
         last_ack_ms: last_ack.as_secs_f64() * 1e3,
         connect_per_s: ready as f64 / connect_s.max(1e-9),

@@ -272,6 +272,10 @@ fn print_fanout(r: &FanoutReport) {
     println!("delivered       {}", r.delivered);
     println!("acked           {}", r.acked);
     println!("delivery        {}", p(&r.delivery_ms));
+    if let Some(c) = &r.delivery_by_channel {
+        println!("  on WebSocket  {}", p(&c.ws));
+        println!("  on MQTT       {}", p(&c.mqtt));
+    }
     println!("last delivery   {:.1} ms", r.last_delivery_ms);
     println!("last ack        {:.1} ms", r.last_ack_ms);
     println!("acks            {:.0}/s answered ok", r.acks_per_s);

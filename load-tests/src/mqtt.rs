@@ -162,7 +162,9 @@ impl Phone {
                     break incident;
                 }
             };
-            tx.send(Event::Received(issued.elapsed())).await.ok()?;
+            tx.send(Event::Received(issued.elapsed(), true))
+                .await
+                .ok()?;
             send(&ClientFrame::Receipt {
                 incident: incident.id.clone(),
                 rev: incident.rev,

@@ -8,8 +8,8 @@ use crate::*;
 pub enum Event {
     /// Connected and synced.
     Ready(bool),
-    /// Got the drill.
-    Received(Duration),
+    /// Got the drill (true: over MQTT).
+    Received(Duration, bool),
     /// Its ack was answered `ok`.
     Acked(Duration),
     /// Storm: synced again this long after the drop, with this many incidents.
@@ -123,7 +123,9 @@ pub(crate) async fn ws_phone(
                 Some(incident) => {
                     if !received {
                         received = true;
-                        tx.send(Event::Received(issued.elapsed())).await.ok()?;
+                        tx.send(Event::Received(issued.elapsed(), false))
+                            .await
+                            .ok()?;
                         let receipt = ClientFrame::Receipt {
                             incident: incident.id.clone(),
                             rev: incident.rev,

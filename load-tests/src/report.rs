@@ -45,6 +45,8 @@ pub struct FanoutReport {
     pub acked: usize,
     /// From the POST to each phone having the frame.
     pub delivery_ms: Percentiles,
+    /// The same, WebSocket and MQTT phones apart (when some phones are on MQTT).
+    pub delivery_by_channel: Option<ByChannel>,
     /// From the POST to the last delivery.
     pub last_delivery_ms: f64,
     /// From the POST to the last `ok` for an ack.
@@ -69,6 +71,15 @@ pub struct FanoutReport {
     pub incident: String,
     /// Chaos: from the kill to the last ack, if a process was killed.
     pub recovery_ms: Option<f64>,
+}
+
+/// Delivery times of the WebSocket and the MQTT phones of one drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct ByChannel {
+    /// WebSocket phones.
+    pub ws: Percentiles,
+    /// MQTT phones.
+    pub mqtt: Percentiles,
 }
 
 /// Reads a process's resident memory (MiB) and CPU time (s) from /proc.

@@ -122,7 +122,7 @@ fn parse(line: &str) -> Option<Event> {
     let mut w = line.splitn(3, ' ');
     Some(match (w.next()?, w.next(), w.next()) {
         ("ready", Some(m), _) => Event::Ready(m == "1"),
-        ("recv", Some(d), _) => Event::Received(us(d)?),
+        ("recv", Some(d), m) => Event::Received(us(d)?, m == Some("1")),
         ("ack", Some(d), _) => Event::Acked(us(d)?),
         ("synced", Some(d), Some(n)) => Event::Synced(us(d)?, n.parse().ok()?),
         ("fail", why, rest) => Event::Failed(
@@ -139,7 +139,7 @@ fn parse(line: &str) -> Option<Event> {
 fn line(e: &Event) -> String {
     match e {
         Event::Ready(m) => format!("ready {}\n", u8::from(*m)),
-        Event::Received(d) => format!("recv {}\n", d.as_micros()),
+        Event::Received(d, m) => format!("recv {} {}\n", d.as_micros(), u8::from(*m)),
         Event::Acked(d) => format!("ack {}\n", d.as_micros()),
         Event::Synced(d, n) => format!("synced {} {n}\n", d.as_micros()),
         Event::Failed(why) => format!("fail {}\n", why.replace('\n', " ")),
