@@ -54,7 +54,10 @@ async function fetchDetail() {
 export function start(s) {
   store = s;
   load = panelLoad("detail", fetchDetail);
-  reload = throttled(1000, load);
+  // At most one read of the detail every 600 ms while its incident changes: its grid
+  // rows follow an ack within a second (a read just before, for the delivery, delays
+  // the next one by at most this much, plus the read itself).
+  reload = throttled(600, load);
   store.subscribe(["selected"], () => {
     view.filter = "";
     view.offset = 0;
