@@ -275,6 +275,65 @@ pub async fn run(
     })
 }
 
+/// The broker alone (`baseline --mqtt host:port`): `opts.leads` MQTT clients (QoS 1,
+/// spread over worker processes past `opts.per_process`) read one topic; one message
+/// of an incident frame's size is published to it; the time until every client has it,
+/// and the broker's CPU if its pid is given.
+pub async fn run_mqtt(
+    mut opts: FanoutOpts,
+    broker: (String, u16),
+    broker_pid: Option<u32>,
+) -> anyhow::Result<BaselineReport> {
+    opts.mqtt = Some(broker.clone());
+    opts.hubs = Vec::new();
+    let n = opts.leads;
+    let pids: Vec<u32> = broker_pid.into_iter().collect();
+    let usage = |pids: &[u32]| crate::procs_usage(pids).unwrap_or((0.0, 0.0));
+    let idle = usage(&pids);
+    let (tx, mut rx) = mpsc::channel(n * 2 + 16);
+    let (go_tx, go_rx) = watch::channel(None);
+    let started = Instant::now();
+    let leads = vec![Default::default(); n];
+    let phones = crate::Phones::start(crate::Job::BaselineMqtt, &opts, &leads, tx, go_rx)?;
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let (ready, _, errors) = crate::await_ready(&mut rx, n, deadline, opts.progress).await?;
+    let connect_s = started.elapsed().as_secs_f64();
+    let loaded = usage(&pids);
+    let _ = go_tx.send(Some(Instant::now()));
+    crate::mqtt::baseline_publish(&broker.0, broker.1).await?;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let (mut delivered, mut lost, mut last) = (0, 0, Duration::ZERO);
+    while delivered + lost < ready {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Event::Received(d, _))) => {
+                delivered += 1;
+                last = last.max(d);
+                h.record((d.as_micros() as u64).max(1))?;
+            }
+            Ok(Some(Event::Failed(_))) => lost += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let done = usage(&pids);
+    drop(phones);
+    Ok(BaselineReport {
+        servers: pids.len(),
+        clients: ready,
+        connect_per_s: ready as f64 / connect_s.max(1e-9),
+        delivered,
+        delivery_ms: Percentiles::of(&h),
+        last_delivery_ms: last.as_secs_f64() * 1e3,
+        server_rss_mb: loaded.0,
+        server_kib_per_conn: (loaded.0 - idle.0) * 1024.0 / ready.max(1) as f64,
+        server_cpu_s: done.1 - loaded.1,
+        acked: 0,
+        last_ack_ms: 0.0,
+        server_cpu_acks_s: 0.0,
+        errors: errors + lost,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

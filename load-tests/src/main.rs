@@ -143,6 +143,13 @@ enum Command {
         /// Human-like delay before each ack, min,max in ms (as the drill's).
         #[arg(long, value_delimiter = ',', default_value = "100,1000")]
         ack_delay_ms: Vec<u64>,
+        /// The broker alone instead (host:port): MQTT clients read one topic at QoS 1
+        /// and one message of an incident frame's size is published to it.
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// The broker's pid, for its CPU and memory (`--mqtt`).
+        #[arg(long)]
+        broker_pid: Option<u32>,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -364,6 +371,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             receipts,
             acks,
             ack_delay_ms,
+            mqtt,
+            broker_pid,
             json,
         } => {
             check_limit(leads, per_process)?;
@@ -382,7 +391,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (true, false) => gridcast_load_tests::Job::BaselineReceipts,
                 (false, false) => gridcast_load_tests::Job::Baseline,
             };
-            let r = baseline::run(opts, servers, job).await?;
+            let r = match mqtt_addr(mqtt)? {
+                Some(broker) => baseline::run_mqtt(opts, broker, broker_pid).await?,
+                None => baseline::run(opts, servers, job).await?,
+            };
             println!(
                 "baseline        {} clients on {} server process(es), connected {:.0}/s",
                 r.clients, r.servers, r.connect_per_s

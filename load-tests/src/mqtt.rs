@@ -239,3 +239,84 @@ impl Phone {
         result
     }
 }
+
+/// The topic every client of the MQTT baseline reads.
+pub const BASELINE_TOPIC: &str = "gridcast-baseline/all";
+
+/// One client of the broker-only baseline (`baseline --mqtt`): connects, subscribes to
+/// [`BASELINE_TOPIC`] at QoS 1, reports ready, and reports when the one message
+/// arrived; nothing of gridcast in between.
+pub async fn baseline_phone(
+    host: String,
+    port: u16,
+    i: usize,
+    tx: mpsc::Sender<Event>,
+    mut go: watch::Receiver<Option<Instant>>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+) {
+    let run = async {
+        let mut o = MqttOptions::new(format!("baseline-{i}-{}", std::process::id()), host, port);
+        o.set_outgoing_inflight_upper_limit(PHONE_INFLIGHT)
+            .set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(o, 16);
+        let slot = gate.acquire().await.ok()?;
+        loop {
+            if let MqttEvent::Incoming(Packet::ConnAck(_)) = eventloop.poll().await.ok()? {
+                break;
+            }
+        }
+        client
+            .subscribe(BASELINE_TOPIC, QoS::AtLeastOnce)
+            .await
+            .ok()?;
+        loop {
+            if let MqttEvent::Incoming(Packet::SubAck(_)) = eventloop.poll().await.ok()? {
+                break;
+            }
+        }
+        drop(slot);
+        tx.send(Event::Ready(true)).await.ok()?;
+        let issued = crate::wait_go(&mut go).await?;
+        loop {
+            if let MqttEvent::Incoming(Packet::Publish(_)) = eventloop.poll().await.ok()? {
+                break;
+            }
+        }
+        tx.send(Event::Received(issued.elapsed(), true))
+            .await
+            .ok()?;
+        // Stay connected (and keep answering the broker) until the run ends.
+        while eventloop.poll().await.is_ok() {}
+        Some(())
+    };
+    if run.await.is_none() {
+        let _ = tx.send(Event::Failed("mqtt baseline client".into())).await;
+    }
+}
+
+/// Publishes the baseline's one message (QoS 1, the size of an incident frame) and
+/// waits (bounded) for the broker to take it.
+pub async fn baseline_publish(host: &str, port: u16) -> anyhow::Result<()> {
+    let o = MqttOptions::new(format!("baseline-go-{}", std::process::id()), host, port);
+    let (client, mut eventloop) = AsyncClient::new(o, 4);
+    let wait = async {
+        loop {
+            match eventloop.poll().await? {
+                MqttEvent::Incoming(Packet::ConnAck(_)) => {
+                    client
+                        .publish(
+                            BASELINE_TOPIC,
+                            QoS::AtLeastOnce,
+                            false,
+                            crate::baseline::FRAME,
+                        )
+                        .await?;
+                }
+                MqttEvent::Incoming(Packet::PubAck(_)) => return anyhow::Ok(()),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await??;
+    Ok(())
+}

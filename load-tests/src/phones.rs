@@ -18,6 +18,8 @@ pub enum Job {
     /// The same, each client then also sending an ack with a `ref` after the drill's
     /// delay and waiting for the broadcaster's `ok`.
     BaselineAcks,
+    /// MQTT clients of the broker alone, each reading one topic (`opts.mqtt`).
+    BaselineMqtt,
 }
 
 impl Job {
@@ -29,6 +31,7 @@ impl Job {
             Self::Baseline => "baseline",
             Self::BaselineReceipts => "baseline-receipts",
             Self::BaselineAcks => "baseline-acks",
+            Self::BaselineMqtt => "baseline-mqtt",
         }
     }
 }
@@ -42,6 +45,7 @@ impl std::str::FromStr for Job {
             Self::Baseline,
             Self::BaselineReceipts,
             Self::BaselineAcks,
+            Self::BaselineMqtt,
         ]
         .into_iter()
         .find(|j| j.name() == s)
@@ -100,7 +104,9 @@ pub fn spawn_local(
 ) -> tokio::task::JoinSet<()> {
     let auth = Auth::new(opts.jwt_secret.as_bytes());
     let urls: Arc<Vec<String>> = Arc::new(match job {
-        Job::Baseline | Job::BaselineReceipts | Job::BaselineAcks => opts.hubs.clone(),
+        Job::Baseline | Job::BaselineReceipts | Job::BaselineAcks | Job::BaselineMqtt => {
+            opts.hubs.clone()
+        }
         _ => opts
             .hubs
             .iter()
@@ -116,7 +122,7 @@ pub fn spawn_local(
     let mut tasks = tokio::task::JoinSet::new();
     for i in range {
         let (tx, go, gate) = (tx.clone(), go.clone(), gate.clone());
-        let url = urls[i % urls.len()].clone();
+        let url = urls.get(i % urls.len().max(1)).cloned().unwrap_or_default();
         match job {
             Job::Baseline | Job::BaselineReceipts | Job::BaselineAcks => {
                 let answers = baseline::Answers {
@@ -124,6 +130,11 @@ pub fn spawn_local(
                     ack_after: (job == Job::BaselineAcks).then(|| delay_for(i, opts.ack_delay_ms)),
                 };
                 tasks.spawn(baseline::phone(url, answers, tx, go, gate));
+            }
+            Job::BaselineMqtt => {
+                if let Some((host, port)) = &opts.mqtt {
+                    tasks.spawn(mqtt::baseline_phone(host.clone(), *port, i, tx, go, gate));
+                }
             }
             Job::Storm => {
                 tasks.spawn(storm_phone(
