@@ -232,47 +232,9 @@ pub async fn run(
     for t in &mut triggers {
         t.send(Message::text("go")).await?;
     }
-    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let (mut delivered, mut lost, mut last) = (0, 0, Duration::ZERO);
-    let (mut acked, mut last_ack) = (0, Duration::ZERO);
-    let mut done = None;
-    while delivered + lost < ready || (acks && acked + lost < ready) {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Event::Received(d, _))) => {
-                delivered += 1;
-                last = last.max(d);
-                h.record((d.as_micros() as u64).max(1))?;
-            }
-            Ok(Some(Event::Acked(d))) => {
-                acked += 1;
-                last_ack = last_ack.max(d);
-            }
-            Ok(Some(Event::Failed(_))) => lost += 1,
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => break,
-        }
-        if done.is_none() && delivered + lost >= ready {
-            done = Some(crate::procs_usage(&pids).context("reading the servers' /proc")?);
-        }
-    }
-    let after_acks = crate::procs_usage(&pids).context("reading the servers' /proc")?;
-    let done = done.unwrap_or(after_acks);
+    let c = collect(&mut rx, ready, acks, deadline, &pids).await?;
     drop(phones);
-    Ok(BaselineReport {
-        servers: urls.len(),
-        clients: ready,
-        connect_per_s: ready as f64 / connect_s.max(1e-9),
-        delivered,
-        delivery_ms: Percentiles::of(&h),
-        last_delivery_ms: last.as_secs_f64() * 1e3,
-        server_rss_mb: loaded.0,
-        server_kib_per_conn: (loaded.0 - idle.0) * 1024.0 / ready.max(1) as f64,
-        server_cpu_s: done.1 - loaded.1,
-        acked,
-        last_ack_ms: last_ack.as_secs_f64() * 1e3,
-        server_cpu_acks_s: if acks { after_acks.1 - loaded.1 } else { 0.0 },
-        errors: errors + lost,
-    })
+    Ok(c.report(urls.len(), ready, connect_s, (idle, loaded), errors))
 }
 
 /// The broker alone (`baseline --mqtt host:port`): `opts.leads` MQTT clients (QoS 1,
@@ -301,37 +263,101 @@ pub async fn run_mqtt(
     let loaded = usage(&pids);
     let _ = go_tx.send(Some(Instant::now()));
     crate::mqtt::baseline_publish(&broker.0, broker.1).await?;
-    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let c = collect(&mut rx, ready, false, deadline, &pids).await?;
+    drop(phones);
+    Ok(c.report(pids.len(), ready, connect_s, (idle, loaded), errors))
+}
+
+/// What the clients of a baseline run reported after the go.
+struct Collected {
+    delivered: usize,
+    lost: usize,
+    last: Duration,
+    hist: hdrhistogram::Histogram<u64>,
+    acked: usize,
+    last_ack: Duration,
+    /// The servers' (RSS, CPU) at the last delivery, and after the last ack.
+    at_delivery: (f64, f64),
+    after_acks: Option<(f64, f64)>,
+}
+
+/// Reads the clients' events until all have the frame (and, with `acks`, their ack
+/// answered) or they failed or the deadline passed.
+async fn collect(
+    rx: &mut mpsc::Receiver<Event>,
+    ready: usize,
+    acks: bool,
+    deadline: tokio::time::Instant,
+    pids: &[u32],
+) -> anyhow::Result<Collected> {
+    // No pid given (the broker of `--mqtt` may run anywhere): no figures, zeros.
+    let usage = || match pids {
+        [] => Ok((0.0, 0.0)),
+        _ => crate::procs_usage(pids).context("reading the servers' /proc"),
+    };
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let (mut delivered, mut lost, mut last) = (0, 0, Duration::ZERO);
-    while delivered + lost < ready {
+    let (mut acked, mut last_ack) = (0, Duration::ZERO);
+    let mut at_delivery = None;
+    while delivered + lost < ready || (acks && acked + lost < ready) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(Event::Received(d, _))) => {
                 delivered += 1;
                 last = last.max(d);
-                h.record((d.as_micros() as u64).max(1))?;
+                hist.record((d.as_micros() as u64).max(1))?;
+            }
+            Ok(Some(Event::Acked(d))) => {
+                acked += 1;
+                last_ack = last_ack.max(d);
             }
             Ok(Some(Event::Failed(_))) => lost += 1,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
+        if at_delivery.is_none() && delivered + lost >= ready {
+            at_delivery = Some(usage()?);
+        }
     }
-    let done = usage(&pids);
-    drop(phones);
-    Ok(BaselineReport {
-        servers: pids.len(),
-        clients: ready,
-        connect_per_s: ready as f64 / connect_s.max(1e-9),
+    let now = usage()?;
+    Ok(Collected {
         delivered,
-        delivery_ms: Percentiles::of(&h),
-        last_delivery_ms: last.as_secs_f64() * 1e3,
-        server_rss_mb: loaded.0,
-        server_kib_per_conn: (loaded.0 - idle.0) * 1024.0 / ready.max(1) as f64,
-        server_cpu_s: done.1 - loaded.1,
-        acked: 0,
-        last_ack_ms: 0.0,
-        server_cpu_acks_s: 0.0,
-        errors: errors + lost,
+        lost,
+        last,
+        hist,
+        acked,
+        last_ack,
+        at_delivery: at_delivery.unwrap_or(now),
+        after_acks: acks.then_some(now),
     })
+}
+
+impl Collected {
+    /// The run's report; `usage` is the servers' (RSS, CPU) idle and with every client
+    /// connected.
+    fn report(
+        self,
+        servers: usize,
+        ready: usize,
+        connect_s: f64,
+        (idle, loaded): ((f64, f64), (f64, f64)),
+        errors: usize,
+    ) -> BaselineReport {
+        BaselineReport {
+            servers,
+            clients: ready,
+            connect_per_s: ready as f64 / connect_s.max(1e-9),
+            delivered: self.delivered,
+            delivery_ms: Percentiles::of(&self.hist),
+            last_delivery_ms: self.last.as_secs_f64() * 1e3,
+            server_rss_mb: loaded.0,
+            server_kib_per_conn: (loaded.0 - idle.0) * 1024.0 / ready.max(1) as f64,
+            server_cpu_s: self.at_delivery.1 - loaded.1,
+            acked: self.acked,
+            last_ack_ms: self.last_ack.as_secs_f64() * 1e3,
+            server_cpu_acks_s: self.after_acks.map_or(0.0, |a| a.1 - loaded.1),
+            errors: errors + self.lost,
+        }
+    }
 }
 
 #[cfg(test)]
