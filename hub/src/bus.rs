@@ -115,7 +115,7 @@ pub(crate) trait Bus: Send + Sync + 'static {
 
     /// [`Bus::publish`], also saying whether the other nodes were handed the event (a
     /// single node's bus always is): the outbox entry of a change is cleared only then
-    /// (see `outbox.rs`).
+    /// (see `dispatch/outbox.rs`).
     fn publish_confirmed(&self, event: BusEvent) -> ConfirmedFuture<'_> {
         Box::pin(async move { (self.publish(event).await, true) })
     }

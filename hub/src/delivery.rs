@@ -11,7 +11,7 @@
 //!
 //! Nothing here waits on a channel's far end: an outlet takes a change into its own
 //! bounded queue or says it could not, and what an outlet could not take stays in the
-//! outbox (`outbox.rs`) until a sweeper hands it over again. So nothing on an ack's way
+//! outbox (`dispatch/outbox.rs`) until a sweeper hands it over again. So nothing on an ack's way
 //! to its `ok` waits for a broker or a gateway.
 
 use std::sync::Arc;
