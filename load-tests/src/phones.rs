@@ -20,9 +20,17 @@ pub enum Job {
     BaselineAcks,
     /// MQTT clients of the broker alone, each reading one topic (`opts.mqtt`).
     BaselineMqtt,
+    /// The same, each client then publishing a receipt (QoS 1) that one reader takes,
+    /// as gridcast's MQTT phones answer and the hub reads.
+    BaselineMqttReceipts,
 }
 
 impl Job {
+    /// A baseline's clients: no hub, no registry, no tokens.
+    pub fn baseline(self) -> bool {
+        !matches!(self, Self::Fanout | Self::Storm)
+    }
+
     /// Its name on a worker's command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +40,7 @@ impl Job {
             Self::BaselineReceipts => "baseline-receipts",
             Self::BaselineAcks => "baseline-acks",
             Self::BaselineMqtt => "baseline-mqtt",
+            Self::BaselineMqttReceipts => "baseline-mqtt-receipts",
         }
     }
 }
@@ -46,6 +55,7 @@ impl std::str::FromStr for Job {
             Self::BaselineReceipts,
             Self::BaselineAcks,
             Self::BaselineMqtt,
+            Self::BaselineMqttReceipts,
         ]
         .into_iter()
         .find(|j| j.name() == s)
@@ -104,9 +114,7 @@ pub fn spawn_local(
 ) -> tokio::task::JoinSet<()> {
     let auth = Auth::new(opts.jwt_secret.as_bytes());
     let urls: Arc<Vec<String>> = Arc::new(match job {
-        Job::Baseline | Job::BaselineReceipts | Job::BaselineAcks | Job::BaselineMqtt => {
-            opts.hubs.clone()
-        }
+        j if j.baseline() => opts.hubs.clone(),
         _ => opts
             .hubs
             .iter()
@@ -131,9 +139,16 @@ pub fn spawn_local(
                 };
                 tasks.spawn(baseline::phone(url, answers, tx, go, gate));
             }
-            Job::BaselineMqtt => {
+            Job::BaselineMqtt | Job::BaselineMqttReceipts => {
                 if let Some((host, port)) = &opts.mqtt {
-                    tasks.spawn(mqtt::baseline_phone(host.clone(), *port, i, tx, go, gate));
+                    let receipt = job == Job::BaselineMqttReceipts;
+                    let client = mqtt::BaselineClient {
+                        host: host.clone(),
+                        port: *port,
+                        i,
+                        receipt,
+                    };
+                    tasks.spawn(mqtt::baseline_phone(client, tx, go, gate));
                 }
             }
             Job::Storm => {

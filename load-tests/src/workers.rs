@@ -149,9 +149,10 @@ fn line(e: &Event) -> String {
 /// A worker's main: runs the phones `skip..skip+take` of `job` and relays their
 /// events to stdout until they are done or stdin closes (the parent went away).
 pub async fn run(job: Job, opts: FanoutOpts, skip: usize, take: usize) -> anyhow::Result<()> {
-    let leads = match job {
-        Job::Baseline | Job::BaselineReceipts => vec![Default::default(); opts.leads],
-        _ => crate::drill_leads(&opts).await?,
+    let leads = if job.baseline() {
+        vec![Default::default(); opts.leads]
+    } else {
+        crate::drill_leads(&opts).await?
     };
     if skip + take > leads.len() {
         bail!(
