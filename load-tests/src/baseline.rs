@@ -245,6 +245,7 @@ pub async fn run_mqtt(
     mut opts: FanoutOpts,
     broker: (String, u16),
     broker_pid: Option<u32>,
+    receipts: bool,
 ) -> anyhow::Result<BaselineReport> {
     opts.mqtt = Some(broker.clone());
     opts.hubs = Vec::new();
@@ -256,14 +257,20 @@ pub async fn run_mqtt(
     let (go_tx, go_rx) = watch::channel(None);
     let started = Instant::now();
     let leads = vec![Default::default(); n];
-    let phones = crate::Phones::start(crate::Job::BaselineMqtt, &opts, &leads, tx, go_rx)?;
+    let job = if receipts {
+        crate::Job::BaselineMqttReceipts
+    } else {
+        crate::Job::BaselineMqtt
+    };
+    let phones = crate::Phones::start(job, &opts, &leads, tx, go_rx)?;
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let (ready, _, errors) = crate::await_ready(&mut rx, n, deadline, opts.progress).await?;
     let connect_s = started.elapsed().as_secs_f64();
     let loaded = usage(&pids);
     let _ = go_tx.send(Some(Instant::now()));
-    crate::mqtt::baseline_publish(&broker.0, broker.1).await?;
+    let reader = crate::mqtt::baseline_publish(&broker.0, broker.1, receipts).await?;
     let c = collect(&mut rx, ready, false, deadline, &pids).await?;
+    reader.abort();
     drop(phones);
     Ok(c.report(pids.len(), ready, connect_s, (idle, loaded), errors))
 }

@@ -144,7 +144,8 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "100,1000")]
         ack_delay_ms: Vec<u64>,
         /// The broker alone instead (host:port): MQTT clients read one topic at QoS 1
-        /// and one message of an incident frame's size is published to it.
+        /// and one message of an incident frame's size is published to it (with
+        /// --receipts each client answers with a receipt at QoS 1 that one reader takes).
         #[arg(long)]
         mqtt: Option<String>,
         /// The broker's pid, for its CPU and memory (`--mqtt`).
@@ -392,7 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (false, false) => gridcast_load_tests::Job::Baseline,
             };
             let r = match mqtt_addr(mqtt)? {
-                Some(broker) => baseline::run_mqtt(opts, broker, broker_pid).await?,
+                Some(broker) => baseline::run_mqtt(opts, broker, broker_pid, receipts).await?,
                 None => baseline::run(opts, servers, job).await?,
             };
             println!(

@@ -242,18 +242,41 @@ impl Phone {
 
 /// The topic every client of the MQTT baseline reads.
 pub const BASELINE_TOPIC: &str = "gridcast-baseline/all";
+/// Where the baseline's clients publish their receipts (`/<i>` each).
+const BASELINE_UP: &str = "gridcast-baseline/up";
+
+/// A receipt of the size a phone sends (`{"type":"receipt","incident":…}`).
+const BASELINE_RECEIPT: &[u8] =
+    br#"{"type":"receipt","incident":"20261201-0001-abcdef","ref":"r-00000000"}"#;
+
+/// One client of the broker-only baseline.
+pub struct BaselineClient {
+    /// The broker.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The client's number (its id and receipt topic).
+    pub i: usize,
+    /// Whether it answers the message with a receipt.
+    pub receipt: bool,
+}
 
 /// One client of the broker-only baseline (`baseline --mqtt`): connects, subscribes to
 /// [`BASELINE_TOPIC`] at QoS 1, reports ready, and reports when the one message
-/// arrived; nothing of gridcast in between.
+/// arrived (then, with `receipt`, publishes a receipt at QoS 1); nothing of gridcast in
+/// between.
 pub async fn baseline_phone(
-    host: String,
-    port: u16,
-    i: usize,
+    c: BaselineClient,
     tx: mpsc::Sender<Event>,
     mut go: watch::Receiver<Option<Instant>>,
     gate: std::sync::Arc<tokio::sync::Semaphore>,
 ) {
+    let BaselineClient {
+        host,
+        port,
+        i,
+        receipt,
+    } = c;
     let run = async {
         let mut o = MqttOptions::new(format!("baseline-{i}-{}", std::process::id()), host, port);
         o.set_outgoing_inflight_upper_limit(PHONE_INFLIGHT)
@@ -285,6 +308,16 @@ pub async fn baseline_phone(
         tx.send(Event::Received(issued.elapsed(), true))
             .await
             .ok()?;
+        if receipt {
+            client
+                .try_publish(
+                    format!("{BASELINE_UP}/{i}"),
+                    QoS::AtLeastOnce,
+                    false,
+                    BASELINE_RECEIPT,
+                )
+                .ok()?;
+        }
         // Stay connected (and keep answering the broker) until the run ends.
         while eventloop.poll().await.is_ok() {}
         Some(())
@@ -295,14 +328,25 @@ pub async fn baseline_phone(
 }
 
 /// Publishes the baseline's one message (QoS 1, the size of an incident frame) and
-/// waits (bounded) for the broker to take it.
-pub async fn baseline_publish(host: &str, port: u16) -> anyhow::Result<()> {
+/// waits (bounded) for the broker to take it. With `receipts` it first subscribes to
+/// the clients' receipts (QoS 1, as the hub reads its phones' frames) and goes on
+/// reading them until the returned task is aborted.
+pub async fn baseline_publish(
+    host: &str,
+    port: u16,
+    receipts: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let o = MqttOptions::new(format!("baseline-go-{}", std::process::id()), host, port);
     let (client, mut eventloop) = AsyncClient::new(o, 4);
     let wait = async {
         loop {
             match eventloop.poll().await? {
-                MqttEvent::Incoming(Packet::ConnAck(_)) => {
+                MqttEvent::Incoming(Packet::ConnAck(_)) if receipts => {
+                    client
+                        .subscribe(format!("{BASELINE_UP}/+"), QoS::AtLeastOnce)
+                        .await?;
+                }
+                MqttEvent::Incoming(Packet::ConnAck(_)) | MqttEvent::Incoming(Packet::SubAck(_)) => {
                     client
                         .publish(
                             BASELINE_TOPIC,
@@ -318,5 +362,8 @@ pub async fn baseline_publish(host: &str, port: u16) -> anyhow::Result<()> {
         }
     };
     tokio::time::timeout(Duration::from_secs(10), wait).await??;
-    Ok(())
+    Ok(tokio::spawn(async move {
+        let _client = client;
+        while eventloop.poll().await.is_ok() {}
+    }))
 }
