@@ -17,6 +17,9 @@ echo "== baseline: $NODES broadcaster processes, $N clients"
 echo "== baseline: $NODES broadcaster processes, $N clients that answer with a receipt"
 "$DRILL" baseline --leads "$N" --servers "$NODES" --timeout-s 600 --receipts \
   --json "$WORK/baseline-receipts.json" 2>&1 | grep -v '^connecting'
+echo "== baseline: $NODES broadcaster processes, $N clients that answer with a receipt and an ack"
+"$DRILL" baseline --leads "$N" --servers "$NODES" --timeout-s 600 --acks \
+  --json "$WORK/baseline-acks.json" 2>&1 | grep -v '^connecting'
 
 start_redis everysec
 HUBS=(); HUB_PIDS=()
@@ -34,7 +37,8 @@ echo "== gridcast: $NODES-node cluster, fan-out drill, $N phones"
   --hub-pid "$PID_LIST" --timeout-s 600 --json "$WORK/fanout.json" 2>&1 | grep -v '^connecting\|^drill:'
 echo "== gridcast: $NODES-node cluster, reconnect storm, $N phones"
 "$DRILL" storm --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \
-  --timeout-s 600 --json "$WORK/storm.json" 2>&1 | grep -v '^connecting\|^storm:'
+  --timeout-s 600 --json "$WORK/storm.json" 2>&1 | grep -v '^connecting\|^storm:' \
+  || echo "the storm drill reported phones that did not sync again (see above)"
 python3 - "$WORK" <<'PY'
 import json, sys
 w = sys.argv[1]
@@ -45,4 +49,12 @@ for name in ("baseline", "baseline-receipts"):
           f"{f['last_delivery_ms'] / b['last_delivery_ms']:.2f}x; "
           f"CPU {f['hub_cpu_fanout_s']:.2f} / {b['server_cpu_s']:.2f} s = "
           f"{f['hub_cpu_fanout_s'] / max(b['server_cpu_s'], 1e-9):.2f}x")
+a = json.load(open(f"{w}/baseline-acks.json"))
+print(f"vs baseline-acks: last ack {f['last_ack_ms']:.0f} / {a['last_ack_ms']:.0f} ms = "
+      f"{f['last_ack_ms'] / max(a['last_ack_ms'], 1e-9):.2f}x; acks {f['acks_per_s']:.0f}/s")
+s = json.load(open(f"{w}/storm.json"))
+b = json.load(open(f"{w}/baseline.json"))
+rate = s['synced'] / max(s['seconds'], 1e-9)
+print(f"storm: {s['synced']}/{s['phones']} synced again in {s['seconds']:.1f} s = {rate:.0f}/s; "
+      f"baseline connects {b['connect_per_s']:.0f}/s; ratio {rate / max(b['connect_per_s'], 1e-9):.2f}x")
 PY

@@ -16,15 +16,5 @@ P=$(port); start_hub "$P" e19 --registry "$WORK/city19k.json"
   --leads 19000 --ack-delay-ms 1000,3000 --hub-pid "$LAST" --timeout-s 300 2>/dev/null
 kill "$LAST"; wait "$LAST" 2>/dev/null || true
 
-"$DRILL" city --leads 10000 --out "$WORK/city10k.json"
-echo "== acks per second on the embedded store (10,000 phones, acks without delay)"
-P=$(port); start_hub "$P" e10 --registry "$WORK/city10k.json"
-"$DRILL" fanout --hub "http://127.0.0.1:$P" --admin-token "$ADMIN" --jwt-secret "$SECRET" \
-  --leads 10000 --ack-delay-ms 0,0 --hub-pid "$LAST" 2>/dev/null
-kill "$LAST"; wait "$LAST" 2>/dev/null || true
-
-echo "== acks per second on Redis (10,000 phones, acks without delay)"
-start_redis always
-P=$(port); start_hub "$P" r10 --registry "$WORK/city10k.json" --redis "$R"
-"$DRILL" fanout --hub "http://127.0.0.1:$P" --admin-token "$ADMIN" --jwt-secret "$SECRET" \
-  --leads 10000 --ack-delay-ms 0,0 --hub-pid "$LAST" 2>/dev/null
+# Acks per second, embedded store and Redis: one run (bench-acks.sh RUNS for more).
+load-tests/bench-acks.sh 1
