@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::{Assignment, Me, ServerFrame};
 
 use crate::metrics::Metrics;
@@ -45,8 +44,6 @@ pub(crate) enum BusEvent {
     ToLead {
         /// The lead.
         lead: String,
-        /// A grid of the lead's assignments (the cluster routes by it).
-        grid: GridCode,
         /// The frame.
         frame: Frame,
     },
@@ -85,8 +82,13 @@ pub(crate) trait Bus: Send + Sync + 'static {
     /// This node's sessions changed (subscriptions follow).
     fn sessions_changed(&self) {}
 
-    /// Waits (bounded) until changes for the grids of `assignments` reach this node.
-    fn wait_routed<'a>(&'a self, _assignments: &'a [Assignment]) -> DoneFuture<'a> {
+    /// Waits (bounded) until changes for `lead` and the grids of its `assignments`
+    /// reach this node.
+    fn wait_routed<'a>(
+        &'a self,
+        _lead: &'a str,
+        _assignments: &'a [Assignment],
+    ) -> DoneFuture<'a> {
         Box::pin(std::future::ready(()))
     }
 

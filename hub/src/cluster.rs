@@ -7,13 +7,19 @@
 //!   the grids it holds sessions for, reference-counted through the presence index, and
 //!   a new session waits (bounded) for its grids' subscriptions before it reads its sync,
 //!   so nothing falls between the two.
+//! - **A lead's own changes by lead.** The new status of an ack and frames for one lead
+//!   (re-notification, escalation) go on `gc:l:<lead>`, which only the nodes holding a
+//!   queued session of that lead subscribe to: an ack costs the other nodes nothing
+//!   unless the lead has another device there (a grid channel would wake, and make
+//!   decode the incident, every node with any session in the grid — O(acks × nodes)).
 //! - **Presence.** Every [`HEARTBEAT`] a node refreshes its entry in `{gcp}:nodes`
 //!   (score: expiry) and publishes its changed leads to `{gcp}:node:<id>`. A node whose
 //!   entry expired is dead: its leads leave cluster presence within [`PRESENCE_TTL`] of
 //!   its last heartbeat.
 //! - **Resync.** Pub/sub is at-most-once. Each node publishes a probe to itself every
-//!   heartbeat; a subscription that ends or misses probes for [`PROBE_DEAD`] is dropped
-//!   and made again, and then the node re-sends to its sessions every active incident
+//!   heartbeat; a subscription that ends, or on which nothing (probe or other message)
+//!   arrived for [`PROBE_DEAD`], or whose probe is [`PROBE_BEHIND`] late, is dropped
+//!   and made again (a busy node whose subscription is behind keeps it), and then the node re-sends to its sessions every active incident
 //!   whose `rev` it has not delivered, or delivered only in part (a fan-out is one
 //!   message per grid: a subscription lost in the middle of one leaves grids unsent),
 //!   and reloads the registry if its version moved.
@@ -61,8 +67,12 @@ use crate::{Hub, now_ms};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a node's presence lives after its last heartbeat.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
-/// A subscription that has not seen its own probe for this long is treated as lost.
+/// A subscription that has not seen its own probe, nor any other message, for this
+/// long is treated as lost.
 pub const PROBE_DEAD: Duration = Duration::from_secs(3);
+/// A subscription whose probe is this late is treated as lost even while other
+/// messages still arrive on it (a node that is merely busy catches up well before).
+pub const PROBE_BEHIND: Duration = Duration::from_secs(30);
 /// How long a new session waits for its grids' subscriptions before reading its sync.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// How soon after a session change this node's presence entry is rewritten.
@@ -87,6 +97,9 @@ fn node_key(node: &str) -> String {
 fn grid_channel(grid: &str) -> String {
     format!("gc:g:{grid}")
 }
+fn lead_channel(lead: &str) -> String {
+    format!("gc:l:{lead}")
+}
 fn probe_channel(node: &str) -> String {
     format!("gc:probe:{node}")
 }
@@ -99,7 +112,7 @@ pub struct Cluster {
     presence: Arc<Presence>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
-    /// Grid codes whose channel this node is subscribed to.
+    /// The grid and lead channels this node is subscribed to.
     subscribed: Mutex<HashSet<String>>,
     subscribed_gen: watch::Sender<u64>,
     reconcile: Notify,
@@ -213,14 +226,20 @@ impl Cluster {
         self.reconcile.notify_one();
     }
 
-    /// Waits (bounded) until this node is subscribed to every grid of `assignments`.
-    pub async fn wait_subscribed(&self, assignments: &[Assignment]) {
+    /// Waits (bounded) until this node is subscribed to `lead`'s channel and to every
+    /// grid of its `assignments`.
+    pub async fn wait_subscribed(&self, lead: &str, assignments: &[Assignment]) {
         let mut rx = self.subscribed_gen.subscribe();
         let deadline = tokio::time::Instant::now() + SUBSCRIBE_WAIT;
+        let mut wanted: Vec<String> = assignments
+            .iter()
+            .map(|a| grid_channel(a.grid.as_str()))
+            .collect();
+        wanted.push(lead_channel(lead));
         loop {
             let all = {
                 let s = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
-                assignments.iter().all(|a| s.contains(a.grid.as_str()))
+                wanted.iter().all(|c| s.contains(c))
             };
             if all {
                 return;

@@ -22,7 +22,6 @@ use crate::presence::OnlineLead;
 use crate::registry::{RegistryHandle, RegistryIndex};
 use crate::session::Frame;
 use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState, StoreError};
-use gridcast_protocol::GridCode;
 
 /// A channel whose phones another system carries. Every method returns at once.
 pub(crate) trait Outlet: Send + Sync + 'static {
@@ -131,15 +130,12 @@ impl Delivery {
             .await;
     }
 
-    /// A frame to every device of one lead; `grid` is one of its grids (the cluster
-    /// routes by it).
-    pub(crate) async fn to_lead(&self, lead: String, grid: GridCode, frame: Frame) {
+    /// A frame to every device of one lead.
+    pub(crate) async fn to_lead(&self, lead: String, frame: Frame) {
         for o in &self.outlets {
             o.to_lead(&lead, &frame);
         }
-        self.bus
-            .publish(BusEvent::ToLead { lead, grid, frame })
-            .await;
+        self.bus.publish(BusEvent::ToLead { lead, frame }).await;
     }
 
     /// A console event (`incident`, `report`, `escalation`) to this node's console
@@ -176,9 +172,13 @@ impl Delivery {
         self.bus.sessions_changed();
     }
 
-    /// Waits (bounded) until changes for these grids reach this node.
-    pub(crate) async fn wait_routed(&self, assignments: &[gridcast_protocol::frame::Assignment]) {
-        self.bus.wait_routed(assignments).await;
+    /// Waits (bounded) until changes for this lead and its grids reach this node.
+    pub(crate) async fn wait_routed(
+        &self,
+        lead: &str,
+        assignments: &[gridcast_protocol::frame::Assignment],
+    ) {
+        self.bus.wait_routed(lead, assignments).await;
     }
 
     /// The registry in force changed here: what the bus follows follows.

@@ -38,6 +38,9 @@ pub struct Presence {
     grid_carried: DashMap<GridCode, u32>,
     /// Cluster mode: leads whose sessions changed since the cluster last published them.
     dirty: Option<Mutex<HashSet<String>>>,
+    /// Cluster mode: leads whose sessions changed since the cluster's subscription last
+    /// followed them (its lead channels).
+    routed: Option<Mutex<HashSet<String>>>,
     /// Cluster mode: woken when `dirty` gains a lead.
     changed: tokio::sync::Notify,
 }
@@ -68,6 +71,7 @@ impl Presence {
     pub fn tracked() -> Self {
         Self {
             dirty: Some(Mutex::default()),
+            routed: Some(Mutex::default()),
             ..Self::default()
         }
     }
@@ -79,6 +83,28 @@ impl Presence {
                 .insert(lead.to_owned());
             self.changed.notify_one();
         }
+        if let Some(r) = &self.routed {
+            r.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lead.to_owned());
+        }
+    }
+
+    /// Leads whose sessions changed since the last call (tracked indexes only): what
+    /// the cluster's subscription must look at again.
+    pub fn take_routed(&self) -> Vec<String> {
+        self.routed.as_ref().map_or_else(Vec::new, |d| {
+            std::mem::take(&mut *d.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect()
+        })
+    }
+
+    /// True when the lead has a session here whose frames this node queues.
+    pub fn carries(&self, lead: &str) -> bool {
+        self.leads
+            .get(lead)
+            .is_some_and(|e| e.sessions.iter().any(SessionHandle::queued))
     }
 
     /// Resolves after a lead's sessions changed (tracked indexes only).
@@ -119,6 +145,15 @@ impl Presence {
             .get(lead)
             .map(|e| channels(e.sessions.iter().filter(|s| s.queued())))
             .filter(|c| !c.is_empty())
+    }
+
+    /// Every lead with a session whose frames this node queues.
+    pub fn carried_leads(&self) -> Vec<String> {
+        self.leads
+            .iter()
+            .filter(|e| e.sessions.iter().any(SessionHandle::queued))
+            .map(|e| e.key().clone())
+            .collect()
     }
 
     /// Every lead with a session whose frames this node queues, with those channels.

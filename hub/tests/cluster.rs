@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use gridcast_clients::ClientError;
 use gridcast_clients::console::ConsoleClient;
 use gridcast_clients::lead::LeadClient;
@@ -310,6 +311,92 @@ async fn a_killed_nodes_leads_resync_elsewhere_and_leave_presence_in_bound() {
 }
 
 /// One phone acking until it gets `ok`, as phones do (retry on `unavailable`).
+/// How many nodes listen on a lead's channel.
+async fn listening_for(redis: &RedisServer, lead: &str) -> i64 {
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, n): (String, i64) = ::redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(format!("gc:l:{lead}"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    n
+}
+
+/// An ack's new status goes on its lead's channel, which only the nodes holding a
+/// session of that lead listen on: no grid channel carries it, so a node with other
+/// sessions in the grid does no work for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
+    let redis = RedisServer::start("by-lead").await;
+    let doc = city(10);
+    let nodes = [
+        node("a", &redis, Some(doc.clone())).await,
+        node("b", &redis, None).await,
+    ];
+    let (x, y) = (doc.staff[0].id.as_str(), doc.staff[1].id.as_str());
+    let (mut x_on_a, _) = lead(&nodes[0].ws_url(), x).await;
+    let (mut y_on_b, _) = lead(&nodes[1].ws_url(), y).await;
+    assert_eq!(listening_for(&redis, x).await, 1, "only A listens for {x}");
+    assert_eq!(listening_for(&redis, y).await, 1, "only B listens for {y}");
+    // X's second phone, on B: B listens for X too before the phone's sync is read.
+    let (mut x_on_b, _) = lead(&nodes[1].ws_url(), x).await;
+    assert_eq!(listening_for(&redis, x).await, 2);
+
+    // Everything the nodes publish on grid and lead channels, in order.
+    let watcher = ::redis::Client::open(redis.url()).unwrap();
+    let mut pubsub = watcher.get_async_pubsub().await.unwrap();
+    pubsub.psubscribe("gc:[gl]:*").await.unwrap();
+    let mut published = pubsub.on_message();
+
+    let created = operator(&nodes[0])
+        .activate(&activation("Flood", &["330106"], &[]))
+        .await
+        .unwrap();
+    for c in [&mut x_on_a, &mut x_on_b, &mut y_on_b] {
+        assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
+    }
+    x_on_a.request(&ack(&created.id, 1)).await.unwrap().0.unwrap();
+    // The answer given on A reaches X's phone on B.
+    assert_eq!(
+        incident(&mut x_on_b, &created.id).await,
+        (1, Status::Accepted)
+    );
+    y_on_b.request(&ack(&created.id, 2)).await.unwrap().0.unwrap();
+
+    let mut channels = Vec::new();
+    let wanted = [format!("gc:l:{x}"), format!("gc:l:{y}")];
+    while !wanted.iter().all(|w| channels.contains(w)) {
+        let m = tokio::time::timeout(FRAME_WAIT, published.next())
+            .await
+            .unwrap_or_else(|_| panic!("both statuses published in time; saw {channels:?}"))
+            .unwrap();
+        channels.push(m.get_channel_name().to_owned());
+    }
+    let first_lead = channels.iter().position(|c| c.starts_with("gc:l:")).unwrap();
+    assert!(
+        channels[..first_lead].iter().all(|c| c.starts_with("gc:g:")),
+        "the activation goes by grid: {channels:?}"
+    );
+    assert!(
+        channels[first_lead..].iter().all(|c| c.starts_with("gc:l:")),
+        "acks go by lead, never on a grid channel: {channels:?}"
+    );
+    drop(published);
+
+    // The second phone hangs up: B stops listening for X.
+    drop(x_on_b);
+    let r = &redis;
+    eventually(Duration::from_secs(5), "B leaves X's channel", || async move {
+        listening_for(r, x).await == 1
+    })
+    .await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 async fn ack_until_ok(
     mut c: LeadClient,
     incident: String,

@@ -48,8 +48,8 @@ impl Bus for RedisBus {
         self.cluster.sessions_changed();
     }
 
-    fn wait_routed<'a>(&'a self, assignments: &'a [Assignment]) -> DoneFuture<'a> {
-        Box::pin(self.cluster.wait_subscribed(assignments))
+    fn wait_routed<'a>(&'a self, lead: &'a str, assignments: &'a [Assignment]) -> DoneFuture<'a> {
+        Box::pin(self.cluster.wait_subscribed(lead, assignments))
     }
 
     fn announce_console<'a>(

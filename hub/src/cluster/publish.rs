@@ -9,7 +9,9 @@ use std::time::Duration;
 use gridcast_protocol::GridCode;
 use tokio::sync::mpsc;
 
-use super::{Cluster, Message, PUBLISH_RETRY_FOR, WireOut, grid_channel, node_key};
+use super::{
+    Cluster, Message, PUBLISH_RETRY_FOR, WireOut, grid_channel, lead_channel, node_key,
+};
 use crate::backoff::Backoff;
 use crate::bus::{BusEvent, deliver};
 use crate::now_ms;
@@ -129,15 +131,15 @@ impl Cluster {
                 (Some(&**meta), true, recipients.iter().collect(), None)
             }
             BusEvent::Recipient { meta, state, .. } => (Some(&**meta), false, vec![state], None),
-            BusEvent::ToLead { lead, grid, frame } => (
+            BusEvent::ToLead { lead, frame } => (
                 None,
                 false,
                 Vec::new(),
-                Some((lead.as_str(), grid, frame.as_str())),
+                Some((lead.as_str(), frame.as_str())),
             ),
         };
         let messages: Vec<Message> = match to {
-            Some((lead, grid, frame)) => {
+            Some((lead, frame)) => {
                 let w = WireOut {
                     origin: &self.node,
                     whole: false,
@@ -147,10 +149,26 @@ impl Cluster {
                 };
                 serde_json::to_vec(&w)
                     .ok()
-                    .map(|p| (grid_channel(grid.as_str()), p))
+                    .map(|p| (lead_channel(lead), p))
                     .into_iter()
                     .collect()
             }
+            None if !whole => recipients
+                .first()
+                .and_then(|state| {
+                    let w = WireOut {
+                        origin: &self.node,
+                        whole,
+                        meta,
+                        recipients: vec![state],
+                        to: None,
+                    };
+                    serde_json::to_vec(&w)
+                        .ok()
+                        .map(|p| (lead_channel(state.lead.as_str()), p))
+                })
+                .into_iter()
+                .collect(),
             None => {
                 let mut by_grid: HashMap<&GridCode, Vec<&RecipientState>> = HashMap::new();
                 for r in recipients {

@@ -2,7 +2,16 @@
 //! probe, the console and registry channels; a lost or silent subscription is made
 //! again, then resynced.
 
+use futures_util::FutureExt;
+
 use super::*;
+
+/// The grids and leads whose channels one subscription holds.
+#[derive(Default)]
+pub(super) struct Channels {
+    grids: HashSet<String>,
+    leads: HashSet<String>,
+}
 
 impl Cluster {
     pub(super) async fn subscriber(self: Arc<Self>, hub: Hub) {
@@ -40,29 +49,48 @@ impl Cluster {
         ])
         .await
         .map_err(|e| e.to_string())?;
-        let mut channels = HashSet::new();
-        self.reconcile_with(&mut sink, &mut channels)
+        let mut channels = Channels::default();
+        self.reconcile_with(&mut sink, &mut channels, true)
             .await
             .map_err(|e| e.to_string())?;
         self.last_probe.store(now_ms(), Relaxed);
+        let mut last_message = now_ms();
         // Redis may have come back without our presence (no AOF, failover): republish.
         self.presence_stale.store(true, Relaxed);
         self.resync(hub).await.map_err(|e| e.to_string())?;
         self.ready.store(true, Relaxed);
-        tracing::info!(node = %self.node, grids = channels.len(), "cluster subscription ready");
+        tracing::info!(node = %self.node, grids = channels.grids.len(), leads = channels.leads.len(), "cluster subscription ready");
         let mut check = tokio::time::interval(HEARTBEAT / 2);
         loop {
             tokio::select! {
                 m = stream.next() => match m {
                     None => return Err("connection closed".into()),
-                    Some(msg) => self.handle(hub, &msg).await,
+                    Some(msg) => {
+                        last_message = now_ms();
+                        self.handle(hub, &msg).await;
+                    }
                 },
                 () = self.reconcile.notified() => {
-                    self.reconcile_with(&mut sink, &mut channels).await.map_err(|e| e.to_string())?;
+                    self.reconcile_with(&mut sink, &mut channels, false).await.map_err(|e| e.to_string())?;
                 }
                 _ = check.tick() => {
-                    let silent = now_ms().saturating_sub(self.last_probe.load(Relaxed));
-                    if silent > PROBE_DEAD.as_millis() as u64 {
+                    // A message waiting to be read (this task ran late on a busy node)
+                    // shows the subscription alive.
+                    if let Some(m) = stream.next().now_or_never() {
+                        let Some(msg) = m else { return Err("connection closed".into()) };
+                        last_message = now_ms();
+                        self.handle(hub, &msg).await;
+                    }
+                    let now = now_ms();
+                    let silent = now.saturating_sub(self.last_probe.load(Relaxed));
+                    // Messages still arriving while the probe is late: the subscription
+                    // is behind on a busy node, not lost; remaking it (and resyncing)
+                    // would only add work. It counts as lost once nothing at all came
+                    // for PROBE_DEAD, or the probe is later than PROBE_BEHIND.
+                    let flowing = now.saturating_sub(last_message) <= PROBE_DEAD.as_millis() as u64;
+                    if silent > PROBE_DEAD.as_millis() as u64
+                        && (!flowing || silent > PROBE_BEHIND.as_millis() as u64)
+                    {
                         // The probe goes out on the command connection: it may be the
                         // one that died silently, so it is renewed too.
                         if let Err(e) = self.store.renew().await {
@@ -76,34 +104,70 @@ impl Cluster {
         }
     }
 
-    /// Subscribes to the grids with sessions here and unsubscribes from the others.
+    /// Subscribes to the channels of the grids and leads with queued sessions here and
+    /// unsubscribes from the others: every grid (a few hundred), but only the leads
+    /// whose sessions changed since the last call unless `full` (a new subscription),
+    /// so that a storm of connects costs a lookup each, not a pass over every lead.
     pub(super) async fn reconcile_with(
         &self,
         sink: &mut PubSubSink,
-        channels: &mut HashSet<String>,
+        channels: &mut Channels,
+        full: bool,
     ) -> redis::RedisResult<()> {
-        let desired: HashSet<String> = self
+        // Taken before the leads are looked at: a change after this is seen next time.
+        let changed = self.presence.take_routed();
+        let leads = if full {
+            self.presence.carried_leads()
+        } else {
+            changed
+        };
+        let grids: HashSet<String> = self
             .presence
             .grids()
             .iter()
             .map(|g| g.as_str().to_owned())
             .collect();
-        let add: Vec<String> = desired
-            .difference(channels)
+        let mut add: Vec<String> = grids
+            .difference(&channels.grids)
             .map(|g| grid_channel(g))
             .collect();
-        let drop: Vec<String> = channels
-            .difference(&desired)
+        let mut drop: Vec<String> = channels
+            .grids
+            .difference(&grids)
             .map(|g| grid_channel(g))
             .collect();
+        let (mut joined, mut left) = (Vec::new(), Vec::new());
+        for lead in leads {
+            match (self.presence.carries(&lead), channels.leads.contains(&lead)) {
+                (true, false) => {
+                    add.push(lead_channel(&lead));
+                    joined.push(lead);
+                }
+                (false, true) => {
+                    drop.push(lead_channel(&lead));
+                    left.push(lead);
+                }
+                _ => {}
+            }
+        }
         if !add.is_empty() {
             sink.subscribe(&add).await?;
         }
         if !drop.is_empty() {
             sink.unsubscribe(&drop).await?;
         }
-        channels.clone_from(&desired);
-        *self.subscribed.lock().unwrap_or_else(|p| p.into_inner()) = desired;
+        channels.grids = grids;
+        channels.leads.extend(joined);
+        for l in &left {
+            channels.leads.remove(l);
+        }
+        {
+            let mut s = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+            for c in &drop {
+                s.remove(c);
+            }
+            s.extend(add);
+        }
         self.subscribed_gen.send_modify(|g| *g += 1);
         Ok(())
     }
@@ -121,7 +185,15 @@ impl Cluster {
                 return;
             }
         };
-        if let Some(grid) = channel.strip_prefix("gc:g:") {
+        if channel.starts_with("gc:l:") {
+            let Ok(w) = serde_json::from_slice::<WireIn>(payload) else {
+                tracing::warn!(channel, "undecodable cluster message dropped");
+                return;
+            };
+            if w.origin != self.node {
+                self.lead_message(w);
+            }
+        } else if let Some(grid) = channel.strip_prefix("gc:g:") {
             let Ok(w) = serde_json::from_slice::<WireIn>(payload) else {
                 tracing::warn!(channel, "undecodable cluster message dropped");
                 return;
@@ -129,30 +201,20 @@ impl Cluster {
             if w.origin == self.node {
                 return; // delivered locally when it was published
             }
-            if let Some((lead, frame)) = w.to {
-                self.presence.send_to_lead(&lead, &frame.into());
+            if !w.whole {
+                // A node of an earlier release routes a lead's own changes by grid.
+                self.lead_message(w);
                 return;
             }
             let Some(meta) = w.meta else { return };
             let meta = Arc::new(meta);
-            let event = if w.whole {
-                self.seen
-                    .entry(meta.id.clone())
-                    .or_default()
-                    .grid(meta.rev, grid);
-                BusEvent::Incident {
-                    meta,
-                    recipients: Arc::new(w.recipients),
-                }
-            } else {
-                let Some(state) = w.recipients.into_iter().next() else {
-                    return;
-                };
-                BusEvent::Recipient {
-                    meta,
-                    state,
-                    except: None,
-                }
+            self.seen
+                .entry(meta.id.clone())
+                .or_default()
+                .grid(meta.rev, grid);
+            let event = BusEvent::Incident {
+                meta,
+                recipients: Arc::new(w.recipients),
             };
             deliver(&self.presence, &self.metrics, &event);
         } else if channel == probe_channel(&self.node) {
@@ -180,5 +242,25 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+impl Cluster {
+    /// A lead's own change from another node: a frame for its devices, or its new
+    /// status (its other devices get the incident with their new `me`).
+    fn lead_message(&self, w: WireIn) {
+        if let Some((lead, frame)) = w.to {
+            self.presence.send_to_lead(&lead, &frame.into());
+            return;
+        }
+        let (Some(meta), Some(state)) = (w.meta, w.recipients.into_iter().next()) else {
+            return;
+        };
+        let event = BusEvent::Recipient {
+            meta: Arc::new(meta),
+            state,
+            except: None,
+        };
+        deliver(&self.presence, &self.metrics, &event);
     }
 }

@@ -110,7 +110,7 @@ impl Dispatch {
             .collect();
         let registry = self.registry.current();
         let mut events = Vec::new();
-        let mut sends: Vec<(String, GridCode, Frame)> = Vec::new();
+        let mut sends: Vec<(String, Frame)> = Vec::new();
         let event = |lead: Option<&str>, kind: &str, detail: String| TimelineEvent {
             at: rfc3339(now),
             kind: kind.into(),
@@ -138,7 +138,7 @@ impl Dispatch {
                         drill: meta.drill,
                     });
                     for t in &to {
-                        sends.push((t.clone(), grid.clone(), frame.clone()));
+                        sends.push((t.clone(), frame.clone()));
                     }
                     let whom = if to.is_empty() {
                         format!("no {} registered for {grid}", role.as_str())
@@ -146,7 +146,7 @@ impl Dispatch {
                         format!("{} {}", role.as_str(), to.join(", "))
                     };
                     let detail = if step == 1 {
-                        sends.push((r.lead.clone(), r.grid.clone(), lead_frame(meta, r)));
+                        sends.push((r.lead.clone(), lead_frame(meta, r)));
                         format!("step 1{drill}: re-notified; {whom}")
                     } else {
                         format!("step 2{drill}: {whom}")
@@ -192,8 +192,8 @@ impl Dispatch {
             drill = meta.drill,
             "escalation step"
         );
-        for (lead, grid, frame) in sends {
-            self.delivery.to_lead(lead, grid, frame).await;
+        for (lead, frame) in sends {
+            self.delivery.to_lead(lead, frame).await;
         }
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let data = serde_json::json!({
@@ -261,7 +261,7 @@ impl Dispatch {
                 ..task.view.clone()
             },
         });
-        let mut sends: Vec<(String, GridCode)> = Vec::new();
+        let mut sends: Vec<String> = Vec::new();
         let whom = match (step, &grid) {
             (1 | 2, Some(grid)) => {
                 let role = if step == 1 {
@@ -273,7 +273,7 @@ impl Dispatch {
                     sends.extend(concerned.iter().cloned());
                 }
                 let to = responsible(&registry, grid, role);
-                sends.extend(to.iter().map(|l| (l.clone(), grid.clone())));
+                sends.extend(to.iter().cloned());
                 if to.is_empty() {
                     format!("no {} registered for {grid}", role.as_str())
                 } else {
@@ -309,13 +309,13 @@ impl Dispatch {
             drill = meta.drill,
             "overdue task escalated"
         );
-        for (lead, grid) in sends {
-            let frame = if concerned.iter().any(|(l, _)| *l == lead) {
+        for lead in sends {
+            let frame = if concerned.contains(&lead) {
                 frame.clone()
             } else {
                 outline.clone()
             };
-            self.delivery.to_lead(lead, grid, frame).await;
+            self.delivery.to_lead(lead, frame).await;
         }
         let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
         let data = serde_json::json!({

@@ -6,7 +6,7 @@
 use gridcast_protocol::api::{CreateTask, CreatedTask};
 use gridcast_protocol::frame::{Assignee, ServerFrame, TaskStatus, TaskView};
 use gridcast_protocol::time::rfc3339;
-use gridcast_protocol::{ErrorCode, GridCode};
+use gridcast_protocol::ErrorCode;
 
 use super::Dispatch;
 use crate::auth::Claims;
@@ -19,19 +19,19 @@ const DEFAULT_DUE_S: u32 = 3_600;
 /// Longest a task may be given.
 pub(crate) const MAX_DUE_S: u32 = 7 * 86_400;
 
-/// The leads a task concerns, each with a grid of theirs (for routing): the assigned
-/// lead, or every recipient whose assignment lies in the assigned grid.
-pub(crate) fn concerned(task: &TaskView, recipients: &[RecipientState]) -> Vec<(String, GridCode)> {
+/// The leads a task concerns: the assigned lead, or every recipient whose assignment
+/// lies in the assigned grid.
+pub(crate) fn concerned(task: &TaskView, recipients: &[RecipientState]) -> Vec<String> {
     match &task.assignee {
         Assignee::Lead(l) => recipients
             .iter()
             .find(|r| r.lead == *l)
-            .map(|r| vec![(r.lead.clone(), r.grid.clone())])
+            .map(|r| vec![r.lead.clone()])
             .unwrap_or_default(),
         Assignee::Grid(g) => recipients
             .iter()
             .filter(|r| r.grid.as_str().starts_with(g.as_str()))
-            .map(|r| (r.lead.clone(), r.grid.clone()))
+            .map(|r| r.lead.clone())
             .collect(),
     }
 }
@@ -158,7 +158,7 @@ impl Dispatch {
         };
         if !concerned(&current.view, &snap.recipients)
             .iter()
-            .any(|(l, _)| l == lead)
+            .any(|l| l == lead)
         {
             return Err(Refusal::new(
                 ErrorCode::NotRecipient,
@@ -197,8 +197,8 @@ impl Dispatch {
     /// The `task` frame to every lead concerned, on every channel.
     async fn send_task(&self, task: &TaskView, recipients: &[RecipientState]) {
         let frame: Frame = encode(&ServerFrame::Task { task: task.clone() });
-        for (lead, grid) in concerned(task, recipients) {
-            self.delivery.to_lead(lead, grid, frame.clone()).await;
+        for lead in concerned(task, recipients) {
+            self.delivery.to_lead(lead, frame.clone()).await;
         }
     }
 

@@ -220,10 +220,11 @@ async fn open_session(
         tracing::info!(lead = %lead, session = old.id, "oldest session closed for a newer one");
         old.end(close::SESSION_REPLACED);
     }
-    // Routed to this node (in a cluster: subscribed to this lead's grids) before its
-    // sync is read: an incident issued meanwhile is then in the sync, on the bus, or both.
+    // Routed to this node (in a cluster: subscribed to this lead's channel and grids)
+    // before its sync is read: a change made meanwhile is then in the sync, on the bus,
+    // or both.
     hub.delivery.sessions_changed();
-    hub.delivery.wait_routed(&assignments).await;
+    hub.delivery.wait_routed(&lead, &assignments).await;
     hub.metrics.sessions.fetch_add(1, Relaxed);
     hub.metrics.sessions_opened.fetch_add(1, Relaxed);
     tracing::info!(lead = %lead, session = handle.id, "session opened");
