@@ -33,8 +33,12 @@ PID_LIST=$(IFS=,; echo "${HUB_PIDS[*]}")
 ADMIN=$(admin_token)
 
 echo "== gridcast: $NODES-node cluster, fan-out drill, $N phones"
-"$DRILL" fanout --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \
-  --hub-pid "$PID_LIST" --timeout-s 600 --json "$WORK/fanout.json" 2>&1 | grep -v '^connecting\|^drill:'
+H0=$(cpu_s "${HUB_PIDS[@]}"); R0=$(cpu_s "$REDIS_PID"); T0=$(date +%s.%N)
+TIMEFORMAT="drill (its workers included): %U s user + %S s system"
+time ("$DRILL" fanout --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \
+  --hub-pid "$PID_LIST" --timeout-s 600 --json "$WORK/fanout.json" 2>&1 | grep -v '^connecting\|^drill:')
+awk -v w="$(date +%s.%N)" -v w0="$T0" -v h="$(cpu_s "${HUB_PIDS[@]}")" -v h0="$H0" \
+  -v r="$(cpu_s "$REDIS_PID")" -v r0="$R0" 'BEGIN { printf "CPU over the whole drill (connects included), %.1f s of wall time: hubs %.2f s, Redis %.2f s\n", w - w0, h - h0, r - r0 }'
 echo "== gridcast: $NODES-node cluster, reconnect storm, $N phones"
 "$DRILL" storm --hub "$HUB_LIST" --admin-token "$ADMIN" --jwt-secret "$SECRET" --leads "$N" \
   --timeout-s 600 --json "$WORK/storm.json" 2>&1 | grep -v '^connecting\|^storm:' \

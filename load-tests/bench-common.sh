@@ -52,4 +52,11 @@ stop_hubs() {
   PIDS=("${keep[@]}")
 }
 
+# cpu_s PID…: the CPU seconds (user + system) the processes have used so far, summed.
+cpu_s() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t $(getconf CLK_TCK)" | awk '{printf "%.2f", $1 / $2}'
+}
+
 admin_token() { "$HUB" --jwt-secret "$SECRET" token --sub bench --role admin --ttl-hours 2; }

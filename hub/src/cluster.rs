@@ -59,7 +59,7 @@ use crate::backoff::Backoff;
 use crate::bus::{BusEvent, deliver};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::store::StoreError;
+use crate::store::{IncidentMeta, StoreError};
 use crate::store::redis::{REGISTRY_CHANNEL, RedisStore};
 use crate::{Hub, now_ms};
 
@@ -125,6 +125,9 @@ pub struct Cluster {
     live: Mutex<Vec<String>>,
     /// What of each active incident reached this node's sessions.
     seen: DashMap<String, Seen>,
+    /// The newest meta of each active incident this node delivered: a lead's status
+    /// from another node names its incident and is shown with this.
+    metas: DashMap<String, Arc<IncidentMeta>>,
     last_probe: AtomicU64,
     registry_ver: AtomicU64,
     /// The presence entry must be rewritten whole (start, or a failed heartbeat).
@@ -162,6 +165,7 @@ impl Cluster {
             live: Mutex::default(),
             retrying: Arc::new(tokio::sync::Semaphore::new(PUBLISH_RETRIES)),
             seen: DashMap::new(),
+            metas: DashMap::new(),
             last_probe: AtomicU64::new(0),
             registry_ver: AtomicU64::new(registry_ver),
             presence_stale: AtomicBool::new(true),
@@ -256,8 +260,21 @@ impl Cluster {
         }
     }
 
-    fn saw(&self, id: &str, rev: u64) {
-        self.seen.entry(id.to_owned()).or_default().whole(rev);
+    /// All of `meta`'s rev reached this node's sessions.
+    fn saw(&self, meta: &Arc<IncidentMeta>) {
+        self.seen.entry(meta.id.clone()).or_default().whole(meta.rev);
+        self.remember(meta);
+    }
+
+    /// Keeps `meta` if it is the newest of its incident here.
+    fn remember(&self, meta: &Arc<IncidentMeta>) {
+        let mut e = self
+            .metas
+            .entry(meta.id.clone())
+            .or_insert_with(|| meta.clone());
+        if e.rev < meta.rev {
+            *e = meta.clone();
+        }
     }
 
     /// Tells the other nodes' consoles which incidents changed here, and optionally one

@@ -326,7 +326,8 @@ async fn listening_for(redis: &RedisServer, lead: &str) -> i64 {
 
 /// An ack's new status goes on its lead's channel, which only the nodes holding a
 /// session of that lead listen on: no grid channel carries it, so a node with other
-/// sessions in the grid does no work for it.
+/// sessions in the grid does no work for it. It names its incident; a node that never
+/// had the incident on the bus (its phone read it in its sync) reads the meta once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
     let redis = RedisServer::start("by-lead").await;
@@ -334,8 +335,14 @@ async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
     let nodes = [
         node("a", &redis, Some(doc.clone())).await,
         node("b", &redis, None).await,
+        node("c", &redis, None).await,
     ];
-    let (x, y) = (doc.staff[0].id.as_str(), doc.staff[1].id.as_str());
+    let (x, y, w) = (
+        doc.staff[0].id.as_str(),
+        doc.staff[1].id.as_str(),
+        doc.staff[2].id.as_str(),
+    );
+    let (mut w_on_a, _) = lead(&nodes[0].ws_url(), w).await;
     let (mut x_on_a, _) = lead(&nodes[0].ws_url(), x).await;
     let (mut y_on_b, _) = lead(&nodes[1].ws_url(), y).await;
     assert_eq!(listening_for(&redis, x).await, 1, "only A listens for {x}");
@@ -384,6 +391,21 @@ async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
         "acks go by lead, never on a grid channel: {channels:?}"
     );
     drop(published);
+
+    // W's second phone comes to C after the activation: C had no session at the
+    // issue, so it has the incident only from Redis.
+    assert_eq!(incident(&mut w_on_a, &created.id).await, (1, Status::Pending));
+    let (mut w_on_c, sync) = lead(&nodes[2].ws_url(), w).await;
+    assert!(
+        sync.iter().any(|f| matches!(f, ServerFrame::Incident { incident, .. } if incident.id == created.id)),
+        "the sync of W's phone on C has the incident"
+    );
+    w_on_a.request(&ack(&created.id, 3)).await.unwrap().0.unwrap();
+    assert_eq!(
+        incident(&mut w_on_c, &created.id).await,
+        (1, Status::Accepted),
+        "C shows W's answer given on A"
+    );
 
     // The second phone hangs up: B stops listening for X.
     drop(x_on_b);

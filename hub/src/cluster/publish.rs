@@ -127,7 +127,7 @@ impl Cluster {
         };
         let (meta, whole, recipients, to) = match &event {
             BusEvent::Incident { meta, recipients } => {
-                self.saw(&meta.id, meta.rev);
+                self.saw(meta);
                 (Some(&**meta), true, recipients.iter().collect(), None)
             }
             BusEvent::Recipient { meta, state, .. } => (Some(&**meta), false, vec![state], None),
@@ -146,6 +146,7 @@ impl Cluster {
                     meta: None,
                     recipients: Vec::new(),
                     to: Some((lead, frame)),
+                    incident: None,
                 };
                 serde_json::to_vec(&w)
                     .ok()
@@ -159,9 +160,10 @@ impl Cluster {
                     let w = WireOut {
                         origin: &self.node,
                         whole,
-                        meta,
+                        meta: None,
                         recipients: vec![state],
                         to: None,
+                        incident: meta.map(|m| (m.id.as_str(), m.rev)),
                     };
                     serde_json::to_vec(&w)
                         .ok()
@@ -183,6 +185,7 @@ impl Cluster {
                             meta,
                             recipients,
                             to: None,
+                            incident: None,
                         };
                         serde_json::to_vec(&w)
                             .ok()

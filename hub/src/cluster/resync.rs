@@ -14,6 +14,7 @@ impl Cluster {
         let mut resent = 0;
         let local = self.presence.grids();
         for meta in &metas {
+            self.remember(meta);
             let missed = self
                 .seen
                 .get(&meta.id)
@@ -32,10 +33,11 @@ impl Cluster {
                     recipients: s.recipients.clone(),
                 },
             );
-            self.saw(&s.meta.id, s.meta.rev);
+            self.saw(&s.meta);
         }
         let active: HashSet<&str> = metas.iter().map(|m| m.id.as_str()).collect();
         self.seen.retain(|id, _| active.contains(id.as_str()));
+        self.metas.retain(|id, _| active.contains(id.as_str()));
         self.metrics.cluster_resyncs.fetch_add(1, Relaxed);
         self.metrics
             .cluster_resent

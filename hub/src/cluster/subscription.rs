@@ -191,7 +191,7 @@ impl Cluster {
                 return;
             };
             if w.origin != self.node {
-                self.lead_message(w);
+                self.lead_message(w).await;
             }
         } else if let Some(grid) = channel.strip_prefix("gc:g:") {
             let Ok(w) = serde_json::from_slice::<WireIn>(payload) else {
@@ -203,7 +203,7 @@ impl Cluster {
             }
             if !w.whole {
                 // A node of an earlier release routes a lead's own changes by grid.
-                self.lead_message(w);
+                self.lead_message(w).await;
                 return;
             }
             let Some(meta) = w.meta else { return };
@@ -212,6 +212,7 @@ impl Cluster {
                 .entry(meta.id.clone())
                 .or_default()
                 .grid(meta.rev, grid);
+            self.remember(&meta);
             let event = BusEvent::Incident {
                 meta,
                 recipients: Arc::new(w.recipients),
@@ -248,19 +249,50 @@ impl Cluster {
 impl Cluster {
     /// A lead's own change from another node: a frame for its devices, or its new
     /// status (its other devices get the incident with their new `me`).
-    fn lead_message(&self, w: WireIn) {
+    async fn lead_message(&self, w: WireIn) {
         if let Some((lead, frame)) = w.to {
             self.presence.send_to_lead(&lead, &frame.into());
             return;
         }
-        let (Some(meta), Some(state)) = (w.meta, w.recipients.into_iter().next()) else {
+        let Some(state) = w.recipients.into_iter().next() else {
             return;
         };
+        if !self.presence.carries(&state.lead) {
+            return;
+        }
+        let meta = match (w.meta, w.incident) {
+            (Some(meta), _) => Arc::new(meta),
+            (None, Some((id, rev))) => match self.meta_of(&id, rev).await {
+                Some(meta) => meta,
+                None => return,
+            },
+            (None, None) => return,
+        };
         let event = BusEvent::Recipient {
-            meta: Arc::new(meta),
+            meta,
             state,
             except: None,
         };
         deliver(&self.presence, &self.metrics, &event);
+    }
+
+    /// The meta of incident `id` at `rev` or newer: the one this node keeps, else read
+    /// once from Redis (this node's sessions had the incident from their sync).
+    async fn meta_of(&self, id: &str, rev: u64) -> Option<Arc<IncidentMeta>> {
+        if let Some(m) = self.metas.get(id).filter(|m| m.rev >= rev) {
+            return Some(m.clone());
+        }
+        match self.store.read_meta(id).await {
+            Ok(Some(meta)) => {
+                let meta = Arc::new(meta);
+                self.remember(&meta);
+                Some(meta)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(incident = id, error = %e, "meta for a lead's status not read; its phone has it at its next sync");
+                None
+            }
+        }
     }
 }

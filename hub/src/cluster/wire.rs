@@ -22,6 +22,10 @@ pub(super) struct WireOut<'a> {
     /// A frame for one lead's devices: (lead, frame text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) to: Option<(&'a str, &'a str)>,
+    /// A lead's new status names its incident (id, rev) instead of carrying its meta:
+    /// the receiving node has it from the fan-out (or reads it once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) incident: Option<(&'a str, u64)>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +39,8 @@ pub(super) struct WireIn {
     pub(super) recipients: Vec<RecipientState>,
     #[serde(default)]
     pub(super) to: Option<(String, String)>,
+    #[serde(default)]
+    pub(super) incident: Option<(String, u64)>,
 }
 
 /// What a node tells the others' consoles.

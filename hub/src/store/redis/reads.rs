@@ -55,6 +55,13 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// One incident's meta, without its recipients.
+    pub(crate) async fn read_meta(&self, id: &str) -> Result<Option<IncidentMeta>, StoreError> {
+        let mut c = self.connection();
+        let meta: Option<String> = self.seen(c.get(meta_key(id)).await)?;
+        meta.map(|m| parse(&m)).transpose()
+    }
+
     /// See [`Store::counts`].
     pub(super) async fn read_counts(
         &self,
