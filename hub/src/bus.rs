@@ -84,11 +84,7 @@ pub(crate) trait Bus: Send + Sync + 'static {
 
     /// Waits (bounded) until changes for `lead` and the grids of its `assignments`
     /// reach this node.
-    fn wait_routed<'a>(
-        &'a self,
-        _lead: &'a str,
-        _assignments: &'a [Assignment],
-    ) -> DoneFuture<'a> {
+    fn wait_routed<'a>(&'a self, _lead: &'a str, _assignments: &'a [Assignment]) -> DoneFuture<'a> {
         Box::pin(std::future::ready(()))
     }
 

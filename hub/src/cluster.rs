@@ -59,8 +59,8 @@ use crate::backoff::Backoff;
 use crate::bus::{BusEvent, deliver};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
-use crate::store::{IncidentMeta, StoreError};
 use crate::store::redis::{REGISTRY_CHANNEL, RedisStore};
+use crate::store::{IncidentMeta, StoreError};
 use crate::{Hub, now_ms};
 
 /// How often a node refreshes its presence and probes its subscription.
@@ -262,7 +262,10 @@ impl Cluster {
 
     /// All of `meta`'s rev reached this node's sessions.
     fn saw(&self, meta: &Arc<IncidentMeta>) {
-        self.seen.entry(meta.id.clone()).or_default().whole(meta.rev);
+        self.seen
+            .entry(meta.id.clone())
+            .or_default()
+            .whole(meta.rev);
         self.remember(meta);
     }
 

@@ -243,6 +243,10 @@ pub enum ReviseOutcome {
     Closed,
 }
 
+/// One incident of a lead's sync: its meta, the lead's state, and (active incidents)
+/// its tasks.
+pub type LeadSync = (Arc<IncidentMeta>, RecipientState, Vec<TaskRecord>);
+
 /// Durable incident state. See the module docs.
 pub trait Store: Send + Sync + 'static {
     /// Records a new incident and returns it with its id and `rev` 1, once durable.
@@ -308,6 +312,28 @@ pub trait Store: Send + Sync + 'static {
         lead: &'a str,
         closed_since: u64,
     ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>>;
+    /// What a lead's sync shows: [`Store::incidents_for_lead`], each active incident
+    /// with all its tasks (the caller keeps the lead's open ones). The Redis store reads
+    /// it in two round trips however many incidents there are (a reconnect storm is
+    /// one sync per phone).
+    fn sync_for_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        closed_since: u64,
+    ) -> StoreFuture<'a, Vec<LeadSync>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for (meta, state) in self.incidents_for_lead(lead, closed_since).await? {
+                let tasks = if meta.state == IncidentState::Active {
+                    self.tasks(&meta.id).await?
+                } else {
+                    Vec::new()
+                };
+                out.push((meta, state, tasks));
+            }
+            Ok(out)
+        })
+    }
     /// An incident's timeline, in order.
     fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>>;
     /// The outbox entry of an incident's `rev` is done (its MQTT publish went out).

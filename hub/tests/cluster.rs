@@ -364,13 +364,23 @@ async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
     for c in [&mut x_on_a, &mut x_on_b, &mut y_on_b] {
         assert_eq!(incident(c, &created.id).await, (1, Status::Pending));
     }
-    x_on_a.request(&ack(&created.id, 1)).await.unwrap().0.unwrap();
+    x_on_a
+        .request(&ack(&created.id, 1))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
     // The answer given on A reaches X's phone on B.
     assert_eq!(
         incident(&mut x_on_b, &created.id).await,
         (1, Status::Accepted)
     );
-    y_on_b.request(&ack(&created.id, 2)).await.unwrap().0.unwrap();
+    y_on_b
+        .request(&ack(&created.id, 2))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
 
     let mut channels = Vec::new();
     let wanted = [format!("gc:l:{x}"), format!("gc:l:{y}")];
@@ -381,26 +391,43 @@ async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
             .unwrap();
         channels.push(m.get_channel_name().to_owned());
     }
-    let first_lead = channels.iter().position(|c| c.starts_with("gc:l:")).unwrap();
+    let first_lead = channels
+        .iter()
+        .position(|c| c.starts_with("gc:l:"))
+        .unwrap();
     assert!(
-        channels[..first_lead].iter().all(|c| c.starts_with("gc:g:")),
+        channels[..first_lead]
+            .iter()
+            .all(|c| c.starts_with("gc:g:")),
         "the activation goes by grid: {channels:?}"
     );
     assert!(
-        channels[first_lead..].iter().all(|c| c.starts_with("gc:l:")),
+        channels[first_lead..]
+            .iter()
+            .all(|c| c.starts_with("gc:l:")),
         "acks go by lead, never on a grid channel: {channels:?}"
     );
     drop(published);
 
     // W's second phone comes to C after the activation: C had no session at the
     // issue, so it has the incident only from Redis.
-    assert_eq!(incident(&mut w_on_a, &created.id).await, (1, Status::Pending));
+    assert_eq!(
+        incident(&mut w_on_a, &created.id).await,
+        (1, Status::Pending)
+    );
     let (mut w_on_c, sync) = lead(&nodes[2].ws_url(), w).await;
     assert!(
-        sync.iter().any(|f| matches!(f, ServerFrame::Incident { incident, .. } if incident.id == created.id)),
+        sync.iter().any(
+            |f| matches!(f, ServerFrame::Incident { incident, .. } if incident.id == created.id)
+        ),
         "the sync of W's phone on C has the incident"
     );
-    w_on_a.request(&ack(&created.id, 3)).await.unwrap().0.unwrap();
+    w_on_a
+        .request(&ack(&created.id, 3))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
     assert_eq!(
         incident(&mut w_on_c, &created.id).await,
         (1, Status::Accepted),
@@ -410,9 +437,11 @@ async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
     // The second phone hangs up: B stops listening for X.
     drop(x_on_b);
     let r = &redis;
-    eventually(Duration::from_secs(5), "B leaves X's channel", || async move {
-        listening_for(r, x).await == 1
-    })
+    eventually(
+        Duration::from_secs(5),
+        "B leaves X's channel",
+        || async move { listening_for(r, x).await == 1 },
+    )
     .await;
     for n in nodes {
         n.stop().await;

@@ -346,7 +346,8 @@ pub async fn baseline_publish(
                         .subscribe(format!("{BASELINE_UP}/+"), QoS::AtLeastOnce)
                         .await?;
                 }
-                MqttEvent::Incoming(Packet::ConnAck(_)) | MqttEvent::Incoming(Packet::SubAck(_)) => {
+                MqttEvent::Incoming(Packet::ConnAck(_))
+                | MqttEvent::Incoming(Packet::SubAck(_)) => {
                     client
                         .publish(
                             BASELINE_TOPIC,

@@ -9,9 +9,7 @@ use std::time::Duration;
 use gridcast_protocol::GridCode;
 use tokio::sync::mpsc;
 
-use super::{
-    Cluster, Message, PUBLISH_RETRY_FOR, WireOut, grid_channel, lead_channel, node_key,
-};
+use super::{Cluster, Message, PUBLISH_RETRY_FOR, WireOut, grid_channel, lead_channel, node_key};
 use crate::backoff::Backoff;
 use crate::bus::{BusEvent, deliver};
 use crate::now_ms;

@@ -496,13 +496,14 @@ impl Dispatch {
             .clock
             .now_ms()
             .saturating_sub(self.config.closed_sync_hours * 3_600_000);
-        let list = self.store.incidents_for_lead(lead, since).await?;
-        let mut frames: Vec<Frame> = list.iter().map(|(meta, r)| lead_frame(meta, r)).collect();
+        let list = self.store.sync_for_lead(lead, since).await?;
+        let mut frames: Vec<Frame> = list
+            .iter()
+            .map(|(meta, r, _)| lead_frame(meta, r))
+            .collect();
         // Then one task frame per open task of theirs (DESIGN.md §3).
-        for (meta, r) in &list {
-            if meta.state == IncidentState::Active {
-                frames.extend(self.task_frames(&meta.id, r).await?);
-            }
+        for (_, r, tasks) in &list {
+            frames.extend(crate::task::task_frames(tasks, r));
         }
         Ok(frames)
     }

@@ -3,10 +3,10 @@
 //! (first accept wins, …) are the store's ([`crate::store::apply_task_update`]), applied
 //! atomically; here: checks, who is concerned, and the `task` frames.
 
+use gridcast_protocol::ErrorCode;
 use gridcast_protocol::api::{CreateTask, CreatedTask};
 use gridcast_protocol::frame::{Assignee, ServerFrame, TaskStatus, TaskView};
 use gridcast_protocol::time::rfc3339;
-use gridcast_protocol::ErrorCode;
 
 use super::Dispatch;
 use crate::auth::Claims;
@@ -34,6 +34,20 @@ pub(crate) fn concerned(task: &TaskView, recipients: &[RecipientState]) -> Vec<S
             .map(|r| r.lead.clone())
             .collect(),
     }
+}
+
+/// The `task` frames of a lead's sync: one per open task of `tasks` that concerns it.
+pub(crate) fn task_frames(tasks: &[TaskRecord], me: &RecipientState) -> Vec<Frame> {
+    tasks
+        .iter()
+        .filter(|t| t.is_open())
+        .filter(|t| !concerned(&t.view, std::slice::from_ref(me)).is_empty())
+        .map(|t| {
+            encode(&ServerFrame::Task {
+                task: t.view.clone(),
+            })
+        })
+        .collect()
 }
 
 fn bad(message: impl Into<String>) -> Refusal {
@@ -200,24 +214,5 @@ impl Dispatch {
         for lead in concerned(task, recipients) {
             self.delivery.to_lead(lead, frame.clone()).await;
         }
-    }
-
-    /// The open tasks of an incident that concern the recipient `me`, as sync frames.
-    pub(crate) async fn task_frames(
-        &self,
-        incident: &str,
-        me: &RecipientState,
-    ) -> Result<Vec<Frame>, crate::store::StoreError> {
-        let tasks = self.store.tasks(incident).await?;
-        Ok(tasks
-            .iter()
-            .filter(|t| t.is_open())
-            .filter(|t| !concerned(&t.view, std::slice::from_ref(me)).is_empty())
-            .map(|t| {
-                encode(&ServerFrame::Task {
-                    task: t.view.clone(),
-                })
-            })
-            .collect())
     }
 }

@@ -35,6 +35,7 @@ mod scripts;
 mod tasks;
 
 use marks::{MARK_BATCH, MarkBatcher, MarkJob};
+use tasks::tasks_from;
 
 use scripts::{CLAIM_SCRIPT, ESCALATED_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT};
 
@@ -52,9 +53,9 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
-    Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord, apply_revision,
-    apply_task_update, issue_state, mark_event, task_event, task_key,
+    IncidentMeta, IncidentSnapshot, LeadSync, Mark, MarkOutcome, NewIncident, RecipientState,
+    ReviseOutcome, Revision, Store, StoreError, StoreFuture, TaskOutcome, TaskRecord,
+    apply_revision, apply_task_update, issue_state, mark_event, task_event, task_key,
 };
 use gridcast_protocol::frame::TaskStatus;
 
@@ -433,6 +434,14 @@ impl Store for RedisStore {
         closed_since: u64,
     ) -> StoreFuture<'a, Vec<(Arc<IncidentMeta>, RecipientState)>> {
         Box::pin(self.read_incidents_for_lead(lead, closed_since))
+    }
+
+    fn sync_for_lead<'a>(
+        &'a self,
+        lead: &'a str,
+        closed_since: u64,
+    ) -> StoreFuture<'a, Vec<LeadSync>> {
+        Box::pin(self.read_sync_for_lead(lead, closed_since))
     }
 
     fn timeline<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Vec<TimelineEvent>>> {

@@ -116,24 +116,58 @@ impl RedisStore {
         lead: &str,
         closed_since: u64,
     ) -> Result<Vec<(Arc<IncidentMeta>, RecipientState)>, StoreError> {
+        let all = self.read_for_lead(lead, closed_since, false).await?;
+        Ok(all.into_iter().map(|(m, r, _)| (m, r)).collect())
+    }
+
+    /// See [`Store::sync_for_lead`].
+    pub(super) async fn read_sync_for_lead(
+        &self,
+        lead: &str,
+        closed_since: u64,
+    ) -> Result<Vec<LeadSync>, StoreError> {
+        self.read_for_lead(lead, closed_since, true).await
+    }
+
+    /// The incidents of a lead's sync window it is a recipient of, oldest first, with
+    /// its state and, if `with_tasks`, the tasks of the active ones: the window's ids,
+    /// then one pipeline for all of them.
+    async fn read_for_lead(
+        &self,
+        lead: &str,
+        closed_since: u64,
+        with_tasks: bool,
+    ) -> Result<Vec<LeadSync>, StoreError> {
         let ids = self.recent_ids(closed_since).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let per = if with_tasks { 3 } else { 2 };
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.get(meta_key(id)).hget(recipients_key(id), lead);
+            if with_tasks {
+                pipe.hgetall(tasks_key(id));
+            }
         }
         let mut c = self.connection();
-        let raw: Vec<Option<String>> = self.seen(pipe.query_async(&mut c).await)?;
+        let raw: Vec<redis::Value> = self.seen(pipe.query_async(&mut c).await)?;
+        let value = |v: &redis::Value| -> Result<Option<String>, StoreError> {
+            redis::FromRedisValue::from_redis_value_ref(v).map_err(io)
+        };
         let mut out = Vec::new();
-        for pair in raw.chunks(2) {
-            if let (Some(meta), Some(r)) = (&pair[0], &pair[1]) {
-                out.push((
-                    Arc::new(parse::<IncidentMeta>(meta)?),
-                    parse::<Stored>(r)?.state,
-                ));
-            }
+        for one in raw.chunks(per) {
+            let (Some(meta), Some(r)) = (value(&one[0])?, value(&one[1])?) else {
+                continue;
+            };
+            let meta = Arc::new(parse::<IncidentMeta>(&meta)?);
+            let tasks = match one.get(2) {
+                Some(t) if meta.state == IncidentState::Active => {
+                    tasks_from(redis::FromRedisValue::from_redis_value_ref(t).map_err(io)?)?
+                }
+                _ => Vec::new(),
+            };
+            out.push((meta, parse::<Stored>(&r)?.state, tasks));
         }
         // Oldest first: ids are zero-padded and grow with time.
         out.sort_by(|a, b| a.0.id.cmp(&b.0.id));

@@ -97,19 +97,7 @@ impl RedisStore {
     pub(super) async fn read_tasks(&self, incident: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let mut c = self.connection();
         let all: HashMap<String, String> = self.seen(c.hgetall(tasks_key(incident)).await)?;
-        let mut out: Vec<TaskRecord> = all
-            .values()
-            .map(|j| parse::<TaskRecord>(j))
-            .collect::<Result<_, _>>()?;
-        let n = |t: &TaskRecord| {
-            t.view
-                .id
-                .rsplit_once("-T")
-                .and_then(|(_, n)| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        out.sort_by_key(n);
-        Ok(out)
+        tasks_from(all)
     }
 
     /// Records an overdue task's escalation step: compare-and-set on the task (only the
@@ -172,4 +160,21 @@ impl RedisStore {
         )?;
         Ok(swapped == 1)
     }
+}
+
+/// An incident's tasks hash (task id → record), in creation order.
+pub(super) fn tasks_from(all: HashMap<String, String>) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut out: Vec<TaskRecord> = all
+        .values()
+        .map(|j| parse::<TaskRecord>(j))
+        .collect::<Result<_, _>>()?;
+    let n = |t: &TaskRecord| {
+        t.view
+            .id
+            .rsplit_once("-T")
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    out.sort_by_key(n);
+    Ok(out)
 }
