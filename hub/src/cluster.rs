@@ -62,6 +62,7 @@ use crate::presence::Presence;
 use crate::store::redis::{REGISTRY_CHANNEL, RedisStore};
 use crate::store::{IncidentMeta, StoreError};
 use crate::{Hub, now_ms};
+use gridcast_protocol::model::IncidentState;
 
 /// How often a node refreshes its presence and probes its subscription.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -71,8 +72,9 @@ pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
 /// long is treated as lost.
 pub const PROBE_DEAD: Duration = Duration::from_secs(3);
 /// A subscription whose probe is this late is treated as lost even while other
-/// messages still arrive on it (a node that is merely busy catches up well before).
-pub const PROBE_BEHIND: Duration = Duration::from_secs(30);
+/// messages still arrive on it (a node that is merely busy catches up before; what
+/// it has not read yet waits in the client's buffer meanwhile).
+pub const PROBE_BEHIND: Duration = Duration::from_secs(10);
 /// How long a new session waits for its grids' subscriptions before reading its sync.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// How soon after a session change this node's presence entry is rewritten.
@@ -252,7 +254,7 @@ impl Cluster {
                 Ok(Ok(())) => {}
                 _ => {
                     tracing::warn!(
-                        "grid subscriptions not confirmed in time; the resync after Redis returns covers this session"
+                        "grid and lead subscriptions not confirmed in time; the resync after Redis returns covers this session's incidents, its next sync what was sent to the lead alone"
                     );
                     return;
                 }
@@ -269,8 +271,13 @@ impl Cluster {
         self.remember(meta);
     }
 
-    /// Keeps `meta` if it is the newest of its incident here.
+    /// Keeps `meta` if it is the newest of its incident here; a closed incident's is
+    /// dropped (no answer changes once it is closed).
     fn remember(&self, meta: &Arc<IncidentMeta>) {
+        if meta.state == IncidentState::Closed {
+            self.metas.remove_if(&meta.id, |_, m| m.rev <= meta.rev);
+            return;
+        }
         let mut e = self
             .metas
             .entry(meta.id.clone())

@@ -310,7 +310,6 @@ async fn a_killed_nodes_leads_resync_elsewhere_and_leave_presence_in_bound() {
     a.stop().await;
 }
 
-/// One phone acking until it gets `ok`, as phones do (retry on `unavailable`).
 /// How many nodes listen on a lead's channel.
 async fn listening_for(redis: &RedisServer, lead: &str) -> i64 {
     let client = ::redis::Client::open(redis.url()).unwrap();
@@ -448,6 +447,7 @@ async fn an_acks_status_goes_only_to_the_nodes_holding_a_device_of_its_lead() {
     }
 }
 
+/// One phone acking until it gets `ok`, as phones do (retry on `unavailable`).
 async fn ack_until_ok(
     mut c: LeadClient,
     incident: String,

@@ -49,6 +49,30 @@ fn new_incident(leads: &[String]) -> NewIncident {
     }
 }
 
+/// An open task of `incident` assigned to `lead`, due 5 s after `created`.
+fn task_for(incident: &str, lead: &str, created: u64) -> gridcast_hub::store::TaskRecord {
+    gridcast_hub::store::TaskRecord {
+        view: gridcast_protocol::frame::TaskView {
+            id: String::new(),
+            incident: incident.into(),
+            rev: 0,
+            kind: "evacuation".into(),
+            title: "t".into(),
+            detail: String::new(),
+            assignee: gridcast_protocol::frame::Assignee::Lead(lead.into()),
+            due_at: gridcast_protocol::time::rfc3339(created + 5_000),
+            status: gridcast_protocol::frame::TaskStatus::Open,
+        },
+        accepted_by: None,
+        created_by: "op".into(),
+        note: None,
+        note_by: None,
+        created_ms: created,
+        escalated: 0,
+        declined_by: Vec::new(),
+    }
+}
+
 /// Every sequence of up to three marks.
 fn sequences() -> Vec<Vec<Mark>> {
     let one = [
@@ -332,28 +356,10 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
         let snap = s.create_incident(new_incident(&leads[..1])).await.unwrap();
         let id = snap.meta.id.clone();
         let created = snap.meta.issued_at;
-        let task = gridcast_hub::store::TaskRecord {
-            view: gridcast_protocol::frame::TaskView {
-                id: String::new(),
-                incident: id.clone(),
-                rev: 0,
-                kind: "evacuation".into(),
-                title: "t".into(),
-                detail: String::new(),
-                assignee: gridcast_protocol::frame::Assignee::Lead("L000".into()),
-                due_at: gridcast_protocol::time::rfc3339(created + 5_000),
-                status: gridcast_protocol::frame::TaskStatus::Open,
-            },
-            accepted_by: None,
-            created_by: "op".into(),
-            note: None,
-            note_by: None,
-            created_ms: created,
-            escalated: 0,
-            declined_by: Vec::new(),
-        };
-        let gridcast_hub::store::TaskOutcome::Changed(t) =
-            s.create_task(&id, task, created).await.unwrap()
+        let gridcast_hub::store::TaskOutcome::Changed(t) = s
+            .create_task(&id, task_for(&id, "L000", created), created)
+            .await
+            .unwrap()
         else {
             panic!("task not created");
         };
@@ -398,6 +404,47 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
             .collect();
         assert_eq!(kinds, ["issued", "task", "task_overdue", "task"]);
     }
+
+    // A sync has the lead's open tasks of its active incidents, with few incidents in
+    // the window (on Redis read in the pipeline of their metas) and with many (read in
+    // a third round trip, of the lead's active incidents only).
+    let mut synced = Vec::new();
+    for s in stores {
+        let snap = s.create_incident(new_incident(&leads[..1])).await.unwrap();
+        let id = snap.meta.id.clone();
+        let created = snap.meta.issued_at;
+        let gridcast_hub::store::TaskOutcome::Changed(t) = s
+            .create_task(&id, task_for(&id, "L000", created), created)
+            .await
+            .unwrap()
+        else {
+            panic!("task not created");
+        };
+        let open_of = |sync: &[gridcast_hub::store::LeadSync]| -> Vec<(String, String)> {
+            sync.iter()
+                .flat_map(|(m, _, tasks)| {
+                    tasks
+                        .iter()
+                        .filter(|t| t.is_open())
+                        .map(|t| (m.id.clone(), t.view.id.clone()))
+                })
+                .collect()
+        };
+        let window = s.recent_metas(0).await.unwrap().len();
+        assert!(window <= 8, "few incidents in the window: {window}");
+        let few = open_of(&s.sync_for_lead("L000", 0).await.unwrap());
+        assert!(few.contains(&(id.clone(), t.view.id.clone())), "{few:?}");
+        for _ in 0..9 {
+            s.create_incident(new_incident(&leads[1..2])).await.unwrap();
+        }
+        let many = open_of(&s.sync_for_lead("L000", 0).await.unwrap());
+        assert_eq!(
+            few, many,
+            "the same open tasks with many incidents in the window"
+        );
+        synced.push(many);
+    }
+    assert_eq!(synced[0], synced[1], "both stores sync the same open tasks");
 
     // Outbox entries: claimed by one caller at a time, gone once done.
     let mut pending = new_incident(&leads[..1]);

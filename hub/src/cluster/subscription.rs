@@ -150,24 +150,32 @@ impl Cluster {
                 _ => {}
             }
         }
+        // A channel leaves the confirmed set before it is unsubscribed: a session that
+        // comes back meanwhile (a phone switching networks) waits for the next
+        // reconcile, which its registration already asked for, instead of reading its
+        // sync while the channel goes away.
+        if !drop.is_empty() {
+            {
+                let mut s = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+                for c in &drop {
+                    s.remove(c);
+                }
+            }
+            self.subscribed_gen.send_modify(|g| *g += 1);
+            sink.unsubscribe(&drop).await?;
+        }
         if !add.is_empty() {
             sink.subscribe(&add).await?;
-        }
-        if !drop.is_empty() {
-            sink.unsubscribe(&drop).await?;
         }
         channels.grids = grids;
         channels.leads.extend(joined);
         for l in &left {
             channels.leads.remove(l);
         }
-        {
-            let mut s = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
-            for c in &drop {
-                s.remove(c);
-            }
-            s.extend(add);
-        }
+        self.subscribed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(add);
         self.subscribed_gen.send_modify(|g| *g += 1);
         Ok(())
     }
@@ -290,7 +298,7 @@ impl Cluster {
             }
             Ok(None) => None,
             Err(e) => {
-                tracing::debug!(incident = id, error = %e, "meta for a lead's status not read; its phone has it at its next sync");
+                tracing::warn!(incident = id, error = %e, "meta for a lead's status not read; its other phones show the answer at their next sync");
                 None
             }
         }

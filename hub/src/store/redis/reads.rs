@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Up to this many incidents in a lead's sync window, the tasks of all of them are
+/// read in the pipeline of their metas (one round trip less per sync); beyond, a third
+/// round trip reads only those of the lead's active incidents.
+const SYNC_TASKS_INLINE: usize = 8;
+
 impl RedisStore {
     /// Ids of the active incidents and of those closed at or after `closed_since`.
     pub(super) async fn recent_ids(&self, closed_since: u64) -> Result<Vec<String>, StoreError> {
@@ -131,7 +136,9 @@ impl RedisStore {
 
     /// The incidents of a lead's sync window it is a recipient of, oldest first, with
     /// its state and, if `with_tasks`, the tasks of the active ones: the window's ids,
-    /// then one pipeline for all of them.
+    /// then one pipeline for all of them. Past [`SYNC_TASKS_INLINE`] incidents in the
+    /// window the tasks are read in a third round trip, of the lead's active ones only
+    /// (not every task of every incident for every phone of a storm).
     async fn read_for_lead(
         &self,
         lead: &str,
@@ -142,11 +149,12 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let per = if with_tasks { 3 } else { 2 };
+        let inline = with_tasks && ids.len() <= SYNC_TASKS_INLINE;
+        let per = if inline { 3 } else { 2 };
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.get(meta_key(id)).hget(recipients_key(id), lead);
-            if with_tasks {
+            if inline {
                 pipe.hgetall(tasks_key(id));
             }
         }
@@ -168,6 +176,22 @@ impl RedisStore {
                 _ => Vec::new(),
             };
             out.push((meta, parse::<Stored>(&r)?.state, tasks));
+        }
+        if with_tasks && !inline {
+            let active: Vec<usize> = (0..out.len())
+                .filter(|&i| out[i].0.state == IncidentState::Active)
+                .collect();
+            if !active.is_empty() {
+                let mut pipe = redis::pipe();
+                for &i in &active {
+                    pipe.hgetall(tasks_key(&out[i].0.id));
+                }
+                let all: Vec<HashMap<String, String>> =
+                    self.seen(pipe.query_async(&mut c).await)?;
+                for (&i, tasks) in active.iter().zip(all) {
+                    out[i].2 = tasks_from(tasks)?;
+                }
+            }
         }
         // Oldest first: ids are zero-padded and grow with time.
         out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
