@@ -62,7 +62,9 @@ for r in $(seq 1 "$RUNS"); do
   "$DRILL" baseline --mqtt "127.0.0.1:$MP" --broker-pid "$BROKER_PID" --leads "$N" --receipts \
     --json "$WORK/broker-receipts-$r.json"
   echo "== run $r: fan-out drill, $N phones, all on MQTT"
+  B0=$(cpu_s "$BROKER_PID")
   "$DRILL" fanout "${FAN[@]}" --mqtt "127.0.0.1:$MP" --mqtt-share 1 --json "$WORK/mqtt-only-$r.json"
+  echo "broker CPU over that drill (connects included): $(awk -v a="$(cpu_s "$BROKER_PID")" -v b="$B0" 'BEGIN { printf "%.2f", a - b }') s"
   summary "$r" | tee -a "$WORK/summary.txt"
 done
 echo "== summary"
