@@ -93,11 +93,7 @@ impl Presence {
     /// Leads whose sessions changed since the last call (tracked indexes only): what
     /// the cluster's subscription must look at again.
     pub fn take_routed(&self) -> Vec<String> {
-        self.routed.as_ref().map_or_else(Vec::new, |d| {
-            std::mem::take(&mut *d.lock().unwrap_or_else(|p| p.into_inner()))
-                .into_iter()
-                .collect()
-        })
+        drain(self.routed.as_ref())
     }
 
     /// True when the lead has a session here whose frames this node queues.
@@ -114,11 +110,7 @@ impl Presence {
 
     /// Leads whose sessions changed since the last call (tracked indexes only).
     pub fn take_dirty(&self) -> Vec<String> {
-        self.dirty.as_ref().map_or_else(Vec::new, |d| {
-            std::mem::take(&mut *d.lock().unwrap_or_else(|p| p.into_inner()))
-                .into_iter()
-                .collect()
-        })
+        drain(self.dirty.as_ref())
     }
 
     /// True when the lead has a session here.
@@ -406,6 +398,15 @@ impl Presence {
     pub fn online_leads(&self) -> usize {
         self.leads.len()
     }
+}
+
+/// Empties a set of changed leads (none if it is not kept).
+fn drain(set: Option<&Mutex<HashSet<String>>>) -> Vec<String> {
+    set.map_or_else(Vec::new, |d| {
+        std::mem::take(&mut *d.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .collect()
+    })
 }
 
 /// `GET /v1/presence`: online leads inside `prefix`, per child area, optionally listed.

@@ -49,6 +49,27 @@ fn new_incident(leads: &[String]) -> NewIncident {
     }
 }
 
+/// A new incident for `lead` with an open task of theirs: its id, issue time and task.
+async fn incident_with_task(
+    s: &dyn Store,
+    lead: &str,
+) -> (String, u64, gridcast_hub::store::TaskRecord) {
+    let snap = s
+        .create_incident(new_incident(&[lead.to_owned()]))
+        .await
+        .unwrap();
+    let id = snap.meta.id.clone();
+    let created = snap.meta.issued_at;
+    let gridcast_hub::store::TaskOutcome::Changed(t) = s
+        .create_task(&id, task_for(&id, lead, created), created)
+        .await
+        .unwrap()
+    else {
+        panic!("task not created");
+    };
+    (id, created, t)
+}
+
 /// An open task of `incident` assigned to `lead`, due 5 s after `created`.
 fn task_for(incident: &str, lead: &str, created: u64) -> gridcast_hub::store::TaskRecord {
     gridcast_hub::store::TaskRecord {
@@ -353,16 +374,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
 
     // Overdue tasks come through the same claims, keyed by task id, while open.
     for s in stores {
-        let snap = s.create_incident(new_incident(&leads[..1])).await.unwrap();
-        let id = snap.meta.id.clone();
-        let created = snap.meta.issued_at;
-        let gridcast_hub::store::TaskOutcome::Changed(t) = s
-            .create_task(&id, task_for(&id, "L000", created), created)
-            .await
-            .unwrap()
-        else {
-            panic!("task not created");
-        };
+        let (id, created, t) = incident_with_task(s, &leads[0]).await;
         let key = t.view.id.clone();
         let mine =
             |v: Vec<(String, u8)>| v.into_iter().filter(|(k, _)| *k == key).collect::<Vec<_>>();
@@ -410,16 +422,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     // a third round trip, of the lead's active incidents only).
     let mut synced = Vec::new();
     for s in stores {
-        let snap = s.create_incident(new_incident(&leads[..1])).await.unwrap();
-        let id = snap.meta.id.clone();
-        let created = snap.meta.issued_at;
-        let gridcast_hub::store::TaskOutcome::Changed(t) = s
-            .create_task(&id, task_for(&id, "L000", created), created)
-            .await
-            .unwrap()
-        else {
-            panic!("task not created");
-        };
+        let (id, _, t) = incident_with_task(s, &leads[0]).await;
         let open_of = |sync: &[gridcast_hub::store::LeadSync]| -> Vec<(String, String)> {
             sync.iter()
                 .flat_map(|(m, _, tasks)| {
