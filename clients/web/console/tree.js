@@ -107,6 +107,20 @@ function render() {
     fill("tree", el("p", { class: "muted" }, t("loading")));
     return;
   }
+  // A fold opened or closed on the page whose `toggle` has not run yet (it comes as a
+  // task of its own) keeps its state through this re-render, which replaces the
+  // element the event would have come from: a refresh never swallows a click.
+  for (const d of byId("tree").querySelectorAll("details[data-code]")) {
+    const n = nodes.get(d.dataset.code);
+    if (!n || n.open === d.open) continue;
+    n.open = d.open;
+    if (d.open) {
+      open(n.code).then(render, () => {
+        n.open = false;
+        render();
+      });
+    }
+  }
   fill("tree", roots.map(view));
 }
 
