@@ -59,4 +59,15 @@ cpu_s() {
   echo "$t $(getconf CLK_TCK)" | awk '{printf "%.2f", $1 / $2}'
 }
 
+# one_hub N [flags…]: a city of N staff and one release hub on it (embedded store unless
+# the flags say otherwise); sets PORT, HUB_PID and ADMIN.
+one_hub() {
+  local n=$1; shift
+  PORT=$(port)
+  "$DRILL" city --leads "$n" --out "$WORK/city.json"
+  start_hub "$PORT" hub --registry "$WORK/city.json" "$@"
+  HUB_PID=$LAST
+  ADMIN=$(admin_token)
+}
+
 admin_token() { "$HUB" --jwt-secret "$SECRET" token --sub bench --role admin --ttl-hours 2; }

@@ -25,11 +25,7 @@ CONF
 "$MB" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
 PIDS+=($!); BROKER_PID=$!
 until (echo >"/dev/tcp/127.0.0.1/$MP") 2>/dev/null; do sleep 0.05; done
-PORT=$(port)
-"$DRILL" city --leads "$N" --out "$WORK/city.json"
-start_hub "$PORT" hub --registry "$WORK/city.json" --mqtt "mqtt://127.0.0.1:$MP"
-HUB_PID=$LAST
-ADMIN=$(admin_token)
+one_hub "$N" --mqtt "mqtt://127.0.0.1:$MP"
 summary() {
   python3 - "$WORK" "$1" "$SHARE" <<'PY'
 import json, sys

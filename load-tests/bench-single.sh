@@ -6,12 +6,7 @@
 set -euo pipefail
 N=${1:-10000}
 source "$(dirname "$0")/bench-common.sh"
-PORT=$(port)
-
-"$DRILL" city --leads "$N" --out "$WORK/city.json"
-start_hub "$PORT" hub --registry "$WORK/city.json"
-HUB_PID=$LAST
-ADMIN=$(admin_token)
+one_hub "$N"
 echo "hub idle RSS: $(awk '/VmRSS/ {print $2/1024 " MiB"}' /proc/$HUB_PID/status)"
 
 echo "== baseline: minimal broadcaster, $N clients"

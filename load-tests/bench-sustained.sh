@@ -8,12 +8,7 @@ N=${1:-5000}
 RATE=${2:-5}
 SECONDS_=${3:-10}
 source "$(dirname "$0")/bench-common.sh"
-PORT=$(port)
-
-"$DRILL" city --leads "$N" --out "$WORK/city.json"
-start_hub "$PORT" hub --registry "$WORK/city.json"
-HUB_PID=$LAST
-ADMIN=$(admin_token)
+one_hub "$N"
 cpu() { awk '{print $14 + $15}' "/proc/$HUB_PID/stat"; }
 TICKS=$(getconf CLK_TCK)
 before=$(cpu)

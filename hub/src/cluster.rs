@@ -19,8 +19,9 @@
 //! - **Resync.** Pub/sub is at-most-once. Each node publishes a probe to itself every
 //!   heartbeat; a subscription that ends, or on which nothing (probe or other message)
 //!   arrived for [`PROBE_DEAD`], or whose probe is [`PROBE_BEHIND`] late, is dropped
-//!   and made again (a busy node whose subscription is behind keeps it), and then the node re-sends to its sessions every active incident
-//!   whose `rev` it has not delivered, or delivered only in part (a fan-out is one
+//!   and made again (a busy node whose subscription is behind keeps it), and then the
+//!   node re-sends to its sessions every active incident whose `rev` it has not
+//!   delivered, or delivered only in part (a fan-out is one
 //!   message per grid: a subscription lost in the middle of one leaves grids unsent),
 //!   and reloads the registry if its version moved.
 //!   `/readyz` is false from the loss until the resync is done.

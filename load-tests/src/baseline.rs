@@ -119,12 +119,7 @@ pub async fn phone(
                     .ok()?;
                 if let Some(after) = answers.ack_after {
                     tokio::time::sleep(after).await; // the person reading and answering
-                    let ack = ClientFrame::Ack {
-                        incident: incident.id,
-                        response: gridcast_protocol::model::Response::Accept,
-                        note: None,
-                        reference: Some("a".into()),
-                    };
+                    let ack = crate::drill_ack(incident.id);
                     ws.send(Message::text(serde_json::to_string(&ack).ok()?))
                         .await
                         .ok()?;

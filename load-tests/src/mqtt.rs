@@ -4,17 +4,16 @@
 use std::time::{Duration, Instant};
 
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
-use gridcast_protocol::model::Response;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
 use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
 use tokio::sync::{mpsc, watch};
 
 use crate::Event;
+use crate::phone::ACK_TRIES;
 
 /// How often an MQTT phone sends its ack before it counts as failed, and how long it
 /// waits for the `ok` (growing with each try, up to four times this).
-const ACK_TRIES: u32 = 20;
 const ACK_WAIT: Duration = Duration::from_secs(2);
 /// Publishes a simulated phone has in flight at once, at most.
 const PHONE_INFLIGHT: u16 = 16;
@@ -172,12 +171,7 @@ impl Phone {
             })
             .await?;
             tokio::time::sleep(self.delay).await;
-            let ack = ClientFrame::Ack {
-                incident: incident.id,
-                response: Response::Accept,
-                note: None,
-                reference: Some("a".into()),
-            };
+            let ack = crate::drill_ack(incident.id);
             // Like a phone, the ack is sent again (the same `ref`: idempotent) until it
             // is answered `ok`: a broker may drop a frame, a hub may be away. A
             // transient error (`unavailable`, `rate_limited`) is retried too.

@@ -25,6 +25,17 @@ pub(crate) const CONNECT_TRIES: u32 = 5;
 /// How often a phone sends its ack on one connection before it gives up.
 pub(crate) const ACK_TRIES: u32 = 20;
 
+/// The ack every drill phone (and the answering baseline's client) sends: accept, with
+/// a `ref` so that the hub answers it.
+pub(crate) fn drill_ack(incident: String) -> ClientFrame {
+    ClientFrame::Ack {
+        incident,
+        response: Response::Accept,
+        note: None,
+        reference: Some("a".into()),
+    }
+}
+
 /// Connects and syncs a WebSocket phone, retrying like a phone does; the last error
 /// if it never got through.
 pub(crate) async fn ws_connect(
@@ -134,12 +145,7 @@ pub(crate) async fn ws_phone(
                         let _ = c.send(&receipt).await;
                         tokio::time::sleep(delay).await; // the person reading and answering
                     }
-                    let ack = ClientFrame::Ack {
-                        incident: incident.id,
-                        response: Response::Accept,
-                        note: None,
-                        reference: Some("a".into()),
-                    };
+                    let ack = drill_ack(incident.id);
                     // A phone retries its ack until it is answered `ok` (the hub may
                     // answer `unavailable` while its store recovers); a dead
                     // connection sends it to the next node.
