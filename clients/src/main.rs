@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use gridcast_clients::console::ConsoleClient;
 use gridcast_clients::lead::LeadClient;
 use gridcast_protocol::api::CreateIncident;
+use gridcast_protocol::area::{Area, Circle};
 use gridcast_protocol::frame::{ClientFrame, ServerFrame, Targets};
 use gridcast_protocol::model::Response;
 use gridcast_protocol::{Category, Level, Role, Target};
@@ -50,8 +51,15 @@ enum Command {
         #[arg(long, value_parser = parse_json::<Category>)]
         category: Category,
         /// Target codes (comma separated).
-        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_target)]
+        #[arg(long, value_delimiter = ',', required_unless_present_any = ["polygon", "circle"], value_parser = parse_target)]
         codes: Vec<Target>,
+        /// Target the grids a polygon touches: "lat,lon lat,lon lat,lon …" (CAP's
+        /// order and form, WGS 84).
+        #[arg(long, value_parser = parse_polygon)]
+        polygon: Option<Area>,
+        /// Target the grids a circle touches: "lat,lon radius_m" (metres, WGS 84).
+        #[arg(long, value_parser = parse_circle)]
+        circle: Option<Area>,
         /// Only these roles (comma separated).
         #[arg(long, value_delimiter = ',', value_parser = parse_json::<Role>)]
         roles: Vec<Role>,
@@ -202,6 +210,50 @@ fn parse_target(s: &str) -> Result<Target, String> {
     Target::parse(s).map_err(|e| e.to_string())
 }
 
+fn lat_lon(pair: &str) -> Result<[f64; 2], String> {
+    let (lat, lon) = pair
+        .split_once(',')
+        .ok_or_else(|| format!("{pair:?} is not lat,lon"))?;
+    let num = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{s:?} is not a number of degrees"))
+    };
+    Ok([num(lat)?, num(lon)?])
+}
+
+fn parse_polygon(s: &str) -> Result<Area, String> {
+    let polygon = s
+        .split_whitespace()
+        .map(lat_lon)
+        .collect::<Result<_, _>>()?;
+    let area = Area {
+        polygon: Some(polygon),
+        circle: None,
+        datum: Default::default(),
+    };
+    area.check("--polygon")?;
+    Ok(area)
+}
+
+fn parse_circle(s: &str) -> Result<Area, String> {
+    let (centre, radius) = s
+        .split_once(' ')
+        .ok_or_else(|| format!("{s:?} is not \"lat,lon radius_m\""))?;
+    let [lat, lon] = lat_lon(centre)?;
+    let radius_m = radius
+        .trim()
+        .parse()
+        .map_err(|_| format!("{radius:?} is not a radius in metres"))?;
+    let area = Area {
+        polygon: None,
+        circle: Some(Circle { lat, lon, radius_m }),
+        datum: Default::default(),
+    };
+    area.check("--circle")?;
+    Ok(area)
+}
+
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -230,6 +282,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             level,
             category,
             codes,
+            polygon,
+            circle,
             roles,
             drill,
             ack_within_s,
@@ -241,7 +295,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 level,
                 category,
                 drill,
-                targets: Targets { codes, roles },
+                targets: Targets {
+                    codes,
+                    roles,
+                    area: polygon.into_iter().chain(circle).collect(),
+                },
                 ack_within_s,
             };
             let created = c.activate(&req).await?;

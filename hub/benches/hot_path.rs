@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the fan-out hot path: serialising an incident frame (once per
 //! fan-out group, the bytes shared), resolving a county-wide target over 100,000 staff,
-//! and queueing a frame to 10,000 local sessions.
+//! resolving area targets over 10,000 grid polygons, and queueing a frame to 10,000
+//! local sessions.
 //!
 //! `cargo bench -p gridcast-hub --bench hot_path`
 
@@ -32,7 +33,9 @@ fn meta() -> IncidentMeta {
         targets: Targets {
             codes: vec![Target::parse("330106").unwrap()],
             roles: vec![],
+            area: vec![],
         },
+        area_grids: vec![],
         issued_by: "op".into(),
         closed_at: None,
     }
@@ -60,10 +63,47 @@ fn bench(c: &mut Criterion) {
     let county = Targets {
         codes: vec![Target::parse("330106").unwrap()],
         roles: vec![],
+        area: vec![],
     };
     c.bench_function("resolve county over 100,000 staff", |b| {
-        b.iter(|| index.resolve(black_box(&county)).unwrap().len())
+        b.iter(|| index.resolve(black_box(&county)).unwrap().recipients.len())
     });
+
+    let mapped = RegistryIndex::new(mapped_city(100).validate().unwrap());
+    for (name, radius, vertices) in [
+        (
+            "resolve county polygon (r 0.1°, 200 vertices) over 10,000 grid polygons",
+            0.1,
+            200,
+        ),
+        (
+            "resolve region polygon (r 0.2°, 200 vertices) over 10,000 grid polygons",
+            0.2,
+            200,
+        ),
+        (
+            "resolve street polygon (r 0.02°, 60 vertices) over 10,000 grid polygons",
+            0.02,
+            60,
+        ),
+    ] {
+        let targets = Targets {
+            codes: vec![],
+            roles: vec![],
+            area: vec![star(radius, vertices)],
+        };
+        let n = mapped.resolve(&targets).unwrap().area_grids.len();
+        eprintln!("{name}: reaches {n} grids");
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                mapped
+                    .resolve(black_box(&targets))
+                    .unwrap()
+                    .area_grids
+                    .len()
+            })
+        });
+    }
 
     // 10,000 local sessions, each with room in its queue (drained between rounds).
     let presence = Presence::default();
@@ -97,6 +137,66 @@ fn bench(c: &mut Criterion) {
             reach.frames
         })
     });
+}
+
+/// Centre of the mapped city (Xihu district, Hangzhou).
+const CENTRE: (f64, f64) = (30.25, 120.10);
+/// Side of one grid in degrees (about 480 m × 555 m there).
+const SIDE: f64 = 0.005;
+
+/// `side × side` grids of 24-vertex near-square polygons around [`CENTRE`] (the shape
+/// measured in the prior art), one grid lead each.
+fn mapped_city(side: usize) -> gridcast_protocol::registry::RegistryDoc {
+    let (lat0, lon0) = (
+        CENTRE.0 - SIDE * side as f64 / 2.0,
+        CENTRE.1 - SIDE * side as f64 / 2.0,
+    );
+    let mut grids = Vec::new();
+    let mut staff = Vec::new();
+    for n in 0..side * side {
+        let (i, j) = (n % side, n / side);
+        let code = format!("330106004{:03}1{:03}", n / 1000, n % 1000);
+        let (x, y) = (lon0 + SIDE * i as f64, lat0 + SIDE * j as f64);
+        // Six points per side, counter-clockwise, closed.
+        let mut ring = Vec::new();
+        for (k, (dx, dy)) in [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)]
+            .iter()
+            .enumerate()
+        {
+            let (sx, sy) = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)][k];
+            for t in 0..6 {
+                let f = t as f64 / 6.0;
+                ring.push(vec![x + SIDE * (sx + dx * f), y + SIDE * (sy + dy * f)]);
+            }
+        }
+        ring.push(ring[0].clone());
+        grids.push(serde_json::json!({
+            "code": code, "kind": "community",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+        }));
+        staff.push(serde_json::json!({
+            "id": format!("G{n:05}"),
+            "assignments": [{"grid": code, "role": "grid_lead"}],
+        }));
+    }
+    serde_json::from_value(serde_json::json!({"grids": grids, "staff": staff})).unwrap()
+}
+
+/// A star-like polygon around [`CENTRE`]: `vertices` points at radius `r` degrees,
+/// every other one pulled in by a fifth (a plume's ragged edge), `[lat, lon]`.
+fn star(r: f64, vertices: usize) -> gridcast_protocol::area::Area {
+    let polygon = (0..vertices)
+        .map(|k| {
+            let a = std::f64::consts::TAU * k as f64 / vertices as f64;
+            let r = if k % 2 == 0 { r } else { r * 0.8 };
+            [CENTRE.0 + r * a.sin(), CENTRE.1 + r * a.cos()]
+        })
+        .collect();
+    gridcast_protocol::area::Area {
+        polygon: Some(polygon),
+        circle: None,
+        datum: Default::default(),
+    }
 }
 
 criterion_group!(benches, bench);

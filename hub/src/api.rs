@@ -330,7 +330,7 @@ async fn get_stats(
     let (mut rd, mut ra, mut dd, mut da) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for snap in hub.store.incidents(None).await? {
         let m = &snap.meta;
-        let inside = m.targets.codes.iter().all(|t| prefix.covers(t.as_str()));
+        let inside = m.within(prefix.as_str());
         if !inside
             || !incident::visible(&op.scope, m)
             || from.is_some_and(|f| m.issued_at < f)

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub(crate) mod api;
+pub(crate) mod area;
 pub mod auth;
 pub(crate) mod backend;
 pub(crate) mod backoff;

@@ -16,8 +16,11 @@ use gridcast_protocol::{GridCode, Role, Target};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// No target given.
-    #[error("targets.codes must name at least one area")]
+    #[error("targets must name at least one code (targets.codes) or shape (targets.area)")]
     NoTargets,
+    /// The shapes touch no grid with a geometry.
+    #[error("targets.area touches no grid of the registry ({0} grids have a geometry)")]
+    AreaEmpty(usize),
     /// A target names no grid of the registry.
     #[error("target {0} names no grid of the registry")]
     UnknownArea(String),
@@ -34,6 +37,19 @@ pub struct RegistryIndex {
     leads: HashMap<String, usize>,
     /// Grid code → staff (indices) with an assignment in exactly that grid.
     grid_people: HashMap<GridCode, Vec<usize>>,
+    /// Grid code → index in `registry.grids`.
+    grid_index: HashMap<GridCode, usize>,
+    /// The grids' geometries.
+    shapes: crate::area::GridShapes,
+}
+
+/// The recipients of an activation and the grids its shapes reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Recipients in registry order, each with its first matching assignment.
+    pub recipients: Vec<(String, GridCode, Role)>,
+    /// Grids and micro-grids whose geometry intersects `targets.area`, in registry order.
+    pub area_grids: Vec<GridCode>,
 }
 
 impl RegistryIndex {
@@ -56,10 +72,19 @@ impl RegistryIndex {
                 }
             }
         }
+        let grid_index = registry
+            .grids
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.code.clone(), i))
+            .collect();
+        let shapes = crate::area::GridShapes::new(&registry.grids);
         Self {
             registry,
             leads,
             grid_people,
+            grid_index,
+            shapes,
         }
     }
 
@@ -86,18 +111,30 @@ impl RegistryIndex {
     }
 
     /// The recipients of an activation, in registry order, each with the first of its
-    /// assignments that matches (grid inside a target and, with a role filter, the role).
-    pub fn resolve(
-        &self,
-        targets: &Targets,
-    ) -> Result<Vec<(String, GridCode, Role)>, ResolveError> {
-        if targets.codes.is_empty() {
+    /// assignments that matches (grid inside a code target or reached by a shape and,
+    /// with a role filter, the role). `targets.area` must be in WGS 84
+    /// ([`crate::area::normalise`]).
+    pub fn resolve(&self, targets: &Targets) -> Result<Resolved, ResolveError> {
+        if targets.codes.is_empty() && targets.area.is_empty() {
             return Err(ResolveError::NoTargets);
         }
         if let Some(t) = targets.codes.iter().find(|t| !self.area_exists(t)) {
             return Err(ResolveError::UnknownArea(t.to_string()));
         }
-        let out: Vec<_> = self
+        let area_grids: Vec<GridCode> = if targets.area.is_empty() {
+            Vec::new()
+        } else {
+            let shape = crate::area::Shape::new(&targets.area);
+            let hit = self.shapes.intersecting(&shape);
+            if hit.is_empty() {
+                return Err(ResolveError::AreaEmpty(self.shapes.len()));
+            }
+            hit.into_iter()
+                .map(|i| self.registry.grids[i].code.clone())
+                .collect()
+        };
+        let in_area: std::collections::HashSet<&GridCode> = area_grids.iter().collect();
+        let recipients: Vec<_> = self
             .registry
             .staff
             .iter()
@@ -106,15 +143,24 @@ impl RegistryIndex {
                     .iter()
                     .find(|a| {
                         (targets.roles.is_empty() || targets.roles.contains(&a.role))
-                            && targets.codes.iter().any(|t| t.covers(a.grid.as_str()))
+                            && (in_area.contains(&a.grid)
+                                || targets.codes.iter().any(|t| t.covers(a.grid.as_str())))
                     })
                     .map(|a| (p.id.clone(), a.grid.clone(), a.role))
             })
             .collect();
-        if out.is_empty() {
+        if recipients.is_empty() {
             return Err(ResolveError::Nobody);
         }
-        Ok(out)
+        Ok(Resolved {
+            recipients,
+            area_grids,
+        })
+    }
+
+    /// The geometry of a grid or micro-grid, if the registry gives it one.
+    pub(crate) fn shape_of(&self, grid: &GridCode) -> Option<&geo::MultiPolygon<f64>> {
+        self.shapes.shape(*self.grid_index.get(grid)?)
     }
 
     /// The child areas of `prefix` (at the next boundary) that hold at least one grid,
@@ -242,13 +288,17 @@ mod tests {
         Targets {
             codes: codes.iter().map(|c| Target::parse(c).unwrap()).collect(),
             roles: roles.to_vec(),
+            area: Vec::new(),
         }
     }
 
     #[test]
     fn resolve_takes_the_first_matching_assignment() {
         let idx = index();
-        let r = idx.resolve(&targets(&["330106004"], &[])).unwrap();
+        let r = idx
+            .resolve(&targets(&["330106004"], &[]))
+            .unwrap()
+            .recipients;
         let ids: Vec<(&str, &str)> = r.iter().map(|(l, g, _)| (l.as_str(), g.as_str())).collect();
         assert_eq!(
             ids,
@@ -260,7 +310,8 @@ mod tests {
         );
         let r = idx
             .resolve(&targets(&["330106"], &[Role::Instructor]))
-            .unwrap();
+            .unwrap()
+            .recipients;
         assert_eq!(
             r,
             vec![(

@@ -8,6 +8,54 @@ use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc,
 /// County prefix of the sample city.
 pub const COUNTY: &str = "330106";
 
+/// Grids per street in the sample city (laid out 7 × 3 on the map).
+const TOWN_GRIDS: usize = 21;
+/// Columns of a street's block of grids.
+const COLUMNS: usize = 7;
+/// South-west corner (lon, lat) of each street's block: Xixi Street, then Sandun Town
+/// to its north-east, around Xihu district (西湖区) of Hangzhou.
+const ORIGINS: [(f64, f64); 2] = [(120.0700, 30.2700), (120.0950, 30.3050)];
+/// A grid's width and height in degrees (about 580 m × 555 m).
+const CELL: (f64, f64) = (0.0060, 0.0050);
+
+/// A corner of the street's lattice, moved a little (the same for the neighbours that
+/// share it), so that the grids look drawn rather than ruled.
+fn corner(town: usize, i: usize, j: usize) -> (f64, f64) {
+    let wobble = |a: usize, b: usize| ((a * 7 + b * 13 + town * 5) % 9) as f64 / 9.0 - 0.45;
+    let (lon0, lat0) = ORIGINS[town];
+    (
+        lon0 + CELL.0 * (i as f64 + 0.25 * wobble(i, j)),
+        lat0 + CELL.1 * (j as f64 + 0.25 * wobble(j, i)),
+    )
+}
+
+/// The GeoJSON polygon of grid `cell` (street, index in the street), or of the part of
+/// it between fractions `from` and `to` of its width (a micro-grid).
+fn quad(cell: (usize, usize), from: f64, to: f64) -> geojson::Geometry {
+    let (town, n) = cell;
+    let (i, j) = (n % COLUMNS, n / COLUMNS);
+    let (sw, se, ne, nw) = (
+        corner(town, i, j),
+        corner(town, i + 1, j),
+        corner(town, i + 1, j + 1),
+        corner(town, i, j + 1),
+    );
+    let along = |a: (f64, f64), b: (f64, f64), t: f64| {
+        let round = |x: f64| (x * 1e6).round() / 1e6;
+        vec![round(a.0 + (b.0 - a.0) * t), round(a.1 + (b.1 - a.1) * t)]
+    };
+    let ring = vec![
+        along(sw, se, from),
+        along(sw, se, to),
+        along(nw, ne, to),
+        along(nw, ne, from),
+        along(sw, se, from),
+    ];
+    geojson::Geometry::new(geojson::GeometryValue::Polygon {
+        coordinates: vec![ring.into_iter().map(geojson::Position::from).collect()],
+    })
+}
+
 /// Builds the sample registry document.
 pub fn sample_city() -> RegistryDoc {
     let mut grids = Vec::new();
@@ -54,7 +102,7 @@ pub fn sample_city() -> RegistryDoc {
         ),
     ];
     let mut grid_codes = Vec::new();
-    for (town, town_name, parts) in layout {
+    for (town_index, (town, town_name, parts)) in layout.into_iter().enumerate() {
         for &(community, kind, n) in parts {
             for serial in 1..=n {
                 let code = format!("{COUNTY}{town}{community}{kind}{serial:03}");
@@ -63,10 +111,12 @@ pub fn sample_city() -> RegistryDoc {
                     '2' => "rural",
                     _ => "dedicated",
                 };
+                let cell = (town_index, grid_codes.len() % TOWN_GRIDS);
                 grids.push(GridDoc {
                     code: code.clone(),
                     name: format!("{town_name} {community}-{kind}{serial:03}"),
                     kind: Some(kind_name.into()),
+                    geometry: Some(quad(cell, 0.0, 1.0)),
                 });
                 grid_codes.push(code);
             }
@@ -74,16 +124,19 @@ pub fn sample_city() -> RegistryDoc {
     }
     // Every grid gets a grid lead, a full-time and a part-time member and two micro-grids
     // with a micro-grid lead each: 42 × 5 = 210 people.
-    for code in &grid_codes {
+    for (n, code) in grid_codes.iter().enumerate() {
+        let cell = (n / TOWN_GRIDS, n % TOWN_GRIDS);
         person("Grid lead", vec![(code.clone(), "grid_lead")], &mut staff);
         person("Full-time", vec![(code.clone(), "full_time")], &mut staff);
         person("Part-time", vec![(code.clone(), "part_time")], &mut staff);
         for micro in 1..=2 {
             let m = format!("{code}{micro:03}");
+            let half = f64::from(micro - 1) / 2.0;
             grids.push(GridDoc {
                 code: m.clone(),
                 name: format!("micro-grid {micro}"),
                 kind: None,
+                geometry: Some(quad(cell, half, half + 0.5)),
             });
             person("Micro-grid lead", vec![(m, "micro_lead")], &mut staff);
         }

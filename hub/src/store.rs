@@ -69,8 +69,12 @@ pub struct IncidentMeta {
     pub issued_at: u64,
     /// End of the ack window, Unix ms.
     pub ack_by: u64,
-    /// Targets as requested.
+    /// Targets as requested (shapes in WGS 84).
     pub targets: Targets,
+    /// The grids `targets.area` reached when it was issued (the registry may change
+    /// later; the incident keeps them, as it keeps its recipients).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub area_grids: Vec<GridCode>,
     /// Operator who issued it.
     pub issued_by: String,
     /// When it was closed, Unix ms.
@@ -94,6 +98,40 @@ impl IncidentMeta {
             ack_by: rfc3339(self.ack_by),
             targets: self.targets.clone(),
         }
+    }
+}
+
+impl IncidentMeta {
+    /// True when `grid` is targeted: inside a code target, or reached by the area.
+    pub fn reaches(&self, grid: &str) -> bool {
+        self.targets
+            .codes
+            .iter()
+            .any(|t| grid.starts_with(t.as_str()))
+            || self.area_grids.iter().any(|g| g.as_str() == grid)
+    }
+
+    /// True when everything targeted lies inside `prefix` (a jurisdiction).
+    pub fn within(&self, prefix: &str) -> bool {
+        self.targets
+            .codes
+            .iter()
+            .all(|t| t.as_str().starts_with(prefix))
+            && self
+                .area_grids
+                .iter()
+                .all(|g| g.as_str().starts_with(prefix))
+    }
+
+    /// The codes a console event about it is routed by: its code targets and the grids
+    /// its area reached.
+    pub fn route_codes(&self) -> Vec<String> {
+        self.targets
+            .codes
+            .iter()
+            .map(|c| c.to_string())
+            .chain(self.area_grids.iter().map(|g| g.to_string()))
+            .collect()
     }
 }
 

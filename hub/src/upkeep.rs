@@ -86,7 +86,7 @@ pub(crate) async fn console_ticker(hub: Hub) {
                 };
                 hub.console.emit(
                     "progress",
-                    meta.targets.codes.iter().map(|c| c.to_string()).collect(),
+                    meta.route_codes(),
                     console::progress(&id, meta.rev, state, &counts),
                 );
             }

@@ -539,6 +539,7 @@ async fn bad_api_requests_are_refused_and_change_nothing() {
         code: "12345".into(),
         name: String::new(),
         kind: None,
+        geometry: None,
     });
     doc.staff[0].assignments[0].role = "boss".into();
     doc.staff.truncate(5);

@@ -25,6 +25,7 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
         code: lonely.clone(),
         name: "lonely".into(),
         kind: Some("dedicated".into()),
+        geometry: None,
     });
     doc.staff.push(gridcast_protocol::registry::StaffDoc {
         id: "STALLED".into(),

@@ -34,6 +34,7 @@ fn two_counties() -> RegistryDoc {
         code: code.into(),
         name: name.into(),
         kind: Some(kind.into()),
+        geometry: None,
     };
     let person = |id: &str, grid: &str, role: &str| StaffDoc {
         id: id.into(),

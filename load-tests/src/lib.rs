@@ -129,6 +129,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         targets: Targets {
             codes: vec![opts.prefix.clone()],
             roles: vec![],
+            area: Vec::new(),
         },
         ack_within_s: Some(600),
     };

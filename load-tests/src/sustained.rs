@@ -90,6 +90,7 @@ pub async fn sustained(
             targets: Targets {
                 codes: vec![opts.prefix.clone()],
                 roles: vec![],
+                area: Vec::new(),
             },
             ack_within_s: Some(86_400),
         };

@@ -206,11 +206,20 @@ pub struct Assignment {
     pub role: Role,
 }
 
-/// What an activation targets: areas, optionally narrowed to some roles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an activation targets: code prefixes and shapes on the map (their union),
+/// optionally narrowed to some roles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Targets {
-    /// Target prefixes (areas).
+    /// Target prefixes (administrative areas, grids).
+    #[serde(default)]
     pub codes: Vec<Target>,
+    /// Shapes (`[lat, lon]`): every grid or micro-grid whose geometry intersects one.
+    #[serde(
+        default,
+        with = "crate::area::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub area: Vec<crate::area::Area>,
     /// Only assignments with one of these roles; empty = every role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<Role>,
@@ -465,6 +474,7 @@ mod tests {
             targets: Targets {
                 codes: vec![Target::parse("330106004").unwrap()],
                 roles: vec![Role::GridLead],
+                area: Vec::new(),
             },
         };
         round_trip_server(ServerFrame::Welcome {

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod area;
 pub mod code;
 pub mod error;
 pub mod frame;

@@ -14,7 +14,7 @@ use crate::frame::Assignment;
 use crate::model::Role;
 
 /// The registry document as written by people and tools.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegistryDoc {
     /// Grids (16 digits) and micro-grids (19 digits).
     #[serde(default)]
@@ -42,7 +42,7 @@ pub struct AreaDoc {
 }
 
 /// A grid or micro-grid in the document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridDoc {
     /// 16- or 19-digit code.
     pub code: String,
@@ -52,6 +52,11 @@ pub struct GridDoc {
     /// `community`, `rural` or `dedicated`; required for a grid, inherited by a micro-grid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// What it covers on the map: a GeoJSON Polygon or MultiPolygon in WGS 84,
+    /// `[lon, lat]` as GeoJSON orders it; a grid without one is never matched by an
+    /// area target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<geojson::Geometry>,
 }
 
 /// A person in the document.
@@ -131,7 +136,7 @@ impl GridKind {
 }
 
 /// A validated grid or micro-grid.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     /// Code.
     pub code: GridCode,
@@ -139,6 +144,8 @@ pub struct Grid {
     pub name: String,
     /// Kind (a micro-grid has its parent's).
     pub kind: GridKind,
+    /// Its geometry as given (checked; see [`crate::area::grid_shape`]).
+    pub geometry: Option<geojson::Geometry>,
 }
 
 /// A validated person.
@@ -155,7 +162,7 @@ pub struct Person {
 }
 
 /// A validated registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
     /// Grids and micro-grids in document order.
     pub grids: Vec<Grid>,
@@ -218,10 +225,16 @@ impl RegistryDoc {
                 )),
                 _ => {}
             }
+            if let Some(geometry) = &g.geometry
+                && let Err(e) = crate::area::grid_shape(geometry)
+            {
+                problems.push(format!("grids[{i}] ({code}): {e}"));
+            }
             grids.push(Grid {
                 code,
                 name: g.name.clone(),
                 kind: from_code,
+                geometry: g.geometry.clone(),
             });
         }
         for (i, g) in grids.iter().enumerate() {
@@ -333,6 +346,31 @@ impl RegistryDoc {
 }
 
 impl Registry {
+    /// What is accepted but worth an operator's look: grids without geometry (an area
+    /// target never matches them). Not errors: a registry may be coded before it is
+    /// mapped.
+    pub fn warnings(&self) -> Vec<String> {
+        const LISTED: usize = 10;
+        let without: Vec<&str> = self
+            .grids
+            .iter()
+            .filter(|g| g.geometry.is_none())
+            .map(|g| g.code.as_str())
+            .collect();
+        if without.is_empty() {
+            return Vec::new();
+        }
+        let mut listed = without[..without.len().min(LISTED)].join(", ");
+        if without.len() > LISTED {
+            listed.push_str(&format!(" and {} more", without.len() - LISTED));
+        }
+        vec![format!(
+            "{} of {} grids have no geometry, so no area target reaches them: {listed}",
+            without.len(),
+            self.grids.len()
+        )]
+    }
+
     /// The registry as a document (for `GET /v1/registry` and persistence).
     pub fn to_doc(&self) -> RegistryDoc {
         RegistryDoc {
@@ -343,6 +381,7 @@ impl Registry {
                     code: g.code.to_string(),
                     name: g.name.clone(),
                     kind: Some(g.kind.as_str().to_owned()),
+                    geometry: g.geometry.clone(),
                 })
                 .collect(),
             staff: self

@@ -264,7 +264,9 @@ mod tests {
             targets: gridcast_protocol::frame::Targets {
                 codes: Vec::new(),
                 roles: Vec::new(),
+                area: Vec::new(),
             },
+            area_grids: Vec::new(),
             issued_by: "op".into(),
             closed_at: None,
         };

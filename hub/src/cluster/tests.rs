@@ -26,7 +26,9 @@ fn meta(rev: u64) -> IncidentMeta {
         targets: Targets {
             codes: vec![Target::parse("330106004").unwrap()],
             roles: vec![],
+            area: Vec::new(),
         },
+        area_grids: Vec::new(),
         issued_by: "op".into(),
         closed_at: None,
     }

@@ -97,11 +97,7 @@ impl Seen {
             return false;
         }
         local.iter().any(|g| {
-            let targeted = meta
-                .targets
-                .codes
-                .iter()
-                .any(|t| g.as_str().starts_with(t.as_str()));
+            let targeted = meta.reaches(g.as_str());
             targeted && !self.grids.contains(g.as_str())
         })
     }

@@ -195,7 +195,7 @@ impl Dispatch {
         for (lead, frame) in sends {
             self.delivery.to_lead(lead, frame).await;
         }
-        let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
+        let codes = meta.route_codes();
         let data = serde_json::json!({
             "incident": meta.id, "title": meta.title, "at": rfc3339(now), "step": step,
             "drill": meta.drill,
@@ -317,7 +317,7 @@ impl Dispatch {
             };
             self.delivery.to_lead(lead, frame).await;
         }
-        let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
+        let codes = meta.route_codes();
         let data = serde_json::json!({
             "incident": meta.id, "title": meta.title, "at": rfc3339(self.clock.now_ms()),
             "task": task.view.id, "step": step, "drill": meta.drill,

@@ -21,11 +21,13 @@ use gridcast_protocol::{ErrorCode, GridCode, Status};
 
 use super::Dispatch;
 use crate::auth::Claims;
+use crate::registry::Resolved;
 use crate::session::{Frame, encode};
 use crate::store::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, StoreError,
 };
+use gridcast_protocol::area::MAX_SHAPES;
 
 /// A refusal with a contract code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +74,7 @@ pub use crate::store::counts;
 /// True when an operator with jurisdiction `scope` may see the incident: every target
 /// lies inside the scope.
 pub fn visible(scope: &str, meta: &IncidentMeta) -> bool {
-    meta.targets
-        .codes
-        .iter()
-        .all(|t| t.as_str().starts_with(scope))
+    meta.within(scope)
 }
 
 /// The operator view of an incident.
@@ -180,15 +179,41 @@ impl Dispatch {
             ));
         }
         let mut targets = req.targets;
+        if targets.area.len() > MAX_SHAPES {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("targets.area: at most {MAX_SHAPES} shapes"),
+            ));
+        }
+        for (i, a) in targets.area.iter().enumerate() {
+            a.check(&format!("targets.area[{i}]"))
+                .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
+        }
+        crate::area::normalise(&mut targets.area);
         let mut seen = std::collections::HashSet::new();
         targets.codes.retain(|c| seen.insert(c.clone()));
         targets.roles.sort_by_key(|r| r.as_str());
         targets.roles.dedup();
-        let recipients = self
+        let Resolved {
+            recipients,
+            area_grids,
+        } = self
             .registry
             .current()
             .resolve(&targets)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        if let Some(g) = area_grids
+            .iter()
+            .find(|g| !g.as_str().starts_with(&operator.scope))
+        {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "targets.area reaches grid {g}, outside your jurisdiction {:?}",
+                    operator.scope
+                ),
+            ));
+        }
         let now = self.clock.now_ms();
         let new = NewIncident {
             meta: IncidentMeta {
@@ -203,6 +228,7 @@ impl Dispatch {
                 issued_at: now,
                 ack_by: now + u64::from(window) * 1000,
                 targets,
+                area_grids,
                 issued_by: operator.sub.clone(),
                 closed_at: None,
             },
@@ -223,7 +249,7 @@ impl Dispatch {
             published_ms = (started.elapsed() - stored).as_millis() as u64,
             "incident issued"
         );
-        let codes: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
+        let codes = meta.route_codes();
         let event = serde_json::json!({
             "incident": meta.view(), "recipients": snap.recipients.len(), "online": online,
             "counts": counts(&snap.recipients),
@@ -397,6 +423,7 @@ impl Dispatch {
                         .expect("a grid code is a valid target"),
                 ],
                 roles: Vec::new(),
+                area: Vec::new(),
             });
         let body = format!(
             "{}\n\n(Reported by {} at {}: {}.)",

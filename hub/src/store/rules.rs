@@ -161,7 +161,9 @@ mod tests {
             targets: Targets {
                 codes: Vec::new(),
                 roles: Vec::new(),
+                area: Vec::new(),
             },
+            area_grids: Vec::new(),
             issued_by: "op-1".into(),
             closed_at: None,
         }

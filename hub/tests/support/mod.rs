@@ -169,11 +169,13 @@ pub fn city(people: usize) -> RegistryDoc {
                         code: code.clone(),
                         name: code.clone(),
                         kind: Some(kind_name.into()),
+                        geometry: None,
                     });
                     grids.push(GridDoc {
                         code: format!("{code}001"),
                         name: String::new(),
                         kind: None,
+                        geometry: None,
                     });
                     codes.push(code);
                 }
@@ -339,6 +341,7 @@ pub fn two_grid_city() -> RegistryDoc {
         code: code.into(),
         name: code.into(),
         kind: kind.map(str::to_owned),
+        geometry: None,
     };
     let person = |id: &str, grid: &str, role: &str| StaffDoc {
         id: id.into(),

@@ -22,7 +22,9 @@ fn new_incident(leads: &[&str]) -> NewIncident {
             targets: Targets {
                 codes: vec![],
                 roles: vec![],
+                area: Vec::new(),
             },
+            area_grids: Vec::new(),
             issued_by: "op".into(),
             closed_at: None,
         },
