@@ -394,6 +394,13 @@ pub trait Store: Send + Sync + 'static {
         events: Vec<TimelineEvent>,
         next_due: Option<u64>,
     ) -> StoreFuture<'a, bool>;
+    /// Appends events to an incident's timeline (a check-in, …), durably; false when
+    /// there is no such incident.
+    fn add_events<'a>(
+        &'a self,
+        incident: &'a str,
+        events: Vec<TimelineEvent>,
+    ) -> StoreFuture<'a, bool>;
     /// Adds a task to an active incident; its id is `<incident>-T<n>` and its rev 1.
     fn create_task<'a>(
         &'a self,

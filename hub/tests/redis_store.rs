@@ -37,7 +37,9 @@ fn new_incident(leads: &[String]) -> NewIncident {
             targets: Targets {
                 codes: vec![gridcast_protocol::Target::parse("330106").unwrap()],
                 roles: vec![],
+                area: vec![],
             },
+            area_grids: vec![],
             issued_by: "op".into(),
             closed_at: None,
         },
@@ -344,6 +346,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
             kind: "escalated".into(),
             actor: "hub".into(),
             lead: Some("L000".into()),
+            place: None,
             detail: Some("step 1".into()),
         };
         let next = Some(ack_by + window);
@@ -388,6 +391,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
             kind: "task_overdue".into(),
             actor: "hub".into(),
             lead: None,
+            place: None,
             detail: Some("step 1".into()),
         };
         let next = Some(t.escalation_due(2));

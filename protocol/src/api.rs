@@ -145,8 +145,33 @@ pub struct RecipientList {
     pub next_offset: Option<usize>,
 }
 
+/// Where a check-in was made, and whether that is inside what the incident covers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Place {
+    /// Latitude (WGS 84).
+    pub lat: f64,
+    /// Longitude (WGS 84).
+    pub lon: f64,
+    /// Inside `against`; absent when there was nothing to compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<bool>,
+    /// `area` (the incident's target area) or `grid` (the lead's grid geometry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<PlaceRef>,
+}
+
+/// What a check-in is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaceRef {
+    /// The incident's `targets.area`.
+    Area,
+    /// The geometry of the lead's grid in the incident.
+    Grid,
+}
+
 /// One event on an incident's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEvent {
     /// When (RFC 3339).
     pub at: String,
@@ -160,10 +185,13 @@ pub struct TimelineEvent {
     /// More about it (an ack's answer and note, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A check-in's position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<Place>,
 }
 
 /// `GET /v1/incidents/{id}/timeline`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     /// Events in order (the latest `limit` of them when asked).
     pub events: Vec<TimelineEvent>,
@@ -298,6 +326,24 @@ pub struct ReportPerson {
     pub ack_ms: Option<u64>,
     /// Escalation steps about this lead.
     pub escalations: usize,
+    /// Time from issue to the lead's latest on-site check-in (签到).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkin_ms: Option<u64>,
+    /// Whether that check-in was inside the incident's area (or the lead's grid);
+    /// absent without a check-in or without a geometry to compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_site: Option<bool>,
+}
+
+/// On-site check-ins of an incident's recipients (their latest each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckinCounts {
+    /// Recipients who checked in.
+    pub people: usize,
+    /// Of them, inside the area (or their grid).
+    pub inside: usize,
+    /// Outside it.
+    pub outside: usize,
 }
 
 /// `GET /v1/incidents/{id}/report` (JSON; `Accept: text/csv` gives the people as CSV).
@@ -315,6 +361,9 @@ pub struct AfterAction {
     pub ack: Spread,
     /// Escalation steps.
     pub escalations: EscalationCounts,
+    /// On-site check-ins.
+    #[serde(default)]
+    pub checkins: CheckinCounts,
     /// Per grid.
     pub grids: Vec<ReportGrid>,
     /// Per person, in registry order.

@@ -72,6 +72,20 @@ pub enum ClientFrame {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
+    /// On-site check-in (签到): the lead is at the scene of an incident it was sent.
+    /// Answered `ok` once it is durable on the timeline.
+    Checkin {
+        /// Incident id.
+        incident: String,
+        /// Where the phone is (WGS 84 unless `datum` says `gcj02`).
+        location: Location,
+        /// Free text, at most 1,000 characters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// Echoed in the reply.
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// Application-level heartbeat for clients that cannot send WebSocket pings.
     Ping {
         /// Echoed in the `pong`.
@@ -89,6 +103,7 @@ impl ClientFrame {
             | Self::Ack { reference, .. }
             | Self::TaskUpdate { reference, .. }
             | Self::Report { reference, .. }
+            | Self::Checkin { reference, .. }
             | Self::Ping { reference } => reference.as_deref(),
         }
     }
@@ -105,13 +120,17 @@ pub struct ClientInfo {
     pub version: String,
 }
 
-/// A position in WGS 84 degrees.
+/// A position in degrees: WGS 84, or GCJ-02 where `datum` declares it (what Chinese
+/// map SDKs report; the hub converts it).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     /// Latitude.
     pub lat: f64,
     /// Longitude.
     pub lon: f64,
+    /// `wgs84` (default) or `gcj02`.
+    #[serde(default, skip_serializing_if = "crate::area::Datum::is_wgs84")]
+    pub datum: crate::area::Datum,
 }
 
 /// Task status as a lead reports it, or as the hub shows it (`open` before anyone accepts).
@@ -318,7 +337,15 @@ impl FrameError {
     }
 }
 
-const KNOWN_CLIENT_TYPES: [&str; 6] = ["hello", "receipt", "ack", "task_update", "report", "ping"];
+const KNOWN_CLIENT_TYPES: [&str; 7] = [
+    "hello",
+    "receipt",
+    "ack",
+    "task_update",
+    "report",
+    "checkin",
+    "ping",
+];
 
 /// Frames up to this size get their `ref` read back when they are refused before
 /// decoding (a rate limit); larger ones are refused without it.
@@ -452,8 +479,19 @@ mod tests {
             location: Some(Location {
                 lat: 30.25,
                 lon: 120.17,
+                datum: Default::default(),
             }),
             reference: None,
+        });
+        round_trip_client(ClientFrame::Checkin {
+            incident: "INC-000001".into(),
+            location: Location {
+                lat: 30.25,
+                lon: 120.17,
+                datum: crate::area::Datum::Gcj02,
+            },
+            note: Some("at the gate".into()),
+            reference: Some("c1".into()),
         });
         round_trip_client(ClientFrame::Ping { reference: None });
     }

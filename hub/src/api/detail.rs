@@ -234,6 +234,7 @@ mod tests {
             actor: "hub".into(),
             lead: lead.map(str::to_owned),
             detail: Some(detail.into()),
+            place: None,
         }
     }
 

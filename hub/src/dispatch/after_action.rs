@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use gridcast_protocol::GridCode;
 use gridcast_protocol::api::{
-    AfterAction, EscalationCounts, ReportGrid, ReportPerson, Spread, StatsBlock, TaskRow,
+    AfterAction, CheckinCounts, EscalationCounts, ReportGrid, ReportPerson, Spread, StatsBlock, TaskRow,
     TimelineEvent,
 };
 use gridcast_protocol::model::Status;
@@ -37,6 +37,14 @@ pub(crate) fn report(
     let meta = &snap.meta;
     let esc = escalated_leads(timeline);
     let since = |t: Option<u64>| t.map(|t| t.saturating_sub(meta.issued_at));
+    // Each lead's latest check-in: (time since issue, inside).
+    let mut checkins: BTreeMap<&str, (Option<u64>, Option<bool>)> = BTreeMap::new();
+    for e in timeline.iter().filter(|e| e.kind == "checkin") {
+        if let (Some(l), Some(p)) = (&e.lead, &e.place) {
+            let at = gridcast_protocol::time::parse_rfc3339(&e.at);
+            checkins.insert(l.as_str(), (since(at), p.inside));
+        }
+    }
     let people: Vec<ReportPerson> = snap
         .recipients
         .iter()
@@ -48,7 +56,14 @@ pub(crate) fn report(
             deliver_ms: since(r.delivered_at),
             ack_ms: since(r.acked_at),
             escalations: esc.get(r.lead.as_str()).copied().unwrap_or(0),
+            checkin_ms: checkins.get(r.lead.as_str()).and_then(|c| c.0),
+            on_site: checkins.get(r.lead.as_str()).and_then(|c| c.1),
         })
+        .collect();
+    let checked_in: Vec<&(Option<u64>, Option<bool>)> = snap
+        .recipients
+        .iter()
+        .filter_map(|r| checkins.get(r.lead.as_str()))
         .collect();
     let mut by_grid: BTreeMap<&GridCode, Vec<&ReportPerson>> = BTreeMap::new();
     for p in &people {
@@ -85,6 +100,11 @@ pub(crate) fn report(
             step2: steps("2"),
             alerted: timeline.iter().any(|e| e.kind == "alerted"),
         },
+        checkins: CheckinCounts {
+            people: checked_in.len(),
+            inside: checked_in.iter().filter(|c| c.1 == Some(true)).count(),
+            outside: checked_in.iter().filter(|c| c.1 == Some(false)).count(),
+        },
         grids,
         tasks: tasks
             .iter()
@@ -100,7 +120,8 @@ pub(crate) fn report(
 
 /// The people of a report as CSV (one row per recipient, times in milliseconds).
 pub(crate) fn people_csv(r: &AfterAction) -> String {
-    let mut out = String::from("lead,grid,role,status,deliver_ms,ack_ms,escalations\n");
+    let mut out =
+        String::from("lead,grid,role,status,deliver_ms,ack_ms,escalations,checkin_ms,on_site\n");
     let field = |s: &str| {
         if s.contains([',', '"', '\n']) {
             format!("\"{}\"", s.replace('"', "\"\""))
@@ -111,14 +132,16 @@ pub(crate) fn people_csv(r: &AfterAction) -> String {
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     for p in &r.people {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{}\n",
             field(&p.lead),
             p.grid,
             p.role.as_str(),
             gridcast_protocol::wire_name(&p.status),
             opt(p.deliver_ms),
             opt(p.ack_ms),
-            p.escalations
+            p.escalations,
+            opt(p.checkin_ms),
+            p.on_site.map(|b| b.to_string()).unwrap_or_default()
         ));
     }
     out

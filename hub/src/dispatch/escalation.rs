@@ -117,6 +117,7 @@ impl Dispatch {
             actor: "hub".into(),
             lead: lead.map(str::to_owned),
             detail: Some(detail),
+            place: None,
         };
         let drill = if meta.drill { " (drill)" } else { "" };
         match step {
@@ -289,6 +290,7 @@ impl Dispatch {
             actor: "hub".into(),
             lead: task.accepted_by.clone(),
             detail: Some(format!("{} step {step}{drill}: {whom}", task.view.id)),
+            place: None,
         };
         let next_due = (step < 3).then(|| task.escalation_due(step + 1));
         match self

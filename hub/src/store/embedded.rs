@@ -448,6 +448,23 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn add_events<'a>(
+        &'a self,
+        incident: &'a str,
+        events: Vec<TimelineEvent>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = Request::Events {
+                incident: incident.to_owned(),
+                events,
+                reply,
+            };
+            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let json = serde_json::to_vec(doc).map_err(|e| StoreError::Io(e.to_string()))?;

@@ -37,7 +37,7 @@ mod tasks;
 use marks::{MARK_BATCH, MarkBatcher, MarkJob};
 use tasks::tasks_from;
 
-use scripts::{CLAIM_SCRIPT, ESCALATED_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT};
+use scripts::{CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -505,6 +505,23 @@ impl Store for RedisStore {
 
     fn link_report<'a>(&'a self, report: &'a str, incident: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(self.link_report_once(report, incident))
+    }
+
+    fn add_events<'a>(
+        &'a self,
+        incident: &'a str,
+        events: Vec<TimelineEvent>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let script = redis::Script::new(EVENTS_SCRIPT);
+            let mut invocation = script.prepare_invoke();
+            invocation.key(meta_key(incident)).key(timeline_key(incident));
+            for e in &events {
+                invocation.arg(serde_json::to_string(e).map_err(io)?);
+            }
+            let known: i64 = self.seen(invocation.invoke_async(&mut self.connection()).await)?;
+            Ok(known == 1)
+        })
     }
 
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {

@@ -42,6 +42,7 @@ pub fn issue_state(
         actor: meta.issued_by.clone(),
         lead: None,
         detail: Some(format!("{} recipients", rs.len())),
+        place: None,
     };
     (rs, issued)
 }
@@ -72,6 +73,7 @@ pub fn apply_revision(
         actor: by.into(),
         lead: None,
         detail: Some(detail),
+        place: None,
     };
     (next, event)
 }
@@ -135,6 +137,7 @@ pub fn mark_event(lead: &str, mark: &Mark, at: u64) -> TimelineEvent {
         actor: lead.into(),
         lead: Some(lead.into()),
         detail,
+        place: None,
     }
 }
 

@@ -177,5 +177,6 @@ pub fn task_event(task: &TaskRecord, actor: &str, lead: Option<&str>, at: u64) -
         actor: actor.into(),
         lead: lead.map(str::to_owned),
         detail: Some(detail),
+        place: None,
     }
 }

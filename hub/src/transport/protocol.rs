@@ -219,6 +219,12 @@ pub async fn answer(
         ClientFrame::TaskUpdate {
             task, status, note, ..
         } => hub.core.update_task(lead, &task, status, note).await,
+        ClientFrame::Checkin {
+            incident,
+            location,
+            note,
+            ..
+        } => hub.core.checkin(lead, &incident, location, note).await,
         ClientFrame::Report {
             category,
             title,

@@ -61,6 +61,11 @@ pub(super) enum Record {
         report: String,
         incident: String,
     },
+    /// Events added to a timeline (a check-in, …).
+    Events {
+        incident: String,
+        events: Vec<TimelineEvent>,
+    },
     /// One incident whole, as a compaction wrote it: it stands for every record of the
     /// incident before it.
     Snapshot {

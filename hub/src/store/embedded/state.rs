@@ -219,6 +219,11 @@ impl State {
                 }
                 self.escalated.insert(incident, step);
             }
+            Record::Events { incident, events } => {
+                if let Some(e) = self.incidents.get_mut(&incident) {
+                    e.timeline.extend(events);
+                }
+            }
             Record::ReportLinked { report, incident } => {
                 if let Some(r) = self.reports.iter_mut().find(|r| r.id == report) {
                     r.incident.get_or_insert(incident);

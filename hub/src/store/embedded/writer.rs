@@ -63,6 +63,11 @@ pub(super) enum Request {
         incident: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    Events {
+        incident: String,
+        events: Vec<TimelineEvent>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -293,6 +298,17 @@ pub(super) fn stage(
             }
             out.flags.push((free, reply));
         }
+        Request::Events {
+            incident,
+            events,
+            reply,
+        } => {
+            let known = work.incidents.contains_key(&incident);
+            if known {
+                record(work, Record::Events { incident, events });
+            }
+            out.flags.push((known, reply));
+        }
         Request::Compact { cutoff, reply } => out.compactions.push((cutoff, reply)),
         Request::OutboxDone {
             incident,
@@ -513,7 +529,9 @@ pub(super) fn fail(req: Request, err: StoreError) {
         Request::Report(_, reply) => drop(reply.send(Err(err))),
         Request::Task { reply, .. } => drop(reply.send(Err(err))),
         Request::Escalated { reply, .. } => drop(reply.send(Err(err))),
-        Request::LinkReport { reply, .. } => drop(reply.send(Err(err))),
+        Request::LinkReport { reply, .. } | Request::Events { reply, .. } => {
+            drop(reply.send(Err(err)))
+        }
         Request::Compact { reply, .. } => drop(reply.send(Err(err))),
     }
 }

@@ -20,6 +20,9 @@ pub(super) const REVISE_SCRIPT: &str = include_str!("lua/revise.lua");
 /// one (so no step is done twice, whichever node gets there).
 pub(super) const ESCALATED_SCRIPT: &str = include_str!("lua/escalated.lua");
 
+/// KEYS: meta, timeline. ARGV: events. Appends them if the incident exists; 1 if so.
+pub(super) const EVENTS_SCRIPT: &str = include_str!("lua/events.lua");
+
 /// KEYS: tasks, timeline. ARGV: task id, expected JSON, new JSON, timeline event.
 pub(super) const TASK_SCRIPT: &str = include_str!("lua/task.lua");
 
