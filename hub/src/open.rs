@@ -103,6 +103,9 @@ impl Hub {
                 .await
                 .map_err(|e| StartError::Redis(e.to_string()))?;
         }
+        for w in registry.warnings() {
+            tracing::warn!(source = %source, "registry: {w}");
+        }
         let index = RegistryIndex::new(registry);
         tracing::info!(source = %source, summary = %index.summary(), "registry loaded");
         // The outlets of the delivery port, and what each runs: a new channel is one

@@ -227,7 +227,10 @@ async fn the_after_action_report_matches_a_hand_computed_expectation() {
         lines[0],
         "lead,grid,role,status,deliver_ms,ack_ms,escalations,checkin_ms,on_site"
     );
-    assert_eq!(lines[4], format!("A1,{G1},full_time,declined,1000,1000,0,,"));
+    assert_eq!(
+        lines[4],
+        format!("A1,{G1},full_time,declined,1000,1000,0,,")
+    );
     assert_eq!(lines[6], format!("IN2,{G2},instructor,pending,,,1,,"));
     assert_eq!(lines.len(), 8);
 

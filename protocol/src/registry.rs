@@ -445,6 +445,53 @@ mod tests {
     }
 
     #[test]
+    fn geometries_are_checked_and_grids_without_one_are_a_warning() {
+        let square = |lon: f64, lat: f64| {
+            serde_json::json!({"type": "Polygon", "coordinates": [[
+                [lon, lat], [lon + 0.01, lat], [lon + 0.01, lat + 0.01], [lon, lat + 0.01], [lon, lat]
+            ]]})
+        };
+        let good = doc(serde_json::json!({
+            "grids": [
+                {"code": "3301060040051012", "kind": "community", "geometry": square(120.1, 30.2)},
+                {"code": "3301060040051013", "kind": "community", "geometry": {
+                    "type": "MultiPolygon", "coordinates": [square(120.2, 30.2)["coordinates"]]
+                }},
+                {"code": "3301060040051012001"}
+            ]
+        }));
+        let r = good.validate().unwrap();
+        let w = r.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("1 of 3 grids have no geometry") && w[0].contains("3301060040051012001")
+        );
+        // The document round-trips with its geometries as given.
+        assert_eq!(r.to_doc().grids[1].geometry, good.grids[1].geometry);
+
+        let bad = doc(serde_json::json!({
+            "grids": [
+                // lat, lon: the GeoJSON order mistake (lat 120 is out of range).
+                {"code": "3301060040051012", "kind": "community", "geometry": {"type": "Polygon", "coordinates": [[
+                    [30.2, 120.1], [30.2, 120.2], [30.3, 120.2], [30.2, 120.1]
+                ]]}},
+                {"code": "3301060040051013", "kind": "community", "geometry": {"type": "Point", "coordinates": [120.1, 30.2]}},
+                {"code": "3301060040051014", "kind": "community", "geometry": {"type": "Polygon", "coordinates": [[
+                    [120.1, 30.2], [120.2, 30.2], [120.2, 30.3]
+                ]]}}
+            ]
+        }));
+        let all = bad.validate().unwrap_err().join("\n");
+        for needle in [
+            "3301060040051012): geometry: polygon 0 ring 0: [30.2, 120.1] is not [lon, lat]",
+            "3301060040051013): geometry must be a GeoJSON Polygon or MultiPolygon, not Point",
+            "3301060040051014): geometry: polygon 0 ring 0 must be closed",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_listed() {
         let d = doc(serde_json::json!({
             "grids": [

@@ -72,9 +72,13 @@ pub(super) async fn put_registry(
     hub.store.save_registry(&registry.to_doc()).await?;
     hub.apply_registry(registry);
     hub.delivery.announce_registry().await;
-    let summary = hub.registry.current().summary();
-    tracing::info!(admin = %op.sub, summary = %summary, "registry replaced");
-    Ok(Json(serde_json::json!({ "ok": true, "summary": summary })))
+    let current = hub.registry.current();
+    let summary = current.summary();
+    let warnings = current.registry.warnings();
+    tracing::info!(admin = %op.sub, summary = %summary, warnings = warnings.len(), "registry replaced");
+    Ok(Json(
+        serde_json::json!({ "ok": true, "summary": summary, "warnings": warnings }),
+    ))
 }
 
 pub(super) async fn get_task_kinds(

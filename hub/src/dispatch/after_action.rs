@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use gridcast_protocol::GridCode;
 use gridcast_protocol::api::{
-    AfterAction, CheckinCounts, EscalationCounts, ReportGrid, ReportPerson, Spread, StatsBlock, TaskRow,
-    TimelineEvent,
+    AfterAction, CheckinCounts, EscalationCounts, ReportGrid, ReportPerson, Spread, StatsBlock,
+    TaskRow, TimelineEvent,
 };
 use gridcast_protocol::model::Status;
 

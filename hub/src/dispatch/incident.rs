@@ -455,7 +455,10 @@ impl Dispatch {
             (Some(shape.contains(here)), Some(PlaceRef::Area))
         } else {
             match self.registry.current().shape_of(&me.grid) {
-                Some(grid) => (Some(geo::Intersects::intersects(grid, &here)), Some(PlaceRef::Grid)),
+                Some(grid) => (
+                    Some(geo::Intersects::intersects(grid, &here)),
+                    Some(PlaceRef::Grid),
+                ),
                 None => (None, None),
             }
         };
@@ -481,7 +484,9 @@ impl Dispatch {
         }
         tracing::info!(incident, lead, inside = ?inside, "check-in recorded");
         let data = serde_json::json!({ "incident": incident, "event": event, "grid": me.grid });
-        self.delivery.console("checkin", meta.route_codes(), data).await;
+        self.delivery
+            .console("checkin", meta.route_codes(), data)
+            .await;
         Ok(())
     }
 

@@ -37,7 +37,9 @@ mod tasks;
 use marks::{MARK_BATCH, MarkBatcher, MarkJob};
 use tasks::tasks_from;
 
-use scripts::{CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT};
+use scripts::{
+    CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -515,7 +517,9 @@ impl Store for RedisStore {
         Box::pin(async move {
             let script = redis::Script::new(EVENTS_SCRIPT);
             let mut invocation = script.prepare_invoke();
-            invocation.key(meta_key(incident)).key(timeline_key(incident));
+            invocation
+                .key(meta_key(incident))
+                .key(timeline_key(incident));
             for e in &events {
                 invocation.arg(serde_json::to_string(e).map_err(io)?);
             }
