@@ -36,6 +36,7 @@ fn meta() -> IncidentMeta {
             area: vec![],
         },
         area_grids: vec![],
+        cap: None,
         issued_by: "op".into(),
         closed_at: None,
     }

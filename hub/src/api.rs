@@ -89,6 +89,7 @@ pub(crate) fn metrics_router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
+mod cap;
 mod detail;
 mod events;
 mod registry;
@@ -113,6 +114,8 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
         .route("/v1/incidents/{id}/updates", post(post_update))
         .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
         .route("/v1/incidents/{id}/report", get(get_after_action))
+        .route("/v1/incidents/{id}/cap", get(cap::get_cap))
+        .route("/v1/cap", post(cap::post_cap))
         .route("/v1/stats", get(get_stats))
         .route("/v1/reports", get(reports::get_reports))
         .route("/v1/reports/{id}/promote", post(reports::post_promote))
@@ -135,11 +138,15 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
 async fn create_incident(
     State(hub): State<Hub>,
     Operator(op): Operator,
+    headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
+) -> ApiResult<Response> {
+    if cap::is_cap(&headers) {
+        return Ok(cap::import(&hub, &op, body).await?.into_response());
+    }
     let req: CreateIncident = parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let created = hub.core.issue(&op, req).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 #[derive(Deserialize)]

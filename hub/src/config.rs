@@ -118,6 +118,10 @@ pub struct Config {
     /// Largest HTTP request body, except registry uploads.
     #[arg(long, env = "GRIDCAST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    /// The `sender` of CAP alerts this hub exports (and the prefix of their
+    /// identifiers): no spaces, commas, `<` or `&`.
+    #[arg(long, env = "GRIDCAST_CAP_SENDER", default_value = "gridcast")]
+    pub cap_sender: String,
     /// Largest registry upload.
     #[arg(long, env = "GRIDCAST_MAX_REGISTRY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_registry_bytes: usize,

@@ -67,6 +67,13 @@ pub(crate) async fn parse_body<T: DeserializeOwned>(
     body: Body,
     limit: usize,
 ) -> ApiResult<T> {
+    let bytes = read_body(hub, body, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+/// Reads a whole body within `limit` bytes and the body timeout.
+pub(crate) async fn read_body(hub: &Hub, body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
     use http_body_util::BodyExt;
     let deadline = std::time::Duration::from_secs(hub.config.body_timeout_s);
     let read = tokio::time::timeout(
@@ -97,6 +104,5 @@ pub(crate) async fn parse_body<T: DeserializeOwned>(
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    Ok(bytes)
 }

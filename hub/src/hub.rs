@@ -67,6 +67,8 @@ pub struct Inner {
     pub(crate) node_id: String,
     /// Held while a registry replacement is saved and put in force.
     pub(crate) registry_writes: tokio::sync::Mutex<()>,
+    /// One CAP import at a time: a repeated alert finds the incident the first made.
+    pub(crate) cap_imports: tokio::sync::Mutex<()>,
     /// The incident core's time.
     pub(crate) clock: Arc<dyn clock::Clock>,
     /// Receipts without a `ref`, for the [`crate::receipts`] lane.

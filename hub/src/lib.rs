@@ -17,6 +17,7 @@ pub mod auth;
 pub(crate) mod backend;
 pub(crate) mod backoff;
 pub(crate) mod bus;
+pub mod cap;
 pub mod clock;
 pub mod cluster;
 

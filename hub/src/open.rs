@@ -178,6 +178,7 @@ impl Hub {
             lead_limits,
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),
+            cap_imports: tokio::sync::Mutex::new(()),
             receipts,
             clock,
             config,

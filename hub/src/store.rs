@@ -75,6 +75,9 @@ pub struct IncidentMeta {
     /// later; the incident keeps them, as it keeps its recipients).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub area_grids: Vec<GridCode>,
+    /// The CAP alert it came from, if it came as CAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<crate::cap::CapOrigin>,
     /// Operator who issued it.
     pub issued_by: String,
     /// When it was closed, Unix ms.

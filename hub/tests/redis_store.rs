@@ -40,6 +40,7 @@ fn new_incident(leads: &[String]) -> NewIncident {
                 area: vec![],
             },
             area_grids: vec![],
+            cap: None,
             issued_by: "op".into(),
             closed_at: None,
         },

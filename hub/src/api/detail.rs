@@ -268,6 +268,7 @@ mod tests {
                 area: Vec::new(),
             },
             area_grids: Vec::new(),
+            cap: None,
             issued_by: "op".into(),
             closed_at: None,
         };

@@ -29,6 +29,7 @@ fn meta(rev: u64) -> IncidentMeta {
             area: Vec::new(),
         },
         area_grids: Vec::new(),
+        cap: None,
         issued_by: "op".into(),
         closed_at: None,
     }

@@ -146,6 +146,16 @@ impl Dispatch {
         operator: &Claims,
         req: CreateIncident,
     ) -> Result<CreatedIncident, Refusal> {
+        self.issue_from(operator, req, None).await
+    }
+
+    /// [`Dispatch::issue`] for an activation that came as a CAP alert (kept with it).
+    pub(crate) async fn issue_from(
+        &self,
+        operator: &Claims,
+        req: CreateIncident,
+        cap: Option<crate::cap::CapOrigin>,
+    ) -> Result<CreatedIncident, Refusal> {
         check_text("title", &req.title, 1, MAX_TITLE)?;
         check_text("body", &req.body, 0, MAX_BODY)?;
         if req.targets.codes.len() > MAX_TARGETS {
@@ -229,6 +239,7 @@ impl Dispatch {
                 ack_by: now + u64::from(window) * 1000,
                 targets,
                 area_grids,
+                cap,
                 issued_by: operator.sub.clone(),
                 closed_at: None,
             },

@@ -187,7 +187,7 @@ impl Store for EmbeddedStore {
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
             self.tx
-                .send(Request::Create(new, reply))
+                .send(Request::Create(Box::new(new), reply))
                 .await
                 .map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?

@@ -167,6 +167,7 @@ mod tests {
                 area: Vec::new(),
             },
             area_grids: Vec::new(),
+            cap: None,
             issued_by: "op-1".into(),
             closed_at: None,
         }

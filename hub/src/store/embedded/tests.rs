@@ -25,6 +25,7 @@ fn new_incident(leads: &[&str]) -> NewIncident {
                 area: Vec::new(),
             },
             area_grids: Vec::new(),
+            cap: None,
             issued_by: "op".into(),
             closed_at: None,
         },

@@ -24,7 +24,7 @@ pub(super) enum Request {
         reply: Reply<Option<Compacted>>,
     },
     Create(
-        NewIncident,
+        Box<NewIncident>,
         oneshot::Sender<Result<IncidentSnapshot, StoreError>>,
     ),
     /// Receipts and acks, one or many (one outcome each, in order).

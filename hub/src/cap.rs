@@ -1,0 +1,655 @@
+//! CAP 1.2 (OASIS Common Alerting Protocol) in and out, with the national early-warning
+//! profile GB/T 35965.1 (its `sendTime`, colour severities, radius in metres, plain
+//! comma-separated administrative geocodes, `senderCode`, `secClassification`).
+//!
+//! CAP comes from other systems, so it is read as hostile: a bounded body, no DTD (so no
+//! external or custom entities, no entity expansion), bounded depth and element count,
+//! and every refusal names the line and the element. quick-xml does the XML; this
+//! module maps elements to the incident model (see the README's table).
+
+use gridcast_protocol::area::{Area, Circle, Datum};
+use gridcast_protocol::model::{Category, Level};
+use gridcast_protocol::{Role, Target};
+use quick_xml::events::Event;
+use serde::{Deserialize, Serialize};
+
+mod export;
+pub(crate) use export::{Profile, export};
+
+/// The CAP 1.2 namespace.
+pub(crate) const CAP_NS: &str = "urn:oasis:names:tc:emergency:cap:1.2";
+/// Deepest element nesting accepted (CAP needs 4: alert, info, area, geocode/value).
+const MAX_DEPTH: usize = 12;
+/// Most elements in one alert.
+const MAX_ELEMENTS: usize = 20_000;
+/// The `valueName` of a geocode that holds a grid or area code of this hub.
+pub(crate) const GEOCODE_GRID: &str = "gridcast";
+/// `valueName`s of geocodes that hold GB/T 2260 administrative codes (6 digits, a
+/// province or city ending in `00`; or 9/12-digit town and community codes).
+const GEOCODE_ADMIN: [&str; 4] = ["GB2260", "GB/T 2260", "ADCODE", "行政区划代码"];
+
+/// Which dialect an alert is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// OASIS CAP 1.2.
+    Cap12,
+    /// The GB/T 35965.1 national early-warning profile.
+    Gbt35965,
+}
+
+/// Where an incident came from, when it came as CAP: kept with it (export references
+/// it, a repeated alert finds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapOrigin {
+    /// `identifier`.
+    pub identifier: String,
+    /// `sender`.
+    pub sender: String,
+    /// `sent` (or `sendTime`) as written.
+    pub sent: String,
+    /// The dialect it came in.
+    pub dialect: Dialect,
+    /// `onset` of the chosen `<info>`, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset: Option<String>,
+    /// `expires` of the chosen `<info>`, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// GB/T 35965.1 `senderCode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_code: Option<String>,
+}
+
+/// A refusal: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CapError {
+    pub(crate) line: usize,
+    pub(crate) element: String,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for CapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not valid CAP 1.2: line {}, <{}>: {}",
+            self.line, self.element, self.message
+        )
+    }
+}
+
+/// One element as read: local name, line, text and children.
+#[derive(Debug, Default)]
+struct El {
+    name: String,
+    line: usize,
+    text: String,
+    children: Vec<El>,
+    /// `xmlns` / `xmlns:*` values declared on it.
+    namespaces: Vec<String>,
+}
+
+impl El {
+    fn err(&self, message: impl Into<String>) -> CapError {
+        CapError {
+            line: self.line,
+            element: self.name.clone(),
+            message: message.into(),
+        }
+    }
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a El> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+    fn first(&self, name: &str) -> Option<&El> {
+        self.children.iter().find(|c| c.name == name)
+    }
+    fn text_of(&self, name: &str) -> Option<&str> {
+        self.first(name).map(|e| e.text.trim())
+    }
+    fn required(&self, name: &str) -> Result<&El, CapError> {
+        match self.first(name) {
+            Some(e) if !e.text.trim().is_empty() => Ok(e),
+            Some(e) => Err(e.err("must not be empty")),
+            None => Err(self.err(format!("needs a <{name}> element"))),
+        }
+    }
+}
+
+/// Reads XML into a tree, refusing DTDs, unknown entities, deep nesting and floods.
+fn read_tree(xml: &str) -> Result<El, CapError> {
+    let line_at = |pos: u64| {
+        xml.as_bytes()[..(pos as usize).min(xml.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    };
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(false);
+    let mut stack: Vec<El> = Vec::new();
+    let mut count = 0usize;
+    let open = |e: &quick_xml::events::BytesStart<'_>, line: usize| -> Result<El, CapError> {
+        let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+        let mut namespaces = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|err| CapError {
+                line,
+                element: name.clone(),
+                message: format!("bad attribute: {err}"),
+            })?;
+            let key = a.key.as_ref();
+            if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                namespaces.push(String::from_utf8_lossy(&a.value).into_owned());
+            }
+        }
+        Ok(El {
+            name,
+            line,
+            namespaces,
+            ..El::default()
+        })
+    };
+    loop {
+        let pos = reader.buffer_position();
+        let line = line_at(pos);
+        let event = reader.read_event().map_err(|e| CapError {
+            line: line_at(reader.error_position()),
+            element: stack.last().map(|e| e.name.clone()).unwrap_or_default(),
+            message: format!("not well-formed XML: {e}"),
+        })?;
+        let here = || stack_name(&stack);
+        match event {
+            Event::DocType(_) => {
+                return Err(CapError {
+                    line,
+                    element: "!DOCTYPE".into(),
+                    message: "a DTD is not accepted (no entities, no external references)".into(),
+                });
+            }
+            Event::Start(e) => {
+                count += 1;
+                if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
+                    return Err(CapError {
+                        line,
+                        element: here(),
+                        message: format!(
+                            "too deep or too many elements (at most {MAX_DEPTH} levels, {MAX_ELEMENTS} elements)"
+                        ),
+                    });
+                }
+                stack.push(open(&e, line)?);
+            }
+            Event::Empty(e) => {
+                count += 1;
+                let el = open(&e, line)?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None => return Ok(el),
+                }
+            }
+            Event::End(_) => {
+                let el = stack.pop().expect("quick-xml checks end tags");
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None => return Ok(el),
+                }
+            }
+            Event::Text(t) => {
+                if let Some(el) = stack.last_mut() {
+                    let text = t.decode().map_err(|e| CapError {
+                        line,
+                        element: el.name.clone(),
+                        message: format!("bad text: {e}"),
+                    })?;
+                    el.text.push_str(&text);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let el_name = here();
+                let Some(el) = stack.last_mut() else { continue };
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    _ => {
+                        let name = String::from_utf8_lossy(&r).into_owned();
+                        match quick_xml::escape::resolve_predefined_entity(&name) {
+                            Some(s) => s.to_owned(),
+                            None => {
+                                return Err(CapError {
+                                    line,
+                                    element: el_name,
+                                    message: format!(
+                                        "entity &{name}; is not accepted (only the five of XML and character references)"
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                };
+                el.text.push_str(&resolved);
+            }
+            Event::CData(t) => {
+                if let Some(el) = stack.last_mut() {
+                    el.text.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::Eof => {
+                return Err(CapError {
+                    line,
+                    element: here(),
+                    message: "the document ends before its root element does".into(),
+                });
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+        }
+    }
+}
+
+fn stack_name(stack: &[El]) -> String {
+    stack
+        .last()
+        .map(|e| e.name.clone())
+        .unwrap_or_else(|| "alert".into())
+}
+
+/// What an alert asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CapAction {
+    /// A new incident.
+    Issue,
+    /// An update of the incident the references name.
+    Update,
+    /// Close it.
+    Cancel,
+}
+
+/// An alert mapped to the incident model.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CapAlert {
+    pub(crate) origin: CapOrigin,
+    pub(crate) action: CapAction,
+    /// `identifier`s the alert references (an Update or Cancel).
+    pub(crate) references: Vec<String>,
+    pub(crate) drill: bool,
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) level: Level,
+    pub(crate) category: Category,
+    pub(crate) codes: Vec<Target>,
+    pub(crate) areas: Vec<Area>,
+    pub(crate) roles: Vec<Role>,
+    /// `note` of the alert (a Cancel's reason).
+    pub(crate) note: Option<String>,
+}
+
+fn parse_lat_lon(el: &El, pair: &str) -> Result<[f64; 2], CapError> {
+    let bad = || {
+        el.err(format!(
+            "{pair:?} is not \"lat,lon\" in degrees (CAP writes latitude first)"
+        ))
+    };
+    let (lat, lon) = pair.split_once(',').ok_or_else(bad)?;
+    let lat: f64 = lat.trim().parse().map_err(|_| bad())?;
+    let lon: f64 = lon.trim().parse().map_err(|_| bad())?;
+    Ok([lat, lon])
+}
+
+/// CAP category → the four categories (the README's table).
+pub(crate) fn category_of(cap: &str) -> Option<Category> {
+    Some(match cap {
+        "Geo" | "Met" => Category::Natural,
+        "Health" => Category::PublicHealth,
+        "Safety" | "Security" | "Other" => Category::SocialSafety,
+        "Rescue" | "Fire" | "Transport" | "Infra" | "CBRNE" | "Env" => Category::Accident,
+        _ => return None,
+    })
+}
+
+/// Severity (CAP words or the profile's colours) → level.
+fn level_of(severity: &str) -> Option<Level> {
+    Some(match severity {
+        "Extreme" | "Red" => Level::I,
+        "Severe" | "Orange" => Level::II,
+        "Moderate" | "Yellow" => Level::III,
+        // Unknown: the lowest level (a person still reads it), as documented.
+        "Minor" | "Blue" | "Unknown" => Level::IV,
+        _ => return None,
+    })
+}
+
+/// Parses and maps one alert. `Err` names the line and the element.
+pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
+    let alert = read_tree(xml)?;
+    if alert.name != "alert" {
+        return Err(alert.err("the root element must be <alert>"));
+    }
+    let gbt = alert.first("sendTime").is_some()
+        || alert.first("senderCode").is_some()
+        || alert.first("secClassification").is_some();
+    let dialect = if gbt {
+        Dialect::Gbt35965
+    } else {
+        Dialect::Cap12
+    };
+    if dialect == Dialect::Cap12 && !alert.namespaces.iter().any(|n| n == CAP_NS) {
+        let found = alert
+            .namespaces
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "none".into());
+        return Err(alert.err(format!(
+            "namespace must be {CAP_NS} (found {found}); CAP 1.0 and 1.1 are not accepted"
+        )));
+    }
+    let identifier = alert.required("identifier")?;
+    if identifier.text.contains([' ', ',', '<', '&']) {
+        return Err(identifier.err("must not contain spaces, commas, < or &"));
+    }
+    let sender = alert.required("sender")?;
+    let sent = match dialect {
+        Dialect::Cap12 => alert.required("sent")?,
+        Dialect::Gbt35965 => alert.required("sendTime")?,
+    };
+    let sent_text = sent.text.trim();
+    let iso = sent_text.replacen(' ', "T", 1);
+    if !valid_time(&iso) {
+        return Err(sent.err(format!(
+            "{sent_text:?} is not a time with its zone (2026-12-01T08:30:00+08:00{})",
+            if gbt {
+                " or 2026-12-01 08:30:00+08:00"
+            } else {
+                ""
+            }
+        )));
+    }
+    let status = alert.required("status")?;
+    let drill = match status.text.trim() {
+        "Actual" => false,
+        "Exercise" => true,
+        s @ ("Test" | "System" | "Draft") => {
+            return Err(status.err(format!(
+                "status {s} is not dispatched (Test and System are technical, Draft unfinished); send Exercise for a drill"
+            )));
+        }
+        s => {
+            return Err(status.err(format!(
+                "{s:?} is not Actual, Exercise, System, Test or Draft"
+            )));
+        }
+    };
+    let msg_type = alert.required("msgType")?;
+    let action = match msg_type.text.trim() {
+        "Alert" => CapAction::Issue,
+        "Update" => CapAction::Update,
+        "Cancel" => CapAction::Cancel,
+        s @ ("Ack" | "Error") => {
+            return Err(msg_type.err(format!("msgType {s} carries no activation")));
+        }
+        s => return Err(msg_type.err(format!("{s:?} is not Alert, Update, Cancel, Ack or Error"))),
+    };
+    match alert.text_of("scope") {
+        Some("Public" | "Restricted" | "Private") => {}
+        Some(s) => {
+            return Err(alert
+                .first("scope")
+                .expect("just read")
+                .err(format!("{s:?} is not Public, Restricted or Private")));
+        }
+        None if gbt => {}
+        None => return Err(alert.err("needs a <scope> element")),
+    }
+    // References: CAP writes "sender,identifier,sent" triples, the profile just the
+    // first message's identifier.
+    let references: Vec<String> = alert
+        .text_of("references")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|r| {
+            let parts: Vec<&str> = r.split(',').collect();
+            if parts.len() == 3 { parts[1] } else { r }.to_owned()
+        })
+        .collect();
+    if action != CapAction::Issue && references.is_empty() {
+        return Err(msg_type.err(format!(
+            "an {} needs <references> naming the alert it changes",
+            msg_type.text.trim()
+        )));
+    }
+    // Several <info> blocks: the zh-CN one first (then any Chinese), else the first.
+    let infos: Vec<&El> = alert.all("info").collect();
+    let info = infos
+        .iter()
+        .find(|i| {
+            i.text_of("language")
+                .is_some_and(|l| l.eq_ignore_ascii_case("zh-CN"))
+        })
+        .or_else(|| {
+            infos
+                .iter()
+                .find(|i| i.text_of("language").is_some_and(|l| l.starts_with("zh")))
+        })
+        .or_else(|| infos.first())
+        .copied();
+    let Some(info) = info else {
+        if action == CapAction::Cancel {
+            return Ok(CapAlert {
+                origin: CapOrigin {
+                    identifier: identifier.text.trim().to_owned(),
+                    sender: sender.text.trim().to_owned(),
+                    sent: sent_text.to_owned(),
+                    dialect,
+                    onset: None,
+                    expires: None,
+                    sender_code: alert.text_of("senderCode").map(str::to_owned),
+                },
+                action,
+                references,
+                drill,
+                title: String::new(),
+                body: String::new(),
+                level: Level::IV,
+                category: Category::SocialSafety,
+                codes: Vec::new(),
+                areas: Vec::new(),
+                roles: Vec::new(),
+                note: alert.text_of("note").map(str::to_owned),
+            });
+        }
+        return Err(alert.err("needs an <info> block (what happens and where)"));
+    };
+    let params: Vec<(&str, &str)> = info
+        .all("parameter")
+        .filter_map(|p| Some((p.text_of("valueName")?, p.text_of("value")?)))
+        .collect();
+    let param = |name: &str| params.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let event = info.required("event")?;
+    for name in ["urgency", "certainty"] {
+        info.required(name)?;
+    }
+    let severity = info.required("severity")?;
+    let level = match param("gridcast:level").and_then(gridcast_protocol::from_wire_name::<Level>) {
+        Some(l) => l,
+        None => level_of(severity.text.trim()).ok_or_else(|| {
+            severity.err(format!(
+                "{:?} is not Extreme, Severe, Moderate, Minor, Unknown (or Red, Orange, Yellow, Blue)",
+                severity.text.trim()
+            ))
+        })?,
+    };
+    let category =
+        match param("gridcast:category").and_then(gridcast_protocol::from_wire_name::<Category>) {
+            Some(c) => c,
+            None => {
+                let first = info.required("category")?;
+                category_of(first.text.trim()).ok_or_else(|| {
+                    first.err(format!("{:?} is not a CAP category", first.text.trim()))
+                })?
+            }
+        };
+    let roles = match param("gridcast:roles") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .map(|r| {
+                gridcast_protocol::from_wire_name::<Role>(r.trim()).ok_or_else(|| {
+                    info.err(format!("parameter gridcast:roles: {r:?} is not a role"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let title: String = info
+        .text_of("headline")
+        .filter(|h| !h.is_empty())
+        .unwrap_or(event.text.trim())
+        .chars()
+        .take(crate::incident::MAX_TITLE)
+        .collect();
+    let body = [info.text_of("description"), info.text_of("instruction")]
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+
+    let mut codes = Vec::new();
+    let mut areas = Vec::new();
+    let mut ignored = Vec::new();
+    for area in info.all("area") {
+        area.required("areaDesc")?;
+        for p in area.all("polygon") {
+            let points = p
+                .text
+                .split_whitespace()
+                .map(|pair| parse_lat_lon(p, pair))
+                .collect::<Result<Vec<_>, _>>()?;
+            if dialect == Dialect::Cap12 && (points.len() < 4 || points.first() != points.last()) {
+                return Err(p.err("a CAP polygon needs at least 4 points, the first repeated last"));
+            }
+            let a = Area {
+                polygon: Some(points),
+                circle: None,
+                datum: Datum::Wgs84,
+            };
+            a.check("polygon").map_err(|e| p.err(e))?;
+            areas.push(a);
+        }
+        for c in area.all("circle") {
+            let text = c.text.trim();
+            let (centre, radius) = text
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| c.err(format!("{text:?} is not \"lat,lon radius\"")))?;
+            let [lat, lon] = parse_lat_lon(c, centre)?;
+            let radius: f64 = radius
+                .trim()
+                .parse()
+                .map_err(|_| c.err(format!("{radius:?} is not a radius")))?;
+            // CAP: kilometres; the national profile: metres.
+            let radius_m = match dialect {
+                Dialect::Cap12 => radius * 1000.0,
+                Dialect::Gbt35965 => radius,
+            };
+            let a = Area {
+                polygon: None,
+                circle: Some(Circle { lat, lon, radius_m }),
+                datum: Datum::Wgs84,
+            };
+            a.check("circle").map_err(|e| c.err(e))?;
+            areas.push(a);
+        }
+        for g in area.all("geocode") {
+            let (name, values): (Option<&str>, Vec<&str>) =
+                match (g.text_of("valueName"), g.text_of("value")) {
+                    (Some(n), Some(v)) => (Some(n), vec![v]),
+                    // The profile: a plain list of administrative codes.
+                    _ if dialect == Dialect::Gbt35965 => {
+                        (None, g.text.split([',', '，', ' ']).collect())
+                    }
+                    _ => return Err(g.err("needs <valueName> and <value>")),
+                };
+            let admin = name.is_none_or(|n| GEOCODE_ADMIN.contains(&n));
+            if name != Some(GEOCODE_GRID) && !admin {
+                ignored.push(name.unwrap_or_default().to_owned());
+                continue;
+            }
+            for v in values.into_iter().map(str::trim).filter(|v| !v.is_empty()) {
+                let code = if admin { admin_prefix(v) } else { v };
+                let t = Target::parse(code).map_err(|e| g.err(format!("geocode {v:?}: {e}")))?;
+                if !codes.contains(&t) {
+                    codes.push(t);
+                }
+            }
+        }
+    }
+    if codes.is_empty() && areas.is_empty() {
+        let hint = if ignored.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (geocodes {} are not codes of this hub)",
+                ignored.join(", ")
+            )
+        };
+        return Err(info.err(format!(
+            "no target: an <area> needs a <polygon>, <circle> or a <geocode> with valueName {GEOCODE_GRID} or GB2260{hint}"
+        )));
+    }
+    Ok(CapAlert {
+        origin: CapOrigin {
+            identifier: identifier.text.trim().to_owned(),
+            sender: sender.text.trim().to_owned(),
+            sent: sent_text.to_owned(),
+            dialect,
+            onset: info.text_of("onset").map(str::to_owned),
+            expires: info.text_of("expires").map(str::to_owned),
+            sender_code: alert.text_of("senderCode").map(str::to_owned),
+        },
+        action,
+        references,
+        drill,
+        title,
+        body,
+        level,
+        category,
+        codes,
+        areas,
+        roles,
+        note: alert.text_of("note").map(str::to_owned),
+    })
+}
+
+/// A GB/T 2260 code as a target prefix: `330000` is the province `33`, `330100` the city
+/// `3301`, `330106` the county; longer codes are used as they are.
+fn admin_prefix(code: &str) -> &str {
+    if code.len() == 6 {
+        if code.ends_with("0000") {
+            return &code[..2];
+        }
+        if code.ends_with("00") {
+            return &code[..4];
+        }
+    }
+    code
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.f](±hh:mm|Z)`.
+fn valid_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && (s.ends_with('Z') || {
+            let z = &b[b.len() - 6..];
+            (z[0] == b'+' || z[0] == b'-') && z[3] == b':'
+        })
+}
