@@ -11,9 +11,9 @@ use gridcast_protocol::area::{Area, Circle, Datum};
 use gridcast_protocol::model::{Category, Level};
 use gridcast_protocol::{Role, Target};
 use quick_xml::events::Event;
-use serde::{Deserialize, Serialize};
 
 mod export;
+pub use crate::store::{CapOrigin, Dialect};
 pub(crate) use export::{Profile, export};
 
 /// The CAP 1.2 namespace.
@@ -27,39 +27,6 @@ pub(crate) const GEOCODE_GRID: &str = "gridcast";
 /// `valueName`s of geocodes that hold GB/T 2260 administrative codes (6 digits, a
 /// province or city ending in `00`; or 9/12-digit town and community codes).
 const GEOCODE_ADMIN: [&str; 4] = ["GB2260", "GB/T 2260", "ADCODE", "行政区划代码"];
-
-/// Which dialect an alert is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dialect {
-    /// OASIS CAP 1.2.
-    Cap12,
-    /// The GB/T 35965.1 national early-warning profile.
-    Gbt35965,
-}
-
-/// Where an incident came from, when it came as CAP: kept with it (export references
-/// it, a repeated alert finds it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapOrigin {
-    /// `identifier`.
-    pub identifier: String,
-    /// `sender`.
-    pub sender: String,
-    /// `sent` (or `sendTime`) as written.
-    pub sent: String,
-    /// The dialect it came in.
-    pub dialect: Dialect,
-    /// `onset` of the chosen `<info>`, as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub onset: Option<String>,
-    /// `expires` of the chosen `<info>`, as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    /// GB/T 35965.1 `senderCode`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender_code: Option<String>,
-}
 
 /// A refusal: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,16 +101,6 @@ fn circle_grids(doc: &RegistryDoc, lat: f64, lon: f64, r: f64) -> BTreeSet<Strin
     out
 }
 
-async fn recipients_of(ops: &ConsoleClient, id: &str) -> BTreeSet<String> {
-    ops.recipients(id, None)
-        .await
-        .unwrap()
-        .recipients
-        .into_iter()
-        .map(|r| r.lead)
-        .collect()
-}
-
 async fn refused(ops: &ConsoleClient, body: serde_json::Value) -> (u16, String) {
     match ops
         .send_json::<serde_json::Value>(reqwest::Method::POST, "/v1/incidents", &body)
@@ -189,7 +179,7 @@ async fn area_flow(api: &str, ws: &[String], doc: &RegistryDoc) {
         )
         .await
         .unwrap();
-    assert_eq!(recipients_of(&ops, &created.id).await, want);
+    assert_eq!(recipient_leads(&ops, &created.id).await, want);
     assert_eq!(created.recipients, want.len());
     for (_, c) in &mut phones {
         until_incident(c, &created.id).await;
@@ -299,7 +289,7 @@ async fn area_flow(api: &str, ws: &[String], doc: &RegistryDoc) {
         })
         .map(|p| p.id.clone())
         .collect();
-    assert_eq!(recipients_of(&ops, &created.id).await, leads);
+    assert_eq!(recipient_leads(&ops, &created.id).await, leads);
 
     // What is refused, with a message, before anything is recorded.
     for bad in [

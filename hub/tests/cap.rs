@@ -14,7 +14,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use gridcast_clients::console::ConsoleClient;
 use gridcast_hub::auth::TokenRole;
 use gridcast_protocol::model::{Category, IncidentState, Level};
 use gridcast_protocol::registry::{AssignmentDoc, GridDoc, RegistryDoc, StaffDoc};
@@ -123,16 +122,6 @@ fn schema_valid(xml: &str, name: &str) {
     );
 }
 
-async fn leads_of(ops: &ConsoleClient, id: &str) -> BTreeSet<String> {
-    ops.recipients(id, None)
-        .await
-        .unwrap()
-        .recipients
-        .into_iter()
-        .map(|r| r.lead)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
     let doc = registry();
@@ -207,14 +196,14 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
         );
         if !want.leads.is_empty() {
             let leads: BTreeSet<String> = want.leads.iter().map(|s| s.to_string()).collect();
-            assert_eq!(leads_of(&ops, &id).await, leads, "{name}");
+            assert_eq!(recipient_leads(&ops, &id).await, leads, "{name}");
         }
         ids.push(id);
     }
     // The profile's circle is in metres and its geocode a town: the union of Sandun
     // Town and the grids within 800 m of a point in Xixi Street (not 800 km: the
     // fixture grids elsewhere in the world are not reached).
-    let typhoon = leads_of(&ops, &ids[4]).await;
+    let typhoon = recipient_leads(&ops, &ids[4]).await;
     let sandun: BTreeSet<String> = doc
         .staff
         .iter()
@@ -401,8 +390,8 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
             "{id}"
         );
         assert_eq!(
-            leads_of(&ops, body["id"].as_str().unwrap()).await,
-            leads_of(&ops, id).await,
+            recipient_leads(&ops, body["id"].as_str().unwrap()).await,
+            recipient_leads(&ops, id).await,
             "{id}"
         );
     }

@@ -154,7 +154,7 @@ impl Dispatch {
         &self,
         operator: &Claims,
         req: CreateIncident,
-        cap: Option<crate::cap::CapOrigin>,
+        cap: Option<crate::store::CapOrigin>,
     ) -> Result<CreatedIncident, Refusal> {
         check_text("title", &req.title, 1, MAX_TITLE)?;
         check_text("body", &req.body, 0, MAX_BODY)?;

@@ -371,3 +371,14 @@ pub fn two_grid_city() -> RegistryDoc {
         areas: vec![],
     }
 }
+
+/// The leads an incident was sent to.
+pub async fn recipient_leads(ops: &ConsoleClient, id: &str) -> std::collections::BTreeSet<String> {
+    ops.recipients(id, None)
+        .await
+        .unwrap()
+        .recipients
+        .into_iter()
+        .map(|r| r.lead)
+        .collect()
+}
