@@ -7,217 +7,25 @@
 //! and every refusal names the line and the element. quick-xml does the XML; this
 //! module maps elements to the incident model (see the README's table).
 
+use gridcast_protocol::api::CreateIncident;
 use gridcast_protocol::area::{Area, Circle, Datum};
+use gridcast_protocol::frame::Targets;
 use gridcast_protocol::model::{Category, Level};
 use gridcast_protocol::{Role, Target};
-use quick_xml::events::Event;
-
 mod export;
+mod xml;
 pub use crate::store::{CapOrigin, Dialect};
 pub(crate) use export::{Profile, export};
+pub(crate) use xml::CapError;
+use xml::{El, read_tree};
 
 /// The CAP 1.2 namespace.
 pub(crate) const CAP_NS: &str = "urn:oasis:names:tc:emergency:cap:1.2";
-/// Deepest element nesting accepted (CAP needs 4: alert, info, area, geocode/value).
-const MAX_DEPTH: usize = 12;
-/// Most elements in one alert.
-const MAX_ELEMENTS: usize = 20_000;
 /// The `valueName` of a geocode that holds a grid or area code of this hub.
 pub(crate) const GEOCODE_GRID: &str = "gridcast";
 /// `valueName`s of geocodes that hold GB/T 2260 administrative codes (6 digits, a
 /// province or city ending in `00`; or 9/12-digit town and community codes).
 const GEOCODE_ADMIN: [&str; 4] = ["GB2260", "GB/T 2260", "ADCODE", "行政区划代码"];
-
-/// A refusal: where and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CapError {
-    pub(crate) line: usize,
-    pub(crate) element: String,
-    pub(crate) message: String,
-}
-
-impl std::fmt::Display for CapError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "not valid CAP 1.2: line {}, <{}>: {}",
-            self.line, self.element, self.message
-        )
-    }
-}
-
-/// One element as read: local name, line, text and children.
-#[derive(Debug, Default)]
-struct El {
-    name: String,
-    line: usize,
-    text: String,
-    children: Vec<El>,
-    /// `xmlns` / `xmlns:*` values declared on it.
-    namespaces: Vec<String>,
-}
-
-impl El {
-    fn err(&self, message: impl Into<String>) -> CapError {
-        CapError {
-            line: self.line,
-            element: self.name.clone(),
-            message: message.into(),
-        }
-    }
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a El> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-    fn first(&self, name: &str) -> Option<&El> {
-        self.children.iter().find(|c| c.name == name)
-    }
-    fn text_of(&self, name: &str) -> Option<&str> {
-        self.first(name).map(|e| e.text.trim())
-    }
-    fn required(&self, name: &str) -> Result<&El, CapError> {
-        match self.first(name) {
-            Some(e) if !e.text.trim().is_empty() => Ok(e),
-            Some(e) => Err(e.err("must not be empty")),
-            None => Err(self.err(format!("needs a <{name}> element"))),
-        }
-    }
-}
-
-/// Reads XML into a tree, refusing DTDs, unknown entities, deep nesting and floods.
-fn read_tree(xml: &str) -> Result<El, CapError> {
-    let line_at = |pos: u64| {
-        xml.as_bytes()[..(pos as usize).min(xml.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    };
-    let mut reader = quick_xml::Reader::from_str(xml);
-    reader.config_mut().trim_text(false);
-    let mut stack: Vec<El> = Vec::new();
-    let mut count = 0usize;
-    let open = |e: &quick_xml::events::BytesStart<'_>, line: usize| -> Result<El, CapError> {
-        let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-        let mut namespaces = Vec::new();
-        for a in e.attributes() {
-            let a = a.map_err(|err| CapError {
-                line,
-                element: name.clone(),
-                message: format!("bad attribute: {err}"),
-            })?;
-            let key = a.key.as_ref();
-            if key == b"xmlns" || key.starts_with(b"xmlns:") {
-                namespaces.push(String::from_utf8_lossy(&a.value).into_owned());
-            }
-        }
-        Ok(El {
-            name,
-            line,
-            namespaces,
-            ..El::default()
-        })
-    };
-    loop {
-        let pos = reader.buffer_position();
-        let line = line_at(pos);
-        let event = reader.read_event().map_err(|e| CapError {
-            line: line_at(reader.error_position()),
-            element: stack.last().map(|e| e.name.clone()).unwrap_or_default(),
-            message: format!("not well-formed XML: {e}"),
-        })?;
-        let here = || stack_name(&stack);
-        match event {
-            Event::DocType(_) => {
-                return Err(CapError {
-                    line,
-                    element: "!DOCTYPE".into(),
-                    message: "a DTD is not accepted (no entities, no external references)".into(),
-                });
-            }
-            Event::Start(e) => {
-                count += 1;
-                if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
-                    return Err(CapError {
-                        line,
-                        element: here(),
-                        message: format!(
-                            "too deep or too many elements (at most {MAX_DEPTH} levels, {MAX_ELEMENTS} elements)"
-                        ),
-                    });
-                }
-                stack.push(open(&e, line)?);
-            }
-            Event::Empty(e) => {
-                count += 1;
-                let el = open(&e, line)?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => return Ok(el),
-                }
-            }
-            Event::End(_) => {
-                let el = stack.pop().expect("quick-xml checks end tags");
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => return Ok(el),
-                }
-            }
-            Event::Text(t) => {
-                if let Some(el) = stack.last_mut() {
-                    let text = t.decode().map_err(|e| CapError {
-                        line,
-                        element: el.name.clone(),
-                        message: format!("bad text: {e}"),
-                    })?;
-                    el.text.push_str(&text);
-                }
-            }
-            Event::GeneralRef(r) => {
-                let el_name = here();
-                let Some(el) = stack.last_mut() else { continue };
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    _ => {
-                        let name = String::from_utf8_lossy(&r).into_owned();
-                        match quick_xml::escape::resolve_predefined_entity(&name) {
-                            Some(s) => s.to_owned(),
-                            None => {
-                                return Err(CapError {
-                                    line,
-                                    element: el_name,
-                                    message: format!(
-                                        "entity &{name}; is not accepted (only the five of XML and character references)"
-                                    ),
-                                });
-                            }
-                        }
-                    }
-                };
-                el.text.push_str(&resolved);
-            }
-            Event::CData(t) => {
-                if let Some(el) = stack.last_mut() {
-                    el.text.push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            Event::Eof => {
-                return Err(CapError {
-                    line,
-                    element: here(),
-                    message: "the document ends before its root element does".into(),
-                });
-            }
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-        }
-    }
-}
-
-fn stack_name(stack: &[El]) -> String {
-    stack
-        .last()
-        .map(|e| e.name.clone())
-        .unwrap_or_else(|| "alert".into())
-}
 
 /// What an alert asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,14 +45,8 @@ pub(crate) struct CapAlert {
     pub(crate) action: CapAction,
     /// `identifier`s the alert references (an Update or Cancel).
     pub(crate) references: Vec<String>,
-    pub(crate) drill: bool,
-    pub(crate) title: String,
-    pub(crate) body: String,
-    pub(crate) level: Level,
-    pub(crate) category: Category,
-    pub(crate) codes: Vec<Target>,
-    pub(crate) areas: Vec<Area>,
-    pub(crate) roles: Vec<Role>,
+    /// The activation its `<info>` describes (absent only for a Cancel without one).
+    pub(crate) request: Option<CreateIncident>,
     /// `note` of the alert (a Cancel's reason).
     pub(crate) note: Option<String>,
 }
@@ -397,30 +199,24 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
         })
         .or_else(|| infos.first())
         .copied();
+    let alert_of = |info: Option<&El>, request| CapAlert {
+        origin: CapOrigin {
+            identifier: identifier.text.trim().to_owned(),
+            sender: sender.text.trim().to_owned(),
+            sent: sent_text.to_owned(),
+            dialect,
+            onset: info.and_then(|i| i.text_of("onset")).map(str::to_owned),
+            expires: info.and_then(|i| i.text_of("expires")).map(str::to_owned),
+            sender_code: alert.text_of("senderCode").map(str::to_owned),
+        },
+        action: action.clone(),
+        references: references.clone(),
+        request,
+        note: alert.text_of("note").map(str::to_owned),
+    };
     let Some(info) = info else {
         if action == CapAction::Cancel {
-            return Ok(CapAlert {
-                origin: CapOrigin {
-                    identifier: identifier.text.trim().to_owned(),
-                    sender: sender.text.trim().to_owned(),
-                    sent: sent_text.to_owned(),
-                    dialect,
-                    onset: None,
-                    expires: None,
-                    sender_code: alert.text_of("senderCode").map(str::to_owned),
-                },
-                action,
-                references,
-                drill,
-                title: String::new(),
-                body: String::new(),
-                level: Level::IV,
-                category: Category::SocialSafety,
-                codes: Vec::new(),
-                areas: Vec::new(),
-                roles: Vec::new(),
-                note: alert.text_of("note").map(str::to_owned),
-            });
+            return Ok(alert_of(None, None));
         }
         return Err(alert.err("needs an <info> block (what happens and where)"));
     };
@@ -560,28 +356,20 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
             "no target: an <area> needs a <polygon>, <circle> or a <geocode> with valueName {GEOCODE_GRID} or GB2260{hint}"
         )));
     }
-    Ok(CapAlert {
-        origin: CapOrigin {
-            identifier: identifier.text.trim().to_owned(),
-            sender: sender.text.trim().to_owned(),
-            sent: sent_text.to_owned(),
-            dialect,
-            onset: info.text_of("onset").map(str::to_owned),
-            expires: info.text_of("expires").map(str::to_owned),
-            sender_code: alert.text_of("senderCode").map(str::to_owned),
-        },
-        action,
-        references,
-        drill,
+    let request = CreateIncident {
         title,
         body,
         level,
         category,
-        codes,
-        areas,
-        roles,
-        note: alert.text_of("note").map(str::to_owned),
-    })
+        drill,
+        targets: Targets {
+            codes,
+            roles,
+            area: areas,
+        },
+        ack_within_s: None,
+    };
+    Ok(alert_of(Some(info), Some(request)))
 }
 
 /// A GB/T 2260 code as a target prefix: `330000` is the province `33`, `330100` the city

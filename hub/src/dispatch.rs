@@ -9,6 +9,7 @@ pub(crate) mod escalation;
 pub mod incident;
 pub(crate) mod outbox;
 pub(crate) mod task;
+mod upward;
 
 use std::sync::Arc;
 

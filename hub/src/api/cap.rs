@@ -7,15 +7,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridcast_protocol::ErrorCode;
-use gridcast_protocol::api::{CreateIncident, TimelineEvent};
-use gridcast_protocol::frame::Targets;
+use gridcast_protocol::api::TimelineEvent;
 use gridcast_protocol::time::rfc3339;
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Operator};
 use crate::Hub;
 use crate::auth::Claims;
-use crate::cap::{self, CapAction, CapAlert, Profile};
+use crate::cap::{self, CapAction, Profile};
 use crate::incident;
 use crate::store::Revision;
 
@@ -79,32 +78,13 @@ pub(super) async fn import(
         }) {
             return Ok(answer(StatusCode::OK, "unchanged", &s.meta.id, s.meta.rev));
         }
-        let CapAlert {
-            origin,
-            drill,
-            title,
-            body,
-            level,
-            category,
-            codes,
-            areas,
-            roles,
-            ..
-        } = alert;
-        let req = CreateIncident {
-            title,
-            body,
-            level,
-            category,
-            drill,
-            targets: Targets {
-                codes,
-                roles,
-                area: areas,
-            },
-            ack_within_s: None,
+        let Some(req) = alert.request else {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "an Alert needs an <info> block",
+            ));
         };
-        let created = hub.core.issue_from(op, req, Some(origin)).await?;
+        let created = hub.core.issue_from(op, req, Some(alert.origin)).await?;
         let mut out = answer(StatusCode::CREATED, "issued", &created.id, created.rev);
         out.1["recipients"] = created.recipients.into();
         out.1["online"] = created.online.into();
@@ -147,16 +127,20 @@ pub(super) async fn import(
             },
             "closed",
         ),
-        _ => (
-            Revision::Update {
-                body: if alert.body.is_empty() {
-                    alert.title.clone()
-                } else {
-                    alert.body.clone()
-                },
-            },
-            "updated",
-        ),
+        _ => {
+            let Some(req) = &alert.request else {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "an Update needs an <info> block",
+                ));
+            };
+            let body = if req.body.is_empty() {
+                &req.title
+            } else {
+                &req.body
+            };
+            (Revision::Update { body: body.clone() }, "updated")
+        }
     };
     let detail = hub.core.revise(op, &id, revision, true).await?;
     let event = TimelineEvent {

@@ -11,8 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use gridcast_protocol::api::{
-    CreateIncident, CreatedIncident, GridRollup, IncidentDetail, Place, PlaceRef, PromoteReport,
-    RecipientRow, ReportView, TimelineEvent,
+    CreateIncident, CreatedIncident, GridRollup, IncidentDetail, PromoteReport, RecipientRow,
 };
 use gridcast_protocol::frame::{Me, ServerFrame};
 use gridcast_protocol::model::IncidentState;
@@ -127,7 +126,7 @@ pub fn lead_frame(meta: &IncidentMeta, r: &RecipientState) -> Frame {
     })
 }
 
-fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Refusal> {
+pub(super) fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Refusal> {
     let n = s.chars().count();
     if n < min || n > max {
         return Err(Refusal::new(
@@ -338,167 +337,6 @@ impl Dispatch {
         self.fan_out(&snap).await;
         self.delivery.counts_changed(&meta.id);
         Ok(detail(&snap))
-    }
-
-    /// Takes a lead's upward report (Art. 18: nobody may block it): into one of the
-    /// lead's own grids or their micro-grids, within the lead's report quota
-    /// (`--report-quota` a minute), stored durably, shown on the console at once.
-    pub(crate) async fn report(
-        &self,
-        lead: &str,
-        category: gridcast_protocol::Category,
-        title: String,
-        detail: String,
-        grid: GridCode,
-        location: Option<gridcast_protocol::frame::Location>,
-    ) -> Result<(), Refusal> {
-        check_text("title", &title, 1, MAX_TITLE)?;
-        check_text("detail", &detail, 0, MAX_BODY)?;
-        let registry = self.registry.current();
-        if !registry.registry.grids.iter().any(|g| g.code == grid) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("grid {grid} is not in the registry"),
-            ));
-        }
-        let own = registry.person(lead).is_some_and(|p| {
-            p.assignments
-                .iter()
-                .any(|a| grid.as_str().starts_with(a.grid.as_str()))
-        });
-        if !own {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("grid {grid} is not one of your grids or their micro-grids"),
-            ));
-        }
-        drop(registry);
-        if !self.lead_limits.charge_report(lead) {
-            self.metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(Refusal::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "report quota used up ({} a minute); try again in a minute",
-                    self.config.report_quota
-                ),
-            ));
-        }
-        let report = self
-            .store
-            .add_report(ReportView {
-                id: String::new(),
-                at: rfc3339(self.clock.now_ms()),
-                lead: lead.to_owned(),
-                grid,
-                category,
-                title,
-                detail,
-                location,
-                incident: None,
-            })
-            .await?;
-        tracing::info!(report = %report.id, lead, grid = %report.grid, "report taken");
-        let codes = vec![report.grid.to_string()];
-        let data = serde_json::json!({ "report": report });
-        self.delivery.console("report", codes, data).await;
-        Ok(())
-    }
-
-    /// Records a lead's on-site check-in (签到) on the timeline of an incident it was
-    /// sent, durable before it resolves, marked inside or outside the incident's area
-    /// (or, for an incident targeted by codes, the lead's grid geometry).
-    pub(crate) async fn checkin(
-        &self,
-        lead: &str,
-        incident: &str,
-        location: gridcast_protocol::frame::Location,
-        note: Option<String>,
-    ) -> Result<(), Refusal> {
-        if let Some(n) = &note {
-            check_text("note", n, 0, MAX_NOTE)?;
-        }
-        let probe = gridcast_protocol::area::Area {
-            polygon: None,
-            circle: Some(gridcast_protocol::area::Circle {
-                lat: location.lat,
-                lon: location.lon,
-                radius_m: 0.0,
-            }),
-            datum: location.datum,
-        };
-        probe
-            .check("location")
-            .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
-        let here = crate::area::wgs84(location.lat, location.lon, location.datum);
-        // The lead's own incidents (its recipient row), not the whole incident.
-        let mine = self
-            .store
-            .incidents_for_lead(lead, 0)
-            .await?
-            .into_iter()
-            .find(|(m, _)| m.id == incident);
-        let Some((meta, me)) = mine else {
-            return Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("no incident {incident:?} was sent to you"),
-            ));
-        };
-        if meta.state != IncidentState::Active {
-            return Err(Refusal::new(
-                ErrorCode::Conflict,
-                format!("incident {incident} is closed"),
-            ));
-        }
-        if !self.lead_limits.charge_report(lead) {
-            self.metrics.rate_limited.fetch_add(1, Relaxed);
-            return Err(Refusal::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "report and check-in quota used up ({} a minute); try again in a minute",
-                    self.config.report_quota
-                ),
-            ));
-        }
-        let (inside, against) = if !meta.targets.area.is_empty() {
-            let shape = crate::area::Shape::new(&meta.targets.area);
-            (Some(shape.contains(here)), Some(PlaceRef::Area))
-        } else {
-            match self.registry.current().shape_of(&me.grid) {
-                Some(grid) => (
-                    Some(geo::Intersects::intersects(grid, &here)),
-                    Some(PlaceRef::Grid),
-                ),
-                None => (None, None),
-            }
-        };
-        let place = Place {
-            lat: here.y,
-            lon: here.x,
-            inside,
-            against,
-        };
-        let event = TimelineEvent {
-            at: rfc3339(self.clock.now_ms()),
-            kind: "checkin".into(),
-            actor: lead.to_owned(),
-            lead: Some(lead.to_owned()),
-            detail: note,
-            place: Some(place),
-        };
-        if !self.store.add_events(incident, vec![event.clone()]).await? {
-            return Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("no incident {incident:?}"),
-            ));
-        }
-        tracing::info!(incident, lead, inside = ?inside, "check-in recorded");
-        let data = serde_json::json!({ "incident": incident, "event": event, "grid": me.grid });
-        self.delivery
-            .console("checkin", meta.route_codes(), data)
-            .await;
-        Ok(())
     }
 
     /// Opens an incident from a report the operator can see; the report then names it.
