@@ -454,6 +454,22 @@ pub trait Store: Send + Sync + 'static {
     fn maintain(&self, _cutoff: u64) -> StoreFuture<'_, Option<Compacted>> {
         Box::pin(async { Ok(None) })
     }
+    /// Takes the lock `name` for every node of a cluster until [`Store::unlock`] or
+    /// `ttl_ms` passes (a holder that dies lets go by itself); false when another
+    /// holder has it. `token` names the holder. A store for one node has no other
+    /// node to exclude: the default always grants it (callers also lock locally).
+    fn try_lock<'a>(
+        &'a self,
+        _name: &'a str,
+        _token: &'a str,
+        _ttl_ms: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async { Ok(true) })
+    }
+    /// Lets go of a lock taken with `token` (another holder's lock is left alone).
+    fn unlock<'a>(&'a self, _name: &'a str, _token: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// An MQTT lead's last good `hello`: when its token expires (Unix s) and its id.

@@ -415,3 +415,50 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
     );
     hub.stop().await;
 }
+
+/// The same alert posted to two cluster nodes at once makes one incident; an Update
+/// through the other node changes that incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_posted_to_two_nodes_at_once_is_one_incident() {
+    let redis = support::redis::RedisServer::start("cap-cluster").await;
+    let nodes = redis
+        .cluster(
+            "cap-cluster",
+            &["a", "b"],
+            registry(),
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            |_| {},
+        )
+        .await;
+    let (a, b) = (nodes[0].http(), nodes[1].http());
+    let xml = fixture("oasis-thunderstorm.xml");
+    let ((sa, ba), (sb, bb)) = tokio::join!(post(&a, "/v1/cap", &xml), post(&b, "/v1/cap", &xml));
+    let mut statuses = [sa, sb];
+    statuses.sort();
+    assert_eq!(statuses, [200, 201], "{ba} {bb}");
+    assert_eq!(ba["id"], bb["id"]);
+    let ops = nodes[0].console("");
+    assert_eq!(ops.incidents(None).await.unwrap().incidents.len(), 1);
+
+    let update = xml
+        .replace("<identifier>KSTO1055887203</identifier>", "<identifier>KSTO1055887203.2</identifier>")
+        .replace("<msgType>Alert</msgType>", "<msgType>Update</msgType><references>KSTO@NWS.NOAA.GOV,KSTO1055887203,2003-06-17T14:57:00-07:00</references>")
+        .replace("TAKE COVER IN A SUBSTANTIAL SHELTER", "STAY IN THE SHELTER");
+    let ((s1, u1), (s2, u2)) =
+        tokio::join!(post(&b, "/v1/cap", &update), post(&a, "/v1/cap", &update));
+    let mut actions = [
+        u1["action"].as_str().unwrap().to_owned(),
+        u2["action"].as_str().unwrap().to_owned(),
+    ];
+    actions.sort();
+    assert_eq!(
+        (s1, s2, actions),
+        (200, 200, ["unchanged".to_owned(), "updated".to_owned()])
+    );
+    let d = ops.incident(ba["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(d.incident.rev, 2, "one update, not two");
+    assert!(d.incident.body.contains("STAY IN THE SHELTER"));
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -58,8 +58,48 @@ pub(super) async fn import(
         )
     })?;
     let alert = cap::parse(xml).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-    // One import at a time: a repeated alert finds what the first one made.
+    // One import at a time, on this node and across the cluster: a repeated alert
+    // finds what the first one made, wherever it was posted.
     let _one = hub.cap_imports.lock().await;
+    let token =
+        crate::random_hex(8).map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let waited = std::time::Instant::now();
+    let mut backoff = crate::backoff::Backoff::new(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(200),
+    );
+    while !hub
+        .store
+        .try_lock(CAP_LOCK, &token, CAP_LOCK_TTL_MS)
+        .await?
+    {
+        if waited.elapsed() > CAP_LOCK_WAIT || !backoff.sleep(&hub.shutdown).await {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "another node is importing a CAP alert; retry in a moment",
+            ));
+        }
+    }
+    let applied = apply(hub, op, alert).await;
+    if let Err(e) = hub.store.unlock(CAP_LOCK, &token).await {
+        tracing::warn!(error = %e, "CAP import lock not released; it expires by itself");
+    }
+    applied
+}
+
+/// The cluster-wide lock of CAP imports.
+const CAP_LOCK: &str = "cap-import";
+/// How long a node holds it at most (one that dies lets go by itself).
+const CAP_LOCK_TTL_MS: u64 = 30_000;
+/// How long an import waits for it before answering `409`.
+const CAP_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Applies a parsed alert (under the import lock).
+async fn apply(
+    hub: &Hub,
+    op: &Claims,
+    alert: cap::CapAlert,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let snaps = hub.store.incidents(None).await?;
     let o = &alert.origin;
     let key = format!("{},{},{}", o.sender, o.identifier, o.sent);

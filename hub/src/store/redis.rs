@@ -39,6 +39,7 @@ use tasks::tasks_from;
 
 use scripts::{
     CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT,
+    UNLOCK_SCRIPT,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +76,8 @@ const REPORTS: &str = "gc:reports";
 const REPORT_LINKS: &str = "gc:report:incident";
 const REGISTRY: &str = "gc:registry";
 const REGISTRY_VER: &str = "gc:registry:ver";
+/// `gc:lock:{name}`: a short lock between nodes (its value names the holder).
+const LOCK: &str = "gc:lock:";
 /// `gc:mqtt:lead:{lead}`: an MQTT lead's last good hello, until its token expires.
 const MQTT_LEAD: &str = "gc:mqtt:lead:";
 
@@ -525,6 +528,35 @@ impl Store for RedisStore {
             }
             let known: i64 = self.seen(invocation.invoke_async(&mut self.connection()).await)?;
             Ok(known == 1)
+        })
+    }
+
+    fn try_lock<'a>(&'a self, name: &'a str, token: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let set: Option<String> = self.seen(
+                redis::cmd("SET")
+                    .arg(format!("{LOCK}{name}"))
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut self.connection())
+                    .await,
+            )?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn unlock<'a>(&'a self, name: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let _: i64 = self.seen(
+                redis::Script::new(UNLOCK_SCRIPT)
+                    .key(format!("{LOCK}{name}"))
+                    .arg(token)
+                    .invoke_async(&mut self.connection())
+                    .await,
+            )?;
+            Ok(())
         })
     }
 
