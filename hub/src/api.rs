@@ -92,6 +92,7 @@ pub(crate) fn metrics_router(hub: Hub) -> Router {
 mod cap;
 mod detail;
 mod events;
+mod map;
 mod registry;
 mod reports;
 
@@ -115,6 +116,7 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
         .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
         .route("/v1/incidents/{id}/report", get(get_after_action))
         .route("/v1/incidents/{id}/cap", get(cap::get_cap))
+        .route("/v1/incidents/{id}/map", get(map::get_map))
         .route("/v1/cap", post(cap::post_cap))
         .route("/v1/stats", get(get_stats))
         .route("/v1/reports", get(reports::get_reports))

@@ -158,6 +158,11 @@ impl RegistryIndex {
         })
     }
 
+    /// A grid or micro-grid by code.
+    pub fn grid(&self, code: &GridCode) -> Option<&gridcast_protocol::registry::Grid> {
+        self.grid_index.get(code).map(|&i| &self.registry.grids[i])
+    }
+
     /// The geometry of a grid or micro-grid, if the registry gives it one.
     pub(crate) fn shape_of(&self, grid: &GridCode) -> Option<&geo::MultiPolygon<f64>> {
         self.shapes.shape(*self.grid_index.get(grid)?)

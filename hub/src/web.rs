@@ -47,6 +47,7 @@ const ASSETS: &[(&str, &str)] = assets![
     "console/incidents.js",
     "console/issue.js",
     "console/main.js",
+    "console/map.js",
     "console/reports.js",
     "console/tree.js",
     "lead/main.js",

@@ -24,17 +24,22 @@ export class ApiFailure extends Error {
   }
 }
 
-export async function api(method, path, body) {
-  let res;
+/** A request with the token; a network failure as an ApiFailure. */
+async function send(path, init = {}) {
   try {
-    res = await fetch(path, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    return await fetch(path, { ...init, headers: { Authorization: `Bearer ${token}`, ...(init.headers || {}) } });
   } catch (e) {
     throw new ApiFailure(0, "network", String(e.message || e));
   }
+}
+
+export async function api(method, path, body) {
+  const json = body ? { headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) } : {};
+  return answer(await send(path, { method, ...json }));
+}
+
+/** The JSON of an answer, or its refusal as an ApiFailure. */
+async function answer(res) {
   const text = await res.text();
   let data = null;
   try {
@@ -46,6 +51,18 @@ export async function api(method, path, body) {
     throw new ApiFailure(res.status, e.code, e.message);
   }
   return data;
+}
+
+/** A body that is not JSON (a CAP file), answered in JSON. */
+export async function apiText(method, path, text, type) {
+  return answer(await send(path, { method, headers: { "Content-Type": type }, body: text }));
+}
+
+/** A download (a CAP export) as a Blob. */
+export async function apiBlob(path) {
+  const res = await send(path);
+  if (!res.ok) await answer(res);
+  return res.blob();
 }
 
 /**

@@ -5,9 +5,10 @@
 
 import { byId, delegate, el, fill, formValues } from "../lib/dom.js";
 import { clock, num, t, term } from "../lib/i18n.js";
-import { bar, badges } from "../lib/incident.js";
+import { areaShapes, bar, badges } from "../lib/incident.js";
 import { throttled } from "../lib/util.js";
-import { api, panelLoad } from "./api.js";
+import { api, apiBlob, panelLoad } from "./api.js";
+import * as map from "./map.js";
 
 const GRID_PAGE = 50;
 const RECIPIENT_PAGE = 100;
@@ -16,7 +17,7 @@ const TIMELINE_TAIL = 200;
 let store;
 let load;
 let reload;
-const view = { id: null, detail: null, recipients: null, tasks: [], timeline: null, filter: "", offset: 0, gridPage: 0 };
+const view = { id: null, detail: null, recipients: null, tasks: [], timeline: null, map: null, filter: "", offset: 0, gridPage: 0 };
 
 const path = (id, rest = "") => `/v1/incidents/${encodeURIComponent(id)}${rest}`;
 
@@ -27,11 +28,12 @@ async function fetchDetail() {
   if (!id) return;
   const mine = ++asked;
   const q = `?limit=${RECIPIENT_PAGE}&offset=${view.offset}${view.filter ? `&status=${view.filter}` : ""}`;
-  const [d, rec, tl, tasks] = await Promise.all([
+  const [d, rec, tl, tasks, shape] = await Promise.all([
     api("GET", path(id)),
     api("GET", path(id, `/recipients${q}`)),
     api("GET", path(id, `/timeline?limit=${TIMELINE_TAIL}`)),
     api("GET", path(id, "/tasks")),
+    api("GET", path(id, "/map")),
   ]);
   if (mine !== asked || store.state.selected !== id) return;
   // Acks can shrink a filtered list below the page shown: go to its last page.
@@ -39,7 +41,7 @@ async function fetchDetail() {
     view.offset = Math.floor((rec.total - 1) / RECIPIENT_PAGE) * RECIPIENT_PAGE;
     return load();
   }
-  Object.assign(view, { id, detail: d, recipients: rec, timeline: tl, tasks: tasks.tasks });
+  Object.assign(view, { id, detail: d, recipients: rec, timeline: tl, tasks: tasks.tasks, map: shape });
   // The detail's counts are as new as any progress event's.
   const cur = store.state.incidents.get(id);
   if (cur && cur.incident.rev <= d.incident.rev) {
@@ -66,7 +68,7 @@ export function start(s) {
     view.detail = null;
     byId("detail").hidden = !store.state.selected;
     // Nothing of the incident shown before stays, not even what was typed for it.
-    for (const region of ["d-grids", "d-tasks", "d-recipients", "d-timeline"]) fill(region);
+    for (const region of ["d-grids", "d-tasks", "d-recipients", "d-timeline", "d-map", "d-checkins"]) fill(region);
     for (const f of byId("d-actions").querySelectorAll("form")) f.reset();
     for (const m of byId("detail").querySelectorAll(".form-msg")) m.textContent = "";
     load();
@@ -87,6 +89,25 @@ export function start(s) {
     "r-next": () => {
       if (view.recipients && view.recipients.next_offset) view.offset = view.recipients.next_offset;
       load();
+    },
+    cap: async (button) => {
+      // With the token in a header (never in a URL): fetched, then saved from memory.
+      const id = store.state.selected;
+      const profile = button.dataset.profile;
+      let blob;
+      try {
+        blob = await apiBlob(path(id, `/cap${profile ? `?profile=${profile}` : ""}`));
+      } catch (e) {
+        const box = document.querySelector("#detail > .panel-error");
+        box.textContent = t("form.refused", { why: e.message });
+        box.hidden = false;
+        return;
+      }
+      const a = el("a", { href: URL.createObjectURL(blob), download: `${id}-r${view.detail ? view.detail.incident.rev : 0}${profile ? `-${profile}` : ""}.cap.xml` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 0);
     },
     "g-prev": () => {
       view.gridPage = Math.max(0, view.gridPage - 1);
@@ -138,9 +159,15 @@ function renderHead(s) {
     el("div", { class: "badges" }, badges(i), el("span", { class: "muted" }, `${i.id} · ${t("rev", { rev: i.rev })}`)),
     el("h2", { class: "title" }, i.title),
     el("p", { class: "body" }, i.body),
-    el("p", { class: "meta" }, t("detail.meta", { issued: clock(i.issued_at), by: clock(i.ack_by), targets: i.targets.codes.join(", ") + roles })),
+    el("p", { class: "meta" }, t("detail.meta", { issued: clock(i.issued_at), by: clock(i.ack_by), targets: targetsText(i.targets) + roles })),
     counts ? bar(counts) : null
   );
+}
+
+/** Codes and shapes of a target, in words. */
+function targetsText(targets) {
+  const shapes = areaShapes(targets.area).map((a) => (a.polygon ? `▱${a.polygon.length}` : a.circle ? `◯ ${a.circle.lat},${a.circle.lon} ${num(a.circle.radius_m)} m` : ""));
+  return [...targets.codes, ...shapes].join(", ");
 }
 
 function pager(id, shown, from, total, hasNext) {
@@ -186,6 +213,7 @@ function renderBody() {
     )
   );
   pager("g-pager", shown.length, from, grids.length, from + GRID_PAGE < grids.length);
+  map.render(view.map);
 
   fill(
     "d-tasks",

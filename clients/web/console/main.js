@@ -156,6 +156,9 @@ function onEvent(name, d) {
     case "report":
       reports.onReport(d.report || d);
       break;
+    case "checkin":
+      detail.onChange(d.incident);
+      break;
     default:
       break;
   }

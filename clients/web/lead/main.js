@@ -154,7 +154,28 @@ const noteOf = (button, sel) => {
 delegate(byId("incidents"), {
   accept: (b) => request({ type: "ack", incident: b.dataset.id, response: "accept", note: noteOf(b, ".ack-note") }, `ack:${b.dataset.id}`, () => t("lead.accept")),
   decline: (b) => request({ type: "ack", incident: b.dataset.id, response: "decline", note: noteOf(b, ".ack-note") }, `ack:${b.dataset.id}`, () => t("lead.decline")),
+  checkin: (b) => checkin(b.dataset.id, noteOf(b, ".ack-note")),
 });
+
+/**
+ * On-site check-in (签到): the browser's position (W3C geolocation reports WGS 84, the
+ * hub's default datum) with the note typed, sent like an ack (resent until recorded).
+ */
+function checkin(id, note) {
+  const key = `checkin:${id}`;
+  const what = () => t("lead.checkin");
+  const fail = (why) => {
+    whatOf.set(key, what);
+    S.notes.set(key, { state: "refused", what, why: () => why });
+    store.touch("notes");
+  };
+  if (!navigator.geolocation) return fail(t("lead.no_position"));
+  navigator.geolocation.getCurrentPosition(
+    (p) => request({ type: "checkin", incident: id, location: { lat: p.coords.latitude, lon: p.coords.longitude }, note }, key, what),
+    (e) => fail(t("lead.no_position_why", { why: e.message || String(e.code) })),
+    { enableHighAccuracy: true, timeout: 15000, maximumAge: 30000 }
+  );
+}
 const taskAction = (status) => (b) =>
   request({ type: "task_update", task: b.dataset.id, status, note: noteOf(b, ".task-note") }, `task:${b.dataset.id}`, () => t("task.what", { status: term("status", status) }));
 delegate(byId("tasks"), {

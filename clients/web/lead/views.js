@@ -54,9 +54,11 @@ function incidentCard(id) {
       { class: "answer" },
       el("input", { class: "ack-note", name: "note", "data-limit": "note" }),
       el("button", { class: "big primary accept", type: "button", "data-action": "accept", dataset: { id } }),
-      el("button", { class: "big decline", type: "button", "data-action": "decline", dataset: { id } })
+      el("button", { class: "big decline", type: "button", "data-action": "decline", dataset: { id } }),
+      el("button", { class: "checkin", type: "button", "data-action": "checkin", dataset: { id } })
     ),
-    el("p", { class: "note" })
+    el("p", { class: "note" }),
+    el("p", { class: "checkin-note" })
   );
 }
 
@@ -96,6 +98,10 @@ export function renderIncidents(S) {
     c.querySelector(".decline").textContent = t("lead.decline");
     c.querySelector(".note").textContent = noteText(S.notes.get(`ack:${incident.id}`));
     c.querySelector(".note").className = `note ${noteClass(S.notes.get(`ack:${incident.id}`))}`;
+    c.querySelector(".checkin").textContent = t("lead.checkin");
+    const where = S.notes.get(`checkin:${incident.id}`);
+    c.querySelector(".checkin-note").textContent = noteText(where);
+    c.querySelector(".checkin-note").className = `checkin-note ${noteClass(where)}`;
     return c;
   });
   place(document.getElementById("incidents"), nodes);

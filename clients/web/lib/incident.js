@@ -34,3 +34,8 @@ export function bar(c, total, compact) {
         )
   );
 }
+
+/** The shapes of `targets.area`: one shape is written as an object, several as a list. */
+export function areaShapes(area) {
+  return Array.isArray(area) ? area : area ? [area] : [];
+}

@@ -280,6 +280,7 @@ impl Browser {
         let page = Page {
             inner: self.inner.clone(),
             session,
+            context: ctx,
         };
         page.call("Page.enable", json!({})).await;
         page.call("Runtime.enable", json!({})).await;
@@ -320,11 +321,29 @@ impl Browser {
 pub struct Page {
     inner: Arc<Inner>,
     session: String,
+    /// Its browser context (each page has its own: cookies, storage, permissions).
+    context: Value,
 }
 
 impl Page {
     async fn call(&self, method: &str, params: Value) -> Value {
         self.inner.call(Some(&self.session), method, params).await
+    }
+
+    /// Where the page's geolocation says it is (granted, WGS 84 as the W3C API reports).
+    pub async fn set_position(&self, lat: f64, lon: f64) {
+        self.inner
+            .call(
+                None,
+                "Browser.grantPermissions",
+                json!({ "permissions": ["geolocation"], "browserContextId": self.context }),
+            )
+            .await;
+        self.call(
+            "Emulation.setGeolocationOverride",
+            json!({ "latitude": lat, "longitude": lon, "accuracy": 10 }),
+        )
+        .await;
     }
 
     /// The next `times` requests whose URL contains `part` fail with a 503, answered by
