@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod lead;
+pub mod registry_csv;
 
 /// What went wrong talking to a hub.
 #[derive(Debug, thiserror::Error)]
