@@ -31,12 +31,11 @@ pub struct Sheets<'a> {
     pub areas: Option<&'a str>,
 }
 
+/// One row: its line number and its values by (lower-case) header.
+type Row = (u64, HashMap<String, String>);
+
 /// Rows of one sheet as header → value maps, with their line numbers.
-fn rows(
-    name: &str,
-    text: &str,
-    required: &[&str],
-) -> Result<Vec<(u64, HashMap<String, String>)>, Vec<String>> {
+fn rows(name: &str, text: &str, required: &[&str]) -> Result<Vec<Row>, Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .from_reader(text.as_bytes());
