@@ -77,11 +77,11 @@ pub(crate) fn category_of(cap: &str) -> Option<Category> {
 /// Severity (CAP words or the profile's colours) → level.
 fn level_of(severity: &str) -> Option<Level> {
     Some(match severity {
-        "Extreme" | "Red" => Level::I,
-        "Severe" | "Orange" => Level::II,
-        "Moderate" | "Yellow" => Level::III,
+        "Extreme" | "Red" | "红色" => Level::I,
+        "Severe" | "Orange" | "橙色" => Level::II,
+        "Moderate" | "Yellow" | "黄色" => Level::III,
         // Unknown: the lowest level (a person still reads it), as documented.
-        "Minor" | "Blue" | "Unknown" => Level::IV,
+        "Minor" | "Blue" | "蓝色" | "Unknown" => Level::IV,
         _ => return None,
     })
 }

@@ -20,6 +20,7 @@ use gridcast_clients::console::ConsoleClient;
 use gridcast_clients::lead::LeadClient;
 use gridcast_hub::auth::TokenRole;
 use gridcast_protocol::api::{AfterAction, CreatedIncident};
+use gridcast_protocol::area::Datum;
 use gridcast_protocol::frame::{ClientFrame, Location, ServerFrame};
 use gridcast_protocol::registry::RegistryDoc;
 use support::redis::RedisServer;
@@ -252,6 +253,39 @@ async fn area_flow(api: &str, ws: &[String], doc: &RegistryDoc) {
     assert_eq!(
         (on_site(&lead_in), on_site(&lead_out)),
         (Some(true), Some(false))
+    );
+
+    // GCJ-02, as a Chinese map SDK reports a point just inside the area's east edge:
+    // about 500 m east of it around Hangzhou, so outside unless declared (then the hub
+    // converts it to WGS 84 and it is inside).
+    let (glon, glat) = coordtransform::wgs84_to_gcj02(120.0925, 30.2765);
+    let (lead_gcj, c) = &mut phones[2];
+    let lead_gcj = lead_gcj.clone();
+    for (datum, r) in [(Datum::Wgs84, "g1"), (Datum::Gcj02, "g2")] {
+        let frame = ClientFrame::Checkin {
+            incident: created.id.clone(),
+            location: Location {
+                lat: glat,
+                lon: glon,
+                datum,
+            },
+            note: None,
+            reference: Some(r.into()),
+        };
+        c.request(&frame).await.unwrap().0.unwrap();
+    }
+    let timeline = ops.timeline(&created.id).await.unwrap();
+    let gcj: Vec<(Option<bool>, f64)> = timeline
+        .events
+        .iter()
+        .filter(|e| e.kind == "checkin" && e.lead.as_deref() == Some(lead_gcj.as_str()))
+        .map(|e| (e.place.unwrap().inside, e.place.unwrap().lon))
+        .collect();
+    assert_eq!(gcj.len(), 2);
+    assert_eq!((gcj[0].0, gcj[1].0), (Some(false), Some(true)), "{gcj:?}");
+    assert!(
+        (gcj[1].1 - 120.0925).abs() < 1e-6,
+        "stored in WGS 84: {gcj:?}"
     );
 
     // A circle around the centre of a Sandun Town grid: exactly the grids within it.
