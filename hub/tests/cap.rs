@@ -285,6 +285,15 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
         ("billion laughs", r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><alert>&lol2;</alert>"#.into(), 400, "DTD"),
         ("undeclared entity", fixture("oasis-thunderstorm.xml").replace("KSTO1055887203", "&xxe;"), 400, "entity &xxe;"),
         ("deep", format!("<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{}", "<a>".repeat(100)), 400, "too deep"),
+        (
+            "a flood of empty elements",
+            format!(
+                "<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'>{}</alert>",
+                "<x/>".repeat(30_000)
+            ),
+            400,
+            "too many elements",
+        ),
     ];
     for (name, xml, want_status, needle) in refusals {
         let (status, body) = post(&http, "/v1/incidents", &xml).await;

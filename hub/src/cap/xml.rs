@@ -64,15 +64,26 @@ impl El {
     }
 }
 
+fn too_many(line: usize, element: String) -> CapError {
+    CapError {
+        line,
+        element,
+        message: format!(
+            "too deep or too many elements (at most {MAX_DEPTH} levels, {MAX_ELEMENTS} elements)"
+        ),
+    }
+}
+
 /// Reads XML into a tree, refusing DTDs, unknown entities, deep nesting and floods.
 pub(super) fn read_tree(xml: &str) -> Result<El, CapError> {
-    let line_at = |pos: u64| {
-        xml.as_bytes()[..(pos as usize).min(xml.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    };
+    // Where every line starts, once: an element's line is a binary search, not a scan
+    // from the top (which would make a document of many elements quadratic).
+    let newlines: Vec<usize> = xml
+        .bytes()
+        .enumerate()
+        .filter_map(|(i, b)| (b == b'\n').then_some(i))
+        .collect();
+    let line_at = |pos: u64| newlines.partition_point(|&n| n < pos as usize) + 1;
     let mut reader = quick_xml::Reader::from_str(xml);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<El> = Vec::new();
@@ -118,18 +129,15 @@ pub(super) fn read_tree(xml: &str) -> Result<El, CapError> {
             Event::Start(e) => {
                 count += 1;
                 if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
-                    return Err(CapError {
-                        line,
-                        element: here(),
-                        message: format!(
-                            "too deep or too many elements (at most {MAX_DEPTH} levels, {MAX_ELEMENTS} elements)"
-                        ),
-                    });
+                    return Err(too_many(line, here()));
                 }
                 stack.push(open(&e, line)?);
             }
             Event::Empty(e) => {
                 count += 1;
+                if count > MAX_ELEMENTS {
+                    return Err(too_many(line, here()));
+                }
                 let el = open(&e, line)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
