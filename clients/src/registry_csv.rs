@@ -228,7 +228,10 @@ mod tests {
         assert!(registry_problems(&doc, &lines).is_empty());
         let r = doc.validate().unwrap();
         assert!(r.grids[0].geometry.is_some() && r.grids[1].geometry.is_none());
-        assert_eq!(r.warnings().len(), 1, "the micro-grid has no geometry");
+        assert!(
+            r.warnings().is_empty(),
+            "the micro-grid has its grid's geometry"
+        );
         assert_eq!(doc.staff.len(), 2);
         assert_eq!(
             doc.staff[0].assignments.len(),

@@ -16,7 +16,7 @@ use gridcast_protocol::registry::Grid;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
-/// Vertices of the polygon a circle becomes (about 0.2 % short of its area).
+/// Vertices of the polygon a circle becomes (drawn around it, 0.1 % wider).
 const CIRCLE_VERTICES: usize = 64;
 
 fn aabb(r: Rect<f64>) -> AABB<[f64; 2]> {
@@ -34,15 +34,23 @@ pub(crate) struct GridShapes {
 }
 
 impl GridShapes {
-    /// Indexes every grid with a (validated) geometry.
+    /// Indexes every grid with a (validated) geometry; a micro-grid without one has
+    /// its grid's (it lies inside it: when only the grid is mapped, an area reaching
+    /// the grid reaches its micro-grids' people too).
     pub(crate) fn new(grids: &[Grid]) -> Self {
         let mut shapes = Vec::new();
         let mut by_grid = std::collections::HashMap::new();
+        let own: std::collections::HashMap<&str, &geojson::Geometry> = grids
+            .iter()
+            .filter_map(|g| Some((g.code.as_str(), g.geometry.as_ref()?)))
+            .collect();
         for (i, g) in grids.iter().enumerate() {
-            let Some(shape) = g
-                .geometry
-                .as_ref()
-                .and_then(|geom| gridcast_protocol::area::grid_shape(geom).ok())
+            let geometry = g.geometry.as_ref().or_else(|| {
+                let parent = g.code.parent()?;
+                own.get(parent.as_str()).copied()
+            });
+            let Some(shape) =
+                geometry.and_then(|geom| gridcast_protocol::area::grid_shape(geom).ok())
             else {
                 continue;
             };
@@ -154,10 +162,13 @@ impl Shape {
                     points.push(centre.0);
                     continue;
                 }
+                // Vertices on a slightly larger circle, so that the polygon holds the
+                // whole circle ("any intersection" must not miss its rim).
+                let rim = c.radius_m / (std::f64::consts::PI / CIRCLE_VERTICES as f64).cos();
                 let ring: Vec<Coord<f64>> = (0..=CIRCLE_VERTICES)
                     .map(|k| {
                         let bearing = 360.0 * (k % CIRCLE_VERTICES) as f64 / CIRCLE_VERTICES as f64;
-                        Haversine.destination(centre, bearing, c.radius_m).0
+                        Haversine.destination(centre, bearing, rim).0
                     })
                     .collect();
                 polygons.push(Polygon::new(LineString::new(ring), Vec::new()));

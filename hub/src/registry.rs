@@ -328,6 +328,47 @@ mod tests {
     }
 
     #[test]
+    fn a_micro_grid_without_geometry_is_reached_with_its_mapped_grid() {
+        let doc: RegistryDoc = serde_json::from_value(serde_json::json!({
+            "grids": [
+                {"code": "3301060040051012", "kind": "community", "geometry": {"type": "Polygon",
+                    "coordinates": [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01], [120.0, 30.01], [120.0, 30.0]]]}},
+                {"code": "3301060040051012001"},
+                {"code": "3301060040051013", "kind": "community"}
+            ],
+            "staff": [
+                {"id": "A", "assignments": [{"grid": "3301060040051012", "role": "grid_lead"}]},
+                {"id": "B", "assignments": [{"grid": "3301060040051012001", "role": "micro_lead"}]},
+                {"id": "C", "assignments": [{"grid": "3301060040051013", "role": "grid_lead"}]}
+            ]
+        }))
+        .unwrap();
+        let idx = RegistryIndex::new(doc.validate().unwrap());
+        let area = gridcast_protocol::area::Area {
+            polygon: None,
+            circle: Some(gridcast_protocol::area::Circle {
+                lat: 30.005,
+                lon: 120.005,
+                radius_m: 100.0,
+            }),
+            datum: Default::default(),
+        };
+        let r = idx
+            .resolve(&Targets {
+                codes: vec![],
+                roles: vec![],
+                area: vec![area],
+            })
+            .unwrap();
+        let ids: Vec<&str> = r.recipients.iter().map(|(l, _, _)| l.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["A", "B"],
+            "C's grid has no geometry: never reached by an area"
+        );
+    }
+
+    #[test]
     fn unknown_areas_and_empty_fan_outs_are_refused() {
         let idx = index();
         assert_eq!(

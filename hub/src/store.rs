@@ -23,12 +23,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use gridcast_protocol::GridCode;
 use gridcast_protocol::api::{ReportView, TimelineEvent};
 use gridcast_protocol::frame::{IncidentView, Targets, TaskStatus};
 use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role, Status};
 use gridcast_protocol::registry::RegistryDoc;
 use gridcast_protocol::time::rfc3339;
+use gridcast_protocol::{GridCode, Target};
 use serde::{Deserialize, Serialize};
 
 /// A boxed future, so that `Store` can be used as `dyn Store`.
@@ -71,10 +71,13 @@ pub struct IncidentMeta {
     pub ack_by: u64,
     /// Targets as requested (shapes in WGS 84).
     pub targets: Targets,
-    /// The grids `targets.area` reached when it was issued (the registry may change
-    /// later; the incident keeps them, as it keeps its recipients).
+    /// Where `targets.area` reached when it was issued, as at most [`MAX_REACH`]
+    /// prefixes: the grids themselves when there are few, else their communities,
+    /// towns… (the recipients are exact and stored apart; this is for routing console
+    /// events, jurisdiction checks and resync, where covering a little more is safe, and
+    /// it keeps every copy of the incident small).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub area_grids: Vec<GridCode>,
+    pub area_grids: Vec<Target>,
     /// The CAP alert it came from, if it came as CAP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<CapOrigin>,
@@ -104,14 +107,38 @@ impl IncidentMeta {
     }
 }
 
+/// Most prefixes an incident keeps of where its area reached ([`IncidentMeta::area_grids`]).
+pub const MAX_REACH: usize = 256;
+
+/// `grids` in at most [`MAX_REACH`] prefixes: the codes themselves, or their 12-, 9-,
+/// 6-, 4- or 2-digit prefixes, the longest that fit.
+pub fn reach_of(grids: &[GridCode]) -> Vec<Target> {
+    for len in [19, 12, 9, 6, 4, 2] {
+        let mut prefixes: Vec<&str> = grids
+            .iter()
+            .map(|g| &g.as_str()[..g.as_str().len().min(len)])
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        if prefixes.len() <= MAX_REACH || len == 2 {
+            return prefixes
+                .into_iter()
+                .filter_map(|p| Target::parse(p).ok())
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
 impl IncidentMeta {
-    /// True when `grid` is targeted: inside a code target, or reached by the area.
+    /// True when `grid` may be targeted: inside a code target, or inside where the
+    /// area reached.
     pub fn reaches(&self, grid: &str) -> bool {
         self.targets
             .codes
             .iter()
+            .chain(&self.area_grids)
             .any(|t| grid.starts_with(t.as_str()))
-            || self.area_grids.iter().any(|g| g.as_str() == grid)
     }
 
     /// True when everything targeted lies inside `prefix` (a jurisdiction).

@@ -10,8 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Most vertices in one activation polygon (IPAWS takes 100; district outlines more).
-pub const MAX_POLYGON_POINTS: usize = 1000;
+/// Most vertices of an activation's shapes together (IPAWS takes 100 per polygon): the
+/// shapes travel in every incident frame, which must stay well under
+/// [`crate::MAX_MESSAGE_BYTES`] beside a body of 16,000 characters.
+pub const MAX_AREA_POINTS: usize = 500;
 /// Most shapes in one `targets.area` list.
 pub const MAX_SHAPES: usize = 16;
 /// Largest circle radius, in metres (a province).
@@ -90,10 +92,10 @@ impl Area {
                         distinct.len()
                     ));
                 }
-                if points.len() > MAX_POLYGON_POINTS {
+                if distinct.len() > MAX_AREA_POINTS {
                     return Err(format!(
-                        "{at}.polygon: at most {MAX_POLYGON_POINTS} points (has {})",
-                        points.len()
+                        "{at}.polygon: at most {MAX_AREA_POINTS} points (has {})",
+                        distinct.len()
                     ));
                 }
                 if let Some(i) = points.iter().position(|&[lat, lon]| !lat_lon_ok(lat, lon)) {
@@ -117,10 +119,41 @@ impl Area {
                         c.radius_m
                     ));
                 }
+                // A circle over a pole or the antimeridian wraps: refused, not misdrawn.
+                let r_deg = c.radius_m / 111_195.0;
+                let r_lon = r_deg / c.lat.to_radians().cos().max(1e-9);
+                if c.lat.abs() + r_deg >= 89.0 || c.lon.abs() + r_lon >= 180.0 {
+                    return Err(format!(
+                        "{at}.circle: reaches over a pole or the antimeridian; give a polygon on each side"
+                    ));
+                }
                 Ok(())
             }
         }
     }
+}
+
+/// Checks an activation's shapes: each one, their number and their vertices together.
+pub fn check_all(areas: &[Area]) -> Result<(), String> {
+    if areas.len() > MAX_SHAPES {
+        return Err(format!(
+            "targets.area: at most {MAX_SHAPES} shapes (has {})",
+            areas.len()
+        ));
+    }
+    for (i, a) in areas.iter().enumerate() {
+        a.check(&format!("targets.area[{i}]"))?;
+    }
+    let total: usize = areas
+        .iter()
+        .map(|a| a.polygon.as_ref().map_or(1, Vec::len))
+        .sum();
+    if total > MAX_AREA_POINTS + areas.len() {
+        return Err(format!(
+            "targets.area: at most {MAX_AREA_POINTS} points in all shapes together (has {total})"
+        ));
+    }
+    Ok(())
 }
 
 /// `targets.area` on the wire: one shape, or a list of them (their union).

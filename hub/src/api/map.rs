@@ -50,9 +50,10 @@ pub(super) async fn get_map(
 ) -> ApiResult<Json<IncidentMap>> {
     let snap = visible_snapshot(&hub, &op, &id).await?;
     let meta = &snap.meta;
+    // The grids of its recipients (where the area reached grids without anyone of a
+    // matching role, there is nobody to show).
     let mut codes: Vec<&gridcast_protocol::GridCode> =
         snap.recipients.iter().map(|r| &r.grid).collect();
-    codes.extend(meta.area_grids.iter());
     codes.sort_unstable();
     codes.dedup();
     let registry = hub.registry.current();

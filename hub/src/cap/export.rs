@@ -251,11 +251,7 @@ pub(crate) fn export(
     x.open("area");
     let mut desc: Vec<String> = meta.targets.codes.iter().map(|c| c.to_string()).collect();
     if !meta.targets.area.is_empty() {
-        desc.push(format!(
-            "{} shape(s), {} grid(s)",
-            meta.targets.area.len(),
-            meta.area_grids.len()
-        ));
+        desc.push(format!("{} shape(s)", meta.targets.area.len()));
     }
     x.leaf("areaDesc", &desc.join(" "));
     for a in &meta.targets.area {

@@ -26,7 +26,6 @@ use crate::store::{
     IncidentMeta, IncidentSnapshot, Mark, MarkOutcome, NewIncident, RecipientState, ReviseOutcome,
     Revision, StoreError,
 };
-use gridcast_protocol::area::MAX_SHAPES;
 
 /// A refusal with a contract code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,16 +187,8 @@ impl Dispatch {
             ));
         }
         let mut targets = req.targets;
-        if targets.area.len() > MAX_SHAPES {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("targets.area: at most {MAX_SHAPES} shapes"),
-            ));
-        }
-        for (i, a) in targets.area.iter().enumerate() {
-            a.check(&format!("targets.area[{i}]"))
-                .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
-        }
+        gridcast_protocol::area::check_all(&targets.area)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
         crate::area::normalise(&mut targets.area);
         let mut seen = std::collections::HashSet::new();
         targets.codes.retain(|c| seen.insert(c.clone()));
@@ -237,7 +228,7 @@ impl Dispatch {
                 issued_at: now,
                 ack_by: now + u64::from(window) * 1000,
                 targets,
-                area_grids,
+                area_grids: crate::store::reach_of(&area_grids),
                 cap,
                 issued_by: operator.sub.clone(),
                 closed_at: None,
