@@ -43,8 +43,11 @@ pub(crate) enum CapAction {
 pub(crate) struct CapAlert {
     pub(crate) origin: CapOrigin,
     pub(crate) action: CapAction,
-    /// `identifier`s the alert references (an Update or Cancel).
-    pub(crate) references: Vec<String>,
+    /// What the alert references (an Update or Cancel): `(sender, identifier)` of CAP's
+    /// triples, `(None, identifier)` of the profile's bare first identifier.
+    pub(crate) references: Vec<(Option<String>, String)>,
+    /// `status` Exercise.
+    pub(crate) drill: bool,
     /// The activation its `<info>` describes (absent only for a Cancel without one).
     pub(crate) request: Option<CreateIncident>,
     /// `note` of the alert (a Cancel's reason).
@@ -111,10 +114,17 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
         )));
     }
     let identifier = alert.required("identifier")?;
-    if identifier.text.contains([' ', ',', '<', '&']) {
+    let id_ok = |t: &str| {
+        !t.trim()
+            .contains(|c: char| c.is_whitespace() || c == ',' || c == '<' || c == '&')
+    };
+    if !id_ok(&identifier.text) {
         return Err(identifier.err("must not contain spaces, commas, < or &"));
     }
     let sender = alert.required("sender")?;
+    if !id_ok(&sender.text) {
+        return Err(sender.err("must not contain spaces, commas, < or &"));
+    }
     let sent = match dialect {
         Dialect::Cap12 => alert.required("sent")?,
         Dialect::Gbt35965 => alert.required("sendTime")?,
@@ -169,13 +179,13 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
     }
     // References: CAP writes "sender,identifier,sent" triples, the profile just the
     // first message's identifier.
-    let references: Vec<String> = alert
+    let references: Vec<(Option<String>, String)> = alert
         .text_of("references")
         .unwrap_or_default()
         .split_whitespace()
-        .map(|r| {
-            let parts: Vec<&str> = r.split(',').collect();
-            if parts.len() == 3 { parts[1] } else { r }.to_owned()
+        .map(|r| match r.split(',').collect::<Vec<&str>>()[..] {
+            [sender, identifier, _sent] => (Some(sender.to_owned()), identifier.to_owned()),
+            _ => (None, r.to_owned()),
         })
         .collect();
     if action != CapAction::Issue && references.is_empty() {
@@ -211,8 +221,11 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
         },
         action: action.clone(),
         references: references.clone(),
+        drill,
         request,
-        note: alert.text_of("note").map(str::to_owned),
+        note: alert
+            .text_of("note")
+            .map(|n| shortened(n, crate::incident::MAX_NOTE)),
     };
     let Some(info) = info else {
         if action == CapAction::Cancel {
@@ -273,6 +286,14 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
         .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
         .join("\n\n");
+    let body = shortened(&body, crate::incident::MAX_BODY);
+    for name in ["onset", "expires", "effective"] {
+        if let Some(e) = info.first(name)
+            && !valid_time(&e.text.trim().replacen(' ', "T", 1))
+        {
+            return Err(e.err(format!("{:?} is not a time with its zone", e.text.trim())));
+        }
+    }
 
     let mut codes = Vec::new();
     let mut areas = Vec::new();
@@ -324,9 +345,12 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
                 match (g.text_of("valueName"), g.text_of("value")) {
                     (Some(n), Some(v)) => (Some(n), vec![v]),
                     // The profile: a plain list of administrative codes.
-                    _ if dialect == Dialect::Gbt35965 => {
-                        (None, g.text.split([',', '，', ' ']).collect())
-                    }
+                    _ if dialect == Dialect::Gbt35965 => (
+                        None,
+                        g.text
+                            .split(|c: char| c == ',' || c == '，' || c.is_whitespace())
+                            .collect(),
+                    ),
                     _ => return Err(g.err("needs <valueName> and <value>")),
                 };
             let admin = name.is_none_or(|n| GEOCODE_ADMIN.contains(&n));
@@ -343,6 +367,7 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
             }
         }
     }
+    gridcast_protocol::area::check_all(&areas).map_err(|e| info.err(e))?;
     if codes.is_empty() && areas.is_empty() {
         let hint = if ignored.is_empty() {
             String::new()
@@ -372,6 +397,17 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
     Ok(alert_of(Some(info), Some(request)))
 }
 
+/// `text` within `max` characters: cut, and said to be cut (a long alert is still
+/// delivered, not refused).
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    const CUT: &str = "…（后略 truncated）";
+    let keep = max - CUT.chars().count();
+    text.chars().take(keep).chain(CUT.chars()).collect()
+}
+
 /// A GB/T 2260 code as a target prefix: `330000` is the province `33`, `330100` the city
 /// `3301`, `330106` the county; longer codes are used as they are.
 fn admin_prefix(code: &str) -> &str {
@@ -386,12 +422,13 @@ fn admin_prefix(code: &str) -> &str {
     code
 }
 
-/// `YYYY-MM-DDThh:mm:ss[.f](±hh:mm|Z)`.
-fn valid_time(s: &str) -> bool {
+/// `YYYY-MM-DDThh:mm:ss[.fff](±hh:mm|Z)` (CAP 1.2 writes the offset; `Z` and a
+/// fraction are read, and written back without them).
+pub(crate) fn valid_time(s: &str) -> bool {
     let b = s.as_bytes();
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    b.len() >= 20
+    let head = b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
         && digits(5..7)
@@ -402,9 +439,23 @@ fn valid_time(s: &str) -> bool {
         && b[13] == b':'
         && digits(14..16)
         && b[16] == b':'
-        && digits(17..19)
-        && (s.ends_with('Z') || {
-            let z = &b[b.len() - 6..];
-            (z[0] == b'+' || z[0] == b'-') && z[3] == b':'
-        })
+        && digits(17..19);
+    if !head {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(f) = rest.strip_prefix('.') {
+        let n = f.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &f[n..];
+    }
+    let z = rest.as_bytes();
+    rest == "Z"
+        || (z.len() == 6
+            && (z[0] == b'+' || z[0] == b'-')
+            && z[1..3].iter().all(u8::is_ascii_digit)
+            && z[3] == b':'
+            && z[4..6].iter().all(u8::is_ascii_digit))
 }

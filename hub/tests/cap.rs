@@ -177,6 +177,18 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
             fixture("gbt35965-typhoon.xml"),
             Want { level: Level::IV, category: Category::Natural, title: "西湖区气象台发布台风蓝色预警[IV/一般]", leads: &[] },
         ),
+        (
+            // An Update of alerts this hub never had is news: issued, so that its area
+            // is warned (two polygons, one of them a 4-point sliver).
+            "nws-hurricane-update.xml".to_owned(),
+            fixture("nws-hurricane-update.xml"),
+            Want {
+                level: Level::I,
+                category: Category::Natural,
+                title: "Hurricane Warning issued August 26 at 4:14AM CDT by NWS Lake Charles LA",
+                leads: &["FX004"],
+            },
+        ),
     ];
     let mut ids = Vec::new();
     for (name, xml, want) in &imported {
@@ -253,9 +265,43 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
             .body
             .contains("STAY IN THE SHELTER")
     );
+    // Refused, and the incident untouched: an Update that moves the area (a running
+    // incident keeps its recipients), an Exercise changing a real incident, a reference
+    // by another sender to the same identifier.
+    let moved = update
+        .replace("KSTO1055887203.2", "KSTO1055887203.2b")
+        .replace("38.47,-120.14", "38.47,-120.24");
+    let (status, body) = post(&http, "/v1/cap", &moved).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let exercise = update
+        .replace("KSTO1055887203.2", "KSTO1055887203.2c")
+        .replace("<status>Actual</status>", "<status>Exercise</status>");
+    let (status, body) = post(&http, "/v1/cap", &exercise).await;
+    assert_eq!(status, 409, "{body}");
+    let stranger = update
+        .replace("KSTO1055887203.2", "KSTO1055887203.2d")
+        .replace("<msgType>Update</msgType>", "<msgType>Cancel</msgType>")
+        .replace(
+            "KSTO@NWS.NOAA.GOV,KSTO1055887203,",
+            "OTHER@EXAMPLE.ORG,KSTO1055887203,",
+        );
+    let (status, body) = post(&http, "/v1/cap", &stranger).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(ops.incident(&ids[0]).await.unwrap().incident.rev, 2);
+
+    // The Cancel: closed, its long note kept in part (an all-clear is never refused
+    // for its length).
     let cancel = update
         .replace("KSTO1055887203.2", "KSTO1055887203.3")
-        .replace("<msgType>Update</msgType>", "<msgType>Cancel</msgType>");
+        .replace("<msgType>Update</msgType>", "<msgType>Cancel</msgType>")
+        .replace(
+            "<scope>Public</scope>",
+            &format!("<scope>Public</scope><note>{}</note>", "解除。".repeat(600)),
+        );
     let (status, body) = post(&http, "/v1/cap", &cancel).await;
     assert_eq!(
         (status, body["action"].as_str(), body["rev"].as_u64()),
@@ -266,6 +312,21 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
         ops.incident(&ids[0]).await.unwrap().incident.state,
         IncidentState::Closed
     );
+    let closed = ops.timeline(&ids[0]).await.unwrap();
+    let reason = closed
+        .events
+        .iter()
+        .find(|e| e.kind == "closed")
+        .unwrap()
+        .detail
+        .clone()
+        .unwrap();
+    assert!(
+        reason.starts_with("解除。")
+            && reason.ends_with("truncated）")
+            && reason.chars().count() == 1000,
+        "{reason}"
+    );
 
     // Refused, with the line and the element, and nothing recorded.
     let before = ops.incidents(None).await.unwrap().incidents.len();
@@ -275,8 +336,7 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
         ("oasis-amber-bilingual.xml", fixture("oasis-amber-bilingual.xml"), 400, "geocodes SAME"),
         ("oasis-homeland-security.xml", fixture("oasis-homeland-security.xml"), 400, "no target"),
         ("bom-au-prefixed.xml", fixture("bom-au-prefixed.xml"), 400, "AMOC-AreaCode"),
-        ("oasis-earthquake-update.xml", fixture("oasis-earthquake-update.xml"), 404, "TRI13970876.1"),
-        ("nws-hurricane-update.xml", fixture("nws-hurricane-update.xml"), 404, "NWS-IDP-PROD-4410291"),
+        ("oasis-earthquake-update.xml", fixture("oasis-earthquake-update.xml"), 400, "touches no grid"),
         ("ipaws-nv-cancel.xml", fixture("ipaws-nv-cancel.xml"), 404, "AS-NV-e18921c7"),
         ("missing scope", fixture("oasis-thunderstorm.xml").replace("<scope>Public</scope>", ""), 400, "line 2, <alert>: needs a <scope>"),
         ("bad severity", fixture("oasis-thunderstorm.xml").replace("<severity>Severe</severity>", "<severity>Bad</severity>"), 400, "line 14, <severity>"),

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridcast_protocol::ErrorCode;
 use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::time::rfc3339;
 use serde::Deserialize;
 
@@ -57,7 +58,12 @@ pub(super) async fn import(
             format!("not valid CAP 1.2: the body must be UTF-8 ({e})"),
         )
     })?;
-    let alert = cap::parse(xml).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    // Parsed off the runtime: a large alert is milliseconds of CPU.
+    let xml = xml.to_owned();
+    let alert = tokio::task::spawn_blocking(move || cap::parse(&xml))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
     // One import at a time, on this node and across the cluster: a repeated alert
     // finds what the first one made, wherever it was posted.
     let _one = hub.cap_imports.lock().await;
@@ -90,7 +96,7 @@ pub(super) async fn import(
 /// The cluster-wide lock of CAP imports.
 const CAP_LOCK: &str = "cap-import";
 /// How long a node holds it at most (one that dies lets go by itself).
-const CAP_LOCK_TTL_MS: u64 = 30_000;
+const CAP_LOCK_TTL_MS: u64 = 120_000;
 /// How long an import waits for it before answering `409`.
 const CAP_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -109,15 +115,7 @@ async fn apply(
             Json(serde_json::json!({ "action": action, "id": id, "rev": rev, "cap": key })),
         )
     };
-    if alert.action == CapAction::Issue {
-        if let Some(s) = snaps.iter().find(|s| {
-            s.meta
-                .cap
-                .as_ref()
-                .is_some_and(|c| c.identifier == o.identifier && c.sender == o.sender)
-        }) {
-            return Ok(answer(StatusCode::OK, "unchanged", &s.meta.id, s.meta.rev));
-        }
+    let issue = |alert: cap::CapAlert| async move {
         let Some(req) = alert.request else {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -125,36 +123,88 @@ async fn apply(
             ));
         };
         let created = hub.core.issue_from(op, req, Some(alert.origin)).await?;
+        Ok(created)
+    };
+    if alert.action == CapAction::Issue {
+        if let Some(s) = snaps.iter().find(|s| {
+            s.meta
+                .cap
+                .as_ref()
+                .is_some_and(|c| c.identifier == o.identifier && c.sender == o.sender)
+        }) {
+            if !incident::visible(&op.scope, &s.meta) {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "this alert was imported already, outside your jurisdiction",
+                ));
+            }
+            return Ok(answer(StatusCode::OK, "unchanged", &s.meta.id, s.meta.rev));
+        }
+        let created = issue(alert).await?;
         let mut out = answer(StatusCode::CREATED, "issued", &created.id, created.rev);
         out.1["recipients"] = created.recipients.into();
         out.1["online"] = created.online.into();
         return Ok(out);
     }
-    // An Update or Cancel: the incident its references name (an alert it came from,
-    // or one of this hub's exports, `<sender>.<incident>.r<rev>`).
-    let target = snaps.iter().find(|s| {
-        incident::visible(&op.scope, &s.meta)
-            && alert.references.iter().any(|r| {
-                s.meta.cap.as_ref().is_some_and(|c| &c.identifier == r)
-                    || r.split('.').rev().nth(1) == Some(s.meta.id.as_str())
-            })
-    });
-    let Some(target) = target else {
+    // An Update or Cancel: the incident its references name — the alert it came from
+    // (same sender and identifier; the profile names the identifier only) or one of
+    // this hub's exports (`<cap-sender>.<incident>.r<rev>`); active ones first.
+    let own = |identifier: &str, id: &str| {
+        identifier
+            .strip_prefix(&format!("{}.{id}.r", hub.config.cap_sender))
+            .is_some_and(|rev| !rev.is_empty() && rev.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let named = |m: &crate::store::IncidentMeta| {
+        alert.references.iter().any(|(sender, identifier)| {
+            let from_cap = m.cap.as_ref().is_some_and(|c| {
+                &c.identifier == identifier && sender.as_ref().is_none_or(|s| s == &c.sender)
+            });
+            let exported = sender.as_ref().is_none_or(|s| s == &hub.config.cap_sender)
+                && own(identifier, &m.id);
+            from_cap || exported
+        })
+    };
+    let mut candidates: Vec<&crate::store::IncidentSnapshot> = snaps
+        .iter()
+        .filter(|s| incident::visible(&op.scope, &s.meta) && named(&s.meta))
+        .collect();
+    candidates.sort_by_key(|s| s.meta.state != IncidentState::Active);
+    let Some(target) = candidates.first() else {
+        if alert.action == CapAction::Update && alert.request.is_some() {
+            // An update of an alert this hub never had is news to it: issued as new,
+            // so that its area is warned rather than the message refused.
+            let created = issue(alert).await?;
+            let mut out = answer(StatusCode::CREATED, "issued", &created.id, created.rev);
+            out.1["recipients"] = created.recipients.into();
+            return Ok(out);
+        }
+        let named: Vec<&str> = alert.references.iter().map(|(_, i)| i.as_str()).collect();
         return Err(ApiError::new(
             ErrorCode::NotFound,
             format!(
                 "no incident you can see came from the alerts referenced ({})",
-                alert.references.join(" ")
+                named.join(" ")
             ),
         ));
     };
-    let id = target.meta.id.clone();
+    let meta = &target.meta;
+    let id = meta.id.clone();
+    if meta.drill != alert.drill {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "an {} alert cannot change the {} incident {id}",
+                if alert.drill { "Exercise" } else { "Actual" },
+                if meta.drill { "drill" } else { "real" }
+            ),
+        ));
+    }
     let timeline = hub.store.timeline(&id).await?.unwrap_or_default();
     if timeline
         .iter()
         .any(|e| e.kind == "cap" && e.detail.as_deref() == Some(key.as_str()))
     {
-        return Ok(answer(StatusCode::OK, "unchanged", &id, target.meta.rev));
+        return Ok(answer(StatusCode::OK, "unchanged", &id, meta.rev));
     }
     let (revision, action) = match alert.action {
         CapAction::Cancel => (
@@ -174,6 +224,31 @@ async fn apply(
                     "an Update needs an <info> block",
                 ));
             };
+            // A running incident keeps its recipients: an Update that moves its area,
+            // codes, roles or level is refused loudly rather than applied in part.
+            let mut area = req.targets.area.clone();
+            crate::area::normalise(&mut area);
+            let set = |v: &[gridcast_protocol::Target]| {
+                let mut v: Vec<String> = v.iter().map(|t| t.to_string()).collect();
+                v.sort();
+                v.dedup();
+                v
+            };
+            let mut roles = req.targets.roles.clone();
+            roles.sort_by_key(|r| r.as_str());
+            roles.dedup();
+            if set(&req.targets.codes) != set(&meta.targets.codes)
+                || area != meta.targets.area
+                || roles != meta.targets.roles
+                || req.level != meta.level
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "this Update changes the targets or the level of {id}; a running incident keeps its recipients: close it and send a new Alert"
+                    ),
+                ));
+            }
             let body = if req.body.is_empty() {
                 &req.title
             } else {

@@ -41,6 +41,11 @@ fn written(t: &str, profile: Profile) -> String {
         Some(utc) => format!("{utc}+00:00"),
         None => t.to_owned(),
     };
+    // Without a fraction of a second (CAP 1.2's pattern has none).
+    let t = match (t.find('.'), t.len().checked_sub(6)) {
+        (Some(dot), Some(zone)) if dot < zone => format!("{}{}", &t[..dot], &t[zone..]),
+        _ => t,
+    };
     match profile {
         Profile::Cap12 => t.replacen(' ', "T", 1),
         Profile::Gbt35965 => t.replacen('T', " ", 1),
@@ -98,7 +103,12 @@ impl Xml {
     }
     fn leaf(&mut self, name: &str, text: &str) {
         self.open(name);
-        let _ = self.0.write_event(Event::Text(BytesText::new(text)));
+        // XML 1.0 has no place for control characters, escaped or not.
+        let clean: String = text
+            .chars()
+            .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        let _ = self.0.write_event(Event::Text(BytesText::new(&clean)));
         self.close(name);
     }
     fn parameter(&mut self, name: &str, value: &str) {
@@ -199,7 +209,14 @@ pub(crate) fn export(
         }],
         Profile::Gbt35965 => Vec::new(),
         Profile::Cap12 => origin
-            .map(|o| format!("{},{},{}", o.sender, o.identifier, o.sent))
+            .map(|o| {
+                format!(
+                    "{},{},{}",
+                    o.sender,
+                    o.identifier,
+                    written(&o.sent, profile)
+                )
+            })
             .into_iter()
             .chain(
                 (1..meta.rev)

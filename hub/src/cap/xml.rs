@@ -8,6 +8,10 @@ use quick_xml::events::Event;
 const MAX_DEPTH: usize = 12;
 /// Most elements in one alert.
 const MAX_ELEMENTS: usize = 20_000;
+/// Most parser events of any kind (text, references, comments…) in one alert.
+const MAX_EVENTS: usize = 100_000;
+/// Most attributes on one element (quick-xml compares each with all before it).
+const MAX_ATTRIBUTES: usize = 32;
 
 /// A refusal: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +95,14 @@ pub(super) fn read_tree(xml: &str) -> Result<El, CapError> {
     let open = |e: &quick_xml::events::BytesStart<'_>, line: usize| -> Result<El, CapError> {
         let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
         let mut namespaces = Vec::new();
-        for a in e.attributes() {
+        for (n, a) in e.attributes().enumerate() {
+            if n >= MAX_ATTRIBUTES {
+                return Err(CapError {
+                    line,
+                    element: name.clone(),
+                    message: format!("more than {MAX_ATTRIBUTES} attributes"),
+                });
+            }
             let a = a.map_err(|err| CapError {
                 line,
                 element: name.clone(),
@@ -109,7 +120,18 @@ pub(super) fn read_tree(xml: &str) -> Result<El, CapError> {
             ..El::default()
         })
     };
+    let mut events = 0usize;
     loop {
+        events += 1;
+        if events > MAX_EVENTS {
+            return Err(CapError {
+                line: line_at(reader.buffer_position()),
+                element: stack_name(&stack),
+                message: format!(
+                    "more than {MAX_EVENTS} pieces of XML (text, references, comments)"
+                ),
+            });
+        }
         let pos = reader.buffer_position();
         let line = line_at(pos);
         let event = reader.read_event().map_err(|e| CapError {
