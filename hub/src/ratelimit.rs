@@ -117,6 +117,8 @@ struct Budget {
     frames: TokenBucket,
     bytes: TokenBucket,
     reports: TokenBucket,
+    /// On-site check-ins ([`CHECKINS_PER_MINUTE`]), apart from reports.
+    checkins: TokenBucket,
 }
 
 /// What a lead went over.
@@ -157,6 +159,11 @@ impl Prune {
     }
 }
 
+/// On-site check-ins a lead may make a minute (a burst of as many): a person at a scene
+/// checks in now and then; a stolen token cannot fill a timeline, and never uses up the
+/// report quota (Art. 18: nobody may block a report).
+pub(crate) const CHECKINS_PER_MINUTE: u32 = 6;
+
 impl LeadLimiter {
     /// A limiter with these bounds.
     pub(crate) fn new(limits: LeadLimits) -> Self {
@@ -176,7 +183,10 @@ impl LeadLimiter {
         self.prune.maybe(self.leads.len(), || {
             // Full buckets are the same as forgotten ones.
             self.leads.retain(|_, b| {
-                !(b.frames.full_at(now) && b.bytes.full_at(now) && b.reports.full_at(now))
+                !(b.frames.full_at(now)
+                    && b.bytes.full_at(now)
+                    && b.reports.full_at(now)
+                    && b.checkins.full_at(now))
             });
             self.leads.len()
         });
@@ -185,6 +195,7 @@ impl LeadLimiter {
             frames: TokenBucket::new(l.frames.0, l.frames.1),
             bytes: TokenBucket::new(l.bytes.0, l.bytes.1),
             reports: TokenBucket::per_minute(l.reports_per_minute, l.reports_per_minute),
+            checkins: TokenBucket::per_minute(CHECKINS_PER_MINUTE, CHECKINS_PER_MINUTE),
         });
         f(&mut entry, now)
     }
@@ -200,6 +211,11 @@ impl LeadLimiter {
                 Ok(())
             }
         })
+    }
+
+    /// Charges one on-site check-in to `lead`; false past [`CHECKINS_PER_MINUTE`].
+    pub(crate) fn charge_checkin(&self, lead: &str) -> bool {
+        self.with(lead, |b, now| b.checkins.try_take_at(now))
     }
 
     /// Charges one report to `lead`'s quota; false when the quota is used up.

@@ -288,6 +288,38 @@ async fn area_flow(api: &str, ws: &[String], doc: &RegistryDoc) {
         "stored in WGS 84: {gcj:?}"
     );
 
+    // Check-ins have their own small quota (a stolen token cannot fill a timeline),
+    // charged before anything is read.
+    let (_, c) = &mut phones[3];
+    let mut answers = Vec::new();
+    for k in 0..8 {
+        let frame = ClientFrame::Checkin {
+            incident: created.id.clone(),
+            location: Location {
+                lat: 30.2760,
+                lon: 120.0860,
+                datum: Datum::Wgs84,
+            },
+            note: None,
+            reference: Some(format!("q{k}")),
+        };
+        answers.push(match c.request(&frame).await.unwrap().0 {
+            Ok(()) => "ok".to_owned(),
+            Err(ClientError::Hub { code, .. }) => code,
+            Err(e) => panic!("{e}"),
+        });
+    }
+    assert_eq!(
+        answers.iter().filter(|a| *a == "ok").count(),
+        6,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("rate_limited"),
+        "{answers:?}"
+    );
+
     // A circle around the centre of a Sandun Town grid: exactly the grids within it.
     let centre_grid = doc
         .grids

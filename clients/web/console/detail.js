@@ -17,7 +17,7 @@ const TIMELINE_TAIL = 200;
 let store;
 let load;
 let reload;
-const view = { id: null, detail: null, recipients: null, tasks: [], timeline: null, map: null, filter: "", offset: 0, gridPage: 0 };
+const view = { id: null, detail: null, recipients: null, tasks: [], timeline: null, filter: "", offset: 0, gridPage: 0 };
 
 const path = (id, rest = "") => `/v1/incidents/${encodeURIComponent(id)}${rest}`;
 
@@ -28,12 +28,11 @@ async function fetchDetail() {
   if (!id) return;
   const mine = ++asked;
   const q = `?limit=${RECIPIENT_PAGE}&offset=${view.offset}${view.filter ? `&status=${view.filter}` : ""}`;
-  const [d, rec, tl, tasks, shape] = await Promise.all([
+  const [d, rec, tl, tasks] = await Promise.all([
     api("GET", path(id)),
     api("GET", path(id, `/recipients${q}`)),
     api("GET", path(id, `/timeline?limit=${TIMELINE_TAIL}`)),
     api("GET", path(id, "/tasks")),
-    api("GET", path(id, "/map")),
   ]);
   if (mine !== asked || store.state.selected !== id) return;
   // Acks can shrink a filtered list below the page shown: go to its last page.
@@ -41,7 +40,7 @@ async function fetchDetail() {
     view.offset = Math.floor((rec.total - 1) / RECIPIENT_PAGE) * RECIPIENT_PAGE;
     return load();
   }
-  Object.assign(view, { id, detail: d, recipients: rec, timeline: tl, tasks: tasks.tasks, map: shape });
+  Object.assign(view, { id, detail: d, recipients: rec, timeline: tl, tasks: tasks.tasks });
   // The detail's counts are as new as any progress event's.
   const cur = store.state.incidents.get(id);
   if (cur && cur.incident.rev <= d.incident.rev) {
@@ -72,9 +71,11 @@ export function start(s) {
     for (const f of byId("d-actions").querySelectorAll("form")) f.reset();
     for (const m of byId("detail").querySelectorAll(".form-msg")) m.textContent = "";
     load();
+    map.load(store.state.selected);
   });
   store.subscribe(["incidents", "lang"], renderHead);
   store.subscribe(["lang"], renderBody);
+  store.subscribe(["lang"], () => map.render());
   store.subscribe(["kinds"], renderKinds);
   delegate(byId("detail"), {
     "r-filter": (sel) => {
@@ -126,7 +127,18 @@ export function start(s) {
 }
 
 export function refresh() {
-  if (store && store.state.selected) load();
+  if (store && store.state.selected) {
+    load();
+    map.load(store.state.selected);
+  }
+}
+
+/** A check-in on an incident: its sketch and list (read only then: they are large). */
+export function onCheckin(id) {
+  if (store.state.selected === id) {
+    map.load(id);
+    reload();
+  }
 }
 
 /** `progress` for the selected incident: the head moves now, the rest within 1 s. */
@@ -213,7 +225,6 @@ function renderBody() {
     )
   );
   pager("g-pager", shown.length, from, grids.length, from + GRID_PAGE < grids.length);
-  map.render(view.map);
 
   fill(
     "d-tasks",

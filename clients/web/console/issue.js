@@ -108,8 +108,16 @@ byId("issue-form").addEventListener("submit", async (ev) => {
 byId("f-cap-import").addEventListener("click", async () => {
   const file = byId("f-cap").files[0];
   if (!file) return show("error", t("issue.cap_none"));
-  const xml = await file.text();
-  const real = !/<(\w+:)?status>\s*Exercise\s*</.test(xml);
+  let xml;
+  try {
+    xml = await file.text();
+  } catch (e) {
+    return show("error", t("issue.refused", { why: e.message }));
+  }
+  // The alert's own status (the root's child, not a word anywhere in the file).
+  const root = new DOMParser().parseFromString(xml, "application/xml").documentElement;
+  const status = [...(root ? root.children : [])].find((c) => c.localName === "status");
+  const real = !(status && status.textContent.trim() === "Exercise");
   if (real && !confirm(t("issue.confirm_real"))) return;
   const button = byId("f-cap-import");
   button.disabled = true;

@@ -157,7 +157,7 @@ function onEvent(name, d) {
       reports.onReport(d.report || d);
       break;
     case "checkin":
-      detail.onChange(d.incident);
+      detail.onCheckin(d.incident);
       break;
     default:
       break;

@@ -6,6 +6,7 @@
 
 import { el, fill } from "../lib/dom.js";
 import { clock, num, t } from "../lib/i18n.js";
+import { api } from "./api.js";
 import { areaShapes } from "../lib/incident.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -103,8 +104,29 @@ function checkins(m) {
   ];
 }
 
-/** Draws the map answer of the selected incident (`GET /v1/incidents/{id}/map`). */
-export function render(m) {
+let shown = null; // the last answer, redrawn on a language switch
+let asked = 0;
+
+/** Reads and draws the sketch of incident `id` (`GET /v1/incidents/{id}/map`); a
+ * failure is said in the sketch's place only. */
+export async function load(id) {
+  if (!id) return;
+  const mine = ++asked;
+  try {
+    const m = await api("GET", `/v1/incidents/${encodeURIComponent(id)}/map`);
+    if (mine !== asked) return;
+    shown = m;
+    render();
+  } catch (e) {
+    if (mine !== asked) return;
+    shown = null;
+    fill("d-map", el("p", { class: "error" }, t("form.refused", { why: e.message })));
+  }
+}
+
+/** Draws the last answer read. */
+export function render() {
+  const m = shown;
   if (!m) return;
   fill("d-map", sketch(m), m.without_outline ? el("p", { class: "muted" }, t("detail.map_omitted", { n: num(m.without_outline) })) : null);
   fill("d-checkins", checkins(m));

@@ -11,6 +11,7 @@ use gridcast_protocol::{ErrorCode, GridCode};
 
 use super::Dispatch;
 use super::incident::{MAX_BODY, MAX_NOTE, MAX_TITLE, Refusal, check_text};
+use crate::ratelimit::CHECKINS_PER_MINUTE;
 
 impl Dispatch {
     /// Takes a lead's upward report (Art. 18: nobody may block it): into one of the
@@ -68,7 +69,15 @@ impl Dispatch {
                 category,
                 title,
                 detail,
-                location,
+                // Kept in WGS 84 like every position the hub stores.
+                location: location.map(|l| {
+                    let w = crate::area::wgs84(l.lat, l.lon, l.datum);
+                    gridcast_protocol::frame::Location {
+                        lat: w.y,
+                        lon: w.x,
+                        datum: Default::default(),
+                    }
+                }),
                 incident: None,
             })
             .await?;
@@ -105,36 +114,34 @@ impl Dispatch {
             .check("location")
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
         let here = crate::area::wgs84(location.lat, location.lon, location.datum);
-        // The lead's own incidents (its recipient row), not the whole incident.
-        let mine = self
-            .store
-            .incidents_for_lead(lead, 0)
-            .await?
-            .into_iter()
-            .find(|(m, _)| m.id == incident);
-        let Some((meta, me)) = mine else {
-            return Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("no incident {incident:?} was sent to you"),
-            ));
-        };
-        if meta.state != IncidentState::Active {
-            return Err(Refusal::new(
-                ErrorCode::Conflict,
-                format!("incident {incident} is closed"),
-            ));
-        }
-        if !self.lead_limits.charge_report(lead) {
+        // Charged before any read: a stolen token cannot make the store work for it.
+        if !self.lead_limits.charge_checkin(lead) {
             self.metrics.rate_limited.fetch_add(1, Relaxed);
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
-                format!(
-                    "report and check-in quota used up ({} a minute); try again in a minute",
-                    self.config.report_quota
-                ),
+                format!("at most {CHECKINS_PER_MINUTE} check-ins a minute; try again in a minute"),
             ));
         }
-        let (inside, against) = if !meta.targets.area.is_empty() {
+        // The lead's own active incidents (its recipient row), not the whole incident.
+        let now = self.clock.now_ms();
+        let mine = self
+            .store
+            .incidents_for_lead(lead, now)
+            .await?
+            .into_iter()
+            .find(|(m, _)| m.id == incident && m.state == IncidentState::Active);
+        let Some((meta, me)) = mine else {
+            return Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("no active incident {incident:?} was sent to you"),
+            ));
+        };
+        // Against the area for a lead its area reached; else against the lead's grid.
+        let by_area = meta
+            .area_grids
+            .iter()
+            .any(|t| me.grid.as_str().starts_with(t.as_str()));
+        let (inside, against) = if by_area && !meta.targets.area.is_empty() {
             let shape = crate::area::Shape::new(&meta.targets.area);
             (Some(shape.contains(here)), Some(PlaceRef::Area))
         } else {
