@@ -194,13 +194,15 @@ impl Dispatch {
         targets.codes.retain(|c| seen.insert(c.clone()));
         targets.roles.sort_by_key(|r| r.as_str());
         targets.roles.dedup();
+        // Resolved off the runtime: a county over 100,000 staff or an area over
+        // thousands of grid outlines is milliseconds of CPU.
+        let (registry, wanted) = (self.registry.current(), targets.clone());
         let Resolved {
             recipients,
             area_grids,
-        } = self
-            .registry
-            .current()
-            .resolve(&targets)
+        } = tokio::task::spawn_blocking(move || registry.resolve(&wanted))
+            .await
+            .map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))?
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
         if let Some(g) = area_grids
             .iter()
