@@ -398,15 +398,7 @@ async fn areas_reach_the_intersecting_grids_and_check_ins_are_placed_on_one_node
 async fn areas_reach_the_intersecting_grids_and_check_ins_are_placed_across_cluster_nodes() {
     let redis = RedisServer::start("area").await;
     let doc = gridcast_hub::sample::sample_city();
-    let nodes = redis
-        .cluster(
-            "area",
-            &["a", "b"],
-            doc.clone(),
-            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
-            |_| {},
-        )
-        .await;
+    let nodes = redis.two_nodes("area", doc.clone()).await;
     let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
     area_flow(&nodes[1].http(), &ws, &doc).await;
     for n in nodes {

@@ -490,15 +490,7 @@ async fn real_alerts_import_update_cancel_and_export_as_valid_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_posted_to_two_nodes_at_once_is_one_incident() {
     let redis = support::redis::RedisServer::start("cap-cluster").await;
-    let nodes = redis
-        .cluster(
-            "cap-cluster",
-            &["a", "b"],
-            registry(),
-            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
-            |_| {},
-        )
-        .await;
+    let nodes = redis.two_nodes("cap-cluster", registry()).await;
     let (a, b) = (nodes[0].http(), nodes[1].http());
     let xml = fixture("oasis-thunderstorm.xml");
     let ((sa, ba), (sb, bb)) = tokio::join!(post(&a, "/v1/cap", &xml), post(&b, "/v1/cap", &xml));

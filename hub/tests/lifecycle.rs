@@ -246,15 +246,7 @@ async fn updates_and_close_reach_every_recipient_on_one_node() {
 async fn updates_and_close_reach_every_recipient_across_cluster_nodes() {
     let redis = RedisServer::start("lifecycle").await;
     let doc = city(40);
-    let nodes = redis
-        .cluster(
-            "lifecycle",
-            &["a", "b"],
-            doc.clone(),
-            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
-            |_| {},
-        )
-        .await;
+    let nodes = redis.two_nodes("lifecycle", doc.clone()).await;
     let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
     update_and_close([&nodes[0].http(), &nodes[1].http()], &ws, &doc).await;
     for n in nodes {
@@ -387,15 +379,7 @@ async fn reports_are_stored_shown_and_promotable_on_one_node() {
 async fn reports_are_stored_shown_and_promotable_across_cluster_nodes() {
     let redis = RedisServer::start("reports").await;
     let doc = city(20);
-    let nodes = redis
-        .cluster(
-            "reports",
-            &["a", "b"],
-            doc.clone(),
-            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
-            |_| {},
-        )
-        .await;
+    let nodes = redis.two_nodes("reports", doc.clone()).await;
     reports_flow(
         [&nodes[0].http(), &nodes[1].http()],
         &nodes[0].ws_url(),
@@ -611,15 +595,7 @@ async fn tasks_first_accept_wins_and_block_close_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_first_accept_wins_and_block_close_across_cluster_nodes() {
     let redis = RedisServer::start("tasks").await;
-    let nodes = redis
-        .cluster(
-            "tasks",
-            &["a", "b"],
-            task_city(),
-            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
-            |_| {},
-        )
-        .await;
+    let nodes = redis.two_nodes("tasks", task_city()).await;
     let ws: Vec<String> = nodes.iter().map(|n| n.ws_url()).collect();
     tasks_flow([&nodes[0].http(), &nodes[1].http()], &ws).await;
     for n in nodes {

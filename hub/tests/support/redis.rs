@@ -113,6 +113,23 @@ impl RedisServer {
     /// Cluster nodes on this Redis named `names`, all reading `clock`, with `tweak`
     /// applied to each; the first seeds `registry`, the others load it from Redis. Each
     /// is ready (`/readyz` 200) when this returns.
+    /// Two nodes `a` and `b` on the system clock with the default configuration: the
+    /// usual cluster of a flow test.
+    pub async fn two_nodes(
+        &self,
+        test: &str,
+        registry: gridcast_protocol::registry::RegistryDoc,
+    ) -> Vec<super::TestHub> {
+        self.cluster(
+            test,
+            &["a", "b"],
+            registry,
+            std::sync::Arc::new(gridcast_hub::clock::SystemClock),
+            |_| {},
+        )
+        .await
+    }
+
     pub async fn cluster(
         &self,
         test: &str,
