@@ -156,6 +156,23 @@ enum IncidentCmd {
         #[arg(long)]
         body: String,
     },
+    /// Approve a request held under the two-person rule (a supervisor or admin, not
+    /// the one who asked); it is then issued.
+    Approve {
+        /// Request id (APR-…).
+        id: String,
+        /// Bind the approval to this content digest (as the request shows it).
+        #[arg(long)]
+        digest: Option<String>,
+    },
+    /// Reject a request held under the two-person rule.
+    Reject {
+        /// Request id (APR-…).
+        id: String,
+        /// Why (kept with the request).
+        #[arg(long)]
+        reason: String,
+    },
     /// Close an incident (refused while tasks are open, unless --force).
     Close {
         /// Incident id.
@@ -308,9 +325,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     area: polygon.into_iter().chain(circle).collect(),
                 },
                 ack_within_s,
+                approval_override: None,
             };
-            let created = c.activate(&req).await?;
-            print_json(&created);
+            // 201 with the incident, or 202 when it waits for a second person.
+            let answer: serde_json::Value = c
+                .send_json(reqwest::Method::POST, "/v1/incidents", &req)
+                .await?;
+            if answer["state"] == "pending_approval" {
+                eprintln!(
+                    "held for a second person's approval: gridcast incident approve {}",
+                    answer["id"].as_str().unwrap_or_default()
+                );
+            }
+            print_json(&answer);
         }
         Command::Registry { what } => registry_cmd::run(&cli.hub, &token, what).await?,
         Command::Incident { what } => {
@@ -363,6 +390,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             reqwest::Method::POST,
                             &format!("/v1/incidents/{id}/updates"),
                             &serde_json::json!({ "body": body }),
+                        )
+                        .await?;
+                    print_json(&d);
+                }
+                IncidentCmd::Approve { id, digest } => {
+                    let body = match digest {
+                        Some(d) => serde_json::json!({ "digest": d }),
+                        None => serde_json::json!({}),
+                    };
+                    let d: serde_json::Value = c
+                        .send_json(
+                            reqwest::Method::POST,
+                            &format!("/v1/incidents/{id}/approve"),
+                            &body,
+                        )
+                        .await?;
+                    print_json(&d);
+                }
+                IncidentCmd::Reject { id, reason } => {
+                    let d: serde_json::Value = c
+                        .send_json(
+                            reqwest::Method::POST,
+                            &format!("/v1/incidents/{id}/reject"),
+                            &serde_json::json!({ "reason": reason }),
                         )
                         .await?;
                     print_json(&d);

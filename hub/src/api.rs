@@ -89,6 +89,7 @@ pub(crate) fn metrics_router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
+mod approvals;
 mod cap;
 mod detail;
 mod events;
@@ -116,6 +117,9 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
         .route("/v1/incidents/{id}/tasks", post(post_task).get(get_tasks))
         .route("/v1/incidents/{id}/report", get(get_after_action))
         .route("/v1/incidents/{id}/cap", get(cap::get_cap))
+        .route("/v1/incidents/{id}/approve", post(approvals::post_approve))
+        .route("/v1/incidents/{id}/reject", post(approvals::post_reject))
+        .route("/v1/approvals", get(approvals::get_approvals))
         .route("/v1/incidents/{id}/map", get(map::get_map))
         .route("/v1/cap", post(cap::post_cap))
         .route("/v1/stats", get(get_stats))
@@ -147,8 +151,19 @@ async fn create_incident(
         return Ok(cap::import(&hub, &op, body).await?.into_response());
     }
     let req: CreateIncident = parse_body(&hub, body, hub.config.max_body_bytes).await?;
-    let created = hub.core.issue(&op, req).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    Ok(match hub.core.request(&op, req, None).await? {
+        crate::dispatch::approval::Requested::Issued(created) => {
+            (StatusCode::CREATED, Json(created)).into_response()
+        }
+        crate::dispatch::approval::Requested::Held(a) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "id": a.id, "state": a.state, "recipients": a.recipients,
+                "expires_at": a.expires_at, "digest": a.digest,
+            })),
+        )
+            .into_response(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -385,9 +400,12 @@ async fn get_incident(
     State(hub): State<Hub>,
     Operator(op): Operator,
     Path(id): Path<String>,
-) -> ApiResult<Json<gridcast_protocol::api::IncidentDetail>> {
+) -> ApiResult<Response> {
+    if id.starts_with("APR-") {
+        return Ok(Json(approvals::get_approval(&hub, &op, &id).await?).into_response());
+    }
     let snap = visible_snapshot(&hub, &op, &id).await?;
-    Ok(Json(incident::detail(&snap)))
+    Ok(Json(incident::detail(&snap)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -393,6 +393,7 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
             area: areas,
         },
         ack_within_s: None,
+        approval_override: None,
     };
     Ok(alert_of(Some(info), Some(request)))
 }

@@ -118,6 +118,32 @@ pub struct Config {
     /// Largest HTTP request body, except registry uploads.
     #[arg(long, env = "GRIDCAST_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    /// Levels of real (not drill) activations that need a second person's approval
+    /// (two-person rule), or `none`.
+    #[arg(
+        long,
+        env = "GRIDCAST_APPROVAL_LEVELS",
+        value_delimiter = ',',
+        default_value = "I,II",
+        value_parser = approval_level
+    )]
+    pub approval_levels: Vec<Option<gridcast_protocol::Level>>,
+    /// Real activations that cover a whole county or more need approval too.
+    #[arg(
+        long,
+        env = "GRIDCAST_APPROVAL_COUNTY_WIDE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub approval_county_wide: bool,
+    /// Seconds a request waits for approval before it expires (reaching no phone).
+    #[arg(long, env = "GRIDCAST_APPROVAL_EXPIRY_S", default_value_t = 600)]
+    pub approval_expiry_s: u64,
+    /// Who may approve, as `sub` or `sub@scope` (comma separated): with a list, a
+    /// request that nobody else on it could approve is refused at once. Without one,
+    /// any supervisor or admin token whose jurisdiction covers the targets may.
+    #[arg(long, env = "GRIDCAST_APPROVERS", value_delimiter = ',')]
+    pub approvers: Vec<String>,
     /// The `sender` of CAP alerts this hub exports (and the prefix of their
     /// identifiers): no spaces, commas, `<` or `&`.
     #[arg(long, env = "GRIDCAST_CAP_SENDER", default_value = "gridcast")]
@@ -218,6 +244,11 @@ impl Config {
         let mut c = <P as clap::Parser>::parse_from(["gridcast-hub"]).c;
         c.data_dir = data_dir.into();
         c
+    }
+
+    /// True when real activations of `level` need a second person.
+    pub fn needs_approval(&self, level: gridcast_protocol::Level) -> bool {
+        self.approval_levels.contains(&Some(level))
     }
 
     /// The default ack window of a level, in seconds.
@@ -333,6 +364,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A level for `--approval-levels`, or `none`.
+fn approval_level(s: &str) -> Result<Option<gridcast_protocol::Level>, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    gridcast_protocol::from_wire_name(s)
+        .map(Some)
+        .ok_or_else(|| format!("{s:?} is not I, II, III, IV or none"))
 }
 
 #[cfg(test)]

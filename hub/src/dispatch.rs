@@ -5,6 +5,7 @@
 //! session or a backend, and nothing here names the hub's own handle.
 
 pub(crate) mod after_action;
+pub(crate) mod approval;
 pub(crate) mod escalation;
 pub mod incident;
 pub(crate) mod outbox;

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use gridcast_protocol::api::{ReportView, TimelineEvent};
+use gridcast_protocol::api::{Approval, ApprovalState, ReportView, TimelineEvent};
 use gridcast_protocol::frame::{IncidentView, Targets, TaskStatus};
 use gridcast_protocol::model::{Category, IncidentState, Level, Response, Role, Status};
 use gridcast_protocol::registry::RegistryDoc;
@@ -423,6 +423,18 @@ pub trait Store: Send + Sync + 'static {
         step: u8,
         events: Vec<TimelineEvent>,
         next_due: Option<u64>,
+    ) -> StoreFuture<'a, bool>;
+    /// Records a request held under the two-person rule, durably; the store gives its
+    /// id (`APR-000001`, …).
+    fn add_approval(&self, approval: Approval) -> StoreFuture<'_, Approval>;
+    /// Every held request, oldest first.
+    fn approvals(&self) -> StoreFuture<'_, Vec<Approval>>;
+    /// Replaces a held request, durably, if it is still in state `expect`; false when
+    /// it is not (another person or node decided first) or does not exist.
+    fn update_approval<'a>(
+        &'a self,
+        approval: &'a Approval,
+        expect: ApprovalState,
     ) -> StoreFuture<'a, bool>;
     /// Appends events to an incident's timeline (a check-in, …), durably; false when
     /// there is no such incident.

@@ -132,6 +132,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
             area: Vec::new(),
         },
         ack_within_s: Some(600),
+        approval_override: None,
     };
     let issued = Instant::now();
     let _ = go_tx.send(Some(issued));

@@ -93,6 +93,7 @@ pub async fn sustained(
                 area: Vec::new(),
             },
             ack_within_s: Some(86_400),
+            approval_override: None,
         };
         let t = Instant::now();
         let created = console.activate(&req).await.context("issuing")?;

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridcast_protocol::ErrorCode;
-use gridcast_protocol::api::TimelineEvent;
+use gridcast_protocol::api::{ApprovalState, TimelineEvent};
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::time::rfc3339;
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use super::{ApiError, ApiResult, Operator};
 use crate::Hub;
 use crate::auth::Claims;
 use crate::cap::{self, CapAction, Profile};
+use crate::dispatch::approval::Requested;
 use crate::incident;
 use crate::store::Revision;
 
@@ -115,6 +116,8 @@ async fn apply(
             Json(serde_json::json!({ "action": action, "id": id, "rev": rev, "cap": key })),
         )
     };
+    // Issued as any activation is: under the two-person rule, a held alert answers
+    // `202` with the request's id.
     let issue = |alert: cap::CapAlert| async move {
         let Some(req) = alert.request else {
             return Err(ApiError::new(
@@ -122,8 +125,29 @@ async fn apply(
                 "an Alert needs an <info> block",
             ));
         };
-        let created = hub.core.issue_from(op, req, Some(alert.origin)).await?;
-        Ok(created)
+        let o = &alert.origin;
+        let key = format!("{},{},{}", o.sender, o.identifier, o.sent);
+        let answer = |status: StatusCode, action: &str, id: &str, rev: u64| {
+            (
+                status,
+                Json(serde_json::json!({ "action": action, "id": id, "rev": rev, "cap": key })),
+            )
+        };
+        Ok(
+            match hub
+                .core
+                .request(op, req, Some(alert.origin.clone()))
+                .await?
+            {
+                Requested::Issued(created) => {
+                    let mut out = answer(StatusCode::CREATED, "issued", &created.id, created.rev);
+                    out.1["recipients"] = created.recipients.into();
+                    out.1["online"] = created.online.into();
+                    out
+                }
+                Requested::Held(a) => answer(StatusCode::ACCEPTED, "pending_approval", &a.id, 0),
+            },
+        )
     };
     if alert.action == CapAction::Issue {
         if let Some(s) = snaps.iter().find(|s| {
@@ -140,11 +164,19 @@ async fn apply(
             }
             return Ok(answer(StatusCode::OK, "unchanged", &s.meta.id, s.meta.rev));
         }
-        let created = issue(alert).await?;
-        let mut out = answer(StatusCode::CREATED, "issued", &created.id, created.rev);
-        out.1["recipients"] = created.recipients.into();
-        out.1["online"] = created.online.into();
-        return Ok(out);
+        // Held for a second person already (and not refused since).
+        let held = hub.store.approvals().await?.into_iter().find(|a| {
+            matches!(
+                a.state,
+                ApprovalState::PendingApproval | ApprovalState::Approving
+            ) && a.cap.as_ref().is_some_and(|c| {
+                c["identifier"] == o.identifier.as_str() && c["sender"] == o.sender.as_str()
+            })
+        });
+        if let Some(a) = held {
+            return Ok(answer(StatusCode::ACCEPTED, "pending_approval", &a.id, 0));
+        }
+        return issue(alert).await;
     }
     // An Update or Cancel: the incident its references name — the alert it came from
     // (same sender and identifier; the profile names the identifier only) or one of
@@ -173,10 +205,7 @@ async fn apply(
         if alert.action == CapAction::Update && alert.request.is_some() {
             // An update of an alert this hub never had is news to it: issued as new,
             // so that its area is warned rather than the message refused.
-            let created = issue(alert).await?;
-            let mut out = answer(StatusCode::CREATED, "issued", &created.id, created.rev);
-            out.1["recipients"] = created.recipients.into();
-            return Ok(out);
+            return issue(alert).await;
         }
         let named: Vec<&str> = alert.references.iter().map(|(_, i)| i.as_str()).collect();
         return Err(ApiError::new(

@@ -27,6 +27,20 @@ use crate::store::{
     Revision, StoreError,
 };
 
+/// An activation checked and resolved, not yet recorded ([`Dispatch::prepare`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    /// The request with its targets normalised (codes once, roles sorted, shapes in
+    /// WGS 84).
+    pub(crate) req: CreateIncident,
+    /// Ack window in seconds.
+    pub(crate) window: u32,
+    /// Recipients in registry order.
+    pub(crate) recipients: Vec<(String, GridCode, gridcast_protocol::Role)>,
+    /// Grids the area reached, exactly.
+    pub(crate) area_grids: Vec<GridCode>,
+}
+
 /// A refusal with a contract code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -154,6 +168,17 @@ impl Dispatch {
         req: CreateIncident,
         cap: Option<crate::store::CapOrigin>,
     ) -> Result<CreatedIncident, Refusal> {
+        let prepared = self.prepare(operator, req).await?;
+        self.commit(operator, prepared, cap, Vec::new()).await
+    }
+
+    /// Checks an activation for `operator` and resolves its recipients from the
+    /// registry in force; nothing is recorded yet.
+    pub(crate) async fn prepare(
+        &self,
+        operator: &Claims,
+        req: CreateIncident,
+    ) -> Result<Prepared, Refusal> {
         check_text("title", &req.title, 1, MAX_TITLE)?;
         check_text("body", &req.body, 0, MAX_BODY)?;
         if req.targets.codes.len() > MAX_TARGETS {
@@ -186,7 +211,15 @@ impl Dispatch {
                 ),
             ));
         }
-        let mut targets = req.targets;
+        let mut req = req;
+        let mut targets = std::mem::replace(
+            &mut req.targets,
+            gridcast_protocol::frame::Targets {
+                codes: Vec::new(),
+                roles: Vec::new(),
+                area: Vec::new(),
+            },
+        );
         gridcast_protocol::area::check_all(&targets.area)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, e))?;
         crate::area::normalise(&mut targets.area);
@@ -216,6 +249,30 @@ impl Dispatch {
                 ),
             ));
         }
+        req.targets = targets;
+        Ok(Prepared {
+            req,
+            window,
+            recipients,
+            area_grids,
+        })
+    }
+
+    /// Records a prepared activation durably, with `events` after its `issued` one on
+    /// the timeline, then fans it out.
+    pub(crate) async fn commit(
+        &self,
+        operator: &Claims,
+        prepared: Prepared,
+        cap: Option<crate::store::CapOrigin>,
+        events: Vec<gridcast_protocol::api::TimelineEvent>,
+    ) -> Result<CreatedIncident, Refusal> {
+        let Prepared {
+            req,
+            window,
+            recipients,
+            area_grids,
+        } = prepared;
         let now = self.clock.now_ms();
         let new = NewIncident {
             meta: IncidentMeta {
@@ -229,7 +286,7 @@ impl Dispatch {
                 drill: req.drill,
                 issued_at: now,
                 ack_by: now + u64::from(window) * 1000,
-                targets,
+                targets: req.targets,
                 area_grids: crate::store::reach_of(&area_grids),
                 cap,
                 issued_by: operator.sub.clone(),
@@ -240,6 +297,9 @@ impl Dispatch {
         };
         let started = Instant::now();
         let snap = self.store.create_incident(new).await?;
+        if !events.is_empty() && !self.store.add_events(&snap.meta.id, events).await? {
+            tracing::warn!(incident = %snap.meta.id, "approval steps not added to the timeline");
+        }
         let stored = started.elapsed();
         self.metrics.store_seconds.observe(stored);
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
@@ -377,6 +437,7 @@ impl Dispatch {
                     drill: req.drill,
                     targets,
                     ack_within_s: req.ack_within_s,
+                    approval_override: None,
                 },
             )
             .await?;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use gridcast_protocol::api::{ReportView, TimelineEvent};
+use gridcast_protocol::api::{Approval, ApprovalState, ReportView, TimelineEvent};
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::registry::RegistryDoc;
 use tokio::sync::{mpsc, oneshot};
@@ -441,6 +441,38 @@ impl Store for EmbeddedStore {
             let req = Request::LinkReport {
                 report: report.to_owned(),
                 incident: incident.to_owned(),
+                reply,
+            };
+            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn add_approval(&self, approval: Approval) -> StoreFuture<'_, Approval> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Request::AddApproval(approval, reply))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn approvals(&self) -> StoreFuture<'_, Vec<Approval>> {
+        Box::pin(async move { Ok(self.read(|st| st.approvals.clone())) })
+    }
+
+    fn update_approval<'a>(
+        &'a self,
+        approval: &'a Approval,
+        expect: ApprovalState,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = Request::UpdateApproval {
+                approval: approval.clone(),
+                expect,
                 reply,
             };
             self.tx.send(req).await.map_err(|_| StoreError::Closed)?;

@@ -38,8 +38,8 @@ use marks::{MARK_BATCH, MarkBatcher, MarkJob};
 use tasks::tasks_from;
 
 use scripts::{
-    CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT, TASK_SCRIPT,
-    UNLOCK_SCRIPT,
+    APPROVAL_SCRIPT, CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT,
+    TASK_SCRIPT, UNLOCK_SCRIPT,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use gridcast_protocol::api::{ReportView, TimelineEvent};
+use gridcast_protocol::api::{Approval, ApprovalState, ReportView, TimelineEvent};
 use gridcast_protocol::model::IncidentState;
 use gridcast_protocol::registry::RegistryDoc;
 use redis::AsyncCommands;
@@ -76,6 +76,9 @@ const REPORTS: &str = "gc:reports";
 const REPORT_LINKS: &str = "gc:report:incident";
 const REGISTRY: &str = "gc:registry";
 const REGISTRY_VER: &str = "gc:registry:ver";
+/// Requests held under the two-person rule: id → JSON, and their counter.
+const APPROVALS: &str = "gc:approvals";
+const APPROVAL_SEQ: &str = "gc:approval:seq";
 /// `gc:lock:{name}`: a short lock between nodes (its value names the holder).
 const LOCK: &str = "gc:lock:";
 /// `gc:mqtt:lead:{lead}`: an MQTT lead's last good hello, until its token expires.
@@ -510,6 +513,51 @@ impl Store for RedisStore {
 
     fn link_report<'a>(&'a self, report: &'a str, incident: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(self.link_report_once(report, incident))
+    }
+
+    fn add_approval(&self, mut approval: Approval) -> StoreFuture<'_, Approval> {
+        Box::pin(async move {
+            let mut c = self.connection();
+            let n: u64 = self.seen(c.incr(APPROVAL_SEQ, 1).await)?;
+            approval.id = format!("APR-{n:06}");
+            let json = serde_json::to_string(&approval).map_err(io)?;
+            self.seen(c.hset::<_, _, _, ()>(APPROVALS, &approval.id, json).await)?;
+            Ok(approval)
+        })
+    }
+
+    fn approvals(&self) -> StoreFuture<'_, Vec<Approval>> {
+        Box::pin(async move {
+            let all: HashMap<String, String> =
+                self.seen(self.connection().hgetall(APPROVALS).await)?;
+            let mut out: Vec<Approval> = all
+                .values()
+                .map(|j| parse::<Approval>(j))
+                .collect::<Result<_, _>>()?;
+            // Oldest first: ids are zero-padded and grow.
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        })
+    }
+
+    fn update_approval<'a>(
+        &'a self,
+        approval: &'a Approval,
+        expect: ApprovalState,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let json = serde_json::to_string(approval).map_err(io)?;
+            let done: i64 = self.seen(
+                redis::Script::new(APPROVAL_SCRIPT)
+                    .key(APPROVALS)
+                    .arg(&approval.id)
+                    .arg(gridcast_protocol::wire_name(&expect))
+                    .arg(json)
+                    .invoke_async(&mut self.connection())
+                    .await,
+            )?;
+            Ok(done == 1)
+        })
     }
 
     fn add_events<'a>(

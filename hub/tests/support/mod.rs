@@ -60,6 +60,12 @@ pub async fn spawn_hub_binary(
         .arg(format!("127.0.0.1:{port}"))
         .arg("--jwt-secret")
         .arg(SECRET)
+        .args([
+            "--approval-levels",
+            "none",
+            "--approval-county-wide",
+            "false",
+        ])
         .args(args)
         .env("GRIDCAST_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -253,6 +259,10 @@ impl TestHub {
         std::fs::create_dir_all(&dir).unwrap();
         let mut config = Config::with_data_dir(dir.join("data"));
         config.jwt_secret = Some(SECRET.into());
+        // The two-person rule has its own tests (approval.rs); the others issue level
+        // I and II activations as one person.
+        config.approval_levels = Vec::new();
+        config.approval_county_wide = false;
         if let Some(doc) = registry {
             let path = dir.join("registry.json");
             std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();

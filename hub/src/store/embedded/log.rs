@@ -61,6 +61,10 @@ pub(super) enum Record {
         report: String,
         incident: String,
     },
+    /// A request held under the two-person rule, as it now is (added or decided).
+    Approval {
+        approval: gridcast_protocol::api::Approval,
+    },
     /// Events added to a timeline (a check-in, …).
     Events {
         incident: String,

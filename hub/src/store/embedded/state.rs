@@ -51,6 +51,8 @@ pub(super) struct State {
     pub(super) report_seq: u64,
     /// Reports in the order taken.
     pub(super) reports: Vec<ReportView>,
+    /// Requests held under the two-person rule, in the order asked.
+    pub(super) approvals: Vec<gridcast_protocol::api::Approval>,
     /// Escalation steps done per incident.
     pub(super) escalated: HashMap<String, u8>,
     /// Escalation claims (not persisted: a restart may act at once).
@@ -142,6 +144,12 @@ impl State {
                 outbox,
             });
         }
+        // Held requests are few and the record of who asked and who decided: all kept.
+        for a in &self.approvals {
+            records.push(Record::Approval {
+                approval: a.clone(),
+            });
+        }
         for r in &self.reports {
             let taken = gridcast_protocol::time::parse_rfc3339(&r.at).unwrap_or(u64::MAX);
             if taken < cutoff {
@@ -218,6 +226,12 @@ impl State {
                     e.timeline.extend(events);
                 }
                 self.escalated.insert(incident, step);
+            }
+            Record::Approval { approval } => {
+                match self.approvals.iter_mut().find(|a| a.id == approval.id) {
+                    Some(a) => *a = approval,
+                    None => self.approvals.push(approval),
+                }
             }
             Record::Events { incident, events } => {
                 if let Some(e) = self.incidents.get_mut(&incident) {

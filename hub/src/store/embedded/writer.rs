@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use gridcast_protocol::api::{ReportView, TimelineEvent};
+use gridcast_protocol::api::{Approval, ApprovalState, ReportView, TimelineEvent};
 use gridcast_protocol::model::IncidentState;
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,6 +68,12 @@ pub(super) enum Request {
         events: Vec<TimelineEvent>,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    AddApproval(Approval, Reply<Approval>),
+    UpdateApproval {
+        approval: Approval,
+        expect: ApprovalState,
+        reply: Reply<bool>,
+    },
 }
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -82,6 +88,7 @@ pub(super) struct Replies {
     /// The revised incident's id, or why nothing was revised.
     revisions: Vec<(Result<String, ReviseOutcome>, Reply<ReviseOutcome>)>,
     reports: Vec<(ReportView, Reply<ReportView>)>,
+    approvals: Vec<(Approval, Reply<Approval>)>,
     flags: Vec<(bool, Reply<bool>)>,
     tasks: Vec<(TaskOutcome, Reply<TaskOutcome>)>,
     /// Compactions asked for (done after the batch, with the latest cutoff).
@@ -114,6 +121,9 @@ impl Replies {
         for (report, reply) in self.reports {
             let _ = reply.send(Ok(report));
         }
+        for (approval, reply) in self.approvals {
+            let _ = reply.send(Ok(approval));
+        }
         for (flag, reply) in self.flags {
             let _ = reply.send(Ok(flag));
         }
@@ -137,6 +147,9 @@ impl Replies {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, reply) in self.reports {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.approvals {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, reply) in self.flags {
@@ -297,6 +310,28 @@ pub(super) fn stage(
                 record(work, Record::ReportLinked { report, incident });
             }
             out.flags.push((free, reply));
+        }
+        Request::AddApproval(mut approval, reply) => {
+            approval.id = format!("APR-{:06}", work.approvals.len() + 1);
+            record(
+                work,
+                Record::Approval {
+                    approval: approval.clone(),
+                },
+            );
+            out.approvals.push((approval, reply));
+        }
+        Request::UpdateApproval {
+            approval,
+            expect,
+            reply,
+        } => {
+            let current = work.approvals.iter().find(|a| a.id == approval.id);
+            let fresh = current.is_some_and(|a| a.state == expect);
+            if fresh {
+                record(work, Record::Approval { approval });
+            }
+            out.flags.push((fresh, reply));
         }
         Request::Events {
             incident,
@@ -529,9 +564,10 @@ pub(super) fn fail(req: Request, err: StoreError) {
         Request::Report(_, reply) => drop(reply.send(Err(err))),
         Request::Task { reply, .. } => drop(reply.send(Err(err))),
         Request::Escalated { reply, .. } => drop(reply.send(Err(err))),
-        Request::LinkReport { reply, .. } | Request::Events { reply, .. } => {
-            drop(reply.send(Err(err)))
-        }
+        Request::LinkReport { reply, .. }
+        | Request::Events { reply, .. }
+        | Request::UpdateApproval { reply, .. } => drop(reply.send(Err(err))),
+        Request::AddApproval(_, reply) => drop(reply.send(Err(err))),
         Request::Compact { reply, .. } => drop(reply.send(Err(err))),
     }
 }

@@ -20,6 +20,10 @@ pub(super) const REVISE_SCRIPT: &str = include_str!("lua/revise.lua");
 /// one (so no step is done twice, whichever node gets there).
 pub(super) const ESCALATED_SCRIPT: &str = include_str!("lua/escalated.lua");
 
+/// KEYS: approvals. ARGV: id, expected state, new JSON. Replaces the request only
+/// while it is in the expected state (one decision, whoever comes first).
+pub(super) const APPROVAL_SCRIPT: &str = include_str!("lua/approval.lua");
+
 /// KEYS: lock. ARGV: token. Deletes the lock only if the token holds it.
 pub(super) const UNLOCK_SCRIPT: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
