@@ -6,6 +6,31 @@
 //! gridcast lead --token "$LEAD" --ack accept
 //! ```
 
+/// `println!` that ends the program quietly when stdout is closed (`gridcast … | head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod registry_cmd;
 
 use anyhow::Context;
@@ -279,7 +304,7 @@ fn parse_circle(s: &str) -> Result<Area, String> {
 }
 
 pub(crate) fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -346,7 +371,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 IncidentCmd::Show { id } => {
                     let d = c.incident(&id).await?;
                     let n = d.counts;
-                    println!(
+                    out!(
                         "{} rev {} {:?} {:?} level {:?}{}: {}",
                         d.incident.id,
                         d.incident.rev,
@@ -356,7 +381,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         if d.incident.drill { " DRILL" } else { "" },
                         d.incident.title
                     );
-                    println!(
+                    out!(
                         "recipients {}  pending {}  delivered {}  accepted {}  declined {}",
                         n.total(),
                         n.pending,
@@ -364,12 +389,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         n.accepted,
                         n.declined
                     );
-                    println!(
+                    out!(
                         "{:<20} {:>10} {:>10} {:>9} {:>9}",
-                        "grid", "recipients", "delivered", "accepted", "declined"
+                        "grid",
+                        "recipients",
+                        "delivered",
+                        "accepted",
+                        "declined"
                     );
                     for g in d.grids {
-                        println!(
+                        out!(
                             "{:<20} {:>10} {:>10} {:>9} {:>9}",
                             g.code.as_str(),
                             g.recipients,
@@ -431,7 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 IncidentCmd::Report { id, csv } => {
                     let path = format!("/v1/incidents/{id}/report");
                     if csv {
-                        print!("{}", c.get_text(&path, "text/csv").await?);
+                        out_raw!("{}", c.get_text(&path, "text/csv").await?);
                     } else {
                         print_json(&c.get::<serde_json::Value>(&path).await?);
                     }
@@ -514,7 +543,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut outstanding = std::collections::HashSet::new();
             loop {
                 let frame = lead.next().await?;
-                println!("{}", serde_json::to_string(&frame)?);
+                out!("{}", serde_json::to_string(&frame)?);
                 match &frame {
                     ServerFrame::Synced => synced = true,
                     ServerFrame::Ok { reference } => {
