@@ -42,6 +42,7 @@ const ASSETS: &[(&str, &str)] = assets![
     "lib/store.js",
     "lib/util.js",
     "console/api.js",
+    "console/approvals.js",
     "console/detail.js",
     "console/escalations.js",
     "console/incidents.js",

@@ -90,11 +90,14 @@ byId("issue-form").addEventListener("submit", async (ev) => {
   try {
     const r = await api("POST", "/v1/incidents", body);
     out.className = "wide form-msg ok";
-    out.textContent = t("issue.done", { id: r.id, recipients: r.recipients, online: r.online });
+    out.textContent =
+      r.state === "pending_approval"
+        ? t("issue.held", { id: r.id, recipients: r.recipients })
+        : t("issue.done", { id: r.id, recipients: r.recipients, online: r.online });
     form.reset();
     drillLook();
     tree.clearTargets();
-    store.set({ selected: r.id });
+    if (r.state !== "pending_approval") store.set({ selected: r.id });
   } catch (e) {
     out.className = "wide form-msg error";
     out.textContent = t("issue.refused", { why: e.message });

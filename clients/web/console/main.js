@@ -8,6 +8,7 @@ import { initI18n, onLanguage, t } from "../lib/i18n.js";
 import { createStore } from "../lib/store.js";
 import { backoff, claimsOf, loadLimits, restartSignedOut, signOutMessage, takeToken, wireHeader } from "../lib/util.js";
 import { api, readStream, setToken } from "./api.js";
+import * as approvals from "./approvals.js";
 import * as detail from "./detail.js";
 import * as escalations from "./escalations.js";
 import * as incidents from "./incidents.js";
@@ -25,11 +26,12 @@ const store = createStore({
   selected: null,
   escalations: [],
   reports: [],
+  approvals: [],
   tree: null,
   lang: null,
 });
 
-const panels = [tree, incidents, detail, escalations, reports, issue];
+const panels = [tree, incidents, detail, approvals, escalations, reports, issue];
 let stream = null;
 let attempt = 0;
 let signedIn = false;
@@ -155,6 +157,10 @@ function onEvent(name, d) {
       break;
     case "report":
       reports.onReport(d.report || d);
+      break;
+    case "approval":
+    case "approval_overridden":
+      approvals.onApproval(d);
       break;
     case "checkin":
       detail.onCheckin(d.incident);
