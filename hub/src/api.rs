@@ -120,6 +120,7 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
         .route("/v1/incidents/{id}/approve", post(approvals::post_approve))
         .route("/v1/incidents/{id}/reject", post(approvals::post_reject))
         .route("/v1/approvals", get(approvals::get_approvals))
+        .route("/v1/tasks/{id}/satisfaction", post(post_satisfaction))
         .route("/v1/incidents/{id}/map", get(map::get_map))
         .route("/v1/cap", post(cap::post_cap))
         .route("/v1/stats", get(get_stats))
@@ -271,6 +272,18 @@ async fn post_task(
         parse_body(&hub, body, hub.config.max_body_bytes).await?;
     let created = hub.core.create_task(&op, &id, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `POST /v1/tasks/{id}/satisfaction`.
+async fn post_satisfaction(
+    State(hub): State<Hub>,
+    Operator(op): Operator,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<serde_json::Value>> {
+    let req: gridcast_protocol::api::RateTask =
+        parse_body(&hub, body, hub.config.max_body_bytes).await?;
+    Ok(Json(hub.core.rate_task(&op, &id, req).await?))
 }
 
 /// `GET /v1/incidents/{id}/tasks`.

@@ -149,6 +149,14 @@ pub fn sample_city() -> RegistryDoc {
             &mut staff,
         );
     }
+    // A service team member (网格服务团队) for every third grid: 14 people.
+    for chunk in grid_codes.chunks(3) {
+        person(
+            "Service team",
+            vec![(chunk[0].clone(), "service_team")],
+            &mut staff,
+        );
+    }
     // Part-time members who also serve in a neighbouring grid, to 300 people in all.
     let mut i = 0;
     while staff.len() < 300 {

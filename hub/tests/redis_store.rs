@@ -348,6 +348,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
             actor: "hub".into(),
             lead: Some("L000".into()),
             place: None,
+            satisfaction: None,
             detail: Some("step 1".into()),
         };
         let next = Some(ack_by + window);
@@ -393,6 +394,7 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
             actor: "hub".into(),
             lead: None,
             place: None,
+            satisfaction: None,
             detail: Some("step 1".into()),
         };
         let next = Some(t.escalation_due(2));

@@ -257,6 +257,64 @@ pub struct TimelineEvent {
     /// A check-in's position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub place: Option<Place>,
+    /// A resident's satisfaction with a finished task (Art. 24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<Satisfaction>,
+}
+
+/// A resident's satisfaction with a task, as an operator recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Satisfaction {
+    /// The task.
+    pub task: String,
+    /// 1 (very unsatisfied) to 5 (very satisfied).
+    pub score: u8,
+}
+
+/// `POST /v1/tasks/{id}/satisfaction`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateTask {
+    /// 1 to 5.
+    pub score: u8,
+    /// What the resident said (at most 1,000 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Satisfaction scores added up: `count` scores summing to `sum` (the mean is
+/// `sum / count`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rated {
+    /// Scores.
+    pub count: usize,
+    /// Their sum.
+    pub sum: usize,
+}
+
+impl Rated {
+    /// One more score.
+    pub fn add(&mut self, score: u8) {
+        self.count += 1;
+        self.sum += usize::from(score);
+    }
+    /// Another total.
+    pub fn merge(&mut self, other: Rated) {
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+}
+
+/// The service team (网格服务团队) of a group of incidents, counted apart from the
+/// grid staff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamCounts {
+    /// Recipients of role `service_team`.
+    pub recipients: usize,
+    /// Of them, delivered.
+    pub delivered: usize,
+    /// Of them, answered.
+    pub acked: usize,
 }
 
 /// `GET /v1/incidents/{id}/timeline`.
@@ -376,6 +434,9 @@ pub struct ReportGrid {
     pub ack: Spread,
     /// Escalation steps about its leads.
     pub escalations: usize,
+    /// Satisfaction with its people's finished tasks.
+    #[serde(default)]
+    pub satisfaction: Rated,
 }
 
 /// One person in the after-action report.
@@ -402,6 +463,9 @@ pub struct ReportPerson {
     /// absent without a check-in or without a geometry to compare with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_site: Option<bool>,
+    /// Satisfaction with the tasks this person finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<Rated>,
 }
 
 /// On-site check-ins of an incident's recipients (their latest each).
@@ -458,6 +522,12 @@ pub struct StatsBlock {
     pub ack: Spread,
     /// Escalation steps about leads (steps 1 and 2).
     pub escalations: usize,
+    /// Satisfaction with finished tasks.
+    #[serde(default)]
+    pub satisfaction: Rated,
+    /// The service team, apart (not in the figures above).
+    #[serde(default)]
+    pub service_team: TeamCounts,
 }
 
 /// `GET /v1/stats?prefix=&from=&to=`: incidents issued in `[from, to)` whose targets

@@ -65,16 +65,21 @@ pub enum Role {
     Instructor,
     /// 微网格长.
     MicroLead,
+    /// 网格服务团队 (Art. 21): volunteers, social workers, legal and medical helpers
+    /// attached to a grid. Reached by activations, may take grid tasks, never in the
+    /// escalation chain; counted apart in statistics.
+    ServiceTeam,
 }
 
 impl Role {
     /// Every role, in a fixed order.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::GridLead,
         Role::FullTime,
         Role::PartTime,
         Role::Instructor,
         Role::MicroLead,
+        Role::ServiceTeam,
     ];
 
     /// The wire name of the role.
@@ -85,6 +90,7 @@ impl Role {
             Self::PartTime => "part_time",
             Self::Instructor => "instructor",
             Self::MicroLead => "micro_lead",
+            Self::ServiceTeam => "service_team",
         }
     }
 }

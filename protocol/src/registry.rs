@@ -273,7 +273,7 @@ impl RegistryDoc {
                     Some(r) => r,
                     None => {
                         problems.push(format!(
-                            "staff[{i}].assignments[{j}]: role {:?} is not grid_lead, full_time, part_time, instructor or micro_lead",
+                            "staff[{i}].assignments[{j}]: role {:?} is not grid_lead, full_time, part_time, instructor, micro_lead or service_team",
                             a.role
                         ));
                         continue;

@@ -294,6 +294,7 @@ async fn apply(
         lead: None,
         detail: Some(key.clone()),
         place: None,
+        satisfaction: None,
     };
     hub.store.add_events(&id, vec![event]).await?;
     Ok(answer(StatusCode::OK, action, &id, detail.incident.rev))

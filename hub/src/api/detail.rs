@@ -235,6 +235,7 @@ mod tests {
             lead: lead.map(str::to_owned),
             detail: Some(detail.into()),
             place: None,
+            satisfaction: None,
         }
     }
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use gridcast_protocol::GridCode;
 use gridcast_protocol::api::{
-    AfterAction, CheckinCounts, EscalationCounts, ReportGrid, ReportPerson, Spread, StatsBlock,
-    TaskRow, TimelineEvent,
+    AfterAction, CheckinCounts, EscalationCounts, Rated, ReportGrid, ReportPerson, Spread,
+    StatsBlock, TaskRow, TimelineEvent,
 };
 use gridcast_protocol::model::Status;
 
@@ -45,6 +45,13 @@ pub(crate) fn report(
             checkins.insert(l.as_str(), (since(at), p.inside));
         }
     }
+    // Satisfaction by the lead who held each rated task.
+    let mut rated: BTreeMap<&str, Rated> = BTreeMap::new();
+    for e in timeline.iter().filter(|e| e.kind == "satisfaction") {
+        if let (Some(l), Some(s)) = (&e.lead, &e.satisfaction) {
+            rated.entry(l.as_str()).or_default().add(s.score);
+        }
+    }
     let people: Vec<ReportPerson> = snap
         .recipients
         .iter()
@@ -58,6 +65,7 @@ pub(crate) fn report(
             escalations: esc.get(r.lead.as_str()).copied().unwrap_or(0),
             checkin_ms: checkins.get(r.lead.as_str()).and_then(|c| c.0),
             on_site: checkins.get(r.lead.as_str()).and_then(|c| c.1),
+            satisfaction: rated.get(r.lead.as_str()).copied(),
         })
         .collect();
     let checked_in: Vec<&(Option<u64>, Option<bool>)> = snap
@@ -81,6 +89,13 @@ pub(crate) fn report(
             deliver: Spread::of(ps.iter().filter_map(|p| p.deliver_ms).collect()),
             ack: Spread::of(ps.iter().filter_map(|p| p.ack_ms).collect()),
             escalations: ps.iter().map(|p| p.escalations).sum(),
+            satisfaction: ps.iter().filter_map(|p| p.satisfaction).fold(
+                Rated::default(),
+                |mut all, r| {
+                    all.merge(r);
+                    all
+                },
+            ),
         })
         .collect();
     let steps = |n: &str| {
@@ -155,10 +170,23 @@ pub(crate) fn add(
     ack: &mut Vec<u64>,
 ) {
     block.incidents += 1;
-    block.recipients += r.people.len();
-    block.delivered += r.people.iter().filter(|p| p.deliver_ms.is_some()).count();
-    block.acked += r.people.iter().filter(|p| p.ack_ms.is_some()).count();
+    // The service team (Art. 21) is counted apart from the grid staff.
+    let (team, staff): (Vec<&ReportPerson>, Vec<&ReportPerson>) = r
+        .people
+        .iter()
+        .partition(|p| p.role == gridcast_protocol::Role::ServiceTeam);
+    block.recipients += staff.len();
+    block.delivered += staff.iter().filter(|p| p.deliver_ms.is_some()).count();
+    block.acked += staff.iter().filter(|p| p.ack_ms.is_some()).count();
+    block.service_team.recipients += team.len();
+    block.service_team.delivered += team.iter().filter(|p| p.deliver_ms.is_some()).count();
+    block.service_team.acked += team.iter().filter(|p| p.ack_ms.is_some()).count();
     block.escalations += r.escalations.step1 + r.escalations.step2;
-    deliver.extend(r.people.iter().filter_map(|p| p.deliver_ms));
-    ack.extend(r.people.iter().filter_map(|p| p.ack_ms));
+    for p in &r.people {
+        if let Some(s) = p.satisfaction {
+            block.satisfaction.merge(s);
+        }
+    }
+    deliver.extend(staff.iter().filter_map(|p| p.deliver_ms));
+    ack.extend(staff.iter().filter_map(|p| p.ack_ms));
 }

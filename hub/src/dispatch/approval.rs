@@ -59,6 +59,7 @@ fn event(kind: &str, actor: &str, at: u64, detail: String) -> TimelineEvent {
         lead: None,
         detail: Some(detail),
         place: None,
+        satisfaction: None,
     }
 }
 

@@ -118,6 +118,7 @@ impl Dispatch {
             lead: lead.map(str::to_owned),
             detail: Some(detail),
             place: None,
+            satisfaction: None,
         };
         let drill = if meta.drill { " (drill)" } else { "" };
         match step {
@@ -291,6 +292,7 @@ impl Dispatch {
             lead: task.accepted_by.clone(),
             detail: Some(format!("{} step {step}{drill}: {whom}", task.view.id)),
             place: None,
+            satisfaction: None,
         };
         let next_due = (step < 3).then(|| task.escalation_due(step + 1));
         match self

@@ -55,6 +55,67 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 impl Dispatch {
+    /// `POST /v1/tasks/{id}/satisfaction`: a resident's satisfaction (1–5) with a
+    /// finished task, recorded once on its incident's timeline (Art. 24 evaluation).
+    pub(crate) async fn rate_task(
+        &self,
+        operator: &Claims,
+        task: &str,
+        rating: gridcast_protocol::api::RateTask,
+    ) -> Result<serde_json::Value, Refusal> {
+        if !(1..=5).contains(&rating.score) {
+            return Err(Refusal::new(ErrorCode::BadRequest, "score must be 1 to 5"));
+        }
+        if let Some(n) = &rating.note {
+            crate::incident::check_text("note", n, 0, MAX_NOTE)?;
+        }
+        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no task {task:?}"));
+        let (incident, _) = crate::store::task_key(task).ok_or_else(not_found)?;
+        match self.store.incident(incident).await? {
+            Some(s) if visible(&operator.scope, &s.meta) => {}
+            _ => return Err(not_found()),
+        }
+        let record = self
+            .store
+            .tasks(incident)
+            .await?
+            .into_iter()
+            .find(|t| t.view.id == task)
+            .ok_or_else(not_found)?;
+        if record.view.status != TaskStatus::Done {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("task {task} is not done; only a finished task is rated"),
+            ));
+        }
+        let timeline = self.store.timeline(incident).await?.unwrap_or_default();
+        if timeline
+            .iter()
+            .any(|e| e.satisfaction.as_ref().is_some_and(|s| s.task == task))
+        {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("task {task} was rated already"),
+            ));
+        }
+        let event = gridcast_protocol::api::TimelineEvent {
+            at: rfc3339(self.clock.now_ms()),
+            kind: "satisfaction".into(),
+            actor: operator.sub.clone(),
+            lead: record.accepted_by.clone(),
+            detail: rating.note.clone(),
+            place: None,
+            satisfaction: Some(gridcast_protocol::api::Satisfaction {
+                task: task.to_owned(),
+                score: rating.score,
+            }),
+        };
+        self.store.add_events(incident, vec![event]).await?;
+        Ok(serde_json::json!({
+            "task": task, "score": rating.score, "note": rating.note, "lead": record.accepted_by,
+        }))
+    }
+
     /// `POST /v1/incidents/{id}/tasks`.
     pub(crate) async fn create_task(
         &self,

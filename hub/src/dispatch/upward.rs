@@ -166,6 +166,7 @@ impl Dispatch {
             lead: Some(lead.to_owned()),
             detail: note,
             place: Some(place),
+            satisfaction: None,
         };
         if !self.store.add_events(incident, vec![event.clone()]).await? {
             return Err(Refusal::new(

@@ -43,6 +43,7 @@ pub fn issue_state(
         lead: None,
         detail: Some(format!("{} recipients", rs.len())),
         place: None,
+        satisfaction: None,
     };
     (rs, issued)
 }
@@ -74,6 +75,7 @@ pub fn apply_revision(
         lead: None,
         detail: Some(detail),
         place: None,
+        satisfaction: None,
     };
     (next, event)
 }
@@ -138,6 +140,7 @@ pub fn mark_event(lead: &str, mark: &Mark, at: u64) -> TimelineEvent {
         lead: Some(lead.into()),
         detail,
         place: None,
+        satisfaction: None,
     }
 }
 

@@ -178,5 +178,6 @@ pub fn task_event(task: &TaskRecord, actor: &str, lead: Option<&str>, at: u64) -
         lead: lead.map(str::to_owned),
         detail: Some(detail),
         place: None,
+        satisfaction: None,
     }
 }
