@@ -2,11 +2,11 @@
 //! `task_kinds.csv`, `areas.csv`), as districts keep them, into the registry document
 //! that `PUT /v1/registry` takes.
 //!
-//! - `grids.csv`: `code,name,kind,geometry` — `kind` empty for a micro-grid, `geometry`
-//!   a GeoJSON Polygon or MultiPolygon (`[lon, lat]`) written as JSON in the cell, or
-//!   empty.
-//! - `staff.csv`: `id,name,phone,grid,role` — one row per assignment; the rows of one id
-//!   are one person, their assignments in row order.
+//! - `grids.csv`: `code,name,kind,geometry[,supervision_phone]` — `kind` empty for a
+//!   micro-grid, `geometry` a GeoJSON Polygon or MultiPolygon (`[lon, lat]`) written as
+//!   JSON in the cell, or empty.
+//! - `staff.csv`: `id,name,phone,grid,role[,work_contact]` — one row per assignment;
+//!   the rows of one id are one person, their assignments in row order.
 //! - `task_kinds.csv`: `id,name`; `areas.csv`: `code,name`.
 //!
 //! Columns are found by their header (any order, extra columns ignored). Problems name
@@ -108,6 +108,7 @@ pub fn registry_from_csv(sheets: &Sheets<'_>) -> Result<(RegistryDoc, Lines), Ve
                     name: get("name"),
                     kind: (!kind.is_empty()).then_some(kind),
                     geometry,
+                    supervision_phone: Some(get("supervision_phone")).filter(|p| !p.is_empty()),
                 });
             }
         }
@@ -125,6 +126,7 @@ pub fn registry_from_csv(sheets: &Sheets<'_>) -> Result<(RegistryDoc, Lines), Ve
                         id: id.clone(),
                         name: get("name"),
                         phone: get("phone"),
+                        work_contact: Some(get("work_contact")).filter(|c| !c.is_empty()),
                         assignments: Vec::new(),
                     });
                     doc.staff.len() - 1

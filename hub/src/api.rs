@@ -92,6 +92,7 @@ pub(crate) fn metrics_router(hub: Hub) -> Router {
 mod approvals;
 mod cap;
 mod detail;
+mod directory;
 mod events;
 mod map;
 mod registry;
@@ -120,6 +121,7 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
         .route("/v1/incidents/{id}/approve", post(approvals::post_approve))
         .route("/v1/incidents/{id}/reject", post(approvals::post_reject))
         .route("/v1/approvals", get(approvals::get_approvals))
+        .route("/v1/directory", get(directory::get_directory))
         .route("/v1/tasks/{id}/satisfaction", post(post_satisfaction))
         .route("/v1/incidents/{id}/map", get(map::get_map))
         .route("/v1/cap", post(cap::post_cap))

@@ -144,6 +144,28 @@ pub struct Config {
     /// any supervisor or admin token whose jurisdiction covers the targets may.
     #[arg(long, env = "GRIDCAST_APPROVERS", value_delimiter = ',')]
     pub approvers: Vec<String>,
+    /// Roles whose people the public directory (`GET /v1/directory`, Art. 14) lists;
+    /// nobody else is ever shown.
+    #[arg(
+        long,
+        env = "GRIDCAST_DIRECTORY_ROLES",
+        value_delimiter = ',',
+        default_value = "grid_lead,full_time,instructor",
+        value_parser = directory_role
+    )]
+    pub directory_roles: Vec<gridcast_protocol::Role>,
+    /// Fields the directory publishes: of a grid `name`, `kind`, `geometry`,
+    /// `supervision_phone`; of a person `person_name`, `work_contact`.
+    #[arg(
+        long,
+        env = "GRIDCAST_DIRECTORY_FIELDS",
+        value_delimiter = ',',
+        default_value = "name,kind,geometry,supervision_phone,person_name,work_contact"
+    )]
+    pub directory_fields: Vec<String>,
+    /// Directory requests a second per source address (a public endpoint).
+    #[arg(long, env = "GRIDCAST_DIRECTORY_RATE", default_value_t = 5)]
+    pub directory_rate: u32,
     /// The `sender` of CAP alerts this hub exports (and the prefix of their
     /// identifiers): no spaces, commas, `<` or `&`.
     #[arg(long, env = "GRIDCAST_CAP_SENDER", default_value = "gridcast")]
@@ -364,6 +386,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A role for `--directory-roles`.
+fn directory_role(s: &str) -> Result<gridcast_protocol::Role, String> {
+    gridcast_protocol::from_wire_name(s).ok_or_else(|| format!("{s:?} is not a role"))
 }
 
 /// A level for `--approval-levels`, or `none`.

@@ -61,6 +61,12 @@ pub struct Inner {
     pub(crate) registry_uploads: Arc<Semaphore>,
     /// Connection attempts per address.
     pub(crate) connects: ConnectLimiter,
+    /// Public directory requests per source address.
+    pub(crate) directory_limits: ConnectLimiter,
+    /// The directory's answers by prefix, for the registry in force (the pointer of
+    /// its index: a new registry starts a new cache).
+    pub(crate) directory_cache:
+        std::sync::Mutex<(usize, std::collections::HashMap<String, bytes::Bytes>)>,
     /// Upstream budget of every lead.
     pub(crate) lead_limits: Arc<ratelimit::LeadLimiter>,
     /// This node's name.

@@ -175,6 +175,11 @@ impl Hub {
                 .map_err(|e| StartError::Config(config::ConfigError(e)))?,
             registry_uploads: Arc::new(Semaphore::new(1)),
             connects: ConnectLimiter::new(config.connect_rate, config.connect_burst),
+            directory_limits: ConnectLimiter::new(
+                config.directory_rate,
+                config.directory_rate.saturating_mul(4),
+            ),
+            directory_cache: std::sync::Mutex::new((0, std::collections::HashMap::new())),
             lead_limits,
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),

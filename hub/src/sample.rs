@@ -67,6 +67,7 @@ pub fn sample_city() -> RegistryDoc {
             id: format!("L{next_id:04}"),
             name: format!("{name} {next_id}"),
             phone: format!("1380000{next_id:04}"),
+            work_contact: Some(format!("0571-8765{next_id:04}")),
             assignments: assignments
                 .into_iter()
                 .map(|(grid, role)| AssignmentDoc {
@@ -117,6 +118,7 @@ pub fn sample_city() -> RegistryDoc {
                     name: format!("{town_name} {community}-{kind}{serial:03}"),
                     kind: Some(kind_name.into()),
                     geometry: Some(quad(cell, 0.0, 1.0)),
+                    supervision_phone: Some(format!("0571-8800{:04}", grid_codes.len() + 1)),
                 });
                 grid_codes.push(code);
             }
@@ -137,6 +139,7 @@ pub fn sample_city() -> RegistryDoc {
                 name: format!("micro-grid {micro}"),
                 kind: None,
                 geometry: Some(quad(cell, half, half + 0.5)),
+                supervision_phone: None,
             });
             person("Micro-grid lead", vec![(m, "micro_lead")], &mut staff);
         }
@@ -222,6 +225,7 @@ pub fn drill_city(people: usize) -> RegistryDoc {
             id: format!("D{:06}", i + 1),
             name: format!("Drill volunteer {}", i + 1),
             phone: format!("137{i:08}"),
+            work_contact: None,
             assignments: vec![AssignmentDoc {
                 grid: grids[i % grids.len()].clone(),
                 role: roles[i % roles.len()].into(),

@@ -51,6 +51,7 @@ const ASSETS: &[(&str, &str)] = assets![
     "console/map.js",
     "console/reports.js",
     "console/tree.js",
+    "directory/main.js",
     "lead/main.js",
     "lead/session.js",
     "lead/views.js",
@@ -58,6 +59,7 @@ const ASSETS: &[(&str, &str)] = assets![
 
 const CONSOLE: &str = include_str!("../../clients/web/console.html");
 const LEAD: &str = include_str!("../../clients/web/lead.html");
+const DIRECTORY: &str = include_str!("../../clients/web/directory.html");
 
 /// The languages of the pages, the first being the default.
 pub(crate) const LANGUAGES: [&str; 2] = ["zh-CN", "en"];
@@ -86,7 +88,11 @@ static DICTIONARIES: LazyLock<Vec<(&'static str, Dictionary)>> = LazyLock::new(|
 static RENDERED: LazyLock<HashMap<(&'static str, &'static str), String>> = LazyLock::new(|| {
     let mut out = HashMap::new();
     for (lang, dict) in DICTIONARIES.iter() {
-        for (page, html) in [("console", CONSOLE), ("lead", LEAD)] {
+        for (page, html) in [
+            ("console", CONSOLE),
+            ("lead", LEAD),
+            ("directory", DIRECTORY),
+        ] {
             out.insert((page, *lang), render(html, lang, dict));
         }
     }
@@ -206,6 +212,10 @@ pub(crate) fn routes() -> Router<Hub> {
             get(|h: HeaderMap| async move { page(&h, "console") }),
         )
         .route("/lead", get(|h: HeaderMap| async move { page(&h, "lead") }))
+        .route(
+            "/directory",
+            get(|h: HeaderMap| async move { page(&h, "directory") }),
+        )
         .route("/web/{*file}", get(serve_asset))
 }
 
@@ -324,7 +334,11 @@ mod tests {
     #[test]
     fn every_marked_element_gets_its_text_in_both_languages() {
         for (lang, dict) in DICTIONARIES.iter() {
-            for (page, html) in [("console", CONSOLE), ("lead", LEAD)] {
+            for (page, html) in [
+                ("console", CONSOLE),
+                ("lead", LEAD),
+                ("directory", DIRECTORY),
+            ] {
                 let out = render(html, lang, dict);
                 assert!(out.contains(&format!("<html lang=\"{lang}\">")), "{page}");
                 // Every key the template names is in the dictionary.
@@ -361,7 +375,7 @@ mod tests {
             assert_eq!(render(odd, "zh-CN", &d), odd);
         }
         // Marked elements are empty in the templates (their text comes from the dictionary).
-        for html in [CONSOLE, LEAD] {
+        for html in [CONSOLE, LEAD, DIRECTORY] {
             for part in html.split(" data-t=\"").skip(1) {
                 let after_tag = part.split_once('>').map(|(_, r)| r).unwrap();
                 assert!(
@@ -375,7 +389,7 @@ mod tests {
 
     #[test]
     fn everything_the_pages_link_to_is_served() {
-        for html in [CONSOLE, LEAD] {
+        for html in [CONSOLE, LEAD, DIRECTORY] {
             for part in html
                 .split("href=\"/web/")
                 .skip(1)

@@ -59,11 +59,13 @@ fn registry() -> RegistryDoc {
                 )
                 .unwrap(),
             ),
+            supervision_phone: None,
         });
         doc.staff.push(StaffDoc {
             id: format!("FX{serial}"),
             name: String::new(),
             phone: String::new(),
+            work_contact: None,
             assignments: vec![AssignmentDoc {
                 grid: code,
                 role: "grid_lead".into(),

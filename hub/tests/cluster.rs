@@ -185,6 +185,7 @@ async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
         id: "NEW-LEAD".into(),
         name: "New".into(),
         phone: "13900000000".into(),
+        work_contact: None,
         assignments: vec![AssignmentDoc {
             grid: doc.staff[0].assignments[0].grid.clone(),
             role: "grid_lead".into(),

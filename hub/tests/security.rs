@@ -1241,6 +1241,7 @@ async fn i09_the_broker_asks_the_hub_and_its_acl_follows_the_registry() {
         id: "NEW01".into(),
         name: "New".into(),
         phone: "13900000001".into(),
+        work_contact: None,
         assignments: vec![gridcast_protocol::registry::AssignmentDoc {
             grid: grid.clone(),
             role: "part_time".into(),

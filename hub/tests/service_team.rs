@@ -44,6 +44,7 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
         id: "ST1".into(),
         name: "社工 1".into(),
         phone: String::new(),
+        work_contact: None,
         assignments: vec![AssignmentDoc {
             grid: G1.into(),
             role: "service_team".into(),

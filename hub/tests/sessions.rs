@@ -540,6 +540,7 @@ async fn bad_api_requests_are_refused_and_change_nothing() {
         name: String::new(),
         kind: None,
         geometry: None,
+        supervision_phone: None,
     });
     doc.staff[0].assignments[0].role = "boss".into();
     doc.staff.truncate(5);

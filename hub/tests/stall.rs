@@ -26,11 +26,13 @@ async fn a_stalled_phone_does_not_delay_the_other_999() {
         name: "lonely".into(),
         kind: Some("dedicated".into()),
         geometry: None,
+        supervision_phone: None,
     });
     doc.staff.push(gridcast_protocol::registry::StaffDoc {
         id: "STALLED".into(),
         name: String::new(),
         phone: String::new(),
+        work_contact: None,
         assignments: vec![gridcast_protocol::registry::AssignmentDoc {
             grid: lonely.clone(),
             role: "grid_lead".into(),

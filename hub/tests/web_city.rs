@@ -35,11 +35,13 @@ fn two_counties() -> RegistryDoc {
         name: name.into(),
         kind: Some(kind.into()),
         geometry: None,
+        supervision_phone: None,
     };
     let person = |id: &str, grid: &str, role: &str| StaffDoc {
         id: id.into(),
         name: format!("网格员 {id}"),
         phone: "13800000000".into(),
+        work_contact: None,
         assignments: vec![AssignmentDoc {
             grid: grid.into(),
             role: role.into(),

@@ -57,6 +57,9 @@ pub struct GridDoc {
     /// area target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geometry: Option<geojson::Geometry>,
+    /// The grid's supervision phone (监督电话), published in the directory (Art. 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision_phone: Option<String>,
 }
 
 /// A person in the document.
@@ -70,6 +73,10 @@ pub struct StaffDoc {
     /// Phone number (personal data, likewise).
     #[serde(default)]
     pub phone: String,
+    /// A work contact (office phone, work mobile) that may be published in the
+    /// directory for the roles it lists; never the personal `phone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_contact: Option<String>,
     /// Assignments in order; the first that matches an activation is the recipient's `me`.
     #[serde(default)]
     pub assignments: Vec<AssignmentDoc>,
@@ -146,6 +153,8 @@ pub struct Grid {
     pub kind: GridKind,
     /// Its geometry as given (checked; see [`crate::area::grid_shape`]).
     pub geometry: Option<geojson::Geometry>,
+    /// Supervision phone.
+    pub supervision_phone: Option<String>,
 }
 
 /// A validated person.
@@ -157,6 +166,8 @@ pub struct Person {
     pub name: String,
     /// Phone.
     pub phone: String,
+    /// Work contact (publishable).
+    pub work_contact: Option<String>,
     /// Assignments in registry order.
     pub assignments: Vec<Assignment>,
 }
@@ -201,7 +212,9 @@ impl RegistryDoc {
             if !seen.insert(g.code.clone()) {
                 problems.push(format!("grids[{i}]: code {} appears twice", g.code));
             }
-            if g.name.chars().count() > MAX_TEXT {
+            if g.name.chars().count() > MAX_TEXT
+                || g.supervision_phone.as_deref().unwrap_or("").chars().count() > MAX_TEXT
+            {
                 problems.push(format!(
                     "grids[{i}]: name longer than {MAX_TEXT} characters"
                 ));
@@ -235,6 +248,7 @@ impl RegistryDoc {
                 name: g.name.clone(),
                 kind: from_code,
                 geometry: g.geometry.clone(),
+                supervision_phone: g.supervision_phone.clone(),
             });
         }
         for (i, g) in grids.iter().enumerate() {
@@ -259,7 +273,11 @@ impl RegistryDoc {
             } else if !ids.insert(s.id.clone()) {
                 problems.push(format!("staff[{i}]: id {} appears twice", s.id));
             }
-            if s.name.chars().count() > MAX_TEXT || s.phone.chars().count() > MAX_TEXT {
+            let contact = s.work_contact.as_deref().unwrap_or("");
+            if s.name.chars().count() > MAX_TEXT
+                || s.phone.chars().count() > MAX_TEXT
+                || contact.chars().count() > MAX_TEXT
+            {
                 problems.push(format!(
                     "staff[{i}]: name or phone longer than {MAX_TEXT} characters"
                 ));
@@ -301,6 +319,7 @@ impl RegistryDoc {
                 id: s.id.clone(),
                 name: s.name.clone(),
                 phone: s.phone.clone(),
+                work_contact: s.work_contact.clone(),
                 assignments,
             });
         }
@@ -390,6 +409,7 @@ impl Registry {
                     name: g.name.clone(),
                     kind: Some(g.kind.as_str().to_owned()),
                     geometry: g.geometry.clone(),
+                    supervision_phone: g.supervision_phone.clone(),
                 })
                 .collect(),
             staff: self
@@ -399,6 +419,7 @@ impl Registry {
                     id: p.id.clone(),
                     name: p.name.clone(),
                     phone: p.phone.clone(),
+                    work_contact: p.work_contact.clone(),
                     assignments: p
                         .assignments
                         .iter()

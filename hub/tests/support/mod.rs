@@ -176,12 +176,14 @@ pub fn city(people: usize) -> RegistryDoc {
                         name: code.clone(),
                         kind: Some(kind_name.into()),
                         geometry: None,
+                        supervision_phone: None,
                     });
                     grids.push(GridDoc {
                         code: format!("{code}001"),
                         name: String::new(),
                         kind: None,
                         geometry: None,
+                        supervision_phone: None,
                     });
                     codes.push(code);
                 }
@@ -219,6 +221,7 @@ pub fn city(people: usize) -> RegistryDoc {
                 id: format!("P{i:05}"),
                 name: format!("Person {i}"),
                 phone: format!("139{i:08}"),
+                work_contact: None,
                 assignments,
             }
         })
@@ -352,11 +355,13 @@ pub fn two_grid_city() -> RegistryDoc {
         name: code.into(),
         kind: kind.map(str::to_owned),
         geometry: None,
+        supervision_phone: None,
     };
     let person = |id: &str, grid: &str, role: &str| StaffDoc {
         id: id.into(),
         name: id.into(),
         phone: "13900000000".into(),
+        work_contact: None,
         assignments: vec![AssignmentDoc {
             grid: grid.into(),
             role: role.into(),
