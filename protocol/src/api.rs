@@ -82,6 +82,10 @@ pub struct Approval {
     pub expires_at: String,
     /// Recipients when it was asked.
     pub recipients: usize,
+    /// Where it reaches, as prefixes (its codes and where its area reached): who may
+    /// see and decide it.
+    #[serde(default)]
+    pub reach: Vec<String>,
     /// Who approved or rejected it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,

@@ -167,6 +167,15 @@ impl Dispatch {
             requested_at: rfc3339(now),
             expires_at: rfc3339(now + self.config.approval_expiry_s * 1000),
             recipients: prepared.recipients.len(),
+            reach: prepared
+                .req
+                .targets
+                .codes
+                .iter()
+                .cloned()
+                .chain(crate::store::reach_of(&prepared.area_grids))
+                .map(|t| t.to_string())
+                .collect(),
             decided_by: None,
             decided_at: None,
             reason: None,
@@ -181,13 +190,7 @@ impl Dispatch {
 
     /// Tells the consoles that a held request changed.
     async fn announce(&self, a: &Approval) {
-        let codes = a
-            .request
-            .targets
-            .codes
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
+        let codes = a.reach.clone();
         let data = serde_json::json!({ "approval": a });
         self.delivery.console("approval", codes, data).await;
     }
@@ -199,13 +202,7 @@ impl Dispatch {
         let mut out = Vec::new();
         for a in self.store.approvals().await? {
             let a = self.expire(a, now).await?;
-            let inside = a
-                .request
-                .targets
-                .codes
-                .iter()
-                .all(|t| t.as_str().starts_with(&op.scope))
-                && (op.scope.is_empty() || a.requested_scope.starts_with(&op.scope));
+            let inside = a.reach.iter().all(|t| t.starts_with(&op.scope));
             if inside {
                 out.push(a);
             }
