@@ -63,10 +63,9 @@ pub struct Inner {
     pub(crate) connects: ConnectLimiter,
     /// Public directory requests per source address.
     pub(crate) directory_limits: ConnectLimiter,
-    /// The directory's answers by prefix, for the registry in force (the pointer of
-    /// its index: a new registry starts a new cache).
-    pub(crate) directory_cache:
-        std::sync::Mutex<(usize, std::collections::HashMap<String, bytes::Bytes>)>,
+    /// The directory's answers by prefix, for the registry they were built from (a
+    /// new registry starts a new cache).
+    pub(crate) directory_cache: std::sync::Mutex<DirectoryCache>,
     /// Upstream budget of every lead.
     pub(crate) lead_limits: Arc<ratelimit::LeadLimiter>,
     /// This node's name.
@@ -121,3 +120,9 @@ impl Hub {
         }
     }
 }
+
+/// The directory's answers by prefix and the registry they were built from.
+pub(crate) type DirectoryCache = (
+    Option<Arc<crate::registry::RegistryIndex>>,
+    std::collections::HashMap<String, bytes::Bytes>,
+);

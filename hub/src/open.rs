@@ -179,7 +179,7 @@ impl Hub {
                 config.directory_rate,
                 config.directory_rate.saturating_mul(4),
             ),
-            directory_cache: std::sync::Mutex::new((0, std::collections::HashMap::new())),
+            directory_cache: std::sync::Mutex::new((None, std::collections::HashMap::new())),
             lead_limits,
             node_id,
             registry_writes: tokio::sync::Mutex::new(()),

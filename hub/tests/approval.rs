@@ -240,6 +240,37 @@ async fn a_major_activation_waits_for_a_second_person() {
     );
     assert_eq!(op.incidents(None).await.unwrap().incidents.len(), 1);
 
+    // A report promoted to a level I incident waits the same way, and is linked to
+    // the incident only once it is approved.
+    let grid = lead.assignments[0].grid.clone();
+    let report: ClientFrame = serde_json::from_value(json!({
+        "type": "report", "category": "natural", "title": "Cracks in the dam",
+        "detail": "Seen from the path.", "grid": grid, "ref": "rep",
+    }))
+    .unwrap();
+    phone.request(&report).await.unwrap().0.unwrap();
+    let reports: Value = op.get("/v1/reports").await.unwrap();
+    let rep = reports["reports"][0]["id"].as_str().unwrap().to_owned();
+    let promoted = post(
+        &op,
+        &format!("/v1/reports/{rep}/promote"),
+        json!({"level": "I"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(promoted["state"], "pending_approval", "{promoted}");
+    let pid = promoted["id"].as_str().unwrap();
+    let reports: Value = op.get("/v1/reports").await.unwrap();
+    assert!(
+        reports["reports"][0]["incident"].is_null(),
+        "not linked while held"
+    );
+    let done = post(&sup, &format!("/v1/incidents/{pid}/approve"), json!({}))
+        .await
+        .unwrap();
+    let reports: Value = op.get("/v1/reports").await.unwrap();
+    assert_eq!(reports["reports"][0]["incident"], done["incident"]);
+
     // At once: a drill of level I, a real level III, an admin's override (loudly).
     for (body, what) in [
         (activation("Drill", "I", &[TOWN_A], true), "drill"),

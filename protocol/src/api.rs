@@ -98,6 +98,9 @@ pub struct Approval {
     /// The incident issued on approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+    /// The report it was promoted from, if it was (linked on approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
     /// The CAP alert it came as, if it did (kept for the incident).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<serde_json::Value>,

@@ -165,7 +165,8 @@ async fn apply(
             return Ok(answer(StatusCode::OK, "unchanged", &s.meta.id, s.meta.rev));
         }
         // Held for a second person already (and not refused since).
-        let held = hub.store.approvals().await?.into_iter().find(|a| {
+        // (Those visible to the importer, expired ones marked so.)
+        let held = hub.core.approvals_for(op).await?.into_iter().find(|a| {
             matches!(
                 a.state,
                 ApprovalState::PendingApproval | ApprovalState::Approving
@@ -196,6 +197,43 @@ async fn apply(
             from_cap || exported
         })
     };
+    // A held request of an alert it references: a Cancel withdraws it, an Update voids
+    // it (the content changed) and is held or issued in its place.
+    let held = hub.core.approvals_for(op).await?.into_iter().find(|a| {
+        a.state == ApprovalState::PendingApproval
+            && a.cap.as_ref().is_some_and(|c| {
+                alert.references.iter().any(|(sender, identifier)| {
+                    c["identifier"] == identifier.as_str()
+                        && sender.as_ref().is_none_or(|s| c["sender"] == s.as_str())
+                })
+            })
+    });
+    if let Some(mut a) = held {
+        a.state = ApprovalState::Rejected;
+        a.decided_by = Some(op.sub.clone());
+        a.decided_at = Some(rfc3339(crate::now_ms()));
+        a.reason = Some(match alert.action {
+            CapAction::Cancel => format!("withdrawn by CAP Cancel {}", o.identifier),
+            _ => format!("replaced by CAP Update {}", o.identifier),
+        });
+        if !hub
+            .store
+            .update_approval(&a, ApprovalState::PendingApproval)
+            .await?
+        {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "request {} was decided meanwhile; send the alert again",
+                    a.id
+                ),
+            ));
+        }
+        if alert.action == CapAction::Cancel {
+            return Ok(answer(StatusCode::OK, "withdrawn", &a.id, 0));
+        }
+        return issue(alert).await;
+    }
     let mut candidates: Vec<&crate::store::IncidentSnapshot> = snaps
         .iter()
         .filter(|s| incident::visible(&op.scope, &s.meta) && named(&s.meta))

@@ -45,28 +45,34 @@ pub(super) async fn get_directory(
         None => Target::everything(),
     };
     let registry = hub.registry.current();
-    let version = Arc::as_ptr(&registry) as usize;
+    let same = |c: &Option<Arc<crate::registry::RegistryIndex>>| {
+        c.as_ref().is_some_and(|r| Arc::ptr_eq(r, &registry))
+    };
     let cached = {
         let cache = hub
             .directory_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        (cache.0 == version)
+        same(&cache.0)
             .then(|| cache.1.get(prefix.as_str()).cloned())
             .flatten()
     };
     let body = match cached {
         Some(b) => b,
         None => {
-            let body = bytes::Bytes::from(
-                serde_json::to_vec(&directory(&hub, &registry, &prefix)).unwrap_or_default(),
-            );
+            // Built off the runtime: the whole city is every grid with its outline.
+            let (h, r, p) = (hub.clone(), registry.clone(), prefix.clone());
+            let body = tokio::task::spawn_blocking(move || {
+                bytes::Bytes::from(serde_json::to_vec(&directory(&h, &r, &p)).unwrap_or_default())
+            })
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
             let mut cache = hub
                 .directory_cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if cache.0 != version || cache.1.len() >= CACHED {
-                *cache = (version, std::collections::HashMap::new());
+            if !same(&cache.0) || cache.1.len() >= CACHED {
+                *cache = (Some(registry.clone()), std::collections::HashMap::new());
             }
             cache.1.insert(prefix.as_str().to_owned(), body.clone());
             body

@@ -83,9 +83,20 @@ pub(super) async fn post_promote(
     Operator(op): Operator,
     Path(id): Path<String>,
     body: Body,
-) -> ApiResult<(StatusCode, Json<gridcast_protocol::api::CreatedIncident>)> {
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let req: gridcast_protocol::api::PromoteReport =
         parse_body(&hub, body, hub.config.max_body_bytes).await?;
-    let created = hub.core.promote(&op, &id, req).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok(match hub.core.promote(&op, &id, req).await? {
+        crate::dispatch::approval::Requested::Issued(created) => (
+            StatusCode::CREATED,
+            Json(serde_json::to_value(created).unwrap_or_default()),
+        ),
+        crate::dispatch::approval::Requested::Held(a) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "id": a.id, "state": a.state, "recipients": a.recipients,
+                "expires_at": a.expires_at, "digest": a.digest,
+            })),
+        ),
+    })
 }

@@ -122,6 +122,15 @@ impl Dispatch {
             ));
         }
         let now = self.clock.now_ms();
+        let reach: Vec<String> = prepared
+            .req
+            .targets
+            .codes
+            .iter()
+            .cloned()
+            .chain(crate::store::reach_of(&prepared.area_grids))
+            .map(|t| t.to_string())
+            .collect();
         if let Some(o) = overridden {
             if operator.role != TokenRole::Admin {
                 return Err(Refusal::new(
@@ -142,7 +151,7 @@ impl Dispatch {
                 "incident": created.id, "by": operator.sub, "reason": o.reason,
             });
             self.delivery
-                .console("approval_overridden", Vec::new(), data)
+                .console("approval_overridden", reach.clone(), data)
                 .await;
             return Ok(Requested::Issued(created));
         }
@@ -167,19 +176,12 @@ impl Dispatch {
             requested_at: rfc3339(now),
             expires_at: rfc3339(now + self.config.approval_expiry_s * 1000),
             recipients: prepared.recipients.len(),
-            reach: prepared
-                .req
-                .targets
-                .codes
-                .iter()
-                .cloned()
-                .chain(crate::store::reach_of(&prepared.area_grids))
-                .map(|t| t.to_string())
-                .collect(),
+            reach,
             decided_by: None,
             decided_at: None,
             reason: None,
             incident: None,
+            report: None,
             cap: cap.map(|c| serde_json::to_value(c).unwrap_or_default()),
         };
         let held = self.store.add_approval(held).await?;
@@ -306,6 +308,12 @@ impl Dispatch {
         // Resolved again (the registry may have changed), and the approver's own
         // jurisdiction must cover it.
         let prepared = self.prepare(&requester, a.request.clone()).await?;
+        if digest(&prepared.req) != a.digest {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("request {id} no longer reads as it was asked; ask again"),
+            ));
+        }
         if !within(&prepared, &op.scope) {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
@@ -313,6 +321,13 @@ impl Dispatch {
             ));
         }
         let now = self.clock.now_ms();
+        if parse_rfc3339(&a.expires_at).is_some_and(|t| t <= now) {
+            self.expire(a, now).await?;
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("request {id} expired unapproved; nothing was sent"),
+            ));
+        }
         a.state = ApprovalState::Approving;
         a.decided_by = Some(op.sub.clone());
         a.decided_at = Some(rfc3339(now));
@@ -346,6 +361,11 @@ impl Dispatch {
             Ok(created) => {
                 a.state = ApprovalState::Active;
                 a.incident = Some(created.id.clone());
+                if let Some(report) = &a.report
+                    && !self.store.link_report(report, &created.id).await?
+                {
+                    tracing::warn!(report, incident = %created.id, "report was promoted twice");
+                }
             }
             Err(e) => {
                 a.state = ApprovalState::Failed;
@@ -357,9 +377,15 @@ impl Dispatch {
                 return Err(e);
             }
         }
-        self.store
+        // Issued: a failure to record that now is logged, not answered as a failure
+        // (the incident stands; the request stays `approving` for a person to see).
+        if let Err(e) = self
+            .store
             .update_approval(&a, ApprovalState::Approving)
-            .await?;
+            .await
+        {
+            tracing::error!(request = %id, incident = ?a.incident, error = %e, "approved request not marked active");
+        }
         tracing::info!(request = %id, approver = %op.sub, incident = ?a.incident, "held activation approved and issued");
         self.announce(&a).await;
         Ok(a)

@@ -106,7 +106,11 @@ impl Dispatch {
         let silent: Vec<_> = snap
             .recipients
             .iter()
-            .filter(|r| matches!(r.status, Status::Pending | Status::Delivered))
+            // The service team is never part of the escalation chain (Art. 21).
+            .filter(|r| {
+                matches!(r.status, Status::Pending | Status::Delivered)
+                    && r.role != gridcast_protocol::Role::ServiceTeam
+            })
             .collect();
         let registry = self.registry.current();
         let mut events = Vec::new();

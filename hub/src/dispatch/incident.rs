@@ -151,27 +151,6 @@ pub(super) fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result
 }
 
 impl Dispatch {
-    /// Issues an activation for `operator`: checks it, resolves the recipients from the
-    /// registry in force, records it durably, then fans it out.
-    pub(crate) async fn issue(
-        &self,
-        operator: &Claims,
-        req: CreateIncident,
-    ) -> Result<CreatedIncident, Refusal> {
-        self.issue_from(operator, req, None).await
-    }
-
-    /// [`Dispatch::issue`] for an activation that came as a CAP alert (kept with it).
-    pub(crate) async fn issue_from(
-        &self,
-        operator: &Claims,
-        req: CreateIncident,
-        cap: Option<crate::store::CapOrigin>,
-    ) -> Result<CreatedIncident, Refusal> {
-        let prepared = self.prepare(operator, req).await?;
-        self.commit(operator, prepared, cap, Vec::new()).await
-    }
-
     /// Checks an activation for `operator` and resolves its recipients from the
     /// registry in force; nothing is recorded yet.
     pub(crate) async fn prepare(
@@ -297,8 +276,16 @@ impl Dispatch {
         };
         let started = Instant::now();
         let snap = self.store.create_incident(new).await?;
-        if !events.is_empty() && !self.store.add_events(&snap.meta.id, events).await? {
-            tracing::warn!(incident = %snap.meta.id, "approval steps not added to the timeline");
+        // The incident stands once stored: the steps recorded beside it (approval,
+        // override) failing now are logged loudly, never answered as "not issued".
+        if !events.is_empty() {
+            match self.store.add_events(&snap.meta.id, events).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => tracing::error!(
+                    incident = %snap.meta.id,
+                    "approval steps not added to the timeline of an issued incident"
+                ),
+            }
         }
         let stored = started.elapsed();
         self.metrics.store_seconds.observe(stored);
@@ -398,7 +385,7 @@ impl Dispatch {
         operator: &Claims,
         report_id: &str,
         req: PromoteReport,
-    ) -> Result<CreatedIncident, Refusal> {
+    ) -> Result<super::approval::Requested, Refusal> {
         let report = self
             .store
             .reports()
@@ -426,8 +413,10 @@ impl Dispatch {
             "{}\n\n(Reported by {} at {}: {}.)",
             report.detail, report.lead, report.at, report.id
         );
-        let created = self
-            .issue(
+        // Under the two-person rule like any activation: a held one is linked to its
+        // report when it is approved.
+        let requested = self
+            .request(
                 operator,
                 CreateIncident {
                     title: report.title.clone(),
@@ -439,12 +428,23 @@ impl Dispatch {
                     ack_within_s: req.ack_within_s,
                     approval_override: None,
                 },
+                None,
             )
             .await?;
+        let created = match requested {
+            super::approval::Requested::Issued(c) => c,
+            super::approval::Requested::Held(mut a) => {
+                a.report = Some(report_id.to_owned());
+                self.store
+                    .update_approval(&a, gridcast_protocol::api::ApprovalState::PendingApproval)
+                    .await?;
+                return Ok(super::approval::Requested::Held(a));
+            }
+        };
         if !self.store.link_report(report_id, &created.id).await? {
             tracing::warn!(report = report_id, incident = %created.id, "report was promoted twice at once");
         }
-        Ok(created)
+        Ok(super::approval::Requested::Issued(created))
     }
 
     /// Applies a lead's receipt or ack, which came from the session `origin` (if a

@@ -74,6 +74,9 @@ impl ProcHub {
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env("GRIDCAST_JWT_SECRET", SECRET)
+            // One person issues level I and II here; approval.rs tests the rule.
+            .env("GRIDCAST_APPROVAL_LEVELS", "none")
+            .env("GRIDCAST_APPROVAL_COUNTY_WIDE", "false")
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--registry")
