@@ -14,7 +14,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridcast_clients::ClientError;
 use gridcast_clients::console::ConsoleClient;
 use gridcast_clients::lead::LeadClient;
 use gridcast_hub::auth::TokenRole;
@@ -27,17 +26,6 @@ const WAIT: Duration = Duration::from_secs(15);
 
 fn as_role(http: &str, sub: &str, role: TokenRole, scope: &str) -> ConsoleClient {
     ConsoleClient::new(http, &token(sub, role, scope))
-}
-
-async fn post(c: &ConsoleClient, path: &str, body: Value) -> Result<Value, (u16, String)> {
-    match c
-        .send_json::<Value>(reqwest::Method::POST, path, &body)
-        .await
-    {
-        Ok(v) => Ok(v),
-        Err(ClientError::Hub { status, code, .. }) => Err((status, code)),
-        Err(e) => panic!("{path}: {e}"),
-    }
 }
 
 /// Incident frames the phone got before its `pong` (one node: frames are in order).
@@ -100,7 +88,7 @@ async fn a_major_activation_waits_for_a_second_person() {
     phone.sync().await.unwrap();
 
     // Level I, real, by an operator: held, nothing recorded as an incident, no phone.
-    let held = post(
+    let held = post_json(
         &op,
         "/v1/incidents",
         activation("Dam breach", "I", &[TOWN_A], false),
@@ -122,19 +110,24 @@ async fn a_major_activation_waits_for_a_second_person() {
     // not by a supervisor whose jurisdiction does not cover it, not for other content.
     let approve = format!("/v1/incidents/{id}/approve");
     assert_eq!(
-        post(&op_as_sup, &approve, json!({})).await.unwrap_err(),
+        post_json(&op_as_sup, &approve, json!({}))
+            .await
+            .unwrap_err(),
         (403, "forbidden".into())
     );
     assert_eq!(
-        post(&other_op, &approve, json!({})).await.unwrap_err(),
+        post_json(&other_op, &approve, json!({})).await.unwrap_err(),
         (403, "forbidden".into())
     );
     assert_eq!(
-        post(&town_sup, &approve, json!({})).await.unwrap_err().0,
+        post_json(&town_sup, &approve, json!({}))
+            .await
+            .unwrap_err()
+            .0,
         404
     );
     assert_eq!(
-        post(&sup, &approve, json!({"digest": "00"}))
+        post_json(&sup, &approve, json!({"digest": "00"}))
             .await
             .unwrap_err(),
         (409, "conflict".into())
@@ -144,7 +137,7 @@ async fn a_major_activation_waits_for_a_second_person() {
     // A second supervisor approves the content asked: issued, the phone gets it, the
     // timeline names both people.
     let digest = held["digest"].as_str().unwrap();
-    let done = post(&sup, &approve, json!({"digest": digest}))
+    let done = post_json(&sup, &approve, json!({"digest": digest}))
         .await
         .unwrap();
     assert_eq!(done["state"], "active", "{done}");
@@ -179,13 +172,13 @@ async fn a_major_activation_waits_for_a_second_person() {
     );
     // Approving twice: 409, and still one incident.
     assert_eq!(
-        post(&sup, &approve, json!({})).await.unwrap_err(),
+        post_json(&sup, &approve, json!({})).await.unwrap_err(),
         (409, "conflict".into())
     );
     assert_eq!(op.incidents(None).await.unwrap().incidents.len(), 1);
 
     // A rejected request and an expired one reach nobody.
-    let r = post(
+    let r = post_json(
         &op,
         "/v1/incidents",
         activation("Evacuate", "II", &[TOWN_A], false),
@@ -193,7 +186,7 @@ async fn a_major_activation_waits_for_a_second_person() {
     .await
     .unwrap();
     let rid = r["id"].as_str().unwrap();
-    let rejected = post(
+    let rejected = post_json(
         &sup,
         &format!("/v1/incidents/{rid}/reject"),
         json!({"reason": "wrong street"}),
@@ -205,13 +198,13 @@ async fn a_major_activation_waits_for_a_second_person() {
         (Some("rejected"), Some("wrong street"))
     );
     assert_eq!(
-        post(&sup, &format!("/v1/incidents/{rid}/approve"), json!({}))
+        post_json(&sup, &format!("/v1/incidents/{rid}/approve"), json!({}))
             .await
             .unwrap_err()
             .0,
         409
     );
-    let e = post(
+    let e = post_json(
         &op,
         "/v1/incidents",
         activation("Late", "I", &[TOWN_A], false),
@@ -221,7 +214,7 @@ async fn a_major_activation_waits_for_a_second_person() {
     let eid = e["id"].as_str().unwrap();
     clock.advance(601_000);
     assert_eq!(
-        post(&sup, &format!("/v1/incidents/{eid}/approve"), json!({}))
+        post_json(&sup, &format!("/v1/incidents/{eid}/approve"), json!({}))
             .await
             .unwrap_err(),
         (409, "conflict".into())
@@ -251,7 +244,7 @@ async fn a_major_activation_waits_for_a_second_person() {
     phone.request(&report).await.unwrap().0.unwrap();
     let reports: Value = op.get("/v1/reports").await.unwrap();
     let rep = reports["reports"][0]["id"].as_str().unwrap().to_owned();
-    let promoted = post(
+    let promoted = post_json(
         &op,
         &format!("/v1/reports/{rep}/promote"),
         json!({"level": "I"}),
@@ -265,7 +258,7 @@ async fn a_major_activation_waits_for_a_second_person() {
         reports["reports"][0]["incident"].is_null(),
         "not linked while held"
     );
-    let done = post(&sup, &format!("/v1/incidents/{pid}/approve"), json!({}))
+    let done = post_json(&sup, &format!("/v1/incidents/{pid}/approve"), json!({}))
         .await
         .unwrap();
     let reports: Value = op.get("/v1/reports").await.unwrap();
@@ -279,14 +272,14 @@ async fn a_major_activation_waits_for_a_second_person() {
             "level III",
         ),
     ] {
-        let created = post(&op, "/v1/incidents", body).await.unwrap();
+        let created = post_json(&op, "/v1/incidents", body).await.unwrap();
         assert!(
             created["id"].as_str().unwrap().starts_with("INC-"),
             "{what}: {created}"
         );
     }
     // A real level III over a whole county is held.
-    let county = post(
+    let county = post_json(
         &op,
         "/v1/incidents",
         activation("Heat", "III", &["330106"], false),
@@ -298,12 +291,12 @@ async fn a_major_activation_waits_for_a_second_person() {
     let mut urgent = activation("Missile", "I", &[TOWN_A], false);
     urgent["override"] = json!({"reason": "approver unreachable, levee failing"});
     assert_eq!(
-        post(&op, "/v1/incidents", urgent.clone())
+        post_json(&op, "/v1/incidents", urgent.clone())
             .await
             .unwrap_err(),
         (403, "forbidden".into())
     );
-    let created = post(&admin, "/v1/incidents", urgent).await.unwrap();
+    let created = post_json(&admin, "/v1/incidents", urgent).await.unwrap();
     let oid = created["id"].as_str().unwrap();
     let tl = op.timeline(oid).await.unwrap();
     let over = tl
@@ -327,7 +320,7 @@ async fn a_request_nobody_else_may_approve_is_refused_at_once() {
     // op-1 is the only approver whose jurisdiction covers town A: it cannot approve its
     // own request, and sup-b's town is elsewhere.
     let op = as_role(&http, "op-1", TokenRole::Operator, "");
-    let refused = post(
+    let refused = post_json(
         &op,
         "/v1/incidents",
         activation("Dam", "I", &[TOWN_A], false),
@@ -336,7 +329,7 @@ async fn a_request_nobody_else_may_approve_is_refused_at_once() {
     assert_eq!(refused.unwrap_err(), (403, "forbidden".into()));
     // Someone else asks: held, and only a listed approver may approve.
     let op2 = as_role(&http, "op-2", TokenRole::Operator, "");
-    let held = post(
+    let held = post_json(
         &op2,
         "/v1/incidents",
         activation("Dam", "I", &[TOWN_A], false),
@@ -346,12 +339,12 @@ async fn a_request_nobody_else_may_approve_is_refused_at_once() {
     let approve = format!("/v1/incidents/{}/approve", held["id"].as_str().unwrap());
     let unlisted = as_role(&http, "sup-9", TokenRole::Supervisor, "");
     assert_eq!(
-        post(&unlisted, &approve, json!({})).await.unwrap_err(),
+        post_json(&unlisted, &approve, json!({})).await.unwrap_err(),
         (403, "forbidden".into())
     );
     let listed = as_role(&http, "op-1", TokenRole::Supervisor, "");
     assert_eq!(
-        post(&listed, &approve, json!({})).await.unwrap()["state"],
+        post_json(&listed, &approve, json!({})).await.unwrap()["state"],
         "active"
     );
     assert_eq!(op.incidents(None).await.unwrap().incidents.len(), 1);

@@ -11,30 +11,14 @@ mod support;
 
 use std::time::Duration;
 
-use gridcast_clients::ClientError;
 use gridcast_clients::lead::LeadClient;
 use gridcast_protocol::api::{AfterAction, Stats};
 use gridcast_protocol::frame::{ClientFrame, ServerFrame};
 use gridcast_protocol::registry::{AssignmentDoc, StaffDoc};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn post(
-    c: &gridcast_clients::console::ConsoleClient,
-    path: &str,
-    body: Value,
-) -> Result<Value, (u16, String)> {
-    match c
-        .send_json::<Value>(reqwest::Method::POST, path, &body)
-        .await
-    {
-        Ok(v) => Ok(v),
-        Err(ClientError::Hub { status, code, .. }) => Err((status, code)),
-        Err(e) => panic!("{path}: {e}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted() {
@@ -58,7 +42,7 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
     st.sync().await.unwrap();
 
     // Only the service team, by a role filter.
-    let created = post(
+    let created = post_json(
         &ops,
         "/v1/incidents",
         json!({
@@ -83,7 +67,7 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
     }
 
     // A grid task, taken and finished by the service team member.
-    let task = post(
+    let task = post_json(
         &ops,
         &format!("/v1/incidents/{id}/tasks"),
         json!({
@@ -96,7 +80,9 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
     // Not done yet: not rated.
     let rate = format!("/v1/tasks/{tid}/satisfaction");
     assert_eq!(
-        post(&ops, &rate, json!({"score": 4})).await.unwrap_err(),
+        post_json(&ops, &rate, json!({"score": 4}))
+            .await
+            .unwrap_err(),
         (409, "conflict".into())
     );
     for (status, r) in [("accepted", "t1"), ("done", "t2")] {
@@ -109,10 +95,12 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
 
     // Rated once, 1 to 5.
     assert_eq!(
-        post(&ops, &rate, json!({"score": 6})).await.unwrap_err(),
+        post_json(&ops, &rate, json!({"score": 6}))
+            .await
+            .unwrap_err(),
         (400, "bad_request".into())
     );
-    let rated = post(&ops, &rate, json!({"score": 4, "note": "居民很满意"}))
+    let rated = post_json(&ops, &rate, json!({"score": 4, "note": "居民很满意"}))
         .await
         .unwrap();
     assert_eq!(
@@ -120,11 +108,13 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
         (Some(4), Some("ST1"))
     );
     assert_eq!(
-        post(&ops, &rate, json!({"score": 5})).await.unwrap_err(),
+        post_json(&ops, &rate, json!({"score": 5}))
+            .await
+            .unwrap_err(),
         (409, "conflict".into())
     );
     assert_eq!(
-        post(
+        post_json(
             &ops,
             "/v1/tasks/INC-999999-T1/satisfaction",
             json!({"score": 5})
@@ -146,7 +136,7 @@ async fn a_service_team_member_takes_a_grid_task_and_its_satisfaction_is_counted
 
     // The period statistics: the satisfaction, and the service team apart from the
     // grid staff (a second incident to all of G1 shows both).
-    post(
+    post_json(
         &ops,
         "/v1/incidents",
         json!({

@@ -282,6 +282,24 @@ impl Dispatch {
         }
     }
 
+    /// Records `op`'s decision on `a` (its new state already set), durably, only if
+    /// `a` is still pending: one decision, whoever comes first.
+    async fn decide_once(&self, a: &mut Approval, op: &Claims, now: u64) -> Result<(), Refusal> {
+        a.decided_by = Some(op.sub.clone());
+        a.decided_at = Some(rfc3339(now));
+        if !self
+            .store
+            .update_approval(a, ApprovalState::PendingApproval)
+            .await?
+        {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("request {} was decided already", a.id),
+            ));
+        }
+        Ok(())
+    }
+
     /// `POST /v1/incidents/{id}/approve`: a second person approves the content asked
     /// (`digest`, when given, must be it); then it is issued for the one who asked.
     pub(crate) async fn approve(
@@ -329,18 +347,7 @@ impl Dispatch {
             ));
         }
         a.state = ApprovalState::Approving;
-        a.decided_by = Some(op.sub.clone());
-        a.decided_at = Some(rfc3339(now));
-        if !self
-            .store
-            .update_approval(&a, ApprovalState::PendingApproval)
-            .await?
-        {
-            return Err(Refusal::new(
-                ErrorCode::Conflict,
-                format!("request {id} was decided already"),
-            ));
-        }
+        self.decide_once(&mut a, op, now).await?;
         let asked = parse_rfc3339(&a.requested_at).unwrap_or(now);
         let events = vec![
             event(
@@ -402,19 +409,8 @@ impl Dispatch {
         let mut a = self.held(op, id).await?;
         self.may_decide(op, &a)?;
         a.state = ApprovalState::Rejected;
-        a.decided_by = Some(op.sub.clone());
-        a.decided_at = Some(rfc3339(self.clock.now_ms()));
         a.reason = Some(reason);
-        if !self
-            .store
-            .update_approval(&a, ApprovalState::PendingApproval)
-            .await?
-        {
-            return Err(Refusal::new(
-                ErrorCode::Conflict,
-                format!("request {id} was decided already"),
-            ));
-        }
+        self.decide_once(&mut a, op, self.clock.now_ms()).await?;
         tracing::info!(request = %id, by = %op.sub, "held activation rejected");
         self.announce(&a).await;
         Ok(a)

@@ -397,3 +397,19 @@ pub async fn recipient_leads(ops: &ConsoleClient, id: &str) -> std::collections:
         .map(|r| r.lead)
         .collect()
 }
+
+/// POSTs JSON with `c`: the answer, or the refusal's status and code.
+pub async fn post_json(
+    c: &ConsoleClient,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, (u16, String)> {
+    match c
+        .send_json::<serde_json::Value>(reqwest::Method::POST, path, &body)
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(gridcast_clients::ClientError::Hub { status, code, .. }) => Err((status, code)),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
