@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod approval;
+mod evaluation;
+pub use approval::{Approval, ApprovalState, Override};
+pub use evaluation::{RateTask, Rated, Satisfaction, TeamCounts};
+
 use crate::code::GridCode;
 use crate::error::ErrorCode;
 use crate::frame::{IncidentView, Targets};
@@ -32,78 +37,6 @@ pub struct CreateIncident {
     /// for this reason (loud on the timeline and the console).
     #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
     pub approval_override: Option<Override>,
-}
-
-/// An admin's reason to issue without a second person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Override {
-    /// Why (1–1,000 characters), kept on the timeline.
-    pub reason: String,
-}
-
-/// Where a request under the two-person rule stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApprovalState {
-    /// Waiting for a second person; reaches no phone.
-    PendingApproval,
-    /// Approved; being issued (a node that died here leaves it so, for a person to see).
-    Approving,
-    /// Approved and issued: `incident` names the incident.
-    Active,
-    /// Rejected by a second person.
-    Rejected,
-    /// Nobody decided in time.
-    Expired,
-    /// Approved, but issuing it failed (`reason` says why; nothing was sent).
-    Failed,
-}
-
-/// A request held under the two-person rule (`202` of `POST /v1/incidents`,
-/// `GET /v1/approvals`, `GET /v1/incidents/{APR-…}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Approval {
-    /// `APR-000001`.
-    pub id: String,
-    /// Where it stands.
-    pub state: ApprovalState,
-    /// What was asked, as it will be issued (the snapshot an approval binds to).
-    pub request: CreateIncident,
-    /// SHA-256 of the request (hex): an approval naming another digest is refused.
-    pub digest: String,
-    /// Who asked.
-    pub requested_by: String,
-    /// Their jurisdiction.
-    pub requested_scope: String,
-    /// When (RFC 3339).
-    pub requested_at: String,
-    /// Until when a second person may approve it (RFC 3339).
-    pub expires_at: String,
-    /// Recipients when it was asked.
-    pub recipients: usize,
-    /// Where it reaches, as prefixes (its codes and where its area reached): who may
-    /// see and decide it.
-    #[serde(default)]
-    pub reach: Vec<String>,
-    /// Who approved or rejected it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<String>,
-    /// When.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_at: Option<String>,
-    /// A rejection's reason, or why issuing failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The incident issued on approval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident: Option<String>,
-    /// The report it was promoted from, if it was (linked on approval).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<String>,
-    /// The CAP alert it came as, if it did (kept for the incident).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cap: Option<serde_json::Value>,
 }
 
 /// `201` answer to `POST /v1/incidents`.
@@ -267,61 +200,6 @@ pub struct TimelineEvent {
     /// A resident's satisfaction with a finished task (Art. 24).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satisfaction: Option<Satisfaction>,
-}
-
-/// A resident's satisfaction with a task, as an operator recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Satisfaction {
-    /// The task.
-    pub task: String,
-    /// 1 (very unsatisfied) to 5 (very satisfied).
-    pub score: u8,
-}
-
-/// `POST /v1/tasks/{id}/satisfaction`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateTask {
-    /// 1 to 5.
-    pub score: u8,
-    /// What the resident said (at most 1,000 characters).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// Satisfaction scores added up: `count` scores summing to `sum` (the mean is
-/// `sum / count`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rated {
-    /// Scores.
-    pub count: usize,
-    /// Their sum.
-    pub sum: usize,
-}
-
-impl Rated {
-    /// One more score.
-    pub fn add(&mut self, score: u8) {
-        self.count += 1;
-        self.sum += usize::from(score);
-    }
-    /// Another total.
-    pub fn merge(&mut self, other: Rated) {
-        self.count += other.count;
-        self.sum += other.sum;
-    }
-}
-
-/// The service team (网格服务团队) of a group of incidents, counted apart from the
-/// grid staff.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TeamCounts {
-    /// Recipients of role `service_team`.
-    pub recipients: usize,
-    /// Of them, delivered.
-    pub delivered: usize,
-    /// Of them, answered.
-    pub acked: usize,
 }
 
 /// `GET /v1/incidents/{id}/timeline`.

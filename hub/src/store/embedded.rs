@@ -31,6 +31,7 @@ use super::{
 };
 use gridcast_protocol::frame::TaskStatus;
 
+mod extra;
 mod log;
 mod state;
 mod writer;
@@ -449,14 +450,7 @@ impl Store for EmbeddedStore {
     }
 
     fn add_approval(&self, approval: Approval) -> StoreFuture<'_, Approval> {
-        Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            self.tx
-                .send(Request::AddApproval(approval, reply))
-                .await
-                .map_err(|_| StoreError::Closed)?;
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.insert_approval(approval))
     }
 
     fn approvals(&self) -> StoreFuture<'_, Vec<Approval>> {
@@ -468,16 +462,7 @@ impl Store for EmbeddedStore {
         approval: &'a Approval,
         expect: ApprovalState,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            let req = Request::UpdateApproval {
-                approval: approval.clone(),
-                expect,
-                reply,
-            };
-            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.replace_approval(approval, expect))
     }
 
     fn add_events<'a>(
@@ -485,16 +470,7 @@ impl Store for EmbeddedStore {
         incident: &'a str,
         events: Vec<TimelineEvent>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let (reply, rx) = oneshot::channel();
-            let req = Request::Events {
-                incident: incident.to_owned(),
-                events,
-                reply,
-            };
-            self.tx.send(req).await.map_err(|_| StoreError::Closed)?;
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.append_events(incident, events))
     }
 
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {

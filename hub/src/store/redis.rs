@@ -26,6 +26,7 @@
 //! `appendfsync always` so that an `ok` survives a Redis restart.
 
 mod escalation;
+mod extra;
 mod marks;
 mod outbox;
 mod reads;
@@ -515,29 +516,12 @@ impl Store for RedisStore {
         Box::pin(self.link_report_once(report, incident))
     }
 
-    fn add_approval(&self, mut approval: Approval) -> StoreFuture<'_, Approval> {
-        Box::pin(async move {
-            let mut c = self.connection();
-            let n: u64 = self.seen(c.incr(APPROVAL_SEQ, 1).await)?;
-            approval.id = format!("APR-{n:06}");
-            let json = serde_json::to_string(&approval).map_err(io)?;
-            self.seen(c.hset::<_, _, _, ()>(APPROVALS, &approval.id, json).await)?;
-            Ok(approval)
-        })
+    fn add_approval(&self, approval: Approval) -> StoreFuture<'_, Approval> {
+        Box::pin(self.insert_approval(approval))
     }
 
     fn approvals(&self) -> StoreFuture<'_, Vec<Approval>> {
-        Box::pin(async move {
-            let all: HashMap<String, String> =
-                self.seen(self.connection().hgetall(APPROVALS).await)?;
-            let mut out: Vec<Approval> = all
-                .values()
-                .map(|j| parse::<Approval>(j))
-                .collect::<Result<_, _>>()?;
-            // Oldest first: ids are zero-padded and grow.
-            out.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(out)
-        })
+        Box::pin(self.read_approvals())
     }
 
     fn update_approval<'a>(
@@ -545,19 +529,7 @@ impl Store for RedisStore {
         approval: &'a Approval,
         expect: ApprovalState,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let json = serde_json::to_string(approval).map_err(io)?;
-            let done: i64 = self.seen(
-                redis::Script::new(APPROVAL_SCRIPT)
-                    .key(APPROVALS)
-                    .arg(&approval.id)
-                    .arg(gridcast_protocol::wire_name(&expect))
-                    .arg(json)
-                    .invoke_async(&mut self.connection())
-                    .await,
-            )?;
-            Ok(done == 1)
-        })
+        Box::pin(self.replace_approval(approval, expect))
     }
 
     fn add_events<'a>(
@@ -565,47 +537,15 @@ impl Store for RedisStore {
         incident: &'a str,
         events: Vec<TimelineEvent>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let script = redis::Script::new(EVENTS_SCRIPT);
-            let mut invocation = script.prepare_invoke();
-            invocation
-                .key(meta_key(incident))
-                .key(timeline_key(incident));
-            for e in &events {
-                invocation.arg(serde_json::to_string(e).map_err(io)?);
-            }
-            let known: i64 = self.seen(invocation.invoke_async(&mut self.connection()).await)?;
-            Ok(known == 1)
-        })
+        Box::pin(self.append_events(incident, events))
     }
 
     fn try_lock<'a>(&'a self, name: &'a str, token: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let set: Option<String> = self.seen(
-                redis::cmd("SET")
-                    .arg(format!("{LOCK}{name}"))
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut self.connection())
-                    .await,
-            )?;
-            Ok(set.is_some())
-        })
+        Box::pin(self.take_lock(name, token, ttl_ms))
     }
 
     fn unlock<'a>(&'a self, name: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let _: i64 = self.seen(
-                redis::Script::new(UNLOCK_SCRIPT)
-                    .key(format!("{LOCK}{name}"))
-                    .arg(token)
-                    .invoke_async(&mut self.connection())
-                    .await,
-            )?;
-            Ok(())
-        })
+        Box::pin(self.release_lock(name, token))
     }
 
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
