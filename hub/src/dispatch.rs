@@ -35,6 +35,9 @@ pub(crate) struct Dispatch {
     config: Arc<Config>,
     lead_limits: Arc<LeadLimiter>,
     shutdown: CancellationToken,
+    /// One satisfaction rating at a time on this node (the store's lock covers the
+    /// others): a task is rated once.
+    ratings: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What [`Dispatch::new`] is made of.
@@ -69,6 +72,7 @@ impl Dispatch {
             config: p.config,
             lead_limits: p.lead_limits,
             shutdown: p.shutdown,
+            ratings: Arc::default(),
         }
     }
 }

@@ -229,6 +229,7 @@ async fn apply(
                 ),
             ));
         }
+        hub.core.announce(&a).await;
         if alert.action == CapAction::Cancel {
             return Ok(answer(StatusCode::OK, "withdrawn", &a.id, 0));
         }

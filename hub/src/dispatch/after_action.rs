@@ -182,9 +182,14 @@ pub(crate) fn add(
     block.service_team.delivered += team.iter().filter(|p| p.deliver_ms.is_some()).count();
     block.service_team.acked += team.iter().filter(|p| p.ack_ms.is_some()).count();
     block.escalations += r.escalations.step1 + r.escalations.step2;
-    for p in &r.people {
+    for p in &staff {
         if let Some(s) = p.satisfaction {
             block.satisfaction.merge(s);
+        }
+    }
+    for p in &team {
+        if let Some(s) = p.satisfaction {
+            block.service_team.satisfaction.merge(s);
         }
     }
     deliver.extend(staff.iter().filter_map(|p| p.deliver_ms));

@@ -191,7 +191,7 @@ impl Dispatch {
     }
 
     /// Tells the consoles that a held request changed.
-    async fn announce(&self, a: &Approval) {
+    pub(crate) async fn announce(&self, a: &Approval) {
         let codes = a.reach.clone();
         let data = serde_json::json!({ "approval": a });
         self.delivery.console("approval", codes, data).await;

@@ -88,6 +88,36 @@ impl Dispatch {
                 format!("task {task} is not done; only a finished task is rated"),
             ));
         }
+        // Rated once: the check and the write under this node's lock and the
+        // cluster's (another node rating it at the same time waits its turn).
+        let _one = self.ratings.lock().await;
+        let lock = format!("rate:{task}");
+        let token = crate::random_hex(8)
+            .map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))?;
+        if !self.store.try_lock(&lock, &token, 10_000).await? {
+            return Err(Refusal::new(
+                ErrorCode::Conflict,
+                format!("task {task} is being rated elsewhere; look again in a moment"),
+            ));
+        }
+        let rated = self
+            .rate_once(operator, incident, task, &record, rating)
+            .await;
+        if let Err(e) = self.store.unlock(&lock, &token).await {
+            tracing::warn!(task, error = %e, "rating lock not released; it expires by itself");
+        }
+        rated
+    }
+
+    /// [`Dispatch::rate_task`] under its locks.
+    async fn rate_once(
+        &self,
+        operator: &Claims,
+        incident: &str,
+        task: &str,
+        record: &TaskRecord,
+        rating: gridcast_protocol::api::RateTask,
+    ) -> Result<serde_json::Value, Refusal> {
         let timeline = self.store.timeline(incident).await?.unwrap_or_default();
         if timeline
             .iter()

@@ -56,4 +56,7 @@ pub struct TeamCounts {
     pub delivered: usize,
     /// Of them, answered.
     pub acked: usize,
+    /// Satisfaction with the tasks they finished.
+    #[serde(default)]
+    pub satisfaction: Rated,
 }
