@@ -351,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 ack_within_s,
                 approval_override: None,
+                fallback: false,
             };
             // 201 with the incident, or 202 when it waits for a second person.
             let answer: serde_json::Value = c

@@ -39,6 +39,7 @@ fn meta() -> IncidentMeta {
         cap: None,
         issued_by: "op".into(),
         closed_at: None,
+        fallback: false,
     }
 }
 

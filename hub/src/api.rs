@@ -320,7 +320,14 @@ async fn get_after_action(
     let snap = visible_snapshot(&hub, &op, &id).await?;
     let timeline = hub.store.timeline(&id).await?.unwrap_or_default();
     let tasks = hub.store.tasks(&id).await?;
-    let report = crate::after_action::report(&snap, &timeline, &tasks);
+    let mut report = crate::after_action::report(&snap, &timeline, &tasks);
+    report.fallback = hub
+        .store
+        .fallback_of(&id)
+        .await?
+        .iter()
+        .map(crate::store::FallbackRecord::row)
+        .collect();
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -394,6 +394,7 @@ pub(crate) fn parse(xml: &str) -> Result<CapAlert, CapError> {
         },
         ack_within_s: None,
         approval_override: None,
+        fallback: false,
     };
     Ok(alert_of(Some(info), Some(request)))
 }

@@ -2,8 +2,10 @@
 //! environment twin (`--listen` ↔ `GRIDCAST_LISTEN`). Validated at start-up.
 
 mod broker_url;
+mod fallback;
 
 pub use broker_url::BrokerUrl;
+pub use fallback::FallbackConfig;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -170,6 +172,9 @@ pub struct Config {
     /// identifiers): no spaces, commas, `<` or `&`.
     #[arg(long, env = "GRIDCAST_CAP_SENDER", default_value = "gridcast")]
     pub cap_sender: String,
+    /// The fallback channel and 叫应.
+    #[command(flatten)]
+    pub fallback: FallbackConfig,
     /// Largest registry upload.
     #[arg(long, env = "GRIDCAST_MAX_REGISTRY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_registry_bytes: usize,
@@ -381,6 +386,9 @@ impl Config {
                 "--mqtt-hook-secret must not be the token key: the broker must never hold it",
             );
         }
+        self.fallback
+            .validate(self.jwt_secret.as_deref())
+            .map_err(ConfigError)?;
         if self.max_token_lifetime_h == 0 {
             return bad("--max-token-lifetime-h must be positive");
         }
@@ -394,7 +402,7 @@ fn directory_role(s: &str) -> Result<gridcast_protocol::Role, String> {
 }
 
 /// A level for `--approval-levels`, or `none`.
-fn approval_level(s: &str) -> Result<Option<gridcast_protocol::Level>, String> {
+pub(crate) fn approval_level(s: &str) -> Result<Option<gridcast_protocol::Level>, String> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(None);
     }

@@ -7,13 +7,17 @@
 //! - every [`Outlet`]: a channel whose phones another system carries (the MQTT broker
 //!   today; an SMS gateway or a push service tomorrow, each one file implementing
 //!   [`Outlet`], added where the hub is wired, which also starts what it runs);
-//! - the console stream of this node, and through the bus that of the other nodes.
+//! - the console stream of this node, and through the bus that of the other nodes;
+//! - a [`Fallback`]: a gateway for the leads who did not answer in time (SMS and voice
+//!   calls, `transport/fallback.rs`), which queues durably what it will send and sends
+//!   it on its own.
 //!
 //! Nothing here waits on a channel's far end: an outlet takes a change into its own
 //! bounded queue or says it could not, and what an outlet could not take stays in the
 //! outbox (`dispatch/outbox.rs`) until a sweeper hands it over again. So nothing on an ack's way
 //! to its `ok` waits for a broker or a gateway.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::bus::{Bus, BusEvent};
@@ -21,7 +25,7 @@ use crate::console::Console;
 use crate::presence::OnlineLead;
 use crate::registry::{RegistryHandle, RegistryIndex};
 use crate::session::Frame;
-use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState, StoreError};
+use crate::store::{IncidentMeta, IncidentSnapshot, RecipientState, StoreError, StoreFuture};
 
 /// A channel whose phones another system carries. Every method returns at once.
 pub(crate) trait Outlet: Send + Sync + 'static {
@@ -40,10 +44,31 @@ pub(crate) trait Outlet: Send + Sync + 'static {
     fn to_lead(&self, lead: &str, frame: &Frame);
 }
 
+/// A channel for the leads who did not answer in time; see the module docs.
+pub(crate) trait Fallback: Send + Sync + 'static {
+    /// Recipients of `snap` still silent when their window passed: what they will be
+    /// sent is queued durably before the future resolves (the escalation step is
+    /// recorded after it, so a step is never recorded without its messages).
+    fn silent<'a>(
+        &'a self,
+        snap: &'a IncidentSnapshot,
+        silent: &'a [&'a RecipientState],
+    ) -> StoreFuture<'a, ()>;
+    /// True when recipients offline at issue are sent a text at once.
+    fn wants_offline(&self) -> bool;
+    /// Recipients of `snap` who were offline when it was issued (not in `online`).
+    fn offline<'a>(
+        &'a self,
+        snap: &'a IncidentSnapshot,
+        online: &'a HashSet<String>,
+    ) -> StoreFuture<'a, ()>;
+}
+
 /// The one port the core delivers through; see the module docs.
 pub(crate) struct Delivery {
     bus: Arc<dyn Bus>,
     outlets: Vec<Arc<dyn Outlet>>,
+    fallback: Option<Arc<dyn Fallback>>,
     console: Arc<Console>,
     registry: Arc<RegistryHandle>,
 }
@@ -53,12 +78,14 @@ impl Delivery {
     pub(crate) fn new(
         bus: Arc<dyn Bus>,
         outlets: Vec<Arc<dyn Outlet>>,
+        fallback: Option<Arc<dyn Fallback>>,
         console: Arc<Console>,
         registry: Arc<RegistryHandle>,
     ) -> Self {
         Self {
             bus,
             outlets,
+            fallback,
             console,
             registry,
         }
@@ -108,6 +135,38 @@ impl Delivery {
             all &= o.incident(&registry, snap);
         }
         all
+    }
+
+    /// Leads still silent when their window passed, to the fallback channel (if any):
+    /// `Err` when what they will be sent could not be queued (the caller records the
+    /// step later, and tries again).
+    pub(crate) async fn silent(
+        &self,
+        snap: &IncidentSnapshot,
+        silent: &[&RecipientState],
+    ) -> Result<(), StoreError> {
+        match &self.fallback {
+            Some(f) if !silent.is_empty() => f.silent(snap, silent).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A new activation's recipients who are offline, to the fallback channel when it
+    /// wants them. A failure is logged: they still get it when their window passes.
+    pub(crate) async fn offline_at_issue(&self, snap: &IncidentSnapshot) {
+        let Some(f) = self.fallback.as_ref().filter(|f| f.wants_offline()) else {
+            return;
+        };
+        let online: HashSet<String> = match self.online().await {
+            Ok(list) => list.into_iter().map(|l| l.id).collect(),
+            Err(e) => {
+                tracing::warn!(incident = %snap.meta.id, error = %e, "fallback: who is online unknown; texts wait for the window");
+                return;
+            }
+        };
+        if let Err(e) = f.offline(snap, &online).await {
+            tracing::warn!(incident = %snap.meta.id, error = %e, "fallback: texts to the offline not queued; they wait for the window");
+        }
     }
 
     /// A lead's new answer, to all its devices but the session it came from (`origin`,

@@ -51,6 +51,9 @@ pub struct Inner {
     pub(crate) shutdown: CancellationToken,
     /// Every session and background task, to wait for at shutdown.
     pub(crate) tracker: TaskTracker,
+    /// Routes of the channels wired at open (the fallback gateway's callbacks), merged
+    /// beside the lead endpoints when serving starts.
+    pub(crate) channel_routes: std::sync::Mutex<Option<axum::Router<Hub>>>,
     /// Session slots, taken after a good `hello`.
     pub(crate) sessions: Arc<Semaphore>,
     /// Slots of WebSocket connections still waiting for their `hello`.

@@ -104,6 +104,14 @@ pub(crate) struct Metrics {
     pub(crate) rate_limited: AtomicU64,
     /// Cluster mode: messages dropped because they were not sealed by a node.
     pub(crate) cluster_forged: AtomicU64,
+    /// Fallback messages (texts, calls) the gateway took.
+    pub(crate) fallback_sent: AtomicU64,
+    /// Fallback messages given up (refused, or out of tries).
+    pub(crate) fallback_failed: AtomicU64,
+    /// Fallback tries answered 429, 5xx or not at all (tried again).
+    pub(crate) fallback_retries: AtomicU64,
+    /// Fallback messages held back by the per-number gap.
+    pub(crate) fallback_throttled: AtomicU64,
     /// Time from durable issue to every local session's queue holding the frame.
     pub(crate) fanout_seconds: Histogram,
     /// Time for a store write to become durable, as seen by the caller.
@@ -135,6 +143,10 @@ impl Default for Metrics {
             sessions_expired: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             cluster_forged: AtomicU64::new(0),
+            fallback_sent: AtomicU64::new(0),
+            fallback_failed: AtomicU64::new(0),
+            fallback_retries: AtomicU64::new(0),
+            fallback_throttled: AtomicU64::new(0),
             fanout_seconds: Histogram::new(FANOUT_BOUNDS),
             store_seconds: Histogram::new(STORE_BOUNDS),
         }
@@ -287,6 +299,30 @@ impl Metrics {
             "Cluster messages dropped because they were not sealed by a node of this cluster.",
             &self.cluster_forged,
         );
+        for (name, help, v) in [
+            (
+                "gridcast_fallback_sent_total",
+                "Fallback messages (texts, calls) the gateway took.",
+                &self.fallback_sent,
+            ),
+            (
+                "gridcast_fallback_failed_total",
+                "Fallback messages given up (refused, or out of tries).",
+                &self.fallback_failed,
+            ),
+            (
+                "gridcast_fallback_retries_total",
+                "Fallback tries answered 429, 5xx or not at all.",
+                &self.fallback_retries,
+            ),
+            (
+                "gridcast_fallback_throttled_total",
+                "Fallback messages held back by the per-number gap.",
+                &self.fallback_throttled,
+            ),
+        ] {
+            c(&mut out, name, help, v);
+        }
         self.fanout_seconds.render(
             "gridcast_fanout_seconds",
             "Time to queue an incident frame to every local recipient session.",

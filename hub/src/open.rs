@@ -126,6 +126,31 @@ impl Hub {
             vec![Box::new(transport::mqtt::broker::write_acl_file)];
         let console = Arc::new(Console::new(config.console_buffer));
         let registry = Arc::new(RegistryHandle::new(index));
+        let templates = match &config.fallback.fallback_templates {
+            None => transport::fallback::Templates::default(),
+            Some(path) => {
+                let bytes = tokio::fs::read(path).await.map_err(|e| {
+                    StartError::Config(config::ConfigError(format!("{}: {e}", path.display())))
+                })?;
+                transport::fallback::Templates::parse(&bytes).map_err(|e| {
+                    StartError::Config(config::ConfigError(format!("{}: {e}", path.display())))
+                })?
+            }
+        };
+        let webhook = transport::fallback::Webhook::new(
+            &config,
+            templates,
+            store.clone(),
+            registry.clone(),
+            clock.clone(),
+            metrics.clone(),
+        );
+        if let Some(w) = webhook.clone() {
+            starters.push(Box::new(move |hub| w.start(hub)));
+        }
+        let fallback = webhook
+            .clone()
+            .map(|w| w as Arc<dyn crate::delivery::Fallback>);
         let revocations = Arc::new(match &config.revoked_tokens {
             None => revocation::Revocations::none(),
             Some(path) => revocation::Revocations::open(path).map_err(StartError::Revoked)?,
@@ -135,6 +160,7 @@ impl Hub {
         let delivery = Arc::new(Delivery::new(
             bus,
             outlets,
+            fallback,
             console.clone(),
             registry.clone(),
         ));
@@ -189,6 +215,7 @@ impl Hub {
             config,
             starters: std::sync::Mutex::new(starters),
             registry_followers,
+            channel_routes: std::sync::Mutex::new(webhook.as_ref().map(|w| w.routes())),
         }));
         // Started with the hub, not with `serve`: a queued receipt is always recorded.
         hub.tracker.spawn(receipts::run(hub.clone(), lane));

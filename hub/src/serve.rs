@@ -29,7 +29,16 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Serves `hub` on `listener` until its shutdown token fires, then ends every session
 /// with "going away" and waits (with a deadline) for them.
 pub async fn serve(hub: Hub, listener: TcpListener) -> Result<(), StartError> {
-    let app = api::router(hub.clone(), transport::routes());
+    let mut transports = transport::routes();
+    let channels = hub
+        .channel_routes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(r) = channels {
+        transports = transports.merge(r);
+    }
+    let app = api::router(hub.clone(), transports);
     hub.tracker.spawn(upkeep::console_ticker(hub.clone()));
     hub.tracker.spawn(escalation::ticker(hub.core.clone()));
     if hub.core.outbox_wanted() {

@@ -7,6 +7,8 @@
 //! change is durable: an `ok` to a phone is sent after the future resolves.
 
 pub mod embedded;
+mod fallback;
+mod origin;
 pub mod redis;
 pub mod rules;
 mod task;
@@ -15,6 +17,8 @@ pub use rules::{
     answers_used_up, apply_mark, apply_revision, counts, escalation_due, issue_state, mark_event,
 };
 
+pub use fallback::{FallbackRecord, FallbackState};
+pub use origin::{CapOrigin, Dialect};
 pub use task::{
     TaskOutcome, TaskRecord, TaskRefusal, apply_task_update, task_event, task_key, task_status_name,
 };
@@ -86,6 +90,9 @@ pub struct IncidentMeta {
     /// When it was closed, Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<u64>,
+    /// A drill that asked for the fallback channel (real activations always have it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 impl IncidentMeta {
@@ -436,6 +443,32 @@ pub trait Store: Send + Sync + 'static {
         approval: &'a Approval,
         expect: ApprovalState,
     ) -> StoreFuture<'a, bool>;
+    /// Queues fallback messages durably ([`FallbackRecord`]); an id already queued is
+    /// left as it is (a text queued at issue and again when the window passes is one
+    /// text). Returns how many were new.
+    fn fallback_add(&self, records: Vec<FallbackRecord>) -> StoreFuture<'_, usize>;
+    /// Claims up to `limit` messages due at `now` for `lease` ms
+    /// ([`FallbackRecord::claim`]), durably.
+    fn fallback_claim(
+        &self,
+        now: u64,
+        lease: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<FallbackRecord>>;
+    /// Replaces a message with `record` if the stored one still has `record.claims`
+    /// (nobody claimed it since), with `events` added to its incident's timeline and
+    /// `next` queued (a 叫应's next call), all in one durable write; false when it was
+    /// claimed again meanwhile.
+    fn fallback_update<'a>(
+        &'a self,
+        record: &'a FallbackRecord,
+        events: Vec<TimelineEvent>,
+        next: Option<FallbackRecord>,
+    ) -> StoreFuture<'a, bool>;
+    /// One message.
+    fn fallback_get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<FallbackRecord>>;
+    /// An incident's messages.
+    fn fallback_of<'a>(&'a self, incident: &'a str) -> StoreFuture<'a, Vec<FallbackRecord>>;
     /// Appends events to an incident's timeline (a check-in, …), durably; false when
     /// there is no such incident.
     fn add_events<'a>(
@@ -536,36 +569,3 @@ pub struct Compacted {
 
 #[cfg(test)]
 mod tests;
-
-/// Which dialect an alert is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dialect {
-    /// OASIS CAP 1.2.
-    Cap12,
-    /// The GB/T 35965.1 national early-warning profile.
-    Gbt35965,
-}
-
-/// Where an incident came from, when it came as CAP: kept with it (export references
-/// it, a repeated alert finds it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapOrigin {
-    /// `identifier`.
-    pub identifier: String,
-    /// `sender`.
-    pub sender: String,
-    /// `sent` (or `sendTime`) as written.
-    pub sent: String,
-    /// The dialect it came in.
-    pub dialect: Dialect,
-    /// `onset` of the chosen `<info>`, as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub onset: Option<String>,
-    /// `expires` of the chosen `<info>`, as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    /// GB/T 35965.1 `senderCode`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender_code: Option<String>,
-}

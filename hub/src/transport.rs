@@ -3,6 +3,7 @@
 //! the hub through a broker in [`mqtt`]. They keep bytes, buffers and keepalive; what
 //! a frame does, from its charge to its reply, is the protocol's.
 
+pub(crate) mod fallback;
 pub mod mqtt;
 pub mod protocol;
 pub mod ws;

@@ -43,6 +43,7 @@ fn new_incident(leads: &[String]) -> NewIncident {
             cap: None,
             issued_by: "op".into(),
             closed_at: None,
+            fallback: false,
         },
         recipients: leads
             .iter()
@@ -566,4 +567,110 @@ async fn concurrent_marks_are_batched_without_losing_or_reordering_any() {
     let timeline = redis_store.timeline("INC-000001").await.unwrap().unwrap();
     assert_eq!(changes, 600 * 2 + 150);
     assert_eq!(timeline.len(), 1 + changes, "issued + one event per change");
+}
+
+/// The fallback queue: queued once per id, claimed with a lease (and again once the
+/// lease passes), updated only under the latest claim, with its events and the next
+/// call in the same write; the same in both stores, and kept across a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_keep_the_fallback_queue_alike() {
+    use gridcast_hub::store::{FallbackRecord, FallbackState};
+    use gridcast_protocol::api::Channel;
+    let server = RedisServer::start("fallback").await;
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let redis_store = RedisStore::open(client).await.unwrap();
+    let dir = tmp_dir("fallback-store");
+    let embedded = EmbeddedStore::open(&dir).unwrap();
+    let stores: [&dyn Store; 2] = [&embedded, &redis_store];
+    let t = gridcast_hub::now_ms();
+    for s in stores {
+        let inc = s
+            .create_incident(new_incident(&["A".into(), "B".into()]))
+            .await
+            .unwrap()
+            .meta
+            .id
+            .clone();
+        let text = FallbackRecord::new(&inc, "A", Channel::Sms, 0, t);
+        let call = FallbackRecord::new(&inc, "B", Channel::Voice, 1, t + 10_000);
+        assert_eq!(
+            s.fallback_add(vec![text.clone(), call.clone()])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            s.fallback_add(vec![text.clone()]).await.unwrap(),
+            0,
+            "queued once per id"
+        );
+        let orphan = FallbackRecord::new("INC-999999", "A", Channel::Sms, 0, t);
+        assert_eq!(
+            s.fallback_add(vec![orphan]).await.unwrap(),
+            0,
+            "no such incident"
+        );
+        // Only what is due, and once per lease.
+        let got = s.fallback_claim(t, 1_000, 10).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].state, got[0].claims, got[0].next_at),
+            (FallbackState::Sending, 1, t + 1_000)
+        );
+        assert!(
+            s.fallback_claim(t + 999, 1_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let again = s.fallback_claim(t + 1_000, 1_000, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "a lapsed claim is claimed again");
+        assert_eq!(again[0].claims, 2);
+        // The first claimer's late answer is refused; the latest claim's stands.
+        let mut stale = got[0].clone();
+        stale.state = FallbackState::Sent;
+        assert!(!s.fallback_update(&stale, vec![], None).await.unwrap());
+        let mut sent = again[0].clone();
+        sent.state = FallbackState::Sent;
+        sent.attempts = 1;
+        let event = gridcast_protocol::api::TimelineEvent {
+            at: gridcast_protocol::time::rfc3339(t),
+            kind: "fallback_sent".into(),
+            actor: "hub".into(),
+            lead: Some("A".into()),
+            detail: Some("text taken".into()),
+            place: None,
+            satisfaction: None,
+        };
+        let next = FallbackRecord::new(&inc, "B", Channel::Voice, 2, t + 20_000);
+        assert!(
+            s.fallback_update(&sent, vec![event], Some(next))
+                .await
+                .unwrap()
+        );
+        let timeline = s.timeline(&inc).await.unwrap().unwrap();
+        assert_eq!(timeline.last().unwrap().kind, "fallback_sent");
+        assert_eq!(
+            s.fallback_get(&text.id).await.unwrap().unwrap().state,
+            FallbackState::Sent
+        );
+        // A sent message is never claimed again; the calls come when due.
+        let later = s.fallback_claim(t + 30_000, 1_000, 10).await.unwrap();
+        let mut ids: Vec<String> = later.iter().map(|r| r.id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, [format!("{inc}:B:call1"), format!("{inc}:B:call2")]);
+        assert_eq!(s.fallback_of(&inc).await.unwrap().len(), 3);
+    }
+    drop(embedded);
+    let reopened = EmbeddedStore::open(&dir).unwrap();
+    let kept = reopened.fallback_of("INC-000001").await.unwrap();
+    assert_eq!(
+        kept.iter().map(|r| r.state).collect::<Vec<_>>(),
+        [
+            FallbackState::Sent,
+            FallbackState::Sending,
+            FallbackState::Sending
+        ],
+        "kept across a reopen"
+    );
 }

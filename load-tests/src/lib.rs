@@ -133,6 +133,7 @@ pub async fn fanout(opts: FanoutOpts) -> anyhow::Result<FanoutReport> {
         },
         ack_within_s: Some(600),
         approval_override: None,
+        fallback: false,
     };
     let issued = Instant::now();
     let _ = go_tx.send(Some(issued));

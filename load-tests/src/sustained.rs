@@ -94,6 +94,7 @@ pub async fn sustained(
             },
             ack_within_s: Some(86_400),
             approval_override: None,
+            fallback: false,
         };
         let t = Instant::now();
         let created = console.activate(&req).await.context("issuing")?;

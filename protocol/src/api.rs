@@ -5,8 +5,13 @@ use serde::{Deserialize, Serialize};
 
 mod approval;
 mod evaluation;
+mod fallback;
 pub use approval::{Approval, ApprovalState, Override};
 pub use evaluation::{RateTask, Rated, Satisfaction, TeamCounts};
+pub use fallback::{
+    Channel, DeliveryStatus, FallbackInbound, FallbackSend, FallbackStatus, InboundRecorded,
+    MessageRow, MessageState, ReplyCodes, StatusRecorded,
+};
 
 use crate::code::GridCode;
 use crate::error::ErrorCode;
@@ -37,6 +42,11 @@ pub struct CreateIncident {
     /// for this reason (loud on the timeline and the console).
     #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
     pub approval_override: Option<Override>,
+    /// A drill that also exercises the fallback channel (SMS and voice calls to the
+    /// silent): without it a drill never reaches a gateway. Real activations always
+    /// use it where it is configured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 /// `201` answer to `POST /v1/incidents`.
@@ -388,6 +398,9 @@ pub struct AfterAction {
     pub people: Vec<ReportPerson>,
     /// Tasks and their outcome.
     pub tasks: Vec<TaskRow>,
+    /// Fallback texts and 叫应 calls, each with its outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<MessageRow>,
 }
 
 /// Response figures of a group of incidents in `GET /v1/stats`.

@@ -272,6 +272,7 @@ mod tests {
             cap: None,
             issued_by: "op".into(),
             closed_at: None,
+            fallback: false,
         };
         let events = [
             ev("issued", None, "step 9 is not an escalation", "t0"),

@@ -32,6 +32,7 @@ fn meta(rev: u64) -> IncidentMeta {
         cap: None,
         issued_by: "op".into(),
         closed_at: None,
+        fallback: false,
     }
 }
 

@@ -130,6 +130,8 @@ pub(crate) fn report(
             })
             .collect(),
         people,
+        // Filled in by the caller, which reads the store's fallback messages.
+        fallback: Vec::new(),
     }
 }
 

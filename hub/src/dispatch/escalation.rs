@@ -179,6 +179,14 @@ impl Dispatch {
                 }
             }
         }
+        // The fallback channel's messages for the silent are queued before the step is
+        // recorded (queuing twice is harmless: a message is queued once per id).
+        if step == 1
+            && let Err(e) = self.delivery.silent(&snap, &silent).await
+        {
+            tracing::warn!(incident = id, error = %e, "fallback messages not queued; the step is retried after the lease");
+            return;
+        }
         // Durable first: whoever records the step sends it; nobody sends it twice.
         match self.store.escalation_done(id, step, events, next_due).await {
             Ok(true) => {}

@@ -270,6 +270,7 @@ impl Dispatch {
                 cap,
                 issued_by: operator.sub.clone(),
                 closed_at: None,
+                fallback: req.drill && req.fallback,
             },
             recipients,
             outbox: self.outbox_wanted(),
@@ -291,6 +292,7 @@ impl Dispatch {
         self.metrics.store_seconds.observe(stored);
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
         let online = self.fan_out(&snap).await;
+        self.delivery.offline_at_issue(&snap).await;
         let meta = &snap.meta;
         tracing::info!(
             incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
@@ -427,6 +429,7 @@ impl Dispatch {
                     targets,
                     ack_within_s: req.ack_within_s,
                     approval_override: None,
+                    fallback: false,
                 },
                 None,
             )

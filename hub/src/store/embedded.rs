@@ -13,8 +13,7 @@
 //! The writer thread is a plain OS thread: `fdatasync` blocks, and it must never block
 //! the runtime. Readers take the state's read lock briefly and never across `.await`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -32,10 +31,14 @@ use super::{
 use gridcast_protocol::frame::TaskStatus;
 
 mod extra;
+mod fallback;
+mod files;
 mod log;
 mod state;
 mod writer;
 
+pub use files::{private_dir, private_options};
+use files::{private_file, write_atomically};
 use log::replay;
 use state::{State, TaskChange};
 use writer::{Request, writer};
@@ -473,6 +476,42 @@ impl Store for EmbeddedStore {
         Box::pin(self.append_events(incident, events))
     }
 
+    fn fallback_add(&self, records: Vec<crate::store::FallbackRecord>) -> StoreFuture<'_, usize> {
+        Box::pin(self.queue_fallback(records))
+    }
+
+    fn fallback_claim(
+        &self,
+        now: u64,
+        lease: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<crate::store::FallbackRecord>> {
+        Box::pin(self.claim_fallback(now, lease, limit))
+    }
+
+    fn fallback_update<'a>(
+        &'a self,
+        record: &'a crate::store::FallbackRecord,
+        events: Vec<TimelineEvent>,
+        next: Option<crate::store::FallbackRecord>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.update_fallback(record, events, next))
+    }
+
+    fn fallback_get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<crate::store::FallbackRecord>> {
+        Box::pin(async move { Ok(self.read_fallback(|r| r.id == id).pop()) })
+    }
+
+    fn fallback_of<'a>(
+        &'a self,
+        incident: &'a str,
+    ) -> StoreFuture<'a, Vec<crate::store::FallbackRecord>> {
+        Box::pin(async move { Ok(self.read_fallback(|r| r.incident == incident)) })
+    }
+
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let json = serde_json::to_vec(doc).map_err(|e| StoreError::Io(e.to_string()))?;
@@ -543,53 +582,6 @@ impl Store for EmbeddedStore {
         self.shared.healthy.load(Ordering::Acquire)
             && (since == 0 || crate::now_ms().saturating_sub(since) > REFUSING_UNREADY_MS)
     }
-}
-
-/// Creates `dir` (and its parents) and makes it the owner's alone (0700): the store
-/// holds names and phone numbers of staff and what residents reported (Art. 17).
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Makes an existing file the owner's alone (0600); a missing one is left missing.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            r => return r,
-        }
-    }
-    Ok(())
-}
-
-/// Options that create files readable and writable by the owner only (0600).
-pub fn private_options() -> OpenOptions {
-    let mut o = OpenOptions::new();
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o
-}
-
-/// Writes a file so that a crash leaves either the old or the new content.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = private_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

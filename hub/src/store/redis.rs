@@ -27,6 +27,7 @@
 
 mod escalation;
 mod extra;
+mod fallback;
 mod marks;
 mod outbox;
 mod reads;
@@ -37,6 +38,9 @@ mod tasks;
 
 use marks::{MARK_BATCH, MarkBatcher, MarkJob};
 use tasks::tasks_from;
+
+/// Fallback messages, as the store answers them.
+type FallbackFuture<'a> = StoreFuture<'a, Vec<super::FallbackRecord>>;
 
 use scripts::{
     APPROVAL_SCRIPT, CLAIM_SCRIPT, ESCALATED_SCRIPT, EVENTS_SCRIPT, MARK_SCRIPT, REVISE_SCRIPT,
@@ -185,43 +189,6 @@ impl RedisStore {
     fn seen<T>(&self, r: redis::RedisResult<T>) -> Result<T, StoreError> {
         self.healthy.store(r.is_ok(), Ordering::Release);
         r.map_err(|e| StoreError::Io(format!("redis: {e}")))
-    }
-
-    /// The registry stored and its version, read together.
-    pub async fn load_registry_versioned(&self) -> Result<(u64, Option<RegistryDoc>), StoreError> {
-        let mut c = self.connection();
-        let (ver, json): (Option<u64>, Option<String>) = self.seen(
-            redis::pipe()
-                .atomic()
-                .get(REGISTRY_VER)
-                .get(REGISTRY)
-                .query_async(&mut c)
-                .await,
-        )?;
-        Ok((ver.unwrap_or(0), json.map(|j| parse(&j)).transpose()?))
-    }
-
-    async fn snapshots(&self, ids: &[String]) -> Result<Vec<IncidentSnapshot>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.get(meta_key(id)).hgetall(recipients_key(id));
-        }
-        let mut c = self.connection();
-        let raw: Vec<redis::Value> = self.seen(pipe.query_async(&mut c).await)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for pair in raw.chunks(2) {
-            let meta: Option<String> = redis::from_redis_value_ref(&pair[0]).map_err(io)?;
-            let Some(meta) = meta else { continue };
-            let rs: Vec<(String, String)> = redis::from_redis_value_ref(&pair[1]).map_err(io)?;
-            out.push(IncidentSnapshot {
-                meta: Arc::new(parse(&meta)?),
-                recipients: Arc::new(ordered(rs)?),
-            });
-        }
-        Ok(out)
     }
 }
 
@@ -538,6 +505,31 @@ impl Store for RedisStore {
         events: Vec<TimelineEvent>,
     ) -> StoreFuture<'a, bool> {
         Box::pin(self.append_events(incident, events))
+    }
+
+    fn fallback_add(&self, records: Vec<super::FallbackRecord>) -> StoreFuture<'_, usize> {
+        Box::pin(self.queue_fallback(records))
+    }
+
+    fn fallback_claim(&self, now: u64, lease: u64, limit: usize) -> FallbackFuture<'_> {
+        Box::pin(self.claim_fallback(now, lease, limit))
+    }
+
+    fn fallback_update<'a>(
+        &'a self,
+        record: &'a super::FallbackRecord,
+        events: Vec<TimelineEvent>,
+        next: Option<super::FallbackRecord>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.update_fallback(record, events, next))
+    }
+
+    fn fallback_get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::FallbackRecord>> {
+        Box::pin(self.read_fallback(id))
+    }
+
+    fn fallback_of<'a>(&'a self, incident: &'a str) -> FallbackFuture<'a> {
+        Box::pin(self.read_fallback_of(incident))
     }
 
     fn try_lock<'a>(&'a self, name: &'a str, token: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {

@@ -173,6 +173,7 @@ mod tests {
             cap: None,
             issued_by: "op-1".into(),
             closed_at: None,
+            fallback: false,
         }
     }
 

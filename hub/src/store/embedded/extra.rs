@@ -10,7 +10,7 @@ use crate::store::StoreError;
 
 impl EmbeddedStore {
     /// Sends `req` to the writer and waits for its durable answer.
-    async fn ask<T>(
+    pub(super) async fn ask<T>(
         &self,
         req: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
     ) -> Result<T, StoreError> {

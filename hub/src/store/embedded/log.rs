@@ -65,6 +65,10 @@ pub(super) enum Record {
     Approval {
         approval: gridcast_protocol::api::Approval,
     },
+    /// A fallback message as it now is (queued, claimed, sent, …).
+    Fallback {
+        record: crate::store::FallbackRecord,
+    },
     /// Events added to a timeline (a check-in, …).
     Events {
         incident: String,

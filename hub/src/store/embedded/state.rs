@@ -55,6 +55,8 @@ pub(super) struct State {
     pub(super) approvals: Vec<gridcast_protocol::api::Approval>,
     /// Escalation steps done per incident.
     pub(super) escalated: HashMap<String, u8>,
+    /// Fallback messages by id (their incident kept, they are kept).
+    pub(super) fallback: std::collections::BTreeMap<String, crate::store::FallbackRecord>,
     /// Escalation claims (not persisted: a restart may act at once).
     pub(super) leases: HashMap<String, u64>,
 }
@@ -150,6 +152,21 @@ impl State {
                 approval: a.clone(),
             });
         }
+        // A fallback message goes with its incident.
+        let kept: std::collections::HashSet<String> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Snapshot { meta, .. } => Some(meta.id.clone()),
+                _ => None,
+            })
+            .collect();
+        for f in self
+            .fallback
+            .values()
+            .filter(|f| kept.contains(&f.incident))
+        {
+            records.push(Record::Fallback { record: f.clone() });
+        }
         for r in &self.reports {
             let taken = gridcast_protocol::time::parse_rfc3339(&r.at).unwrap_or(u64::MAX);
             if taken < cutoff {
@@ -232,6 +249,9 @@ impl State {
                     Some(a) => *a = approval,
                     None => self.approvals.push(approval),
                 }
+            }
+            Record::Fallback { record } => {
+                self.fallback.insert(record.id.clone(), record);
             }
             Record::Events { incident, events } => {
                 if let Some(e) = self.incidents.get_mut(&incident) {

@@ -4,6 +4,8 @@ use super::*;
 use gridcast_protocol::GridCode;
 use gridcast_protocol::frame::Targets;
 use gridcast_protocol::model::{Category, Level, Response, Role, Status};
+use std::fs::OpenOptions;
+use std::io::Write;
 
 fn new_incident(leads: &[&str]) -> NewIncident {
     let grid = GridCode::parse("3301060040051012").unwrap();
@@ -28,6 +30,7 @@ fn new_incident(leads: &[&str]) -> NewIncident {
             cap: None,
             issued_by: "op".into(),
             closed_at: None,
+            fallback: false,
         },
         recipients: leads
             .iter()

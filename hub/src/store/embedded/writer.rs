@@ -74,6 +74,7 @@ pub(super) enum Request {
         expect: ApprovalState,
         reply: Reply<bool>,
     },
+    Fallback(super::fallback::FallbackRequest),
 }
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -89,7 +90,12 @@ pub(super) struct Replies {
     revisions: Vec<(Result<String, ReviseOutcome>, Reply<ReviseOutcome>)>,
     reports: Vec<(ReportView, Reply<ReportView>)>,
     approvals: Vec<(Approval, Reply<Approval>)>,
-    flags: Vec<(bool, Reply<bool>)>,
+    pub(super) flags: Vec<(bool, Reply<bool>)>,
+    pub(super) counts: Vec<(usize, Reply<usize>)>,
+    pub(super) claimed: Vec<(
+        Vec<crate::store::FallbackRecord>,
+        Reply<Vec<crate::store::FallbackRecord>>,
+    )>,
     tasks: Vec<(TaskOutcome, Reply<TaskOutcome>)>,
     /// Compactions asked for (done after the batch, with the latest cutoff).
     compactions: Vec<(u64, Reply<Option<Compacted>>)>,
@@ -127,6 +133,12 @@ impl Replies {
         for (flag, reply) in self.flags {
             let _ = reply.send(Ok(flag));
         }
+        for (n, reply) in self.counts {
+            let _ = reply.send(Ok(n));
+        }
+        for (records, reply) in self.claimed {
+            let _ = reply.send(Ok(records));
+        }
         for (outcome, reply) in self.tasks {
             let _ = reply.send(Ok(outcome));
         }
@@ -153,6 +165,12 @@ impl Replies {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, reply) in self.flags {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.counts {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.claimed {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, reply) in self.tasks {
@@ -345,6 +363,7 @@ pub(super) fn stage(
             out.flags.push((known, reply));
         }
         Request::Compact { cutoff, reply } => out.compactions.push((cutoff, reply)),
+        Request::Fallback(req) => super::fallback::stage(work, req, &mut record, out),
         Request::OutboxDone {
             incident,
             rev,
@@ -569,5 +588,6 @@ pub(super) fn fail(req: Request, err: StoreError) {
         | Request::UpdateApproval { reply, .. } => drop(reply.send(Err(err))),
         Request::AddApproval(_, reply) => drop(reply.send(Err(err))),
         Request::Compact { reply, .. } => drop(reply.send(Err(err))),
+        Request::Fallback(req) => req.fail(err),
     }
 }

@@ -222,3 +222,31 @@ impl RedisStore {
         Ok(Some(out))
     }
 }
+
+impl RedisStore {
+    pub(super) async fn snapshots(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<IncidentSnapshot>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.get(meta_key(id)).hgetall(recipients_key(id));
+        }
+        let mut c = self.connection();
+        let raw: Vec<redis::Value> = self.seen(pipe.query_async(&mut c).await)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for pair in raw.chunks(2) {
+            let meta: Option<String> = redis::from_redis_value_ref(&pair[0]).map_err(io)?;
+            let Some(meta) = meta else { continue };
+            let rs: Vec<(String, String)> = redis::from_redis_value_ref(&pair[1]).map_err(io)?;
+            out.push(IncidentSnapshot {
+                meta: Arc::new(parse(&meta)?),
+                recipients: Arc::new(ordered(rs)?),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -64,3 +64,19 @@ impl RedisStore {
             .filter(|l| l.exp > now))
     }
 }
+
+impl RedisStore {
+    /// The registry stored and its version, read together.
+    pub async fn load_registry_versioned(&self) -> Result<(u64, Option<RegistryDoc>), StoreError> {
+        let mut c = self.connection();
+        let (ver, json): (Option<u64>, Option<String>) = self.seen(
+            redis::pipe()
+                .atomic()
+                .get(REGISTRY_VER)
+                .get(REGISTRY)
+                .query_async(&mut c)
+                .await,
+        )?;
+        Ok((ver.unwrap_or(0), json.map(|j| parse(&j)).transpose()?))
+    }
+}

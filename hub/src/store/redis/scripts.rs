@@ -37,3 +37,13 @@ pub(super) const TASK_SCRIPT: &str = include_str!("lua/task.lua");
 /// KEYS: outbox. ARGV: older_than, now. Claims (re-scores to now) and returns the
 /// entries pending since before older_than.
 pub(super) const CLAIM_SCRIPT: &str = include_str!("lua/claim.lua");
+
+/// KEYS: fallback messages, meta. ARGV: id, JSON, … Queues the new ones of one incident.
+pub(super) const FALLBACK_ADD_SCRIPT: &str = include_str!("lua/fallback_add.lua");
+
+/// KEYS: fallback messages. ARGV: id, now, lease. Claims one due message.
+pub(super) const FALLBACK_CLAIM_SCRIPT: &str = include_str!("lua/fallback_claim.lua");
+
+/// KEYS: fallback messages, meta, timeline. ARGV: id, expected claims, JSON, next id,
+/// next JSON, events…. Replaces a message under its claim.
+pub(super) const FALLBACK_UPDATE_SCRIPT: &str = include_str!("lua/fallback_update.lua");
