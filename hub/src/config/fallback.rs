@@ -6,8 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct FallbackConfig {
     /// Send a text (and, for 叫应, voice calls) to leads still silent when their ack
-    /// window passes, by `POST`ing signed JSON to this gateway URL (`http://` or
-    /// `https://`); needs `--fallback-secret`.
+    /// window passes, by `POST`ing signed JSON to this gateway URL (`http://`: reach an
+    /// `https://` gateway through a TLS relay on the hub's network); needs
+    /// `--fallback-secret`.
     #[arg(long, env = "GRIDCAST_FALLBACK_WEBHOOK")]
     pub fallback_webhook: Option<String>,
     /// The key shared with the gateway (at least 16 characters): it signs what the hub
@@ -70,8 +71,11 @@ impl FallbackConfig {
         let Some(url) = &self.fallback_webhook else {
             return Ok(());
         };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err("--fallback-webhook must be an http:// or https:// URL".into());
+        if url.starts_with("https://") {
+            return Err("--fallback-webhook: https:// is not supported yet; run a TLS relay (stunnel, nginx) beside the hub and give its http:// address".into());
+        }
+        if !url.starts_with("http://") {
+            return Err("--fallback-webhook must be an http:// URL".into());
         }
         match &self.fallback_secret {
             None => Err(
