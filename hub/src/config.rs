@@ -64,6 +64,10 @@ pub struct Config {
     /// This node's name (default: random).
     #[arg(long, env = "GRIDCAST_NODE_ID")]
     pub node_id: Option<String>,
+    /// Log lines as `json` (one object per line, for log shippers) or `text`; default
+    /// `json` when stdout is not a terminal. Colour only ever goes to a terminal.
+    #[arg(long, env = "GRIDCAST_LOG_FORMAT", value_parser = ["json", "text"])]
+    pub log_format: Option<String>,
     /// HS256 key for tokens (default: a random key kept in the data dir).
     #[arg(long, env = "GRIDCAST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

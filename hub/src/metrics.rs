@@ -53,6 +53,10 @@ impl Histogram {
 const FANOUT_BOUNDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+/// People's response times: seconds to an hour.
+const RESPONSE_BOUNDS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 const STORE_BOUNDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
 ];
@@ -116,6 +120,10 @@ pub(crate) struct Metrics {
     pub(crate) fanout_seconds: Histogram,
     /// Time for a store write to become durable, as seen by the caller.
     pub(crate) store_seconds: Histogram,
+    /// Time from issue to a recipient's first receipt (or ack).
+    pub(crate) deliver_seconds: Histogram,
+    /// Time from issue to a recipient's answer.
+    pub(crate) ack_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -149,6 +157,8 @@ impl Default for Metrics {
             fallback_throttled: AtomicU64::new(0),
             fanout_seconds: Histogram::new(FANOUT_BOUNDS),
             store_seconds: Histogram::new(STORE_BOUNDS),
+            deliver_seconds: Histogram::new(RESPONSE_BOUNDS),
+            ack_seconds: Histogram::new(RESPONSE_BOUNDS),
         }
     }
 }
@@ -331,6 +341,16 @@ impl Metrics {
         self.store_seconds.render(
             "gridcast_store_write_seconds",
             "Time for a store write to become durable.",
+            &mut out,
+        );
+        self.deliver_seconds.render(
+            "gridcast_delivery_seconds",
+            "Time from issue to a recipient's first receipt.",
+            &mut out,
+        );
+        self.ack_seconds.render(
+            "gridcast_ack_seconds",
+            "Time from issue to a recipient's answer.",
             &mut out,
         );
         out

@@ -540,29 +540,6 @@ async fn level_one_grid_leads_are_called_until_a_call_is_picked_up() {
     hub.stop().await;
 }
 
-/// A real hub child whose log (stdout and stderr) goes to `log`, once ready.
-async fn hub_child(port: u16, args: &[String], log: &std::path::Path) -> tokio::process::Child {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--jwt-secret", SECRET, "--approval-levels", "none"])
-        .args(["--approval-county-wide", "false"])
-        .args(args)
-        .env("GRIDCAST_LOG", "info")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start gridcast-hub");
-    ready_is(&format!("http://127.0.0.1:{port}"), true, WAIT).await;
-    child
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_killed_while_sending_sends_no_text_twice_and_skips_none() {
     const LEADS: usize = 20;
@@ -609,7 +586,7 @@ async fn a_hub_killed_while_sending_sends_no_text_twice_and_skips_none() {
     ]
     .map(str::to_owned)
     .to_vec();
-    let mut first = hub_child(port, &args, &log).await;
+    let mut first = spawn_hub_logged(port, &args, &log).await;
     let ops = gridcast_clients::console::ConsoleClient::new(
         &http,
         &token("op-1", gridcast_hub::auth::TokenRole::Operator, ""),
@@ -637,7 +614,7 @@ async fn a_hub_killed_while_sending_sends_no_text_twice_and_skips_none() {
     first.wait().await.unwrap();
     let before_kill = sink.got();
     after_kill.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _second = hub_child(port, &args, &log).await;
+    let _second = spawn_hub_logged(port, &args, &log).await;
     // The messages the dead hub held are its lease's (15 s) away from any sender.
     eventually(
         Duration::from_secs(60),

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use gridcast_protocol::api::{
     CreateIncident, CreatedIncident, GridRollup, IncidentDetail, PromoteReport, RecipientRow,
@@ -238,7 +239,8 @@ impl Dispatch {
     }
 
     /// Records a prepared activation durably, with `events` after its `issued` one on
-    /// the timeline, then fans it out.
+    /// the timeline, then fans it out (span `activation`, with `store` and `publish`).
+    #[tracing::instrument(name = "activation", skip_all, fields(operator = %operator.sub))]
     pub(crate) async fn commit(
         &self,
         operator: &Claims,
@@ -276,7 +278,11 @@ impl Dispatch {
             outbox: self.outbox_wanted(),
         };
         let started = Instant::now();
-        let snap = self.store.create_incident(new).await?;
+        let snap = self
+            .store
+            .create_incident(new)
+            .instrument(tracing::info_span!("store"))
+            .await?;
         // The incident stands once stored: the steps recorded beside it (approval,
         // override) failing now are logged loudly, never answered as "not issued".
         if !events.is_empty() {
@@ -291,11 +297,14 @@ impl Dispatch {
         let stored = started.elapsed();
         self.metrics.store_seconds.observe(stored);
         self.metrics.incidents_issued.fetch_add(1, Relaxed);
-        let online = self.fan_out(&snap).await;
+        let online = self
+            .fan_out(&snap)
+            .instrument(tracing::info_span!("publish", incident = %snap.meta.id))
+            .await;
         self.delivery.offline_at_issue(&snap).await;
         let meta = &snap.meta;
         tracing::info!(
-            incident = %meta.id, operator = %operator.sub, level = ?meta.level, drill = meta.drill,
+            incident = %meta.id, operator = %operator.sub, incident_level = ?meta.level, drill = meta.drill,
             recipients = snap.recipients.len(), online,
             store_ms = stored.as_millis() as u64,
             published_ms = (started.elapsed() - stored).as_millis() as u64,
@@ -467,6 +476,7 @@ impl Dispatch {
         let outcome = self
             .store
             .mark(incident, lead, mark, self.clock.now_ms())
+            .instrument(tracing::info_span!("store"))
             .await?;
         if let Some((meta, state)) = self.marked(incident, is_ack, outcome, started)?
             && is_ack
@@ -489,6 +499,17 @@ impl Dispatch {
         match outcome {
             MarkOutcome::Changed(meta, state) => {
                 self.metrics.store_seconds.observe(started.elapsed());
+                let since_issue = |t: Option<u64>| {
+                    t.map(|t| Duration::from_millis(t.saturating_sub(meta.issued_at)))
+                };
+                // An ack that came before any receipt delivered it too.
+                let delivered_now = !is_ack || state.delivered_at == state.acked_at;
+                if let Some(d) = since_issue(state.delivered_at).filter(|_| delivered_now) {
+                    self.metrics.deliver_seconds.observe(d);
+                }
+                if let Some(d) = since_issue(state.acked_at).filter(|_| is_ack) {
+                    self.metrics.ack_seconds.observe(d);
+                }
                 self.delivery.counts_changed(&meta.id);
                 let counter = if is_ack {
                     &self.metrics.acks

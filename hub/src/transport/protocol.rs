@@ -212,8 +212,11 @@ pub async fn answer(
             note,
             ..
         } => {
+            use tracing::Instrument;
+            let span = tracing::info_span!("ack", lead, incident = %incident);
             hub.core
                 .mark(lead, &incident, Mark::Ack { response, note }, origin)
+                .instrument(span)
                 .await
         }
         ClientFrame::TaskUpdate {

@@ -86,6 +86,38 @@ pub async fn spawn_hub_binary(
     child
 }
 
+/// A real hub child whose log (stdout and stderr) goes to `log`, once ready.
+pub async fn spawn_hub_logged(
+    port: u16,
+    args: &[String],
+    log: &std::path::Path,
+) -> tokio::process::Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridcast-hub"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--jwt-secret", SECRET, "--approval-levels", "none"])
+        .args(["--approval-county-wide", "false"])
+        .args(args)
+        .env("GRIDCAST_LOG", "info")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start gridcast-hub");
+    ready_is(
+        &format!("http://127.0.0.1:{port}"),
+        true,
+        Duration::from_secs(30),
+    )
+    .await;
+    child
+}
+
 /// A counter of a hub's `/metrics` (at base URL `http`), 0 while it has none.
 pub async fn metric(http: &str, name: &str) -> u64 {
     let text = reqwest::get(format!("{http}/metrics"))

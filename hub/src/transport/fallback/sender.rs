@@ -318,7 +318,7 @@ impl Webhook {
         let bytes = match serde_json::to_vec(&body) {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!(message = %rec.id, error = %e, "fallback: body not encoded");
+                tracing::error!(message_id = %rec.id, error = %e, "fallback: body not encoded");
                 return false;
             }
         };
@@ -422,7 +422,7 @@ impl Webhook {
                 )
             }
         };
-        tracing::info!(message = %rec.id, state = ?rec.state, attempts = rec.attempts, "fallback message");
+        tracing::info!(message_id = %rec.id, state = ?rec.state, attempts = rec.attempts, "fallback message");
         self.record(&rec, vec![event], next).await;
         rec.state == FallbackState::Sent
     }
@@ -437,10 +437,10 @@ impl Webhook {
         match self.store.fallback_update(rec, events, next).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(message = %rec.id, "fallback: the message was claimed again meanwhile; its newer claim stands")
+                tracing::warn!(message_id = %rec.id, "fallback: the message was claimed again meanwhile; its newer claim stands")
             }
             Err(e) => {
-                tracing::warn!(message = %rec.id, error = %e, "fallback: outcome not recorded; the message is sent again after its lease (same idempotency key)")
+                tracing::warn!(message_id = %rec.id, error = %e, "fallback: outcome not recorded; the message is sent again after its lease (same idempotency key)")
             }
         }
     }
