@@ -455,13 +455,15 @@ pub trait Store: Send + Sync + 'static {
         lease: u64,
         limit: usize,
     ) -> StoreFuture<'_, Vec<FallbackRecord>>;
-    /// Replaces a message with `record` if the stored one still has `record.claims`
-    /// (nobody claimed it since), with `events` added to its incident's timeline and
-    /// `next` queued (a 叫应's next call), all in one durable write; false when it was
-    /// claimed again meanwhile.
+    /// Replaces a message with `record` if the stored one still has `expect` claims
+    /// (nobody claimed or changed it since: a sender passes its claim's, a status
+    /// callback the one it read and writes one more), with `events` added to its
+    /// incident's timeline and `next` queued (a 叫应's next call), all in one durable
+    /// write; false when it changed meanwhile.
     fn fallback_update<'a>(
         &'a self,
         record: &'a FallbackRecord,
+        expect: u64,
         events: Vec<TimelineEvent>,
         next: Option<FallbackRecord>,
     ) -> StoreFuture<'a, bool>;

@@ -173,8 +173,19 @@ async fn signed_post(
     body: &serde_json::Value,
     sign: bool,
 ) -> (u16, serde_json::Value) {
+    signed_post_at(hub, path, body, sign, gridcast_hub::now_ms() / 1000).await
+}
+
+/// [`signed_post`] with the timestamp `ts` (Unix seconds).
+async fn signed_post_at(
+    hub: &str,
+    path: &str,
+    body: &serde_json::Value,
+    sign: bool,
+    ts: u64,
+) -> (u16, serde_json::Value) {
     let bytes = serde_json::to_vec(body).unwrap();
-    let ts = (gridcast_hub::now_ms() / 1000).to_string();
+    let ts = ts.to_string();
     let mut req = reqwest::Client::new()
         .post(format!("{hub}{path}"))
         .header("content-type", "application/json")
@@ -321,12 +332,21 @@ async fn silent_leads_get_one_text_and_their_reply_counts_as_an_ack() {
     let s2_id = format!("{inc}:S2:sms");
     let status = serde_json::json!([{ "message_id": s2_id, "status": "delivered" },
                                      { "message_id": "INC-999999:X:sms", "status": "sent" }]);
-    for _ in 0..2 {
-        let (code, body) = signed_post(&hub.http(), "/v1/fallback/status", &status, true).await;
+    let now_s = gridcast_hub::now_ms() / 1000;
+    for ts in [now_s, now_s - 1] {
+        let (code, body) =
+            signed_post_at(&hub.http(), "/v1/fallback/status", &status, true, ts).await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["recorded"], 1);
         assert_eq!(body["unknown"][0], "INC-999999:X:sms");
     }
+    // The very same signed request again is a replay.
+    let (code, _) = signed_post_at(&hub.http(), "/v1/fallback/status", &status, true, now_s).await;
+    assert_eq!(code, 409);
+    // A late `sent` never undoes `delivered`.
+    let late = serde_json::json!({ "message_id": s2_id, "status": "sent" });
+    let (code, _) = signed_post(&hub.http(), "/v1/fallback/status", &late, true).await;
+    assert_eq!(code, 200);
     let (code, _) = signed_post(&hub.http(), "/v1/fallback/status", &status, false).await;
     assert_eq!(code, 401);
     let delivered = events(&hub, &inc, "fallback_status").await;
@@ -336,8 +356,9 @@ async fn silent_leads_get_one_text_and_their_reply_counts_as_an_ack() {
     // S2 replies 1 by SMS (its number as the carrier writes it): an accept, once.
     let number = format!("+86 {}", phone_of(&doc, "S2"));
     let reply = serde_json::json!({ "from": number, "body": "1" });
-    for _ in 0..2 {
-        let (code, body) = signed_post(&hub.http(), "/v1/fallback/inbound", &reply, true).await;
+    for ts in [now_s, now_s - 1] {
+        let (code, body) =
+            signed_post_at(&hub.http(), "/v1/fallback/inbound", &reply, true, ts).await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["lead"], "S2");
         assert_eq!(body["status"], "accepted");
@@ -408,6 +429,25 @@ async fn silent_leads_get_one_text_and_their_reply_counts_as_an_ack() {
         first_s1.at,
         second_s1.at
     );
+
+    // S1 had a text for both: a bare reply answers the newest, one naming the
+    // incident answers that one.
+    let s1_number = phone_of(&doc, "S1");
+    let bare = serde_json::json!({ "from": s1_number, "body": "2" });
+    let (code, body) = signed_post(&hub.http(), "/v1/fallback/inbound", &bare, true).await;
+    assert_eq!(
+        (code, body["incident"].as_str()),
+        (200, Some(second.as_str())),
+        "{body}"
+    );
+    let named = serde_json::json!({ "from": s1_number, "body": format!("1 {inc}") });
+    let (code, body) = signed_post(&hub.http(), "/v1/fallback/inbound", &named, true).await;
+    assert_eq!(
+        (code, body["incident"].as_str()),
+        (200, Some(inc.as_str())),
+        "{body}"
+    );
+    assert_eq!(body["status"], "accepted");
 
     // A drill reaches no gateway unless it asks to.
     let mut drill = activation("Drill", &["3301060040051002"], &["part_time"]);

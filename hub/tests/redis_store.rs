@@ -629,7 +629,7 @@ async fn both_stores_keep_the_fallback_queue_alike() {
         // The first claimer's late answer is refused; the latest claim's stands.
         let mut stale = got[0].clone();
         stale.state = FallbackState::Sent;
-        assert!(!s.fallback_update(&stale, vec![], None).await.unwrap());
+        assert!(!s.fallback_update(&stale, 1, vec![], None).await.unwrap());
         let mut sent = again[0].clone();
         sent.state = FallbackState::Sent;
         sent.attempts = 1;
@@ -644,7 +644,7 @@ async fn both_stores_keep_the_fallback_queue_alike() {
         };
         let next = FallbackRecord::new(&inc, "B", Channel::Voice, 2, t + 20_000);
         assert!(
-            s.fallback_update(&sent, vec![event], Some(next))
+            s.fallback_update(&sent, 2, vec![event], Some(next))
                 .await
                 .unwrap()
         );

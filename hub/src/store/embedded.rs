@@ -492,10 +492,11 @@ impl Store for EmbeddedStore {
     fn fallback_update<'a>(
         &'a self,
         record: &'a crate::store::FallbackRecord,
+        expect: u64,
         events: Vec<TimelineEvent>,
         next: Option<crate::store::FallbackRecord>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.update_fallback(record, events, next))
+        Box::pin(self.update_fallback(record, expect, events, next))
     }
 
     fn fallback_get<'a>(

@@ -38,6 +38,10 @@ pub struct FallbackRecord {
     /// Claims so far: an update is kept only by the sender holding the latest claim.
     #[serde(default)]
     pub claims: u64,
+    /// Times it was queued again after the gateway reported a temporary failure: each
+    /// such send is a new one for the gateway, with its own idempotency key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resends: u32,
     /// When the gateway took it (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<u64>,
@@ -63,8 +67,18 @@ impl FallbackRecord {
             attempts: 0,
             next_at: at,
             claims: 0,
+            resends: 0,
             sent_at: None,
             error: None,
+        }
+    }
+
+    /// The idempotency key of its current send: its id, then `id#1`, `id#2`, … for the
+    /// sends after reported temporary failures.
+    pub fn key(&self) -> String {
+        match self.resends {
+            0 => self.id.clone(),
+            n => format!("{}#{n}", self.id),
         }
     }
 
@@ -93,4 +107,8 @@ impl FallbackRecord {
         self.next_at = now + lease;
         true
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

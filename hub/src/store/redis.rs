@@ -518,10 +518,11 @@ impl Store for RedisStore {
     fn fallback_update<'a>(
         &'a self,
         record: &'a super::FallbackRecord,
+        expect: u64,
         events: Vec<TimelineEvent>,
         next: Option<super::FallbackRecord>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.update_fallback(record, events, next))
+        Box::pin(self.update_fallback(record, expect, events, next))
     }
 
     fn fallback_get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::FallbackRecord>> {

@@ -55,7 +55,17 @@ pub(crate) struct Webhook {
     templates: Templates,
     /// Wakes the sender when something was queued for now.
     wake: tokio::sync::Notify,
+    /// Callback bodies read at a time.
+    callbacks: tokio::sync::Semaphore,
+    /// Signatures of the callbacks taken, until they could no longer be played again
+    /// (their timestamp too old): a replay is refused. Bounded.
+    taken: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
+
+/// Callback bodies read at a time.
+const CALLBACK_READS: usize = 16;
+/// Most signatures remembered.
+const MAX_TAKEN: usize = 100_000;
 
 impl Webhook {
     /// The gateway of `config` (`None` when `--fallback-webhook` is not set).
@@ -84,6 +94,8 @@ impl Webhook {
             templates,
             config: f.clone(),
             wake: tokio::sync::Notify::new(),
+            callbacks: tokio::sync::Semaphore::new(CALLBACK_READS),
+            taken: std::sync::Mutex::default(),
         }))
     }
 
@@ -100,6 +112,50 @@ impl Webhook {
     /// The shared key, for the callbacks' signatures.
     pub(crate) fn secret(&self) -> &[u8] {
         &self.secret
+    }
+
+    /// Takes a callback's signature for as long as the request could be played again
+    /// (its timestamp's window, twice): false when it was taken already, here or on
+    /// another node of the cluster (a replay). [`Webhook::forget`] gives it back when
+    /// the request failed, so that the gateway's own retry goes through.
+    pub(crate) async fn take(&self, signature: &str) -> bool {
+        let now = self.clock.now_ms();
+        let window = 2 * sign::SKEW_S * 1000;
+        {
+            let mut t = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            t.retain(|_, until| *until > now);
+            if t.contains_key(signature) {
+                return false;
+            }
+            if t.len() >= MAX_TAKEN {
+                t.clear();
+            }
+            t.insert(signature.to_owned(), now + window);
+        }
+        let free = self
+            .store
+            .try_lock(&format!("fb-sig:{signature}"), signature, window)
+            .await
+            .unwrap_or(true);
+        if !free {
+            self.taken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(signature);
+        }
+        free
+    }
+
+    /// Gives back a signature taken by a request that failed.
+    pub(crate) async fn forget(&self, signature: &str) {
+        self.taken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(signature);
+        let _ = self
+            .store
+            .unlock(&format!("fb-sig:{signature}"), signature)
+            .await;
     }
 
     /// True when `meta` may reach the gateway: real, or a drill that asked for it.
@@ -132,7 +188,7 @@ impl Fallback for Webhook {
                 return Ok(());
             }
             let now = self.clock.now_ms();
-            let calls = self.config.calls(meta.level);
+            let calls = self.config.calls(meta.level) && self.config.callout_max > 0;
             let mut records = Vec::with_capacity(silent.len());
             for r in silent.iter().filter(|r| is_silent(r.status)) {
                 records.push(FallbackRecord::new(&meta.id, &r.lead, Channel::Sms, 0, now));

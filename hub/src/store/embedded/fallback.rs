@@ -23,6 +23,7 @@ pub(super) enum FallbackRequest {
     /// A sender's (or a status callback's) update under its claim.
     Update {
         record: Box<FallbackRecord>,
+        expect: u64,
         events: Vec<TimelineEvent>,
         next: Option<FallbackRecord>,
         reply: Reply<bool>,
@@ -65,13 +66,12 @@ pub(super) fn stage(
             reply,
         } => {
             let mut due: Vec<FallbackRecord> = work
-                .fallback
-                .values()
-                .filter(|r| r.state.is_due_kind() && r.next_at <= now)
-                .cloned()
+                .fallback_due
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .take(limit)
+                .filter_map(|(_, id)| work.fallback.get(id).cloned())
                 .collect();
-            due.sort_by_key(|r| r.next_at);
-            due.truncate(limit);
             for r in &mut due {
                 r.claim(now, lease);
                 record(work, Record::Fallback { record: r.clone() });
@@ -80,6 +80,7 @@ pub(super) fn stage(
         }
         FallbackRequest::Update {
             record: new,
+            expect,
             events,
             next,
             reply,
@@ -87,7 +88,7 @@ pub(super) fn stage(
             let fresh = work
                 .fallback
                 .get(&new.id)
-                .is_some_and(|cur| cur.claims == new.claims);
+                .is_some_and(|cur| cur.claims == expect);
             if fresh {
                 let incident = new.incident.clone();
                 record(work, Record::Fallback { record: *new });
@@ -126,9 +127,9 @@ impl EmbeddedStore {
             .state
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .fallback
-            .values()
-            .any(|r| r.state.is_due_kind() && r.next_at <= now);
+            .fallback_due
+            .first()
+            .is_some_and(|(at, _)| *at <= now);
         if !any {
             return Ok(Vec::new());
         }
@@ -147,6 +148,7 @@ impl EmbeddedStore {
     pub(super) async fn update_fallback(
         &self,
         record: &FallbackRecord,
+        expect: u64,
         events: Vec<TimelineEvent>,
         next: Option<FallbackRecord>,
     ) -> Result<bool, StoreError> {
@@ -154,6 +156,7 @@ impl EmbeddedStore {
         self.ask(|reply| {
             Request::Fallback(FallbackRequest::Update {
                 record,
+                expect,
                 events,
                 next,
                 reply,

@@ -57,6 +57,8 @@ pub(super) struct State {
     pub(super) escalated: HashMap<String, u8>,
     /// Fallback messages by id (their incident kept, they are kept).
     pub(super) fallback: std::collections::BTreeMap<String, crate::store::FallbackRecord>,
+    /// The queued and claimed ones by when they are next due.
+    pub(super) fallback_due: std::collections::BTreeSet<(u64, String)>,
     /// Escalation claims (not persisted: a restart may act at once).
     pub(super) leases: HashMap<String, u64>,
 }
@@ -251,6 +253,13 @@ impl State {
                 }
             }
             Record::Fallback { record } => {
+                if let Some(old) = self.fallback.get(&record.id) {
+                    self.fallback_due.remove(&(old.next_at, old.id.clone()));
+                }
+                if record.state.is_due_kind() {
+                    self.fallback_due
+                        .insert((record.next_at, record.id.clone()));
+                }
                 self.fallback.insert(record.id.clone(), record);
             }
             Record::Events { incident, events } => {

@@ -12,6 +12,8 @@ use crate::store::FallbackRecord;
 
 /// Message ids by when they are next due (ms).
 const DUE: &str = "gc:fb:due";
+/// Removes an index entry only if its score is still the one read.
+const UNINDEX: &str = "if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end return 0";
 
 fn fallback_key(incident: &str) -> String {
     format!("{{inc:{incident}}}:fb")
@@ -63,11 +65,12 @@ impl RedisStore {
         lease: u64,
         limit: usize,
     ) -> Result<Vec<FallbackRecord>, StoreError> {
-        let ids: Vec<String> = self.seen(
+        let ids: Vec<(String, String)> = self.seen(
             redis::cmd("ZRANGEBYSCORE")
                 .arg(DUE)
                 .arg("-inf")
                 .arg(now)
+                .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(0)
                 .arg(limit)
@@ -75,7 +78,7 @@ impl RedisStore {
                 .await,
         )?;
         let mut claimed = Vec::new();
-        for id in ids {
+        for (id, score) in ids {
             let answer: Vec<String> = self.seen(
                 redis::Script::new(FALLBACK_CLAIM_SCRIPT)
                     .key(fallback_key(incident_of(&id)))
@@ -96,7 +99,18 @@ impl RedisStore {
                     let at: u64 = answer.get(1).and_then(|s| s.parse().ok()).unwrap_or(now);
                     self.seen(c.zadd::<_, _, _, ()>(DUE, &id, at).await)?;
                 }
-                _ => self.seen(c.zrem::<_, _, ()>(DUE, &id).await)?,
+                // Nothing to send: the entry goes, unless it was queued again meanwhile
+                // (a new score).
+                _ => self
+                    .seen(
+                        redis::Script::new(UNINDEX)
+                            .key(DUE)
+                            .arg(&id)
+                            .arg(&score)
+                            .invoke_async::<i64>(&mut c)
+                            .await,
+                    )
+                    .map(drop)?,
             }
         }
         Ok(claimed)
@@ -106,6 +120,7 @@ impl RedisStore {
     pub(super) async fn update_fallback(
         &self,
         record: &FallbackRecord,
+        expect: u64,
         events: Vec<TimelineEvent>,
         next: Option<FallbackRecord>,
     ) -> Result<bool, StoreError> {
@@ -131,7 +146,7 @@ impl RedisStore {
             .key(meta_key(&record.incident))
             .key(timeline_key(&record.incident))
             .arg(&record.id)
-            .arg(record.claims)
+            .arg(expect)
             .arg(serde_json::to_string(record).map_err(io)?);
         match &next {
             Some(n) => invocation
@@ -142,10 +157,9 @@ impl RedisStore {
         for e in &events {
             invocation.arg(serde_json::to_string(e).map_err(io)?);
         }
+        // A message done with stays indexed until a claim finds it so (removing it here
+        // could remove the entry of a status callback that queued it again).
         let done: i64 = self.seen(invocation.invoke_async(&mut c).await)?;
-        if done == 1 && !record.state.is_due_kind() {
-            self.seen(c.zrem::<_, _, ()>(DUE, &record.id).await)?;
-        }
         Ok(done == 1)
     }
 

@@ -4,7 +4,7 @@
 
 use gridcast_protocol::ErrorCode;
 use gridcast_protocol::api::{Channel, DeliveryStatus, FallbackInbound, FallbackStatus};
-use gridcast_protocol::model::{IncidentState, Response};
+use gridcast_protocol::model::{IncidentState, Response, Status};
 
 use super::Webhook;
 use super::sender::{normalize, retry_wait, what};
@@ -13,6 +13,28 @@ use crate::store::{FallbackRecord, FallbackState, StoreError};
 
 /// Longest error text kept from a status.
 const MAX_ERROR: usize = 200;
+
+/// A gateway's error text as kept: at most [`MAX_ERROR`] characters, and any run of
+/// seven or more digits (a phone number, in carriers' errors) left out.
+fn scrub(error: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    for c in error.chars().take(MAX_ERROR).chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if digits.len() >= 7 {
+            out.push('…');
+        } else {
+            out.push_str(&digits);
+        }
+        digits.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
 
 /// A reply resolved: who answered what to which incident.
 pub(crate) struct Reply {
@@ -26,34 +48,48 @@ pub(crate) struct Reply {
 
 impl Webhook {
     /// Records one status; false when it names no message of this hub. Recording the
-    /// same status twice changes nothing.
+    /// same status twice changes nothing, and a message only moves forward (a late
+    /// `delivered` never undoes `answered`).
     pub(crate) async fn apply_status(&self, s: &FallbackStatus) -> Result<bool, Refusal> {
-        let error: Option<String> = s
-            .error
-            .as_deref()
-            .map(|e| e.chars().take(MAX_ERROR).collect());
-        // A claim may come between the read and the write: read again.
-        for _ in 0..3 {
+        let error: Option<String> = s.error.as_deref().map(scrub);
+        // Another callback may come between the read and the write: read again.
+        for _ in 0..5 {
             let Some(mut rec) = self.store.fallback_get(&s.message_id).await? else {
                 return Ok(false);
             };
-            if rec.state.is_due_kind() {
-                return Err(Refusal::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "{} is still being sent; report its status again shortly",
-                        s.message_id
-                    ),
-                ));
-            }
             let label = label(s, error.as_deref());
             if rec.error.as_deref() == Some(label.as_str()) {
                 return Ok(true);
             }
-            let detail = self.take_status(&mut rec, s, &label);
+            match rec.state {
+                FallbackState::Sending => {
+                    return Err(Refusal::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "{} is still being sent; report its status again shortly",
+                            s.message_id
+                        ),
+                    ));
+                }
+                // Waiting for another send, or done with: a status of an earlier send
+                // changes nothing.
+                FallbackState::Queued | FallbackState::Failed | FallbackState::Cancelled => {
+                    return Ok(true);
+                }
+                FallbackState::Sent | FallbackState::Delivered | FallbackState::Answered => {}
+            }
+            let Some(detail) = self.take_status(&mut rec, s, &label) else {
+                return Ok(true);
+            };
             rec.error = Some(label);
+            let read = rec.claims;
+            rec.claims += 1;
             let event = self.status_event(&rec, detail);
-            if self.store.fallback_update(&rec, vec![event], None).await? {
+            if self
+                .store
+                .fallback_update(&rec, read, vec![event], None)
+                .await?
+            {
                 if rec.state == FallbackState::Queued {
                     self.wake.notify_one();
                 }
@@ -63,34 +99,48 @@ impl Webhook {
         Err(StoreError::Io("the message kept changing; report its status again".into()).into())
     }
 
-    /// Applies a status to `rec`: its new state, and the timeline's words for it.
-    fn take_status(&self, rec: &mut FallbackRecord, s: &FallbackStatus, label: &str) -> String {
+    /// Applies a status to a message the gateway took: its new state, and the
+    /// timeline's words for it; `None` when it would move the message backwards.
+    fn take_status(
+        &self,
+        rec: &mut FallbackRecord,
+        s: &FallbackStatus,
+        label: &str,
+    ) -> Option<String> {
         let what = what(rec);
-        match s.status {
-            DeliveryStatus::Sent => format!("{what} handed to the carrier"),
-            DeliveryStatus::Delivered => {
+        let taken = rec.state == FallbackState::Sent;
+        Some(match s.status {
+            DeliveryStatus::Sent if taken => format!("{what} handed to the carrier"),
+            DeliveryStatus::Delivered if taken => {
                 rec.state = FallbackState::Delivered;
                 format!("{what} delivered")
             }
-            DeliveryStatus::Answered => {
+            DeliveryStatus::Answered if rec.state != FallbackState::Answered => {
                 rec.state = FallbackState::Answered;
                 format!("{what} picked up; the message was read to the lead")
             }
-            DeliveryStatus::NoAnswer => format!("{what}: no answer"),
-            DeliveryStatus::Busy => format!("{what}: line busy"),
+            DeliveryStatus::NoAnswer if taken => format!("{what}: no answer"),
+            DeliveryStatus::Busy if taken => format!("{what}: line busy"),
+            // A text that did not arrive goes again, as a new send (its own key); a
+            // call that failed is followed by the 叫应's next one.
             DeliveryStatus::Failed
-                if s.temporary && rec.attempts < self.config.fallback_attempts =>
+                if taken
+                    && s.temporary
+                    && rec.channel == Channel::Sms
+                    && rec.resends < self.config.fallback_attempts =>
             {
-                let wait = retry_wait(rec.attempts);
+                let wait = retry_wait(rec.resends + 1);
                 rec.state = FallbackState::Queued;
+                rec.resends += 1;
                 rec.next_at = self.clock.now_ms() + wait.as_millis() as u64;
-                format!("{what} {label}; tried again in {} s", wait.as_secs().max(1))
+                format!("{what} {label}; sent again in {} s", wait.as_secs().max(1))
             }
-            DeliveryStatus::Failed => {
+            DeliveryStatus::Failed if taken => {
                 rec.state = FallbackState::Failed;
-                format!("{what} {label}; not tried again")
+                format!("{what} {label}; not sent again")
             }
-        }
+            _ => return None,
+        })
     }
 
     fn status_event(
@@ -161,12 +211,15 @@ impl Webhook {
                         "several leads share this number: the gateway must give message_id",
                     ));
                 }
-                let incident = self.newest_messaged(&lead).await?.ok_or_else(|| {
-                    Refusal::new(
-                        ErrorCode::NotFound,
-                        "no active activation was sent to this number",
-                    )
-                })?;
+                let incident = self
+                    .replied_to(&lead, note.as_deref())
+                    .await?
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            ErrorCode::NotFound,
+                            "no active activation was sent to this number",
+                        )
+                    })?;
                 (incident, lead, "text reply".to_owned())
             }
         };
@@ -179,20 +232,43 @@ impl Webhook {
         })
     }
 
-    /// The newest active incident whose fallback messages went to `lead`.
-    async fn newest_messaged(&self, lead: &str) -> Result<Option<String>, StoreError> {
+    /// The active incident a reply without `message_id` answers: the one named in
+    /// `note` if any, else the one whose message the gateway took last among those the
+    /// lead has not answered (or, when it answered all, among all: a change of mind).
+    async fn replied_to(
+        &self,
+        lead: &str,
+        note: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
         let now = self.clock.now_ms();
-        let mine = self.store.incidents_for_lead(lead, now).await?;
-        for (meta, _) in mine.iter().rev() {
+        let mut candidates = Vec::new();
+        for (meta, state) in self.store.incidents_for_lead(lead, now).await? {
             if meta.state != IncidentState::Active {
                 continue;
             }
             let sent = self.store.fallback_of(&meta.id).await?;
-            if sent.iter().any(|m| m.lead == lead) {
-                return Ok(Some(meta.id.clone()));
+            let last = sent
+                .iter()
+                .filter(|m| m.lead == lead)
+                .filter_map(|m| m.sent_at)
+                .max();
+            if let Some(at) = last {
+                let open = matches!(state.status, Status::Pending | Status::Delivered);
+                candidates.push((meta.id.clone(), open, at));
             }
         }
-        Ok(None)
+        if let Some(named) = candidates
+            .iter()
+            .find(|(id, _, _)| note.is_some_and(|n| n.contains(id.as_str())))
+        {
+            return Ok(Some(named.0.clone()));
+        }
+        let any_open = candidates.iter().any(|c| c.1);
+        Ok(candidates
+            .into_iter()
+            .filter(|c| c.1 || !any_open)
+            .max_by_key(|c| c.2)
+            .map(|c| c.0))
     }
 }
 
@@ -229,14 +305,13 @@ pub(crate) fn parse_reply(body: &str) -> Option<(Response, Option<String>)> {
     ];
     let lower = ascii.to_lowercase();
     let (word, response) = words.into_iter().find(|(w, _)| lower.starts_with(w))?;
-    let rest = ascii
-        .get(word.len()..)
-        .unwrap_or("")
-        .trim_start_matches([' ', ',', '，', ':', '：', '.', '。']);
-    // `12` is not a reply `1` with the note `2`.
-    if word.len() == 1 && rest.starts_with(|c: char| c.is_ascii_digit()) {
+    let after = ascii.get(word.len()..).unwrap_or("");
+    // The word alone or then a separator: 接受不了 is no accept, 12 no reply 1.
+    const SEPARATORS: [char; 10] = [' ', ',', '，', ':', '：', '.', '。', ';', '；', '\n'];
+    if !(after.is_empty() || after.starts_with(SEPARATORS)) {
         return None;
     }
+    let rest = after.trim_start_matches(SEPARATORS);
     let note = Some(rest.trim().to_owned()).filter(|n| !n.is_empty());
     Some((response, note))
 }
@@ -260,7 +335,13 @@ mod tests {
         );
         assert_eq!(parse_reply("Decline"), Some((Response::Decline, None)));
         assert_eq!(parse_reply("12"), None);
+        assert_eq!(parse_reply("接受不了"), None);
+        assert_eq!(parse_reply("2在医院"), None);
         assert_eq!(parse_reply("ok"), None);
+        assert_eq!(
+            scrub("DELIVRD to 13900000001, code 404"),
+            "DELIVRD to …, code 404"
+        );
         assert_eq!(parse_reply(""), None);
     }
 }

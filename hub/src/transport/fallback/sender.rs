@@ -24,12 +24,11 @@ const TICK: Duration = Duration::from_millis(250);
 /// How long a claimed message is this sender's before another may send it again.
 /// Three times [`TIMEOUT`]: a live sender has always recorded its answer by then.
 const LEASE_MS: u64 = 15_000;
-/// Messages claimed at a time.
-const BATCH: usize = 32;
-/// Requests in flight at a time.
-const IN_FLIGHT: usize = 8;
-/// How long the gateway has to answer one request.
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages claimed, and requests in flight, at a time: a round is done (every answer
+/// recorded) well inside the lease even on a gateway that never answers.
+const BATCH: usize = 8;
+/// How long the gateway has to answer one request (inside the hub's drain deadline).
+const TIMEOUT: Duration = Duration::from_secs(4);
 /// First and longest wait before a message is tried again.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 const MAX_RETRY: Duration = Duration::from_secs(120);
@@ -54,11 +53,19 @@ pub(super) async fn run(gw: Arc<Webhook>, shutdown: CancellationToken) {
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut numbers: HashMap<String, u64> = HashMap::new();
     tracing::info!(rate = gw.config.fallback_rate, "fallback sender started");
+    let mut full = false;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = gw.wake.notified() => {}
-            () = shutdown.cancelled() => return,
+        // A full round may have left more: the next one at once.
+        if !full {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                () = gw.wake.notified() => {}
+            }
+        }
+        if shutdown.is_cancelled() {
+            return;
         }
         let now = gw.clock.now_ms();
         let claimed = match gw.store.fallback_claim(now, LEASE_MS, BATCH).await {
@@ -68,6 +75,9 @@ pub(super) async fn run(gw: Arc<Webhook>, shutdown: CancellationToken) {
                 continue;
             }
         };
+        full = claimed.len() == BATCH;
+        // Read once a round: a round lasts at most the pacing of BATCH messages, so a
+        // lead's answer is seen within that.
         let mut snaps: HashMap<String, Option<IncidentSnapshot>> = HashMap::new();
         let mut flying = FuturesUnordered::new();
         let mut pending = claimed.into_iter();
@@ -81,7 +91,7 @@ pub(super) async fn run(gw: Arc<Webhook>, shutdown: CancellationToken) {
                 Decision::Record(rec, events) => gw.record(&rec, events, None).await,
                 Decision::Send(rec, body) => {
                     tokio::select! {
-                        _ = pace.tick() => {}
+                        biased;
                         () = shutdown.cancelled() => {
                             // Left for the next start at once, not after the lease.
                             gw.release(rec).await;
@@ -90,6 +100,7 @@ pub(super) async fn run(gw: Arc<Webhook>, shutdown: CancellationToken) {
                             }
                             break;
                         }
+                        _ = pace.tick() => {}
                     }
                     let key = gw.number_key(&rec);
                     if let Some(k) = &key {
@@ -97,9 +108,6 @@ pub(super) async fn run(gw: Arc<Webhook>, shutdown: CancellationToken) {
                     }
                     let (gw, http) = (&gw, &http);
                     flying.push(async move { (key, gw.send(http, rec, body).await) });
-                    while flying.len() >= IN_FLIGHT {
-                        forget_refused(flying.next().await, &mut numbers);
-                    }
                 }
             }
         }
@@ -163,15 +171,18 @@ impl Webhook {
     /// The throttle key of a message's number and channel (a digest: numbers stay out
     /// of keys and logs).
     fn number_key(&self, rec: &FallbackRecord) -> Option<String> {
-        use sha2::Digest;
+        use hmac::Mac;
         let registry = self.registry.current();
         let phone = &registry.person(&rec.lead)?.phone;
         let channel = match rec.channel {
             Channel::Sms => "sms",
             Channel::Voice => "voice",
         };
-        let digest = sha2::Sha256::digest(format!("{}:{channel}", normalize(phone)).as_bytes());
-        Some(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+        // Keyed with the shared secret: an 11-digit number is not read back from it.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.secret).ok()?;
+        mac.update(format!("{}:{channel}", normalize(phone)).as_bytes());
+        let tag = mac.finalize().into_bytes();
+        Some(tag.iter().take(12).map(|b| format!("{b:02x}")).collect())
     }
 
     async fn decide(
@@ -198,11 +209,15 @@ impl Webhook {
             return Decision::Record(rec, vec![e]);
         };
         let state = snap.recipients.iter().find(|r| r.lead == rec.lead);
-        if let Some(r) = state.filter(|r| !is_silent(r.status)) {
-            let why = stop(
-                &mut rec,
-                format!("the lead answered ({}) first", r.status.as_str()),
-            );
+        let answered = match state {
+            None => Some("the lead is no longer a recipient".to_owned()),
+            Some(r) if !is_silent(r.status) => {
+                Some(format!("the lead answered ({}) first", r.status.as_str()))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = answered {
+            let why = stop(&mut rec, why);
             let e = self.event(
                 &rec,
                 "fallback_cancelled",
@@ -266,7 +281,8 @@ impl Webhook {
                     .store
                     .try_lock(&format!("fb-number:{key}"), &rec.id, gap.max(1))
                     .await
-                    .unwrap_or(false);
+                    // A store that cannot say sends rather than holds a text back.
+                    .unwrap_or(true);
             if !free {
                 self.metrics.fallback_throttled.fetch_add(1, Relaxed);
                 rec.state = FallbackState::Queued;
@@ -327,7 +343,7 @@ impl Webhook {
         let answer = match http
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("idempotency-key", &rec.id)
+            .header("idempotency-key", rec.key())
             .header(sign::TIMESTAMP, &ts)
             .header(sign::SIGNATURE, signature)
             .body(bytes)
@@ -339,27 +355,12 @@ impl Webhook {
         };
         let now = self.clock.now_ms();
         rec.attempts += 1;
-        let mut next = None;
         let event = match answer {
             Answer::Accepted => {
                 self.metrics.fallback_sent.fetch_add(1, Relaxed);
                 rec.state = FallbackState::Sent;
                 rec.sent_at = Some(now);
                 rec.error = None;
-                if rec.channel == Channel::Voice && rec.call < self.config.callout_max {
-                    let at = now + self.config.callout_interval_s * 1000;
-                    if let Ok(Some(snap)) = self.store.incident(&rec.incident).await
-                        && at <= chain_end(&snap.meta)
-                    {
-                        next = Some(FallbackRecord::new(
-                            &rec.incident,
-                            &rec.lead,
-                            Channel::Voice,
-                            rec.call + 1,
-                            at,
-                        ));
-                    }
-                }
                 self.event(
                     &rec,
                     "fallback_sent",
@@ -422,6 +423,24 @@ impl Webhook {
                 )
             }
         };
+        // A 叫应 goes on after a call the gateway took or gave up on, until the lead
+        // answers, a call is picked up, or the calls or the chain run out.
+        let mut next = None;
+        let done_with = matches!(rec.state, FallbackState::Sent | FallbackState::Failed);
+        if rec.channel == Channel::Voice && done_with && rec.call < self.config.callout_max {
+            let at = now + self.config.callout_interval_s * 1000;
+            if let Ok(Some(snap)) = self.store.incident(&rec.incident).await
+                && at <= chain_end(&snap.meta)
+            {
+                next = Some(FallbackRecord::new(
+                    &rec.incident,
+                    &rec.lead,
+                    Channel::Voice,
+                    rec.call + 1,
+                    at,
+                ));
+            }
+        }
         tracing::info!(message_id = %rec.id, state = ?rec.state, attempts = rec.attempts, "fallback message");
         self.record(&rec, vec![event], next).await;
         rec.state == FallbackState::Sent
@@ -434,7 +453,11 @@ impl Webhook {
         events: Vec<TimelineEvent>,
         next: Option<FallbackRecord>,
     ) {
-        match self.store.fallback_update(rec, events, next).await {
+        match self
+            .store
+            .fallback_update(rec, rec.claims, events, next)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(message_id = %rec.id, "fallback: the message was claimed again meanwhile; its newer claim stands")
@@ -458,7 +481,8 @@ fn classify(r: &reqwest::Response) -> Answer {
     let code = format!("HTTP {}", status.as_u16());
     if status.is_success() {
         Answer::Accepted
-    } else if status.as_u16() == 429 || status.is_server_error() {
+    } else if matches!(status.as_u16(), 408 | 409 | 425 | 429) || status.is_server_error() {
+        // 409: the gateway still works on this key (our earlier try timed out).
         let after = r
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -28,14 +28,11 @@ pub(crate) fn sign(secret: &[u8], ts: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Checks a signed request: `Err(why)` when a header is missing, the timestamp is more
-/// than [`SKEW_S`] from `now_s`, or the signature does not match (compared in constant
-/// time).
-pub(crate) fn verify(
-    secret: &[u8],
+/// Checks a signed request's headers before its body is read: both present, the
+/// timestamp within [`SKEW_S`] of `now_s`, the signature shaped `sha256=<64 hex>`.
+pub(crate) fn check_headers(
     ts: Option<&str>,
     signature: Option<&str>,
-    body: &[u8],
     now_s: u64,
 ) -> Result<(), &'static str> {
     let (Some(ts), Some(signature)) = (ts, signature) else {
@@ -47,6 +44,26 @@ pub(crate) fn verify(
     if at.abs_diff(now_s) > SKEW_S {
         return Err("X-Gridcast-Timestamp is more than five minutes off the hub's clock");
     }
+    signature
+        .strip_prefix("sha256=")
+        .and_then(decode_hex)
+        .map(drop)
+        .ok_or("X-Gridcast-Signature must be sha256=<hex>")
+}
+
+/// Checks a signed request: `Err(why)` when [`check_headers`] fails or the signature
+/// does not match (compared in constant time).
+pub(crate) fn verify(
+    secret: &[u8],
+    ts: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now_s: u64,
+) -> Result<(), &'static str> {
+    check_headers(ts, signature, now_s)?;
+    let (Some(ts), Some(signature)) = (ts, signature) else {
+        return Err("missing X-Gridcast-Timestamp or X-Gridcast-Signature");
+    };
     let hex = signature
         .strip_prefix("sha256=")
         .ok_or("X-Gridcast-Signature must be sha256=<hex>")?;
