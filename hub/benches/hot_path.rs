@@ -40,6 +40,7 @@ fn meta() -> IncidentMeta {
         issued_by: "op".into(),
         closed_at: None,
         fallback: false,
+        approval: None,
     }
 }
 

@@ -90,6 +90,9 @@ pub struct IncidentMeta {
     /// When it was closed, Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<u64>,
+    /// The held request (`APR-…`) it was issued from, under the two-person rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// A drill that asked for the fallback channel (real activations always have it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback: bool,

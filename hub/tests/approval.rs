@@ -350,3 +350,93 @@ async fn a_request_nobody_else_may_approve_is_refused_at_once() {
     assert_eq!(op.incidents(None).await.unwrap().incidents.len(), 1);
     hub.stop().await;
 }
+
+/// A hub that stopped between approving a request and issuing it left it `approving`:
+/// the next look at the requests finds the incident it issued (and marks it `active`)
+/// or, when none was issued, puts it back for a person to approve again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_left_approving_by_a_stopped_hub_is_recovered() {
+    use gridcast_hub::store::Store;
+    use gridcast_hub::store::embedded::EmbeddedStore;
+    use gridcast_protocol::api::ApprovalState;
+    let doc = city(10);
+    let dir = tmp_dir("approval-stuck");
+    let rule = |c: &mut gridcast_hub::Config| {
+        c.approval_levels = vec![Some(gridcast_protocol::Level::I)];
+    };
+    let start = |dir: std::path::PathBuf| {
+        let doc = doc.clone();
+        async move {
+            TestHub::start_in(
+                dir,
+                Some(doc),
+                rule,
+                Arc::new(gridcast_hub::clock::SystemClock),
+            )
+            .await
+        }
+    };
+    let hub = start(dir.clone()).await;
+    let op = as_role(&hub.http(), "op-1", TokenRole::Operator, "");
+    let sup = as_role(&hub.http(), "sup-1", TokenRole::Supervisor, "");
+    let ask = |title: &str| activation(title, "I", &[TOWN_A], false);
+    let lost = post_json(&op, "/v1/incidents", ask("Dam breach"))
+        .await
+        .unwrap();
+    let issued = post_json(&op, "/v1/incidents", ask("Levee breach"))
+        .await
+        .unwrap();
+    let issued_id = issued["id"].as_str().unwrap().to_owned();
+    let approved = post_json(
+        &sup,
+        &format!("/v1/incidents/{issued_id}/approve"),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let incident = approved["incident"].as_str().unwrap().to_owned();
+    hub.stop().await;
+    // What a hub that stopped halfway leaves: both `approving`, a minute ago, and the
+    // second one's incident not yet noted.
+    {
+        let store = EmbeddedStore::open(&dir.join("data")).unwrap();
+        let minute_ago = gridcast_protocol::time::rfc3339(gridcast_hub::now_ms() - 120_000);
+        for mut a in store.approvals().await.unwrap() {
+            let was = a.state;
+            a.state = ApprovalState::Approving;
+            a.decided_by = Some("sup-1".into());
+            a.decided_at = Some(minute_ago.clone());
+            a.incident = None;
+            assert!(store.update_approval(&a, was).await.unwrap());
+        }
+    }
+    let hub = start(dir.clone()).await;
+    let sup = as_role(&hub.http(), "sup-1", TokenRole::Supervisor, "");
+    let list: Value = sup.get("/v1/approvals").await.unwrap();
+    let find = |id: &str| {
+        list["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let recovered = find(&issued_id);
+    assert_eq!(
+        (recovered["state"].as_str(), recovered["incident"].as_str()),
+        (Some("active"), Some(incident.as_str())),
+        "{recovered}"
+    );
+    let lost_id = lost["id"].as_str().unwrap();
+    let again = find(lost_id);
+    assert_eq!(again["state"], "pending_approval", "{again}");
+    // Approved again, it is issued once.
+    let done = post_json(&sup, &format!("/v1/incidents/{lost_id}/approve"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "active");
+    let op = as_role(&hub.http(), "op-1", TokenRole::Operator, "");
+    assert_eq!(op.incidents(None).await.unwrap().incidents.len(), 2);
+    hub.stop().await;
+}

@@ -44,6 +44,7 @@ fn new_incident(leads: &[String]) -> NewIncident {
             issued_by: "op".into(),
             closed_at: None,
             fallback: false,
+            approval: None,
         },
         recipients: leads
             .iter()

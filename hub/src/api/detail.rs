@@ -273,6 +273,7 @@ mod tests {
             issued_by: "op".into(),
             closed_at: None,
             fallback: false,
+            approval: None,
         };
         let events = [
             ev("issued", None, "step 9 is not an escalation", "t0"),

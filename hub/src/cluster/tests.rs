@@ -33,6 +33,7 @@ fn meta(rev: u64) -> IncidentMeta {
         issued_by: "op".into(),
         closed_at: None,
         fallback: false,
+        approval: None,
     }
 }
 

@@ -23,6 +23,10 @@ use super::Dispatch;
 use super::incident::{MAX_NOTE, Prepared, Refusal, check_text};
 use crate::auth::{Claims, TokenRole};
 
+/// How long a request may stay `approving` (being issued) before it is taken for the
+/// mark of a hub that stopped halfway: issuing takes milliseconds.
+const STUCK_MS: u64 = 60_000;
+
 /// What `POST /v1/incidents` did.
 #[derive(Debug)]
 pub(crate) enum Requested {
@@ -118,7 +122,8 @@ impl Dispatch {
         let prepared = self.prepare(operator, req).await?;
         if !self.needs_approval(&prepared) {
             return Ok(Requested::Issued(
-                self.commit(operator, prepared, cap, Vec::new()).await?,
+                self.commit(operator, prepared, cap, Vec::new(), None)
+                    .await?,
             ));
         }
         let now = self.clock.now_ms();
@@ -146,7 +151,7 @@ impl Dispatch {
                 now,
                 format!("issued without a second person: {}", o.reason),
             )];
-            let created = self.commit(operator, prepared, cap, events).await?;
+            let created = self.commit(operator, prepared, cap, events, None).await?;
             let data = serde_json::json!({
                 "incident": created.id, "by": operator.sub, "reason": o.reason,
             });
@@ -203,6 +208,7 @@ impl Dispatch {
         let now = self.clock.now_ms();
         let mut out = Vec::new();
         for a in self.store.approvals().await? {
+            let a = self.recover(a, now).await?;
             let a = self.expire(a, now).await?;
             let inside = a.reach.iter().all(|t| t.starts_with(&op.scope));
             if inside {
@@ -210,6 +216,46 @@ impl Dispatch {
             }
         }
         Ok(out)
+    }
+
+    /// `a`, if a hub stopped between approving and issuing it (it stayed `approving`
+    /// past [`STUCK_MS`]): `active` with its incident if that was issued, else back to
+    /// `pending_approval` for a person to approve again (nothing was sent).
+    async fn recover(&self, mut a: Approval, now: u64) -> Result<Approval, Refusal> {
+        let since = a.decided_at.as_deref().and_then(parse_rfc3339);
+        if a.state != ApprovalState::Approving || since.is_some_and(|t| now < t + STUCK_MS) {
+            return Ok(a);
+        }
+        let day = now.saturating_sub(24 * 3_600_000);
+        let issued = self
+            .store
+            .recent_metas(day)
+            .await?
+            .into_iter()
+            .find(|m| m.approval.as_deref() == Some(a.id.as_str()));
+        match issued {
+            Some(meta) => {
+                a.state = ApprovalState::Active;
+                a.incident = Some(meta.id.clone());
+            }
+            None => {
+                a.state = ApprovalState::PendingApproval;
+                a.decided_by = None;
+                a.decided_at = None;
+                a.reason = Some(
+                    "a hub stopped while issuing it; nothing was sent: approve it again".into(),
+                );
+            }
+        }
+        if self
+            .store
+            .update_approval(&a, ApprovalState::Approving)
+            .await?
+        {
+            tracing::warn!(request = %a.id, state = ?a.state, incident = ?a.incident, "held activation recovered after a hub stopped while issuing it");
+            self.announce(&a).await;
+        }
+        Ok(a)
     }
 
     /// `a`, marked expired (durably) if it waited past its time.
@@ -364,7 +410,10 @@ impl Dispatch {
             ),
         ];
         let cap = a.cap.clone().and_then(|c| serde_json::from_value(c).ok());
-        match self.commit(&requester, prepared, cap, events).await {
+        match self
+            .commit(&requester, prepared, cap, events, Some(a.id.clone()))
+            .await
+        {
             Ok(created) => {
                 a.state = ApprovalState::Active;
                 a.incident = Some(created.id.clone());

@@ -247,6 +247,7 @@ impl Dispatch {
         prepared: Prepared,
         cap: Option<crate::store::CapOrigin>,
         events: Vec<gridcast_protocol::api::TimelineEvent>,
+        approval: Option<String>,
     ) -> Result<CreatedIncident, Refusal> {
         let Prepared {
             req,
@@ -273,6 +274,7 @@ impl Dispatch {
                 issued_by: operator.sub.clone(),
                 closed_at: None,
                 fallback: req.drill && req.fallback,
+                approval,
             },
             recipients,
             outbox: self.outbox_wanted(),

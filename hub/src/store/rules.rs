@@ -174,6 +174,7 @@ mod tests {
             issued_by: "op-1".into(),
             closed_at: None,
             fallback: false,
+            approval: None,
         }
     }
 

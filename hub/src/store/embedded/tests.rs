@@ -31,6 +31,7 @@ fn new_incident(leads: &[&str]) -> NewIncident {
             issued_by: "op".into(),
             closed_at: None,
             fallback: false,
+            approval: None,
         },
         recipients: leads
             .iter()
