@@ -6,30 +6,7 @@
 //! gridcast lead --token "$LEAD" --ack accept
 //! ```
 
-/// `println!` that ends the program quietly when stdout is closed (`gridcast … | head`)
-/// instead of panicking.
-macro_rules! out {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
-    }};
-}
-
-/// `print!` likewise.
-macro_rules! out_raw {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = write!(std::io::stdout(), $($t)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
-    }};
-}
+use gridcast_protocol::{out, out_raw};
 
 mod registry_cmd;
 

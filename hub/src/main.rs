@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
             let jti = gridcast_hub::random_hex(12).context("making a token id")?;
             let auth = Auth::with_keys(&secret, None, cli.config.max_token_lifetime_h);
             eprintln!("token id (jti): {jti}");
-            println!(
+            gridcast_protocol::out!(
                 "{}",
                 auth.sign(&Claims {
                     sub,
@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             let registry = doc
                 .validate()
                 .map_err(|p| anyhow::anyhow!("invalid registry:\n  {}", p.join("\n  ")))?;
-            print!(
+            gridcast_protocol::out_raw!(
                 "{}",
                 gridcast_hub::transport::mqtt::mosquitto_acl(&registry, &hub_user)
             );

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! gridcast-drill city --leads 10000 --out city.json
-//! gridcast-drill fanout --hub http://127.0.0.1:8080 --admin-token "$ADMIN" \
-//!     --jwt-secret "$SECRET" --leads 10000 [--mqtt 127.0.0.1:1883 --mqtt-share 0.2] [--json out.json]
+//! gridcast-drill fanout --hub http://127.0.0.1:8080 --jwt-secret "$SECRET" --leads 10000 \
+//!     [--registry city.json] [--mqtt mqtt://127.0.0.1:1883 --mqtt-share 0.2] [--json out.json]
 //! gridcast-drill baseline --leads 10000
 //! gridcast-drill storm --hub http://127.0.0.1:8080 --jwt-secret "$SECRET" --leads 10000
 //! ```
@@ -62,7 +62,7 @@ struct HubArgs {
 /// What the simulated phones do (fan-out drills and their workers).
 #[derive(clap::Args, Clone)]
 struct PhoneArgs {
-    /// Broker host:port for the MQTT share.
+    /// Broker for the MQTT share: `mqtt://host[:port]` or `host:port`.
     #[arg(long)]
     mqtt: Option<String>,
     /// Share of phones on MQTT (0 to 1).
@@ -97,12 +97,16 @@ enum Command {
     Fanout {
         #[command(flatten)]
         hub: HubArgs,
-        /// Token with the whole city in scope (reads the registry, issues the drill).
+        /// Token with the whole city in scope (reads the registry, issues the drill);
+        /// default: an admin token minted with `--jwt-secret`.
         #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
-        admin_token: String,
+        admin_token: Option<String>,
         /// First replace the registry with the sample city grown to this many people.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "registry")]
         city: Option<usize>,
+        /// First replace the registry with this document (e.g. from `city`).
+        #[arg(long)]
+        registry: Option<std::path::PathBuf>,
         #[command(flatten)]
         phones: PhoneArgs,
         /// The hubs' pids (comma-separated), to read their RSS and CPU (same machine).
@@ -190,9 +194,10 @@ enum Command {
     Sustained {
         #[command(flatten)]
         hub: HubArgs,
-        /// Token with the whole city in scope.
+        /// Token with the whole city in scope; default: an admin token minted with
+        /// `--jwt-secret`.
         #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
-        admin_token: String,
+        admin_token: Option<String>,
         /// Activations per second.
         #[arg(long, default_value_t = 2.0)]
         rate: f64,
@@ -204,9 +209,10 @@ enum Command {
     Storm {
         #[command(flatten)]
         hub: HubArgs,
-        /// Token with the whole city in scope (reads the registry).
+        /// Token with the whole city in scope (reads the registry); default: an admin
+        /// token minted with `--jwt-secret`.
         #[arg(long, env = "GRIDCAST_TOKEN", hide_env_values = true)]
-        admin_token: String,
+        admin_token: Option<String>,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -234,12 +240,33 @@ fn check_limit(n: usize, per_process: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `mqtt://host[:port]` (port 1883 by default) or `host:port`.
 fn mqtt_addr(m: Option<String>) -> anyhow::Result<Option<(String, u16)>> {
     m.map(|m| {
-        let (h, p) = m.rsplit_once(':').context("--mqtt is host:port")?;
-        Ok((h.to_owned(), p.parse().context("--mqtt port")?))
+        let (url, rest) = match m.strip_prefix("mqtt://") {
+            Some(rest) => (true, rest.trim_end_matches('/')),
+            None => (false, m.as_str()),
+        };
+        match rest.rsplit_once(':') {
+            Some((h, p)) => Ok((h.to_owned(), p.parse().context("--mqtt port")?)),
+            None if url => Ok((rest.to_owned(), 1883)),
+            None => bail!("--mqtt is mqtt://host[:port] or host:port"),
+        }
     })
     .transpose()
+}
+
+/// `--admin-token`, else an admin token for the whole city minted with the hubs' key.
+fn admin_token_or_minted(given: Option<String>, jwt_secret: &str) -> String {
+    given.unwrap_or_else(|| {
+        gridcast_hub::auth::Auth::new(jwt_secret.as_bytes()).sign(&gridcast_hub::auth::Claims {
+            sub: "gridcast-drill".into(),
+            role: gridcast_hub::auth::TokenRole::Admin,
+            scope: String::new(),
+            exp: gridcast_hub::now_ms() / 1000 + 3600,
+            jti: None,
+        })
+    })
 }
 
 fn delay_range(v: &[u64]) -> anyhow::Result<(u64, u64)> {
@@ -271,34 +298,38 @@ impl HubArgs {
 
 fn print_fanout(r: &FanoutReport) {
     let p = percentiles;
-    println!("incident        {}", r.incident);
-    println!("recipients      {}", r.recipients);
-    println!(
+    gridcast_protocol::out!("incident        {}", r.incident);
+    gridcast_protocol::out!("recipients      {}", r.recipients);
+    gridcast_protocol::out!(
         "connected       {} ({} over MQTT), {:.0}/s",
-        r.connected, r.connected_mqtt, r.connect_per_s
+        r.connected,
+        r.connected_mqtt,
+        r.connect_per_s
     );
-    println!("delivered       {}", r.delivered);
-    println!("acked           {}", r.acked);
-    println!("delivery        {}", p(&r.delivery_ms));
+    gridcast_protocol::out!("delivered       {}", r.delivered);
+    gridcast_protocol::out!("acked           {}", r.acked);
+    gridcast_protocol::out!("delivery        {}", p(&r.delivery_ms));
     if let Some(c) = &r.delivery_by_channel {
-        println!("  on WebSocket  {}", p(&c.ws));
-        println!("  on MQTT       {}", p(&c.mqtt));
+        gridcast_protocol::out!("  on WebSocket  {}", p(&c.ws));
+        gridcast_protocol::out!("  on MQTT       {}", p(&c.mqtt));
     }
-    println!("last delivery   {:.1} ms", r.last_delivery_ms);
-    println!("last ack        {:.1} ms", r.last_ack_ms);
-    println!("acks            {:.0}/s answered ok", r.acks_per_s);
-    println!("errors          {}", r.errors);
+    gridcast_protocol::out!("last delivery   {:.1} ms", r.last_delivery_ms);
+    gridcast_protocol::out!("last ack        {:.1} ms", r.last_ack_ms);
+    gridcast_protocol::out!("acks            {:.0}/s answered ok", r.acks_per_s);
+    gridcast_protocol::out!("errors          {}", r.errors);
     if let (Some(rss), Some(cpu)) = (r.hub_rss_mb, r.hub_cpu_s) {
-        println!("hub             {rss:.1} MiB RSS, {cpu:.2} s CPU for the drill");
+        gridcast_protocol::out!("hub             {rss:.1} MiB RSS, {cpu:.2} s CPU for the drill");
     }
     if let Some(k) = r.hub_kib_per_idle_phone {
-        println!("hub memory      {k:.1} KiB per connected idle phone");
+        gridcast_protocol::out!("hub memory      {k:.1} KiB per connected idle phone");
     }
     if let Some(ms) = r.recovery_ms {
-        println!("chaos recovery  {ms:.0} ms from the kill to the last ack");
+        gridcast_protocol::out!("chaos recovery  {ms:.0} ms from the kill to the last ack");
     }
     if let Some(cpu) = r.hub_cpu_fanout_s {
-        println!("hub fan-out     {cpu:.2} s CPU from the issue to the last delivery");
+        gridcast_protocol::out!(
+            "hub fan-out     {cpu:.2} s CPU from the issue to the last delivery"
+        );
     }
 }
 
@@ -320,7 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             doc.staff.truncate(leads);
             std::fs::write(&out, serde_json::to_vec_pretty(&doc)?)
                 .with_context(|| format!("{}", out.display()))?;
-            println!(
+            gridcast_protocol::out!(
                 "{}: {} grids, {} staff",
                 out.display(),
                 doc.grids.len(),
@@ -331,6 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hub,
             admin_token,
             city,
+            registry,
             phones,
             hub_pid,
             json,
@@ -338,13 +370,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kill_after,
         } => {
             check_limit(hub.leads, hub.per_process)?;
-            if let Some(n) = city {
+            let admin_token = admin_token_or_minted(admin_token, &hub.jwt_secret);
+            let doc = match (city, registry) {
+                (Some(n), _) => Some(gridcast_hub::sample::drill_city(n)),
+                (None, Some(path)) => Some(
+                    serde_json::from_slice::<RegistryDoc>(
+                        &std::fs::read(&path).with_context(|| format!("{}", path.display()))?,
+                    )
+                    .with_context(|| format!("{}", path.display()))?,
+                ),
+                (None, None) => None,
+            };
+            if let Some(doc) = doc {
                 let console = ConsoleClient::new(&hub.hub[0], &admin_token);
-                let doc = gridcast_hub::sample::drill_city(n);
                 let _: serde_json::Value = console
                     .send_json(reqwest::Method::PUT, "/v1/registry", &doc)
                     .await
-                    .context("replacing the registry (--city needs an admin token)")?;
+                    .context(
+                        "replacing the registry (--city and --registry need an admin token)",
+                    )?;
                 for h in &hub.hub {
                     wait_for_registry(h, &admin_token, doc.staff.len()).await?;
                 }
@@ -396,26 +440,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(broker) => baseline::run_mqtt(opts, broker, broker_pid, receipts).await?,
                 None => baseline::run(opts, servers, job).await?,
             };
-            println!(
+            gridcast_protocol::out!(
                 "baseline        {} clients on {} server process(es), connected {:.0}/s",
-                r.clients, r.servers, r.connect_per_s
+                r.clients,
+                r.servers,
+                r.connect_per_s
             );
-            println!("delivered       {}", r.delivered);
-            println!("delivery        {}", percentiles(&r.delivery_ms));
-            println!("last delivery   {:.1} ms", r.last_delivery_ms);
-            println!(
+            gridcast_protocol::out!("delivered       {}", r.delivered);
+            gridcast_protocol::out!("delivery        {}", percentiles(&r.delivery_ms));
+            gridcast_protocol::out!("last delivery   {:.1} ms", r.last_delivery_ms);
+            gridcast_protocol::out!(
                 "server          {:.1} MiB RSS with {} connections ({:.1} KiB each), {:.2} s CPU for the broadcast",
-                r.server_rss_mb, r.clients, r.server_kib_per_conn, r.server_cpu_s
+                r.server_rss_mb,
+                r.clients,
+                r.server_kib_per_conn,
+                r.server_cpu_s
             );
             if acks {
-                println!("acked           {}", r.acked);
-                println!("last ack        {:.1} ms", r.last_ack_ms);
-                println!(
+                gridcast_protocol::out!("acked           {}", r.acked);
+                gridcast_protocol::out!("last ack        {:.1} ms", r.last_ack_ms);
+                gridcast_protocol::out!(
                     "server          {:.2} s CPU from the broadcast to the last ack",
                     r.server_cpu_acks_s
                 );
             }
-            println!("errors          {}", r.errors);
+            gridcast_protocol::out!("errors          {}", r.errors);
             write_json(json, &r)?;
         }
         Command::Worker {
@@ -434,7 +483,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BaselineServe { listen } => {
             let l = tokio::net::TcpListener::bind(&listen).await?;
-            println!("{}", l.local_addr()?);
+            gridcast_protocol::out!("{}", l.local_addr()?);
             baseline::serve(l).await?;
         }
         Command::Sustained {
@@ -444,14 +493,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
         } => {
             check_limit(hub.leads, usize::MAX)?;
-            let mut opts = hub.opts(admin_token)?;
+            let token = admin_token_or_minted(admin_token, &hub.jwt_secret);
+            let mut opts = hub.opts(token)?;
             opts.progress = false;
             let r = gridcast_load_tests::sustained(&opts, rate, seconds).await?;
-            println!(
+            gridcast_protocol::out!(
                 "sustained       {} activations at {:.1}/s to {} phones: {}/{} delivered",
-                r.activations, r.rate, r.connected, r.delivered, r.expected
+                r.activations,
+                r.rate,
+                r.connected,
+                r.delivered,
+                r.expected
             );
-            println!("delivery        {}", percentiles(&r.delivery_ms));
+            gridcast_protocol::out!("delivery        {}", percentiles(&r.delivery_ms));
             if r.delivered < r.expected {
                 bail!("{} deliveries missing", r.expected - r.delivered);
             }
@@ -462,8 +516,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             check_limit(hub.leads, hub.per_process)?;
-            let r = storm(&hub.opts(admin_token)?).await?;
-            println!(
+            let token = admin_token_or_minted(admin_token, &hub.jwt_secret);
+            let r = storm(&hub.opts(token)?).await?;
+            gridcast_protocol::out!(
                 "storm           {} phones dropped and reconnected: {} synced again in {:.0} ms, {} incident frames recovered, {} errors",
                 r.phones,
                 r.synced,
@@ -508,5 +563,20 @@ async fn wait_for_registry(hub: &str, token: &str, people: usize) -> anyhow::Res
             bail!("{hub} did not take the new registry in 30 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_is_a_url_or_host_and_port() {
+        let m = |s: &str| mqtt_addr(Some(s.into())).map(Option::unwrap).ok();
+        assert_eq!(m("mqtt://127.0.0.1:1884"), Some(("127.0.0.1".into(), 1884)));
+        assert_eq!(m("mqtt://broker/"), Some(("broker".into(), 1883)));
+        assert_eq!(m("127.0.0.1:1883"), Some(("127.0.0.1".into(), 1883)));
+        assert_eq!(m("broker"), None);
+        assert_eq!(m("mqtt://broker:x"), None);
     }
 }

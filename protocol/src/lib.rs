@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod area;
+pub mod cli;
 pub mod code;
 pub mod error;
 pub mod frame;
