@@ -722,3 +722,128 @@ async fn a_node_killed_between_the_record_and_the_publish_loses_no_activation() 
     b.stop().await;
     c.stop().await;
 }
+
+/// Kubernetes' drain (deploy/k8s): a node told SIGTERM in the middle of a fan-out
+/// closes its sessions with 1001 (going away) and exits cleanly; its phones reconnect
+/// to the other node, whose sync carries the activation; every ack, on either node,
+/// is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_with_sigterm_mid_fanout_loses_nothing_and_its_phones_move() {
+    let redis = RedisServer::start("drain").await;
+    let doc = city(200);
+    let a = node("a", &redis, Some(doc.clone())).await;
+    let k_port = free_port();
+    let k_dir = tmp_dir("cluster-drain-k");
+    let mut k = spawn_hub(
+        k_port,
+        &[
+            "--redis".as_ref(),
+            redis.url().as_ref(),
+            "--node-id".as_ref(),
+            "k".as_ref(),
+            "--data-dir".as_ref(),
+            k_dir.as_os_str(),
+        ],
+    )
+    .await;
+    let k_ws = format!("ws://127.0.0.1:{k_port}/v1/lead/ws");
+    let mut on_a = Vec::new();
+    let mut on_k = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        if i % 2 == 0 {
+            on_a.push(lead(&a.ws_url(), &p.id).await.0);
+        } else {
+            on_k.push((p.id.clone(), lead(&k_ws, &p.id).await.0));
+        }
+    }
+    let ops = operator(&a);
+    eventually(Duration::from_secs(5), "presence of both nodes", || {
+        let ops = ops.clone();
+        async move { ops.presence("", false).await.unwrap().online == 200 }
+    })
+    .await;
+    let created = ops
+        .activate(&activation("Gas leak", &["330106"], &[]))
+        .await
+        .unwrap();
+    // SIGTERM at once: K's fan-out is under way.
+    let pid = k.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let mut closes = Vec::new();
+    let mut acked_on_k = 0;
+    for (n, (id, mut c)) in on_k.into_iter().enumerate() {
+        // Until the incident comes (then ack it here) or the session is closed.
+        let acked = loop {
+            match tokio::time::timeout(FRAME_WAIT, c.next())
+                .await
+                .expect("a frame or a close")
+            {
+                Ok(ServerFrame::Incident { incident, .. }) if incident.id == created.id => {
+                    match c.request(&ack(&created.id, n)).await {
+                        Ok((answer, _)) => break answer.is_ok(),
+                        Err(ClientError::Closed(code)) => {
+                            closes.push(code);
+                            break false;
+                        }
+                        Err(e) => panic!("{id}: {e}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(ClientError::Closed(code)) => {
+                    closes.push(code);
+                    break false;
+                }
+                Err(e) => panic!("{id}: {e}"),
+            }
+        };
+        if acked {
+            acked_on_k += 1;
+            continue;
+        }
+        // The Service sends it to the other node; the sync has the activation.
+        let (mut moved, sync) = lead(&a.ws_url(), &id).await;
+        assert!(
+            sync.iter().any(
+                |f| matches!(f, ServerFrame::Incident { incident, .. } if incident.id == created.id)
+            ),
+            "{id}: sync {sync:?}"
+        );
+        moved
+            .request(&ack(&created.id, n))
+            .await
+            .unwrap()
+            .0
+            .unwrap();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), k.wait())
+        .await
+        .expect("K drains and exits")
+        .unwrap();
+    assert!(status.success(), "K exits cleanly: {status:?}");
+    assert!(
+        closes.iter().all(|&c| c == 1001),
+        "sessions are told to go elsewhere: {closes:?}"
+    );
+    for (n, c) in on_a.iter_mut().enumerate() {
+        incident(c, &created.id).await;
+        c.request(&ack(&created.id, 1000 + n))
+            .await
+            .unwrap()
+            .0
+            .unwrap();
+    }
+    eprintln!(
+        "{acked_on_k} acks ok'd by K before it stopped, {} moved",
+        closes.len()
+    );
+    let detail = ops.incident(&created.id).await.unwrap();
+    assert_eq!(
+        detail.counts.accepted, 200,
+        "every ack kept: {:?}",
+        detail.counts
+    );
+    a.stop().await;
+}
