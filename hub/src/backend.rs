@@ -72,23 +72,25 @@ pub(crate) async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend
         });
     };
     let shown = config::redact_url(url);
-    let client = match &config.redis_ca {
-        None => redis::Client::open(url.as_str()),
-        Some(ca) => {
-            let root = tokio::fs::read(ca)
-                .await
-                .map_err(|e| StartError::Redis(format!("--redis-ca {}: {e}", ca.display())))?;
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(root),
-            };
-            redis::Client::build_with_tls(url.as_str(), certs)
-        }
-    }
-    .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
+    let certs = match &config.redis_ca {
+        None => None,
+        Some(ca) => Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(
+                tokio::fs::read(ca)
+                    .await
+                    .map_err(|e| StartError::Redis(format!("--redis-ca {}: {e}", ca.display())))?,
+            ),
+        }),
+    };
+    let target = store::redis::RedisTarget::parse(url, certs)
+        .map_err(|e| StartError::Redis(format!("{shown}: {e}")))?;
+    let min_replicas = config
+        .redis_min_replicas
+        .unwrap_or(usize::from(target.is_sentinel()));
     let store = tokio::time::timeout(
         Duration::from_secs(10),
-        store::redis::RedisStore::open(client.clone()),
+        store::redis::RedisStore::open(target, min_replicas),
     )
     .await
     .map_err(|_| StartError::Redis(format!("{shown}: no answer in 10 s")))?
@@ -105,7 +107,6 @@ pub(crate) async fn open(config: &Config, node: NodeParts<'_>) -> Result<Backend
     );
     let cluster = Arc::new(cluster::Cluster::new(
         &node,
-        client,
         store.clone(),
         ver,
         presence.clone(),

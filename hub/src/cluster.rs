@@ -110,7 +110,6 @@ fn probe_channel(node: &str) -> String {
 /// One node's part in the cluster.
 pub struct Cluster {
     node: String,
-    client: redis::Client,
     store: RedisStore,
     presence: Arc<Presence>,
     metrics: Arc<Metrics>,
@@ -146,7 +145,6 @@ impl Cluster {
     /// nothing runs until [`Cluster::start`].
     pub(crate) fn new(
         node: &crate::backend::NodeParts<'_>,
-        client: redis::Client,
         store: RedisStore,
         registry_ver: u64,
         presence: Arc<Presence>,
@@ -157,7 +155,6 @@ impl Cluster {
             node: node.node_id.to_owned(),
             status_tx,
             status_rx: Mutex::new(Some(status_rx)),
-            client,
             store,
             presence,
             metrics: node.metrics.clone(),

@@ -33,14 +33,20 @@ pub struct Config {
     #[arg(long, env = "GRIDCAST_DATA_DIR", default_value = "./gridcast-data")]
     pub data_dir: PathBuf,
     /// Cluster mode: share state, fan-out and presence with other nodes through this
-    /// Redis (`redis://[user:password@]host:port/db`, or `rediss://` for TLS); needs
-    /// `--jwt-secret`, the same on every node.
+    /// Redis (`redis://[user:password@]host:port/db`, `rediss://` for TLS, or the
+    /// master Sentinel names: `redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER_NAME`);
+    /// needs `--jwt-secret`, the same on every node.
     #[arg(long, env = "GRIDCAST_REDIS")]
     pub redis: Option<String>,
     /// The CA (PEM) that signed the Redis server's certificate, for a `rediss://` URL
     /// whose server the system's roots do not vouch for.
     #[arg(long, env = "GRIDCAST_REDIS_CA")]
     pub redis_ca: Option<PathBuf>,
+    /// Replicas every change must reach (`WAIT`) before it is `ok`'d: Redis replicates
+    /// asynchronously, so without it an `ok` given just before the master dies may be
+    /// lost on failover. Default 1 behind Sentinel, else 0.
+    #[arg(long, env = "GRIDCAST_REDIS_MIN_REPLICAS")]
+    pub redis_min_replicas: Option<usize>,
     /// Serve MQTT leads through this broker: `mqtt://[user:password@]host[:port]`.
     #[arg(long, env = "GRIDCAST_MQTT")]
     pub mqtt: Option<String>,

@@ -141,7 +141,9 @@ fn shape(o: &MarkOutcome) -> String {
 async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
     let server = RedisServer::start("store").await;
     let client = ::redis::Client::open(server.url()).unwrap();
-    let redis_store = RedisStore::open(client).await.unwrap();
+    let redis_store = RedisStore::open(gridcast_hub::store::redis::RedisTarget::Direct(client), 0)
+        .await
+        .unwrap();
     let dir = tmp_dir("store-equiv");
     let embedded = EmbeddedStore::open(&dir).unwrap();
     let stores: [&dyn Store; 2] = [&embedded, &redis_store];
@@ -506,7 +508,11 @@ async fn redis_store_answers_every_mark_sequence_like_the_embedded_store() {
 async fn concurrent_marks_are_batched_without_losing_or_reordering_any() {
     let server = RedisServer::start("store-batch").await;
     let client = ::redis::Client::open(server.url()).unwrap();
-    let redis_store = std::sync::Arc::new(RedisStore::open(client).await.unwrap());
+    let redis_store = std::sync::Arc::new(
+        RedisStore::open(gridcast_hub::store::redis::RedisTarget::Direct(client), 0)
+            .await
+            .unwrap(),
+    );
     let embedded = EmbeddedStore::open(&tmp_dir("store-batch")).unwrap();
     let leads: Vec<String> = (0..600).map(|i| format!("B{i:04}")).collect();
     let incident = new_incident(&leads);
@@ -579,7 +585,9 @@ async fn both_stores_keep_the_fallback_queue_alike() {
     use gridcast_protocol::api::Channel;
     let server = RedisServer::start("fallback").await;
     let client = ::redis::Client::open(server.url()).unwrap();
-    let redis_store = RedisStore::open(client).await.unwrap();
+    let redis_store = RedisStore::open(gridcast_hub::store::redis::RedisTarget::Direct(client), 0)
+        .await
+        .unwrap();
     let dir = tmp_dir("fallback-store");
     let embedded = EmbeddedStore::open(&dir).unwrap();
     let stores: [&dyn Store; 2] = [&embedded, &redis_store];

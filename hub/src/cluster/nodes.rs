@@ -89,7 +89,9 @@ impl Cluster {
                     // The changes taken are lost with this write: rewrite whole next time.
                     tracing::warn!(error = %e, "cluster heartbeat failed");
                     self.presence_stale.store(true, Relaxed);
-                    if e.is_timeout() {
+                    // Behind Sentinel any failure may be a failover (the master gone, or
+                    // demoted: READONLY): ask the sentinels again.
+                    if e.is_timeout() || self.store.target().is_sentinel() {
                         // An open connection that stopped answering is not replaced by
                         // the connection manager: replace it here.
                         match self.store.renew().await {

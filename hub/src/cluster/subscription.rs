@@ -37,10 +37,13 @@ impl Cluster {
 
     /// One life of the subscription: Ok at shutdown, Err when it is lost.
     pub(super) async fn subscription(&self, hub: &Hub) -> Result<(), String> {
-        let pubsub = tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
-            .await
-            .map_err(|_| "connect timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+        // Behind Sentinel, the master as it is now.
+        let pubsub = tokio::time::timeout(Duration::from_secs(4), async {
+            self.store.target().client().await?.get_async_pubsub().await
+        })
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = pubsub.split();
         sink.subscribe(&[
             probe_channel(&self.node),

@@ -32,9 +32,13 @@ mod marks;
 mod outbox;
 mod reads;
 mod registry;
+mod replicas;
 mod reports;
 mod scripts;
+mod target;
 mod tasks;
+
+pub use target::RedisTarget;
 
 use marks::{MARK_BATCH, MarkBatcher, MarkJob};
 use tasks::tasks_from;
@@ -123,7 +127,9 @@ struct Stored {
 /// The Redis store. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
+    target: Arc<RedisTarget>,
+    /// Replicas every change must reach before it is `ok`'d ([`replicas`]).
+    min_replicas: usize,
     /// Replaced whole by [`RedisStore::renew`]: the connection manager reconnects after
     /// a dropped connection, not after one that silently stopped answering.
     conn: Arc<RwLock<ConnectionManager>>,
@@ -146,8 +152,8 @@ pub async fn connect(client: &redis::Client) -> redis::RedisResult<ConnectionMan
 
 impl RedisStore {
     /// Connects (bounded by the manager's connection timeout).
-    pub async fn open(client: redis::Client) -> redis::RedisResult<Self> {
-        let conn = Arc::new(RwLock::new(connect(&client).await?));
+    pub async fn open(target: RedisTarget, min_replicas: usize) -> redis::RedisResult<Self> {
+        let conn = Arc::new(RwLock::new(connect(&target.client().await?).await?));
         let healthy = Arc::new(AtomicBool::new(true));
         let (marks, rx) = tokio::sync::mpsc::channel(MARK_BATCH * 16);
         let batcher = MarkBatcher {
@@ -156,6 +162,7 @@ impl RedisStore {
             script: Arc::new(redis::Script::new(
                 &MARK_SCRIPT.replace("MAX_ANSWERS", &super::MAX_ANSWERS.to_string()),
             )),
+            min_replicas,
         };
         // Ends when the last clone of the store is dropped (the channel closes), so it
         // cannot be tracked: shutdown would wait for the store that holds it.
@@ -165,11 +172,17 @@ impl RedisStore {
         )]
         tokio::spawn(batcher.run(rx));
         Ok(Self {
-            client,
+            target: Arc::new(target),
+            min_replicas,
             conn,
             marks,
             healthy,
         })
+    }
+
+    /// Where Redis is (the cluster's subscriptions connect there too).
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     /// The connection in use, for the cluster's own keys.
@@ -180,7 +193,8 @@ impl RedisStore {
     /// Replaces the connection with a new one (after commands time out on a connection
     /// that looks open: a failover behind a proxy, a half-open TCP connection).
     pub async fn renew(&self) -> redis::RedisResult<()> {
-        let fresh = connect(&self.client).await?;
+        // Behind Sentinel: the master as the sentinels say now.
+        let fresh = connect(&self.target.client().await?).await?;
         *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
@@ -222,7 +236,7 @@ fn mark_kind(mark: &Mark) -> &'static str {
 
 impl Store for RedisStore {
     fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot> {
-        Box::pin(async move {
+        Box::pin(self.durable(async move {
             let mut c = self.connection();
             let n: u64 = self.seen(c.incr(SEQ, 1).await)?;
             let outbox = new.outbox;
@@ -291,7 +305,7 @@ impl Store for RedisStore {
                 meta: Arc::new(meta),
                 recipients: Arc::new(recipients),
             })
-        })
+        }))
     }
 
     fn mark<'a>(
@@ -370,6 +384,7 @@ impl Store for RedisStore {
                         .ignore();
                 }
                 self.seen(index.query_async::<()>(&mut c).await)?;
+                self.replicated().await?;
                 return Ok(match self.snapshots(&[incident.to_owned()]).await?.pop() {
                     Some(s) => ReviseOutcome::Revised(s),
                     None => ReviseOutcome::NotFound,
@@ -438,7 +453,7 @@ impl Store for RedisStore {
         task: TaskRecord,
         at: u64,
     ) -> StoreFuture<'a, TaskOutcome> {
-        Box::pin(self.insert_task(incident, task, at))
+        Box::pin(self.durable(self.insert_task(incident, task, at)))
     }
 
     fn update_task<'a>(
@@ -450,7 +465,7 @@ impl Store for RedisStore {
         note: Option<String>,
         at: u64,
     ) -> StoreFuture<'a, TaskOutcome> {
-        Box::pin(self.swap_task(incident, task, lead, status, note, at))
+        Box::pin(self.durable(self.swap_task(incident, task, lead, status, note, at)))
     }
 
     fn tasks<'a>(&'a self, incident: &'a str) -> StoreFuture<'a, Vec<TaskRecord>> {
@@ -468,11 +483,11 @@ impl Store for RedisStore {
         events: Vec<TimelineEvent>,
         next_due: Option<u64>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.finish_escalation(incident, step, events, next_due))
+        Box::pin(self.durable(self.finish_escalation(incident, step, events, next_due)))
     }
 
     fn add_report(&self, report: ReportView) -> StoreFuture<'_, ReportView> {
-        Box::pin(self.insert_report(report))
+        Box::pin(self.durable(self.insert_report(report)))
     }
 
     fn reports(&self) -> StoreFuture<'_, Vec<ReportView>> {
@@ -480,11 +495,11 @@ impl Store for RedisStore {
     }
 
     fn link_report<'a>(&'a self, report: &'a str, incident: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(self.link_report_once(report, incident))
+        Box::pin(self.durable(self.link_report_once(report, incident)))
     }
 
     fn add_approval(&self, approval: Approval) -> StoreFuture<'_, Approval> {
-        Box::pin(self.insert_approval(approval))
+        Box::pin(self.durable(self.insert_approval(approval)))
     }
 
     fn approvals(&self) -> StoreFuture<'_, Vec<Approval>> {
@@ -496,7 +511,7 @@ impl Store for RedisStore {
         approval: &'a Approval,
         expect: ApprovalState,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.replace_approval(approval, expect))
+        Box::pin(self.durable(self.replace_approval(approval, expect)))
     }
 
     fn add_events<'a>(
@@ -504,15 +519,15 @@ impl Store for RedisStore {
         incident: &'a str,
         events: Vec<TimelineEvent>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.append_events(incident, events))
+        Box::pin(self.durable(self.append_events(incident, events)))
     }
 
     fn fallback_add(&self, records: Vec<super::FallbackRecord>) -> StoreFuture<'_, usize> {
-        Box::pin(self.queue_fallback(records))
+        Box::pin(self.durable(self.queue_fallback(records)))
     }
 
     fn fallback_claim(&self, now: u64, lease: u64, limit: usize) -> FallbackFuture<'_> {
-        Box::pin(self.claim_fallback(now, lease, limit))
+        Box::pin(self.durable(self.claim_fallback(now, lease, limit)))
     }
 
     fn fallback_update<'a>(
@@ -522,7 +537,7 @@ impl Store for RedisStore {
         events: Vec<TimelineEvent>,
         next: Option<super::FallbackRecord>,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.update_fallback(record, expect, events, next))
+        Box::pin(self.durable(self.update_fallback(record, expect, events, next)))
     }
 
     fn fallback_get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::FallbackRecord>> {
@@ -542,7 +557,7 @@ impl Store for RedisStore {
     }
 
     fn save_registry<'a>(&'a self, doc: &'a RegistryDoc) -> StoreFuture<'a, ()> {
-        Box::pin(self.write_registry(doc))
+        Box::pin(self.durable(self.write_registry(doc)))
     }
 
     fn load_registry(&self) -> StoreFuture<'_, Option<RegistryDoc>> {

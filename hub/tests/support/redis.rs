@@ -14,16 +14,24 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// More flags (`--replicaof …`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub async fn start(name: &str) -> RedisServer {
+        Self::start_with(name, &[]).await
+    }
+
+    /// [`RedisServer::start`] with more flags (a replica: `--replicaof 127.0.0.1 PORT`).
+    pub async fn start_with(name: &str, extra: &[&str]) -> RedisServer {
         let dir = tmp_dir(&format!("redis-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut r = RedisServer {
             port: free_port(),
             dir,
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         r.spawn().await;
         r
@@ -49,6 +57,7 @@ impl RedisServer {
                 "--loglevel",
                 "warning",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -156,5 +165,83 @@ impl RedisServer {
             nodes.push(hub);
         }
         nodes
+    }
+}
+
+/// A real Redis Sentinel (`redis-server … --sentinel`) watching one master as
+/// `gridcast`, deciding alone (quorum 1) after a second of silence.
+pub struct Sentinel {
+    pub port: u16,
+    _child: Child,
+}
+
+impl Sentinel {
+    pub async fn start(name: &str, master_port: u16) -> Sentinel {
+        let dir = tmp_dir(&format!("sentinel-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nprotected-mode no\n\
+                 sentinel monitor gridcast 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds gridcast 1000\n\
+                 sentinel failover-timeout gridcast 10000\n\
+                 sentinel parallel-syncs gridcast 1\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server --sentinel");
+        let s = Sentinel {
+            port,
+            _child: child,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while s.master().await != Some(master_port) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sentinel on {port} does not name the master"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s
+    }
+
+    /// The master's port as this sentinel says.
+    pub async fn master(&self) -> Option<u16> {
+        let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        let addr: Option<(String, u16)> = ::redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("gridcast")
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        addr.map(|a| a.1)
+    }
+
+    /// Replicas this sentinel knows of the master.
+    pub async fn replicas(&self) -> usize {
+        let Ok(client) = ::redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)) else {
+            return 0;
+        };
+        let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+            return 0;
+        };
+        ::redis::cmd("SENTINEL")
+            .arg("replicas")
+            .arg("gridcast")
+            .query_async::<Vec<::redis::Value>>(&mut c)
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0)
     }
 }

@@ -26,6 +26,8 @@ pub(super) struct MarkBatcher {
     pub(super) conn: Arc<RwLock<ConnectionManager>>,
     pub(super) healthy: Arc<AtomicBool>,
     pub(super) script: Arc<redis::Script>,
+    /// Replicas an ack must reach before its `ok` (see `replicas.rs`).
+    pub(super) min_replicas: usize,
 }
 
 impl MarkBatcher {
@@ -76,12 +78,18 @@ impl MarkBatcher {
         let mut c = self.conn.read().unwrap_or_else(|p| p.into_inner()).clone();
         let reply: redis::RedisResult<Vec<String>> = inv.invoke_async(&mut c).await;
         self.healthy.store(reply.is_ok(), Ordering::Release);
-        let reply = match reply {
+        let replicated = match &reply {
+            Ok(_) => super::replicas::replicated(&mut c, self.min_replicas, &self.healthy).await,
+            Err(_) => Ok(()),
+        };
+        let reply = match reply
+            .map_err(|e| StoreError::Io(format!("redis: {e}")))
+            .and_then(|r| replicated.map(|()| r))
+        {
             Ok(r) => r,
             Err(e) => {
-                let msg = format!("redis: {e}");
                 for j in jobs {
-                    let _ = j.reply.send(Err(StoreError::Io(msg.clone())));
+                    let _ = j.reply.send(Err(e.clone()));
                 }
                 return;
             }
