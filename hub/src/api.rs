@@ -95,6 +95,7 @@ mod detail;
 mod directory;
 mod events;
 mod map;
+mod openapi;
 mod registry;
 mod reports;
 
@@ -122,6 +123,7 @@ pub(crate) fn router(hub: Hub, transports: Router<Hub>) -> Router {
         .route("/v1/incidents/{id}/reject", post(approvals::post_reject))
         .route("/v1/approvals", get(approvals::get_approvals))
         .route("/v1/directory", get(directory::get_directory))
+        .route("/v1/openapi.json", get(openapi::get_openapi))
         .route("/v1/tasks/{id}/satisfaction", post(post_satisfaction))
         .route("/v1/incidents/{id}/map", get(map::get_map))
         .route("/v1/cap", post(cap::post_cap))
@@ -223,7 +225,7 @@ async fn list_incidents(
     Ok(Json(IncidentList { incidents }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     body: String,
@@ -241,7 +243,7 @@ async fn post_update(
     Ok(Json(hub.core.revise(&op, &id, revision, false).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CloseBody {
     reason: String,

@@ -19,7 +19,7 @@ use crate::frame::{IncidentView, Targets};
 use crate::model::{Category, Level, Role, Status};
 
 /// `POST /v1/incidents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreateIncident {
     /// Short title (1–200 characters).
     pub title: String,
@@ -50,7 +50,7 @@ pub struct CreateIncident {
 }
 
 /// `201` answer to `POST /v1/incidents`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreatedIncident {
     /// Incident id.
     pub id: String,
@@ -63,7 +63,9 @@ pub struct CreatedIncident {
 }
 
 /// Counts of recipients by latest status; each recipient counted once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Counts {
     /// No receipt yet.
     pub pending: usize,
@@ -93,7 +95,7 @@ impl Counts {
 }
 
 /// One grid's rollup in `GET /v1/incidents/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GridRollup {
     /// The grid or micro-grid of the recipients' assignments.
     pub code: GridCode,
@@ -108,7 +110,7 @@ pub struct GridRollup {
 }
 
 /// `GET /v1/incidents/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IncidentDetail {
     /// The incident.
     pub incident: IncidentView,
@@ -119,14 +121,14 @@ pub struct IncidentDetail {
 }
 
 /// `GET /v1/incidents?state=…`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IncidentList {
     /// Incidents, newest first, with counts.
     pub incidents: Vec<IncidentSummary>,
 }
 
 /// One row of the incident list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IncidentSummary {
     /// The incident.
     pub incident: IncidentView,
@@ -135,7 +137,7 @@ pub struct IncidentSummary {
 }
 
 /// One recipient in `GET /v1/incidents/{id}/recipients`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecipientRow {
     /// Lead id.
     pub lead: String,
@@ -152,7 +154,7 @@ pub struct RecipientRow {
 }
 
 /// `GET /v1/incidents/{id}/recipients`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecipientList {
     /// Recipients in registry order (one page of them with `limit`).
     pub recipients: Vec<RecipientRow>,
@@ -165,7 +167,7 @@ pub struct RecipientList {
 }
 
 /// Where a check-in was made, and whether that is inside what the incident covers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Place {
     /// Latitude (WGS 84).
     pub lat: f64,
@@ -180,7 +182,7 @@ pub struct Place {
 }
 
 /// What a check-in is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlaceRef {
     /// The incident's `targets.area`.
@@ -190,7 +192,7 @@ pub enum PlaceRef {
 }
 
 /// One event on an incident's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEvent {
     /// When (RFC 3339).
     pub at: String,
@@ -213,7 +215,7 @@ pub struct TimelineEvent {
 }
 
 /// `GET /v1/incidents/{id}/timeline`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Timeline {
     /// Events in order (the latest `limit` of them when asked).
     pub events: Vec<TimelineEvent>,
@@ -223,7 +225,7 @@ pub struct Timeline {
 }
 
 /// `POST /v1/incidents/{id}/tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
     /// A kind from the published list (`GET /v1/task-kinds`).
@@ -242,7 +244,7 @@ pub struct CreateTask {
 }
 
 /// `201` answer to `POST /v1/incidents/{id}/tasks`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreatedTask {
     /// Task id (`INC-000001-T1`).
     pub id: String,
@@ -251,7 +253,7 @@ pub struct CreatedTask {
 }
 
 /// A task as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskRow {
     /// The task.
     #[serde(flatten)]
@@ -265,14 +267,16 @@ pub struct TaskRow {
 }
 
 /// `GET /v1/incidents/{id}/tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskList {
     /// In creation order.
     pub tasks: Vec<TaskRow>,
 }
 
 /// Median and 90th percentile of durations (nearest rank), in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Spread {
     /// How many durations.
     pub n: usize,
@@ -298,7 +302,9 @@ impl Spread {
 }
 
 /// Escalation steps taken in an incident.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct EscalationCounts {
     /// Silent leads escalated to their grid lead (step 1).
     pub step1: usize,
@@ -309,7 +315,7 @@ pub struct EscalationCounts {
 }
 
 /// One grid in the after-action report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportGrid {
     /// Grid code.
     pub code: GridCode,
@@ -335,7 +341,7 @@ pub struct ReportGrid {
 }
 
 /// One person in the after-action report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportPerson {
     /// Lead id.
     pub lead: String,
@@ -364,7 +370,9 @@ pub struct ReportPerson {
 }
 
 /// On-site check-ins of an incident's recipients (their latest each).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct CheckinCounts {
     /// Recipients who checked in.
     pub people: usize,
@@ -375,7 +383,7 @@ pub struct CheckinCounts {
 }
 
 /// `GET /v1/incidents/{id}/report` (JSON; `Accept: text/csv` gives the people as CSV).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AfterAction {
     /// The incident.
     pub incident: IncidentView,
@@ -404,7 +412,9 @@ pub struct AfterAction {
 }
 
 /// Response figures of a group of incidents in `GET /v1/stats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct StatsBlock {
     /// Incidents.
     pub incidents: usize,
@@ -430,7 +440,7 @@ pub struct StatsBlock {
 
 /// `GET /v1/stats?prefix=&from=&to=`: incidents issued in `[from, to)` whose targets
 /// lie in `prefix`, real ones and drills apart (Art. 24 evaluation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stats {
     /// Area.
     pub prefix: String,
@@ -445,7 +455,7 @@ pub struct Stats {
 }
 
 /// An upward report from a lead (`report` frame), as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportView {
     /// Report id (`REP-000001`).
     pub id: String,
@@ -470,7 +480,7 @@ pub struct ReportView {
 }
 
 /// `GET /v1/reports`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportList {
     /// Newest first, at most `limit` of them.
     pub reports: Vec<ReportView>,
@@ -481,7 +491,7 @@ pub struct ReportList {
 
 /// `POST /v1/reports/{id}/promote`: open an incident from a report. Title, body and
 /// category come from the report; targets default to the report's grid.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteReport {
     /// Emergency level.
@@ -498,7 +508,7 @@ pub struct PromoteReport {
 }
 
 /// `GET /v1/presence`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Presence {
     /// The area asked about (empty = whole city).
     pub prefix: String,
@@ -515,7 +525,7 @@ pub struct Presence {
 }
 
 /// A child area in `GET /v1/presence`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PresenceChild {
     /// Child prefix.
     pub code: String,
@@ -527,7 +537,7 @@ pub struct PresenceChild {
 }
 
 /// An online lead in `GET /v1/presence?leads=true`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PresenceLead {
     /// Lead id.
     pub id: String,
@@ -540,14 +550,14 @@ pub struct PresenceLead {
 }
 
 /// Body of every HTTP error: `{"error":{"code","message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// The error inside [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
     /// Contract code.
     pub code: ErrorCode,

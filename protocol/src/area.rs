@@ -22,7 +22,9 @@ pub const MAX_RADIUS_M: f64 = 500_000.0;
 pub const MAX_GEOMETRY_POINTS: usize = 5000;
 
 /// The datum of coordinates a client sends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Datum {
     /// WGS 84 (GPS, CAP, GeoJSON; CGCS2000 is within centimetres of it).
@@ -40,7 +42,7 @@ impl Datum {
 }
 
 /// A circle: centre in degrees, radius in metres (0 = the point itself).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Circle {
     /// Latitude of the centre.
@@ -52,7 +54,7 @@ pub struct Circle {
 }
 
 /// One shape of an activation area: a polygon or a circle, never both.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Area {
     /// Vertices as `[lat, lon]` pairs (CAP's order); closed by the hub if open.
@@ -161,7 +163,7 @@ pub mod one_or_many {
     use super::Area;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     #[serde(untagged)]
     enum OneOrMany {
         One(Area),

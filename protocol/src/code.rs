@@ -160,6 +160,32 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
+impl schemars::JsonSchema for GridCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GridCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]{16}|[0-9]{19})$",
+            "description": "A grid (16 digits) or micro-grid (19 digits) code."
+        })
+    }
+}
+
+impl schemars::JsonSchema for Target {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Target".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12}|[0-9]{13}|[0-9]{16}|[0-9]{19})$",
+            "description": "A code prefix: province, city, county, town, community, grid, micro-grid."
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

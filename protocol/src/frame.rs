@@ -8,7 +8,7 @@ use crate::error::ErrorCode;
 use crate::model::{Category, IncidentState, Level, Response, Role, Status};
 
 /// A frame from a lead to the hub.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// First frame of a session: authenticates with a lead token.
@@ -110,7 +110,7 @@ impl ClientFrame {
 }
 
 /// The app that opened a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClientInfo {
     /// App name.
     #[serde(default)]
@@ -122,7 +122,7 @@ pub struct ClientInfo {
 
 /// A position in degrees: WGS 84, or GCJ-02 where `datum` declares it (what Chinese
 /// map SDKs report; the hub converts it).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Location {
     /// Latitude.
     pub lat: f64,
@@ -134,7 +134,7 @@ pub struct Location {
 }
 
 /// Task status as a lead reports it, or as the hub shows it (`open` before anyone accepts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Handed out, nobody has accepted yet.
@@ -150,7 +150,7 @@ pub enum TaskStatus {
 }
 
 /// A frame from the hub to a lead.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Answer to a good `hello`.
@@ -217,7 +217,7 @@ pub enum ServerFrame {
 }
 
 /// One grid assignment of a person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Assignment {
     /// Grid or micro-grid code.
     pub grid: GridCode,
@@ -227,7 +227,7 @@ pub struct Assignment {
 
 /// What an activation targets: code prefixes and shapes on the map (their union),
 /// optionally narrowed to some roles.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Targets {
     /// Target prefixes (administrative areas, grids).
     #[serde(default)]
@@ -238,6 +238,7 @@ pub struct Targets {
         with = "crate::area::one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(with = "Vec<crate::area::Area>")]
     pub area: Vec<crate::area::Area>,
     /// Only assignments with one of these roles; empty = every role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -245,7 +246,7 @@ pub struct Targets {
 }
 
 /// The whole current view of an incident, as leads and operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IncidentView {
     /// Incident id.
     pub id: String,
@@ -272,7 +273,7 @@ pub struct IncidentView {
 }
 
 /// One lead's own status for an incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Me {
     /// Recipient status.
     pub status: Status,
@@ -283,7 +284,7 @@ pub struct Me {
 }
 
 /// The whole current view of a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskView {
     /// Task id.
     pub id: String,
@@ -306,7 +307,7 @@ pub struct TaskView {
 }
 
 /// Who a task is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Assignee {
     /// One lead.
@@ -355,7 +356,7 @@ pub const REFERENCE_SCAN_BYTES: usize = 2 * 1024;
 /// limit refused before it was decoded, so the phone can match the refusal to its
 /// request. `None` for frames over [`REFERENCE_SCAN_BYTES`] or without a string `ref`.
 pub fn reference_of(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct Only {
         #[serde(rename = "ref")]
         reference: Option<String>,

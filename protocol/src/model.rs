@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Emergency level (national emergency law); `I` is the most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Level {
     /// 特别重大, CAP severity Extreme.
     I,
@@ -38,7 +38,7 @@ impl Level {
 }
 
 /// Emergency category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Natural disaster (flood, typhoon, earthquake…).
@@ -52,7 +52,7 @@ pub enum Category {
 }
 
 /// A person's role in one grid assignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// 网格长.
@@ -99,7 +99,7 @@ impl Role {
 ///
 /// `pending` until the hub has the phone's `receipt` (or an ack), `delivered` after, then
 /// `accepted` or `declined`; an ack may change its answer and the latest counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Issued, no receipt yet.
@@ -133,7 +133,7 @@ impl Status {
 }
 
 /// The answer in an `ack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     /// The lead takes it on.
@@ -153,7 +153,7 @@ impl Response {
 }
 
 /// Incident state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentState {
     /// Open; recipients may ack.

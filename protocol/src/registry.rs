@@ -14,7 +14,7 @@ use crate::frame::Assignment;
 use crate::model::Role;
 
 /// The registry document as written by people and tools.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegistryDoc {
     /// Grids (16 digits) and micro-grids (19 digits).
     #[serde(default)]
@@ -33,7 +33,7 @@ pub struct RegistryDoc {
 }
 
 /// An administrative area's name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AreaDoc {
     /// 2, 4, 6, 9 or 12 digits.
     pub code: String,
@@ -42,7 +42,7 @@ pub struct AreaDoc {
 }
 
 /// A grid or micro-grid in the document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GridDoc {
     /// 16- or 19-digit code.
     pub code: String,
@@ -56,6 +56,7 @@ pub struct GridDoc {
     /// `[lon, lat]` as GeoJSON orders it; a grid without one is never matched by an
     /// area target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub geometry: Option<geojson::Geometry>,
     /// The grid's supervision phone (监督电话), published in the directory (Art. 14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,7 +64,7 @@ pub struct GridDoc {
 }
 
 /// A person in the document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StaffDoc {
     /// Lead id (what lead tokens name in `sub`).
     pub id: String,
@@ -83,7 +84,7 @@ pub struct StaffDoc {
 }
 
 /// One assignment in the document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AssignmentDoc {
     /// Grid or micro-grid code.
     pub grid: String,
@@ -92,7 +93,7 @@ pub struct AssignmentDoc {
 }
 
 /// A kind of assistance task on the published list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskKind {
     /// Stable id used in task requests.
     pub id: String,
@@ -102,7 +103,7 @@ pub struct TaskKind {
 }
 
 /// Kind of a grid, from the 13th digit of its code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GridKind {
     /// 城市社区网格 (digit 1).

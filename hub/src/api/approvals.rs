@@ -52,7 +52,7 @@ pub(super) async fn get_approval(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no request {id:?}")))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ApproveBody {
     /// The digest of the content approved (as the request shows it), if the approver
@@ -78,7 +78,7 @@ pub(super) async fn post_approve(
     Ok(Json(hub.core.approve(&op, &id, req.digest).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RejectBody {
     reason: String,

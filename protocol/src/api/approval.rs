@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::CreateIncident;
 
 /// An admin's reason to issue without a second person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Override {
     /// Why (1–1,000 characters), kept on the timeline.
@@ -13,7 +13,7 @@ pub struct Override {
 }
 
 /// Where a request under the two-person rule stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     /// Waiting for a second person; reaches no phone.
@@ -32,7 +32,7 @@ pub enum ApprovalState {
 
 /// A request held under the two-person rule (`202` of `POST /v1/incidents`,
 /// `GET /v1/approvals`, `GET /v1/incidents/{APR-…}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Approval {
     /// `APR-000001`.
     pub id: String,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A resident's satisfaction with a task, as an operator recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Satisfaction {
     /// The task.
     pub task: String,
@@ -13,7 +13,7 @@ pub struct Satisfaction {
 }
 
 /// `POST /v1/tasks/{id}/satisfaction`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateTask {
     /// 1 to 5.
@@ -25,7 +25,9 @@ pub struct RateTask {
 
 /// Satisfaction scores added up: `count` scores summing to `sum` (the mean is
 /// `sum / count`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Rated {
     /// Scores.
     pub count: usize,
@@ -48,7 +50,9 @@ impl Rated {
 
 /// The service team (网格服务团队) of a group of incidents, counted apart from the
 /// grid staff.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct TeamCounts {
     /// Recipients of role `service_team`.
     pub recipients: usize,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Level;
 
 /// How a fallback message reaches a phone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A text message.
@@ -23,7 +23,7 @@ pub enum Channel {
 /// What the hub `POST`s to `--fallback-webhook` (one message, with
 /// `Idempotency-Key: message_id`: a message sent again after a restart carries the same
 /// key, and the gateway sends it once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FallbackSend {
     /// The message's id and idempotency key (`INC-000001:lead:sms`,
     /// `INC-000001:lead:call2`).
@@ -55,7 +55,7 @@ pub struct FallbackSend {
 }
 
 /// The replies a lead may give.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplyCodes {
     /// Accepts.
     pub accept: String,
@@ -74,7 +74,7 @@ impl Default for ReplyCodes {
 
 /// What became of a message, as the gateway saw it. A gateway's `2xx` to the send
 /// means only that it took the message; these say whether it arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Handed to the carrier.
@@ -92,7 +92,7 @@ pub enum DeliveryStatus {
 }
 
 /// One entry of `POST /v1/fallback/status` (the body is a JSON list of these, or one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackStatus {
     /// The message, as sent.
@@ -109,7 +109,7 @@ pub struct FallbackStatus {
 }
 
 /// `POST /v1/fallback/inbound`: a lead's reply by SMS or on the keypad of a call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackInbound {
     /// The number it came from.
@@ -124,7 +124,7 @@ pub struct FallbackInbound {
 }
 
 /// The answer to an inbound reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InboundRecorded {
     /// The incident answered.
     pub incident: String,
@@ -135,7 +135,7 @@ pub struct InboundRecorded {
 }
 
 /// The answer to a status callback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusRecorded {
     /// Entries recorded.
     pub recorded: usize,
@@ -144,7 +144,7 @@ pub struct StatusRecorded {
 }
 
 /// Where a fallback message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Waiting for its time (first try, a retry, or held by a throttle).
@@ -171,7 +171,7 @@ impl MessageState {
 }
 
 /// A fallback message in the after-action report: every text and every call of a 叫应.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageRow {
     /// Its id (the idempotency key the gateway saw).
     pub message_id: String,

@@ -1,0 +1,577 @@
+//! `GET /v1/openapi.json`: the HTTP API as OpenAPI 3.1, built once from the table
+//! below and the wire types' JSON Schemas (derived from the Rust types with schemars:
+//! a field added to a body is in the document without anyone editing it). Every
+//! operation also documents the contract's error body as its `default` answer.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use gridcast_protocol::api as wire;
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+/// A schema from a generator.
+type Sch = fn(&mut SchemaGenerator) -> Schema;
+
+fn s<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+fn any_object(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({"type": "object"})
+}
+
+/// Who may call an operation.
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    /// Anyone.
+    Public,
+    /// An operator, supervisor or admin token (`Authorization: Bearer …`).
+    Operator,
+    /// The broker's hook key or the gateway's signature (their own schemes).
+    Own,
+}
+
+/// One operation.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    query: &'static [(&'static str, &'static str)],
+    body: Option<Sch>,
+    ok: &'static [(u16, &'static str, Option<Sch>)],
+}
+
+const OK: &str = "Done";
+
+/// The API, operation by operation (the router in `api.rs` and the transports').
+fn operations() -> Vec<Op> {
+    use Auth::*;
+    let op = |method, path, id, tag, summary, auth| Op {
+        method,
+        path,
+        id,
+        tag,
+        summary,
+        auth,
+        query: &[],
+        body: None,
+        ok: &[],
+    };
+    vec![
+        Op {
+            body: Some(s::<wire::CreateIncident>),
+            ok: &[
+                (201, "Issued", Some(s::<wire::CreatedIncident>)),
+                (
+                    202,
+                    "Held for a second person (the two-person rule)",
+                    Some(s::<wire::Approval>),
+                ),
+            ],
+            ..op(
+                "post",
+                "/v1/incidents",
+                "createIncident",
+                "incidents",
+                "Issue an activation (JSON, or a CAP 1.2 alert as application/cap+xml)",
+                Operator,
+            )
+        },
+        Op {
+            query: &[
+                ("state", "active or closed"),
+                ("limit", "at most this many, newest first"),
+            ],
+            ok: &[(200, OK, Some(s::<wire::IncidentList>))],
+            ..op(
+                "get",
+                "/v1/incidents",
+                "listIncidents",
+                "incidents",
+                "Incidents in the operator's jurisdiction",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(
+                200,
+                "The incident, or a held request (APR-…)",
+                Some(s::<wire::IncidentDetail>),
+            )],
+            ..op(
+                "get",
+                "/v1/incidents/{id}",
+                "getIncident",
+                "incidents",
+                "One incident with its counts and per-grid rollup",
+                Operator,
+            )
+        },
+        Op {
+            query: &[
+                ("status", "pending, delivered, accepted or declined"),
+                ("limit", "page size"),
+                ("offset", "page start"),
+            ],
+            ok: &[(200, OK, Some(s::<wire::RecipientList>))],
+            ..op(
+                "get",
+                "/v1/incidents/{id}/recipients",
+                "getRecipients",
+                "incidents",
+                "An incident's recipients, a page at a time",
+                Operator,
+            )
+        },
+        Op {
+            query: &[("limit", "the latest this many events")],
+            ok: &[(200, OK, Some(s::<wire::Timeline>))],
+            ..op(
+                "get",
+                "/v1/incidents/{id}/timeline",
+                "getTimeline",
+                "incidents",
+                "An incident's timeline",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<super::UpdateBody>),
+            ok: &[(200, OK, Some(s::<wire::IncidentDetail>))],
+            ..op(
+                "post",
+                "/v1/incidents/{id}/updates",
+                "updateIncident",
+                "incidents",
+                "A new body: rev + 1 to every recipient",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<super::CloseBody>),
+            ok: &[(200, OK, Some(s::<wire::IncidentDetail>))],
+            ..op(
+                "post",
+                "/v1/incidents/{id}/close",
+                "closeIncident",
+                "incidents",
+                "Close an incident",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<wire::CreateTask>),
+            ok: &[(201, "Created", Some(s::<wire::CreatedTask>))],
+            ..op(
+                "post",
+                "/v1/incidents/{id}/tasks",
+                "createTask",
+                "tasks",
+                "An assistance task for a lead or a grid",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, OK, Some(s::<wire::TaskList>))],
+            ..op(
+                "get",
+                "/v1/incidents/{id}/tasks",
+                "listTasks",
+                "tasks",
+                "An incident's tasks",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<wire::RateTask>),
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "post",
+                "/v1/tasks/{id}/satisfaction",
+                "rateTask",
+                "tasks",
+                "A resident's satisfaction with a finished task (Art. 24)",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(
+                200,
+                "The report (or text/csv, one row per person)",
+                Some(s::<wire::AfterAction>),
+            )],
+            ..op(
+                "get",
+                "/v1/incidents/{id}/report",
+                "getAfterAction",
+                "evaluation",
+                "The after-action report",
+                Operator,
+            )
+        },
+        Op {
+            query: &[("profile", "gbt35965 for the national profile")],
+            ok: &[(200, "The alert (application/cap+xml)", None)],
+            ..op(
+                "get",
+                "/v1/incidents/{id}/cap",
+                "getCap",
+                "cap",
+                "The incident as a CAP 1.2 alert",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "get",
+                "/v1/incidents/{id}/map",
+                "getMap",
+                "incidents",
+                "Where an incident reached: its area, grid outlines, check-ins",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<super::approvals::ApproveBody>),
+            ok: &[(200, OK, Some(s::<wire::Approval>))],
+            ..op(
+                "post",
+                "/v1/incidents/{id}/approve",
+                "approve",
+                "approvals",
+                "A second person approves a held request; it is issued",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<super::approvals::RejectBody>),
+            ok: &[(200, OK, Some(s::<wire::Approval>))],
+            ..op(
+                "post",
+                "/v1/incidents/{id}/reject",
+                "reject",
+                "approvals",
+                "A second person rejects a held request",
+                Operator,
+            )
+        },
+        Op {
+            query: &[(
+                "state",
+                "pending_approval, approving, active, rejected, expired or failed",
+            )],
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "get",
+                "/v1/approvals",
+                "listApprovals",
+                "approvals",
+                "Held requests the operator may see",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "get",
+                "/v1/escalations",
+                "listEscalations",
+                "incidents",
+                "Escalation steps of active and recent incidents",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "get",
+                "/v1/limits",
+                "getLimits",
+                "meta",
+                "Field lengths the hub accepts",
+                Public,
+            )
+        },
+        Op {
+            query: &[("prefix", "code prefix")],
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "get",
+                "/v1/directory",
+                "getDirectory",
+                "public",
+                "The published grid directory (Art. 14)",
+                Public,
+            )
+        },
+        Op {
+            body: None,
+            ok: &[
+                (200, "Imported, updated or cancelled", Some(any_object)),
+                (201, "Issued", Some(any_object)),
+                (202, "Held for approval", Some(any_object)),
+            ],
+            ..op(
+                "post",
+                "/v1/cap",
+                "postCap",
+                "cap",
+                "Import a CAP 1.2 or GB/T 35965.1 alert (application/cap+xml)",
+                Operator,
+            )
+        },
+        Op {
+            query: &[
+                ("prefix", "code prefix"),
+                ("from", "RFC 3339"),
+                ("to", "RFC 3339"),
+            ],
+            ok: &[(200, OK, Some(s::<wire::Stats>))],
+            ..op(
+                "get",
+                "/v1/stats",
+                "getStats",
+                "evaluation",
+                "Response figures over a period",
+                Operator,
+            )
+        },
+        Op {
+            query: &[("limit", "page size"), ("before", "report id")],
+            ok: &[(200, OK, Some(s::<wire::ReportList>))],
+            ..op(
+                "get",
+                "/v1/reports",
+                "listReports",
+                "reports",
+                "Upward reports, newest first",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<wire::PromoteReport>),
+            ok: &[
+                (201, "Issued", Some(any_object)),
+                (202, "Held for approval", Some(any_object)),
+            ],
+            ..op(
+                "post",
+                "/v1/reports/{id}/promote",
+                "promoteReport",
+                "reports",
+                "Open an incident from a report",
+                Operator,
+            )
+        },
+        Op {
+            query: &[
+                ("prefix", "code prefix"),
+                ("leads", "true to list online leads"),
+            ],
+            ok: &[(200, OK, Some(s::<wire::Presence>))],
+            ..op(
+                "get",
+                "/v1/presence",
+                "getPresence",
+                "presence",
+                "Who is online, one level of the grid tree",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, OK, Some(s::<gridcast_protocol::registry::RegistryDoc>))],
+            ..op(
+                "get",
+                "/v1/registry",
+                "getRegistry",
+                "registry",
+                "The registry in force",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<gridcast_protocol::registry::RegistryDoc>),
+            ok: &[(200, "Replaced", Some(any_object))],
+            ..op(
+                "put",
+                "/v1/registry",
+                "putRegistry",
+                "registry",
+                "Replace the registry (admin)",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, OK, Some(any_object))],
+            ..op(
+                "get",
+                "/v1/task-kinds",
+                "listTaskKinds",
+                "registry",
+                "The published task kinds",
+                Operator,
+            )
+        },
+        Op {
+            ok: &[(200, "Server-sent events (text/event-stream)", None)],
+            ..op(
+                "get",
+                "/v1/console/events",
+                "consoleEvents",
+                "console",
+                "The console's live events",
+                Operator,
+            )
+        },
+        Op {
+            body: Some(s::<wire::FallbackStatus>),
+            ok: &[(200, OK, Some(s::<wire::StatusRecorded>))],
+            ..op(
+                "post",
+                "/v1/fallback/status",
+                "fallbackStatus",
+                "fallback",
+                "The gateway reports what became of messages (one or a list; signed)",
+                Own,
+            )
+        },
+        Op {
+            body: Some(s::<wire::FallbackInbound>),
+            ok: &[(200, OK, Some(s::<wire::InboundRecorded>))],
+            ..op(
+                "post",
+                "/v1/fallback/inbound",
+                "fallbackInbound",
+                "fallback",
+                "A lead's reply by SMS or keypad, counted as its ack (signed)",
+                Own,
+            )
+        },
+        Op {
+            ok: &[(200, "ok", None)],
+            ..op(
+                "get",
+                "/healthz",
+                "healthz",
+                "meta",
+                "The process is alive",
+                Public,
+            )
+        },
+        Op {
+            ok: &[
+                (200, "Ready to serve", None),
+                (503, "Not ready (store failed, or cannot deliver)", None),
+            ],
+            ..op(
+                "get",
+                "/readyz",
+                "readyz",
+                "meta",
+                "Ready to take sessions and writes",
+                Public,
+            )
+        },
+        Op {
+            ok: &[(200, "This document", None)],
+            ..op(
+                "get",
+                "/v1/openapi.json",
+                "openapi",
+                "meta",
+                "This API description",
+                Public,
+            )
+        },
+    ]
+}
+
+/// The document.
+fn build() -> Value {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    // Answers as the hub writes them; bodies as it reads them.
+    settings.contract = Contract::Serialize;
+    let mut out_gen = settings.clone().into_generator();
+    settings.contract = Contract::Deserialize;
+    settings.inline_subschemas = true;
+    let mut in_gen = settings.into_generator();
+    let error = out_gen.subschema_for::<wire::ErrorBody>();
+    let mut paths: Map<String, Value> = Map::new();
+    for op in operations() {
+        let mut responses = Map::new();
+        for (code, desc, schema) in op.ok {
+            let mut r = json!({ "description": desc });
+            if let Some(sch) = schema {
+                r["content"] = json!({"application/json": {"schema": sch(&mut out_gen)}});
+            }
+            responses.insert(code.to_string(), r);
+        }
+        responses.insert(
+            "default".into(),
+            json!({"description": "A refusal: the contract's error code and a message for people",
+                   "content": {"application/json": {"schema": error}}}),
+        );
+        let mut params: Vec<Value> = Vec::new();
+        if op.path.contains("{id}") {
+            params.push(
+                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+            );
+        }
+        for (name, desc) in op.query {
+            params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": "string"}}));
+        }
+        let mut o = json!({
+            "operationId": op.id, "tags": [op.tag], "summary": op.summary,
+            "parameters": params, "responses": responses,
+        });
+        if let Some(body) = op.body {
+            o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body(&mut in_gen)}}});
+        }
+        o["security"] = match op.auth {
+            Auth::Operator => json!([{"bearer": []}]),
+            Auth::Public | Auth::Own => json!([]),
+        };
+        paths
+            .entry(op.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("a path item is an object")
+            .insert(op.method.into(), o);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gridcast hub API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The command center's HTTP API (DESIGN.md §3 and the README's extensions). Errors are always {\"error\": {\"code\", \"message\"}}.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "paths": paths,
+        "components": {
+            "schemas": out_gen.take_definitions(true),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        }
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub(super) async fn get_openapi() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| build().to_string());
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        doc.clone(),
+    )
+        .into_response()
+}
