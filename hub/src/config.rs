@@ -253,8 +253,9 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    // The last `@`: a password may hold an unencoded `/` (base64), and redacting too
+    // much is the safe side.
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
     let userinfo = &rest[..at];
@@ -388,6 +389,22 @@ impl Config {
         if self.cluster_key.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("--cluster-key must have at least 16 characters");
         }
+        // The example deployment's placeholders (deploy/k8s/secret.yaml) are public.
+        for (flag, value) in [
+            ("--jwt-secret", &self.jwt_secret),
+            ("--jwt-secret-previous", &self.jwt_secret_previous),
+            ("--mqtt-hook-secret", &self.mqtt_hook_secret),
+            ("--fallback-secret", &self.fallback.fallback_secret),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.starts_with("replace-me"))
+            {
+                return Err(ConfigError(format!(
+                    "{flag} is the example's placeholder: give it a random value of your own"
+                )));
+            }
+        }
         if self.mqtt_hook_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("--mqtt-hook-secret must have at least 16 characters");
         }
@@ -440,6 +457,10 @@ mod tests {
             "mqtt://hub:***@broker:1883"
         );
         assert_eq!(redact_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
+        assert_eq!(
+            redact_url("redis://:ab/c+d=@10.0.0.1:6379/0"),
+            "redis://:***@10.0.0.1:6379/0"
+        );
         assert_eq!(redact_url("mqtt://hub@broker"), "mqtt://hub@broker");
     }
 

@@ -396,11 +396,11 @@ async fn a_request_left_approving_by_a_stopped_hub_is_recovered() {
     .unwrap();
     let incident = approved["incident"].as_str().unwrap().to_owned();
     hub.stop().await;
-    // What a hub that stopped halfway leaves: both `approving`, a minute ago, and the
+    // What a hub that stopped halfway leaves: both `approving`, six minutes ago, and the
     // second one's incident not yet noted.
     {
         let store = EmbeddedStore::open(&dir.join("data")).unwrap();
-        let minute_ago = gridcast_protocol::time::rfc3339(gridcast_hub::now_ms() - 120_000);
+        let minute_ago = gridcast_protocol::time::rfc3339(gridcast_hub::now_ms() - 360_000);
         for mut a in store.approvals().await.unwrap() {
             let was = a.state;
             a.state = ApprovalState::Approving;

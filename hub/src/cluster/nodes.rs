@@ -82,6 +82,12 @@ impl Cluster {
                     if full {
                         self.presence_stale.store(false, Relaxed);
                     }
+                    // A replication shortfall behind Sentinel: ask for the master again.
+                    if self.store.take_renew_wanted()
+                        && let Err(e) = self.store.renew().await
+                    {
+                        tracing::warn!(error = %e, "redis connection renewal failed");
+                    }
                     *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
                         nodes.into_iter().filter(|n| *n != self.node).collect();
                 }

@@ -24,8 +24,9 @@ use super::incident::{MAX_NOTE, Prepared, Refusal, check_text};
 use crate::auth::{Claims, TokenRole};
 
 /// How long a request may stay `approving` (being issued) before it is taken for the
-/// mark of a hub that stopped halfway: issuing takes milliseconds.
-const STUCK_MS: u64 = 60_000;
+/// mark of a hub that stopped halfway: issuing takes milliseconds, and this leaves room
+/// for a stalled process and for clocks of nodes that disagree.
+const STUCK_MS: u64 = 300_000;
 
 /// What `POST /v1/incidents` did.
 #[derive(Debug)]
@@ -435,12 +436,18 @@ impl Dispatch {
         }
         // Issued: a failure to record that now is logged, not answered as a failure
         // (the incident stands; the request stays `approving` for a person to see).
-        if let Err(e) = self
+        match self
             .store
             .update_approval(&a, ApprovalState::Approving)
             .await
         {
-            tracing::error!(request = %id, incident = ?a.incident, error = %e, "approved request not marked active");
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(request = %id, incident = ?a.incident, "approved request changed while it was issued (recovered as stuck?); its incident stands")
+            }
+            Err(e) => {
+                tracing::error!(request = %id, incident = ?a.incident, error = %e, "approved request not marked active")
+            }
         }
         tracing::info!(request = %id, approver = %op.sub, incident = ?a.incident, "held activation approved and issued");
         self.announce(&a).await;

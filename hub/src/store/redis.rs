@@ -130,6 +130,11 @@ pub struct RedisStore {
     target: Arc<RedisTarget>,
     /// Replicas every change must reach before it is `ok`'d ([`replicas`]).
     min_replicas: usize,
+    /// Grows with every [`RedisStore::renew`]: a WAIT on a connection newer than the
+    /// write's would count nothing of it.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    /// A replication shortfall asked for the master again (behind Sentinel).
+    renew_wanted: Arc<AtomicBool>,
     /// Replaced whole by [`RedisStore::renew`]: the connection manager reconnects after
     /// a dropped connection, not after one that silently stopped answering.
     conn: Arc<RwLock<ConnectionManager>>,
@@ -155,6 +160,7 @@ impl RedisStore {
     pub async fn open(target: RedisTarget, min_replicas: usize) -> redis::RedisResult<Self> {
         let conn = Arc::new(RwLock::new(connect(&target.client().await?).await?));
         let healthy = Arc::new(AtomicBool::new(true));
+        let generation: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let (marks, rx) = tokio::sync::mpsc::channel(MARK_BATCH * 16);
         let batcher = MarkBatcher {
             conn: conn.clone(),
@@ -163,6 +169,7 @@ impl RedisStore {
                 &MARK_SCRIPT.replace("MAX_ANSWERS", &super::MAX_ANSWERS.to_string()),
             )),
             min_replicas,
+            generation: generation.clone(),
         };
         // Ends when the last clone of the store is dropped (the channel closes), so it
         // cannot be tracked: shutdown would wait for the store that holds it.
@@ -174,6 +181,8 @@ impl RedisStore {
         Ok(Self {
             target: Arc::new(target),
             min_replicas,
+            generation,
+            renew_wanted: Arc::default(),
             conn,
             marks,
             healthy,
@@ -196,6 +205,7 @@ impl RedisStore {
         // Behind Sentinel: the master as the sentinels say now.
         let fresh = connect(&self.target.client().await?).await?;
         *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -236,7 +246,7 @@ fn mark_kind(mark: &Mark) -> &'static str {
 
 impl Store for RedisStore {
     fn create_incident(&self, new: NewIncident) -> StoreFuture<'_, IncidentSnapshot> {
-        Box::pin(self.durable(async move {
+        Box::pin(self.created(async move {
             let mut c = self.connection();
             let n: u64 = self.seen(c.incr(SEQ, 1).await)?;
             let outbox = new.outbox;
@@ -339,7 +349,7 @@ impl Store for RedisStore {
         at: u64,
         outbox: bool,
     ) -> StoreFuture<'a, ReviseOutcome> {
-        Box::pin(async move {
+        Box::pin(self.durable(async move {
             // Revisions are rare operator actions: read, compute in Rust (the same
             // apply_revision as the embedded store), then compare-and-set in one script;
             // a concurrent revision makes us read again.
@@ -384,7 +394,6 @@ impl Store for RedisStore {
                         .ignore();
                 }
                 self.seen(index.query_async::<()>(&mut c).await)?;
-                self.replicated().await?;
                 return Ok(match self.snapshots(&[incident.to_owned()]).await?.pop() {
                     Some(s) => ReviseOutcome::Revised(s),
                     None => ReviseOutcome::NotFound,
@@ -393,7 +402,7 @@ impl Store for RedisStore {
             Err(StoreError::Io(format!(
                 "incident {incident} kept changing under a revision; retry"
             )))
-        })
+        }))
     }
 
     fn recent(&self, closed_since: u64) -> StoreFuture<'_, Vec<IncidentSnapshot>> {
@@ -453,7 +462,7 @@ impl Store for RedisStore {
         task: TaskRecord,
         at: u64,
     ) -> StoreFuture<'a, TaskOutcome> {
-        Box::pin(self.durable(self.insert_task(incident, task, at)))
+        Box::pin(self.created(self.insert_task(incident, task, at)))
     }
 
     fn update_task<'a>(
@@ -487,7 +496,7 @@ impl Store for RedisStore {
     }
 
     fn add_report(&self, report: ReportView) -> StoreFuture<'_, ReportView> {
-        Box::pin(self.durable(self.insert_report(report)))
+        Box::pin(self.created(self.insert_report(report)))
     }
 
     fn reports(&self) -> StoreFuture<'_, Vec<ReportView>> {
@@ -499,7 +508,7 @@ impl Store for RedisStore {
     }
 
     fn add_approval(&self, approval: Approval) -> StoreFuture<'_, Approval> {
-        Box::pin(self.durable(self.insert_approval(approval)))
+        Box::pin(self.created(self.insert_approval(approval)))
     }
 
     fn approvals(&self) -> StoreFuture<'_, Vec<Approval>> {
@@ -549,7 +558,7 @@ impl Store for RedisStore {
     }
 
     fn try_lock<'a>(&'a self, name: &'a str, token: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {
-        Box::pin(self.take_lock(name, token, ttl_ms))
+        Box::pin(self.durable(self.take_lock(name, token, ttl_ms)))
     }
 
     fn unlock<'a>(&'a self, name: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
@@ -570,7 +579,7 @@ impl Store for RedisStore {
         exp: u64,
         jti: Option<&'a str>,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(self.write_mqtt_lead(lead, exp, jti))
+        Box::pin(self.durable(self.write_mqtt_lead(lead, exp, jti)))
     }
 
     fn mqtt_lead<'a>(&'a self, lead: &'a str) -> StoreFuture<'a, Option<super::MqttLead>> {

@@ -118,26 +118,27 @@ impl Webhook {
     /// (its timestamp's window, twice): false when it was taken already, here or on
     /// another node of the cluster (a replay). [`Webhook::forget`] gives it back when
     /// the request failed, so that the gateway's own retry goes through.
-    pub(crate) async fn take(&self, signature: &str) -> bool {
+    pub(crate) async fn take(&self, signature: &str) -> Result<bool, crate::store::StoreError> {
         let now = self.clock.now_ms();
         let window = 2 * sign::SKEW_S * 1000;
         {
             let mut t = self.taken.lock().unwrap_or_else(|p| p.into_inner());
             t.retain(|_, until| *until > now);
             if t.contains_key(signature) {
-                return false;
+                return Ok(false);
             }
             if t.len() >= MAX_TAKEN {
                 t.clear();
             }
             t.insert(signature.to_owned(), now + window);
         }
+        // A store that cannot say refuses the callback (the gateway sends it again):
+        // a replay must not pass while Redis is away.
         let free = self
             .store
             .try_lock(&format!("fb-sig:{signature}"), signature, window)
-            .await
-            .unwrap_or(true);
-        if !free {
+            .await;
+        if !matches!(free, Ok(true)) {
             self.taken
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -362,7 +362,15 @@ async fn write_loop(
             r = step => if r.is_err() { handle.end(close::GOING_AWAY); return; }
         }
     }
-    // Tell the phone why, if its socket still takes writes.
+    // What is already queued (an ack's `ok` made just before the end) goes out first,
+    // then the phone is told why, if its socket still takes writes.
+    let flushed = async {
+        while let Ok(f) = rx.try_recv() {
+            sink.feed(Message::Text(f)).await?;
+        }
+        sink.flush().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
     let code = handle.close_code();
     let close_frame = Message::Close(Some(CloseFrame {
         code,

@@ -28,6 +28,9 @@ pub(super) struct MarkBatcher {
     pub(super) script: Arc<redis::Script>,
     /// Replicas an ack must reach before its `ok` (see `replicas.rs`).
     pub(super) min_replicas: usize,
+    /// The store's connection generation (a renewed connection counts none of the
+    /// script's writes).
+    pub(super) generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MarkBatcher {
@@ -75,10 +78,14 @@ impl MarkBatcher {
         for j in &jobs {
             inv.arg(&j.lead).arg(j.kind).arg(j.at).arg(&j.event);
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let mut c = self.conn.read().unwrap_or_else(|p| p.into_inner()).clone();
         let reply: redis::RedisResult<Vec<String>> = inv.invoke_async(&mut c).await;
         self.healthy.store(reply.is_ok(), Ordering::Release);
         let replicated = match &reply {
+            Ok(_) if self.min_replicas > 0 && self.generation.load(Ordering::Acquire) != generation => {
+                Err(StoreError::Io("redis: the connection was renewed before the acks' replicas were counted; try again".into()))
+            }
             Ok(_) => super::replicas::replicated(&mut c, self.min_replicas, &self.healthy).await,
             Err(_) => Ok(()),
         };

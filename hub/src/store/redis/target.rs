@@ -2,10 +2,10 @@
 //! master that Sentinel names (`redis+sentinel://[user:password@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`).
 //!
 //! A connection to Redis does not follow a failover by itself: the master is asked of
-//! the sentinels again every time the store (re)connects (`SENTINEL
-//! get-master-addr-by-name`, the first sentinel that answers), and the address it names
-//! must answer `ROLE` as a master — a demoted master that comes back is never written
-//! to.
+//! the sentinels again every time the store renews its connection (after failed
+//! heartbeats or a replication shortfall): every sentinel is asked (`SENTINEL
+//! get-master-addr-by-name`), most of them must name the same address, and it must
+//! answer `ROLE` as a master — a demoted master that comes back is never written to.
 
 use std::time::Duration;
 
@@ -96,25 +96,35 @@ impl RedisTarget {
                 db,
             } => (sentinels, master, auth, db),
         };
+        // Every sentinel is asked; the master is the address most of them name (a
+        // stale or cut-off sentinel alone cannot point the hub elsewhere).
+        let answers =
+            futures_util::future::join_all(sentinels.iter().map(|s| ask(s, master))).await;
+        let mut votes: Vec<((String, u16), usize)> = Vec::new();
         let mut last = None;
-        for s in sentinels {
-            match ask(s, master).await {
-                Ok((host, port)) => {
-                    let client = redis::Client::open(format!("redis://{auth}{host}:{port}/{db}"))?;
-                    match is_master(&client).await {
-                        Ok(true) => return Ok(client),
-                        Ok(false) => {
-                            last = Some(failure(format!(
-                                "{host}:{port}, named by sentinel {s}, is not a master (yet)"
-                            )))
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
+        for answer in answers {
+            match answer {
+                Ok(addr) => match votes.iter_mut().find(|(a, _)| *a == addr) {
+                    Some((_, n)) => *n += 1,
+                    None => votes.push((addr, 1)),
+                },
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| failure("no sentinel answered".into())))
+        let needed = sentinels.len() / 2 + 1;
+        let Some(((host, port), _)) = votes.into_iter().find(|(_, n)| *n >= needed) else {
+            return Err(last.unwrap_or_else(|| {
+                failure(format!("fewer than {needed} sentinels agree on the master"))
+            }));
+        };
+        let client = redis::Client::open(format!("redis://{auth}{host}:{port}/{db}"))?;
+        if is_master(&client).await? {
+            Ok(client)
+        } else {
+            Err(failure(format!(
+                "{host}:{port}, named by the sentinels, is not a master (yet)"
+            )))
+        }
     }
 }
 

@@ -59,7 +59,7 @@ async fn signed(
     let bytes = read_body(hub, body, limit).await?;
     sign::verify(gw.secret(), ts, signature, &bytes, now_s).map_err(unauthorized)?;
     let signature = signature.unwrap_or_default().to_owned();
-    if !gw.take(&signature).await {
+    if !gw.take(&signature).await? {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "this signed request was taken already (a replay)",
