@@ -3,8 +3,9 @@
 //! Every error is `{"error":{"code","message"}}` with the contract's status; bodies are
 //! parsed by hand so that a malformed one gets that shape too, not a framework default.
 
+use crate::http::Query;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -228,6 +229,7 @@ async fn list_incidents(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
+    #[schemars(length(min = 1, max = 16000))]
     body: String,
 }
 
@@ -246,6 +248,7 @@ async fn post_update(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CloseBody {
+    #[schemars(length(min = 1, max = 1000))]
     reason: String,
     /// Close even with open tasks.
     #[serde(default)]

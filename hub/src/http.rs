@@ -68,6 +68,14 @@ pub(crate) async fn parse_body<T: DeserializeOwned>(
     limit: usize,
 ) -> ApiResult<T> {
     let bytes = read_body(hub, body, limit).await?;
+    // Every body of the API is an object: serde would also read a struct from an
+    // array (`[]` as an empty registry).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "invalid JSON body: it must be a JSON object",
+        ));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
@@ -105,4 +113,21 @@ pub(crate) async fn read_body(hub: &Hub, body: Body, limit: usize) -> ApiResult<
         })?
         .to_bytes();
     Ok(bytes)
+}
+
+/// `axum::extract::Query` whose refusal (a duplicate or malformed parameter) is the
+/// contract's JSON error, like every other refusal of the API.
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Self(q.0))
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("query: {}", e.body_text())))
+    }
 }

@@ -52,6 +52,7 @@ const ASSETS: &[(&str, &str)] = assets![
     "console/reports.js",
     "console/tree.js",
     "directory/main.js",
+    "api/main.js",
     "lead/main.js",
     "lead/session.js",
     "lead/views.js",
@@ -60,6 +61,7 @@ const ASSETS: &[(&str, &str)] = assets![
 const CONSOLE: &str = include_str!("../../clients/web/console.html");
 const LEAD: &str = include_str!("../../clients/web/lead.html");
 const DIRECTORY: &str = include_str!("../../clients/web/directory.html");
+const API: &str = include_str!("../../clients/web/api.html");
 
 /// The languages of the pages, the first being the default.
 pub(crate) const LANGUAGES: [&str; 2] = ["zh-CN", "en"];
@@ -92,6 +94,7 @@ static RENDERED: LazyLock<HashMap<(&'static str, &'static str), String>> = LazyL
             ("console", CONSOLE),
             ("lead", LEAD),
             ("directory", DIRECTORY),
+            ("api", API),
         ] {
             out.insert((page, *lang), render(html, lang, dict));
         }
@@ -216,6 +219,7 @@ pub(crate) fn routes() -> Router<Hub> {
             "/directory",
             get(|h: HeaderMap| async move { page(&h, "directory") }),
         )
+        .route("/api", get(|h: HeaderMap| async move { page(&h, "api") }))
         .route("/web/{*file}", get(serve_asset))
 }
 
@@ -338,6 +342,7 @@ mod tests {
                 ("console", CONSOLE),
                 ("lead", LEAD),
                 ("directory", DIRECTORY),
+                ("api", API),
             ] {
                 let out = render(html, lang, dict);
                 assert!(out.contains(&format!("<html lang=\"{lang}\">")), "{page}");
@@ -375,7 +380,7 @@ mod tests {
             assert_eq!(render(odd, "zh-CN", &d), odd);
         }
         // Marked elements are empty in the templates (their text comes from the dictionary).
-        for html in [CONSOLE, LEAD, DIRECTORY] {
+        for html in [CONSOLE, LEAD, DIRECTORY, API] {
             for part in html.split(" data-t=\"").skip(1) {
                 let after_tag = part.split_once('>').map(|(_, r)| r).unwrap();
                 assert!(
@@ -389,7 +394,7 @@ mod tests {
 
     #[test]
     fn everything_the_pages_link_to_is_served() {
-        for html in [CONSOLE, LEAD, DIRECTORY] {
+        for html in [CONSOLE, LEAD, DIRECTORY, API] {
             for part in html
                 .split("href=\"/web/")
                 .skip(1)

@@ -22,9 +22,11 @@ use crate::model::{Category, Level, Role, Status};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreateIncident {
     /// Short title (1–200 characters).
+    #[schemars(length(min = 1, max = 200))]
     pub title: String,
     /// Message body (at most 16,000 characters).
     #[serde(default)]
+    #[schemars(length(max = 16000))]
     pub body: String,
     /// Emergency level.
     pub level: Level,
@@ -36,7 +38,12 @@ pub struct CreateIncident {
     /// Areas and roles.
     pub targets: Targets,
     /// Ack window in seconds (1–86,400); the level's default when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integral::opt_u32"
+    )]
+    #[schemars(range(min = 1, max = 86400))]
     pub ack_within_s: Option<u32>,
     /// An admin's break-glass: issue at once although the two-person rule applies,
     /// for this reason (loud on the timeline and the console).
@@ -231,15 +238,22 @@ pub struct CreateTask {
     /// A kind from the published list (`GET /v1/task-kinds`).
     pub kind: String,
     /// Short title (1–200 characters).
+    #[schemars(length(min = 1, max = 200))]
     pub title: String,
     /// What to do.
     #[serde(default)]
+    #[schemars(length(max = 16000))]
     pub detail: String,
     /// A lead (`{"lead":…}`) or a grid (`{"grid":…}`: any of its recipients; first
     /// accept wins).
     pub assignee: crate::frame::Assignee,
     /// Seconds until due (default 3,600; at most 7 days).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integral::opt_u32"
+    )]
+    #[schemars(range(min = 1, max = 604800))]
     pub due_in_s: Option<u32>,
 }
 
@@ -503,7 +517,12 @@ pub struct PromoteReport {
     #[serde(default)]
     pub drill: bool,
     /// Ack window in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integral::opt_u32"
+    )]
+    #[schemars(range(min = 1, max = 86400))]
     pub ack_within_s: Option<u32>,
 }
 

@@ -167,7 +167,7 @@ impl schemars::JsonSchema for GridCode {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([0-9]{16}|[0-9]{19})$",
+            "pattern": "^[0-9]{12}[123][0-9]{3}([0-9]{3})?$",
             "description": "A grid (16 digits) or micro-grid (19 digits) code."
         })
     }
@@ -180,7 +180,7 @@ impl schemars::JsonSchema for Target {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12}|[0-9]{13}|[0-9]{16}|[0-9]{19})$",
+            "pattern": "^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12}|[0-9]{12}[123]|[0-9]{12}[123][0-9]{3}|[0-9]{12}[123][0-9]{6})$",
             "description": "A code prefix: province, city, county, town, community, grid, micro-grid."
         })
     }

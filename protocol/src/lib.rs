@@ -13,6 +13,7 @@ pub mod code;
 pub mod error;
 pub mod frame;
 pub mod fuzzing;
+pub mod integral;
 pub mod model;
 pub mod registry;
 pub mod time;

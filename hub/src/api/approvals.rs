@@ -1,9 +1,10 @@
 //! The two-person rule over HTTP: the requests held for a second person, their
 //! approval and rejection (see [`crate::dispatch::approval`]).
 
+use crate::http::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use gridcast_protocol::ErrorCode;
 use gridcast_protocol::api::{Approval, ApprovalState};
 use serde::Deserialize;
@@ -81,6 +82,7 @@ pub(super) async fn post_approve(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RejectBody {
+    #[schemars(length(min = 1, max = 1000))]
     reason: String,
 }
 

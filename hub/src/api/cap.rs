@@ -1,9 +1,10 @@
 //! CAP over HTTP: `POST /v1/cap` (and `POST /v1/incidents` with `Content-Type:
 //! application/cap+xml`) imports an alert; `GET /v1/incidents/{id}/cap` exports one.
 
+use crate::http::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridcast_protocol::ErrorCode;

@@ -2,8 +2,9 @@
 //! recipients by page, the timeline's tail, the escalations an operator must see (also
 //! after its live stream skipped or lost events), and the field limits the pages use.
 
+use crate::http::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use gridcast_protocol::Status;
 use gridcast_protocol::api::{RecipientList, Timeline, TimelineEvent};
 use serde::{Deserialize, Serialize};

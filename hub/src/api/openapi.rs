@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use gridcast_protocol::api as wire;
@@ -42,12 +43,20 @@ struct Op {
     tag: &'static str,
     summary: &'static str,
     auth: Auth,
-    query: &'static [(&'static str, &'static str)],
+    /// Query parameters: name, description, schema (JSON).
+    query: &'static [(&'static str, &'static str, &'static str)],
     body: Option<Sch>,
     ok: &'static [(u16, &'static str, Option<Sch>)],
 }
 
 const OK: &str = "Done";
+
+/// An RFC 3339 UTC time or a date (the schema names days 1–28 only, so that every
+/// string it allows is a real day; the hub takes every real day).
+const DAY_OR_TIME: &str = r#"{"type": "string", "pattern": "^((19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{3})?Z)?)?$"}"#;
+
+/// A code prefix, or nothing.
+const PREFIX: &str = r#"{"type": "string", "pattern": "^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12}|[0-9]{12}[123]|[0-9]{12}[123][0-9]{3}|[0-9]{12}[123][0-9]{6})?$"}"#;
 
 /// The API, operation by operation (the router in `api.rs` and the transports').
 fn operations() -> Vec<Op> {
@@ -85,8 +94,16 @@ fn operations() -> Vec<Op> {
         },
         Op {
             query: &[
-                ("state", "active or closed"),
-                ("limit", "at most this many, newest first"),
+                (
+                    "state",
+                    "active or closed",
+                    r#"{"type": "string", "enum": ["", "active", "closed"]}"#,
+                ),
+                (
+                    "limit",
+                    "at most this many, newest first",
+                    r#"{"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10000}, {"type": "string", "maxLength": 0}]}"#,
+                ),
             ],
             ok: &[(200, OK, Some(s::<wire::IncidentList>))],
             ..op(
@@ -115,9 +132,21 @@ fn operations() -> Vec<Op> {
         },
         Op {
             query: &[
-                ("status", "pending, delivered, accepted or declined"),
-                ("limit", "page size"),
-                ("offset", "page start"),
+                (
+                    "status",
+                    "pending, delivered, accepted or declined",
+                    r#"{"type": "string", "enum": ["", "pending", "delivered", "accepted", "declined"]}"#,
+                ),
+                (
+                    "limit",
+                    "page size",
+                    r#"{"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5000}, {"type": "string", "maxLength": 0}]}"#,
+                ),
+                (
+                    "offset",
+                    "page start",
+                    r#"{"anyOf": [{"type": "integer", "minimum": 0, "maximum": 1000000000}, {"type": "string", "maxLength": 0}]}"#,
+                ),
             ],
             ok: &[(200, OK, Some(s::<wire::RecipientList>))],
             ..op(
@@ -130,7 +159,11 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            query: &[("limit", "the latest this many events")],
+            query: &[(
+                "limit",
+                "the latest this many events",
+                r#"{"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5000}, {"type": "string", "maxLength": 0}]}"#,
+            )],
             ok: &[(200, OK, Some(s::<wire::Timeline>))],
             ..op(
                 "get",
@@ -216,7 +249,11 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            query: &[("profile", "gbt35965 for the national profile")],
+            query: &[(
+                "profile",
+                "cap (default) or gbt35965 for the national profile",
+                r#"{"type": "string", "enum": ["", "cap", "gbt35965"]}"#,
+            )],
             ok: &[(200, "The alert (application/cap+xml)", None)],
             ..op(
                 "get",
@@ -266,6 +303,7 @@ fn operations() -> Vec<Op> {
             query: &[(
                 "state",
                 "pending_approval, approving, active, rejected, expired or failed",
+                r#"{"type": "string", "enum": ["", "pending_approval", "approving", "active", "rejected", "expired", "failed"]}"#,
             )],
             ok: &[(200, OK, Some(any_object))],
             ..op(
@@ -300,7 +338,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            query: &[("prefix", "code prefix")],
+            query: &[("prefix", "code prefix", PREFIX)],
             ok: &[(200, OK, Some(any_object))],
             ..op(
                 "get",
@@ -329,9 +367,9 @@ fn operations() -> Vec<Op> {
         },
         Op {
             query: &[
-                ("prefix", "code prefix"),
-                ("from", "RFC 3339"),
-                ("to", "RFC 3339"),
+                ("prefix", "code prefix", PREFIX),
+                ("from", "RFC 3339", DAY_OR_TIME),
+                ("to", "RFC 3339", DAY_OR_TIME),
             ],
             ok: &[(200, OK, Some(s::<wire::Stats>))],
             ..op(
@@ -344,7 +382,18 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            query: &[("limit", "page size"), ("before", "report id")],
+            query: &[
+                (
+                    "limit",
+                    "page size",
+                    r#"{"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000}, {"type": "string", "maxLength": 0}]}"#,
+                ),
+                (
+                    "before",
+                    "report id: only older ones",
+                    r#"{"type": "string", "pattern": "^(REP-[0-9]{1,18})?$"}"#,
+                ),
+            ],
             ok: &[(200, OK, Some(s::<wire::ReportList>))],
             ..op(
                 "get",
@@ -372,8 +421,12 @@ fn operations() -> Vec<Op> {
         },
         Op {
             query: &[
-                ("prefix", "code prefix"),
-                ("leads", "true to list online leads"),
+                ("prefix", "code prefix", PREFIX),
+                (
+                    "leads",
+                    "true to list online leads",
+                    r#"{"type": "boolean"}"#,
+                ),
             ],
             ok: &[(200, OK, Some(s::<wire::Presence>))],
             ..op(
@@ -466,10 +519,7 @@ fn operations() -> Vec<Op> {
             )
         },
         Op {
-            ok: &[
-                (200, "Ready to serve", None),
-                (503, "Not ready (store failed, or cannot deliver)", None),
-            ],
+            ok: &[(200, "Ready to serve", None)],
             ..op(
                 "get",
                 "/readyz",
@@ -493,8 +543,19 @@ fn operations() -> Vec<Op> {
     ]
 }
 
-/// The document.
-fn build() -> Value {
+/// The media type of an answer that is not JSON.
+fn text_answer(id: &str) -> Option<&'static str> {
+    match id {
+        "healthz" | "readyz" => Some("text/plain"),
+        "getCap" => Some("application/cap+xml"),
+        "consoleEvents" => Some("text/event-stream"),
+        "openapi" => Some("application/json"),
+        _ => None,
+    }
+}
+
+/// The document; the gateway's callbacks only where the fallback channel is on.
+fn build(fallback: bool) -> Value {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
     // Answers as the hub writes them; bodies as it reads them.
@@ -506,13 +567,21 @@ fn build() -> Value {
     let error = out_gen.subschema_for::<wire::ErrorBody>();
     let mut paths: Map<String, Value> = Map::new();
     for op in operations() {
+        if op.tag == "fallback" && !fallback {
+            continue;
+        }
         let mut responses = Map::new();
         for (code, desc, schema) in op.ok {
             let mut r = json!({ "description": desc });
             if let Some(sch) = schema {
                 r["content"] = json!({"application/json": {"schema": sch(&mut out_gen)}});
+            } else if let Some(media) = text_answer(op.id) {
+                r["content"] = json!({media: {"schema": {"type": "string"}}});
             }
             responses.insert(code.to_string(), r);
+        }
+        if op.id == "getAfterAction" {
+            responses["200"]["content"]["text/csv"] = json!({"schema": {"type": "string"}});
         }
         responses.insert(
             "default".into(),
@@ -525,8 +594,9 @@ fn build() -> Value {
                 json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
             );
         }
-        for (name, desc) in op.query {
-            params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": "string"}}));
+        for (name, desc, schema) in op.query {
+            let schema: Value = serde_json::from_str(schema).expect("a query schema is JSON");
+            params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": schema}));
         }
         let mut o = json!({
             "operationId": op.id, "tags": [op.tag], "summary": op.summary,
@@ -563,9 +633,10 @@ fn build() -> Value {
 }
 
 /// `GET /v1/openapi.json`.
-pub(super) async fn get_openapi() -> Response {
+pub(super) async fn get_openapi(State(hub): State<crate::Hub>) -> Response {
     static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| build().to_string());
+    let fallback = hub.config.fallback.fallback_webhook.is_some();
+    let doc = DOC.get_or_init(|| build(fallback).to_string());
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -574,4 +645,16 @@ pub(super) async fn get_openapi() -> Response {
         doc.clone(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_builds_with_and_without_the_gateway() {
+        let with = super::build(true);
+        let without = super::build(false);
+        assert!(with["paths"]["/v1/fallback/status"].is_object());
+        assert!(without["paths"].get("/v1/fallback/status").is_none());
+        assert_eq!(with["openapi"], "3.1.0");
+    }
 }

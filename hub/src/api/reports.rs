@@ -1,8 +1,9 @@
 //! Upward reports: the list, one page at a time, and promotion to an incident.
 
+use crate::http::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gridcast_protocol::ErrorCode;
 use serde::Deserialize;

@@ -17,9 +17,12 @@ pub struct Satisfaction {
 #[serde(deny_unknown_fields)]
 pub struct RateTask {
     /// 1 to 5.
+    #[schemars(range(min = 1, max = 5))]
+    #[serde(deserialize_with = "crate::integral::u8")]
     pub score: u8,
     /// What the resident said (at most 1,000 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
     pub note: Option<String>,
 }
 
