@@ -91,6 +91,55 @@ fn operator(hub: &TestHub) -> ConsoleClient {
     ConsoleClient::new(&hub.http(), &token("op", TokenRole::Operator, ""))
 }
 
+/// Node A in this process and node K as a real child process (to kill or stop), both
+/// on `redis`, with every person of `doc` connected: even ones to A, odd ones to K (with
+/// their ids); once presence counts them all.
+async fn node_and_child(
+    redis: &RedisServer,
+    doc: &RegistryDoc,
+    k_dir: &str,
+) -> (
+    TestHub,
+    tokio::process::Child,
+    Vec<LeadClient>,
+    Vec<(String, LeadClient)>,
+    ConsoleClient,
+) {
+    let a = node("a", redis, Some(doc.clone())).await;
+    let k_port = free_port();
+    let k_dir = tmp_dir(k_dir);
+    let k = spawn_hub(
+        k_port,
+        &[
+            "--redis".as_ref(),
+            redis.url().as_ref(),
+            "--node-id".as_ref(),
+            "k".as_ref(),
+            "--data-dir".as_ref(),
+            k_dir.as_os_str(),
+        ],
+    )
+    .await;
+    let k_ws = format!("ws://127.0.0.1:{k_port}/v1/lead/ws");
+    let mut on_a = Vec::new();
+    let mut on_k = Vec::new();
+    for (i, p) in doc.staff.iter().enumerate() {
+        if i % 2 == 0 {
+            on_a.push(lead(&a.ws_url(), &p.id).await.0);
+        } else {
+            on_k.push((p.id.clone(), lead(&k_ws, &p.id).await.0));
+        }
+    }
+    let ops = operator(&a);
+    let all = doc.staff.len();
+    eventually(Duration::from_secs(5), "presence of both nodes", || {
+        let ops = ops.clone();
+        async move { ops.presence("", false).await.unwrap().online == all }
+    })
+    .await;
+    (a, k, on_a, on_k, ops)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
     let redis = RedisServer::start("three").await;
@@ -216,38 +265,8 @@ async fn three_nodes_deliver_to_every_recipient_and_agree_on_counts() {
 async fn a_killed_nodes_leads_resync_elsewhere_and_leave_presence_in_bound() {
     let redis = RedisServer::start("kill").await;
     let doc = city(120);
-    let a = node("a", &redis, Some(doc.clone())).await;
     // K is a real process, to be killed with SIGKILL.
-    let k_port = free_port();
-    let k_dir = tmp_dir("cluster-k");
-    let mut k = spawn_hub(
-        k_port,
-        &[
-            "--redis".as_ref(),
-            redis.url().as_ref(),
-            "--node-id".as_ref(),
-            "k".as_ref(),
-            "--data-dir".as_ref(),
-            k_dir.as_os_str(),
-        ],
-    )
-    .await;
-    let k_ws = format!("ws://127.0.0.1:{k_port}/v1/lead/ws");
-    let mut on_a = Vec::new();
-    let mut on_k = Vec::new();
-    for (i, p) in doc.staff.iter().enumerate() {
-        if i % 2 == 0 {
-            on_a.push(lead(&a.ws_url(), &p.id).await.0);
-        } else {
-            on_k.push((p.id.clone(), lead(&k_ws, &p.id).await.0));
-        }
-    }
-    let ops = operator(&a);
-    eventually(Duration::from_secs(5), "presence of both nodes", || {
-        let ops = ops.clone();
-        async move { ops.presence("", false).await.unwrap().online == 120 }
-    })
-    .await;
+    let (a, mut k, mut on_a, mut on_k, ops) = node_and_child(&redis, &doc, "cluster-k").await;
     let created = ops
         .activate(&activation("Gas leak", &["330106"], &[]))
         .await
@@ -731,37 +750,7 @@ async fn a_node_killed_between_the_record_and_the_publish_loses_no_activation() 
 async fn a_node_stopped_with_sigterm_mid_fanout_loses_nothing_and_its_phones_move() {
     let redis = RedisServer::start("drain").await;
     let doc = city(200);
-    let a = node("a", &redis, Some(doc.clone())).await;
-    let k_port = free_port();
-    let k_dir = tmp_dir("cluster-drain-k");
-    let mut k = spawn_hub(
-        k_port,
-        &[
-            "--redis".as_ref(),
-            redis.url().as_ref(),
-            "--node-id".as_ref(),
-            "k".as_ref(),
-            "--data-dir".as_ref(),
-            k_dir.as_os_str(),
-        ],
-    )
-    .await;
-    let k_ws = format!("ws://127.0.0.1:{k_port}/v1/lead/ws");
-    let mut on_a = Vec::new();
-    let mut on_k = Vec::new();
-    for (i, p) in doc.staff.iter().enumerate() {
-        if i % 2 == 0 {
-            on_a.push(lead(&a.ws_url(), &p.id).await.0);
-        } else {
-            on_k.push((p.id.clone(), lead(&k_ws, &p.id).await.0));
-        }
-    }
-    let ops = operator(&a);
-    eventually(Duration::from_secs(5), "presence of both nodes", || {
-        let ops = ops.clone();
-        async move { ops.presence("", false).await.unwrap().online == 200 }
-    })
-    .await;
+    let (a, mut k, mut on_a, on_k, ops) = node_and_child(&redis, &doc, "cluster-drain-k").await;
     let created = ops
         .activate(&activation("Gas leak", &["330106"], &[]))
         .await

@@ -185,6 +185,18 @@ impl Webhook {
         Some(tag.iter().take(12).map(|b| format!("{b:02x}")).collect())
     }
 
+    /// `rec` not sent (`verb`: "not sent", "not made") because `why`, on the timeline.
+    fn cancel(&self, mut rec: FallbackRecord, verb: &str, why: String) -> Decision {
+        rec.state = FallbackState::Cancelled;
+        let e = self.event(
+            &rec,
+            "fallback_cancelled",
+            format!("{} {verb}: {why}", what(&rec)),
+        );
+        rec.error = Some(why);
+        Decision::Record(rec, vec![e])
+    }
+
     async fn decide(
         &self,
         mut rec: FallbackRecord,
@@ -192,21 +204,10 @@ impl Webhook {
         numbers: &HashMap<String, u64>,
     ) -> Decision {
         let now = self.clock.now_ms();
-        let stop = |rec: &mut FallbackRecord, why: String| {
-            rec.state = FallbackState::Cancelled;
-            rec.error = Some(why.clone());
-            why
-        };
         let Some(snap) =
             snap.filter(|s| s.meta.state == gridcast_protocol::model::IncidentState::Active)
         else {
-            let why = stop(&mut rec, "the incident is closed".into());
-            let e = self.event(
-                &rec,
-                "fallback_cancelled",
-                format!("{} not sent: {why}", what(&rec)),
-            );
-            return Decision::Record(rec, vec![e]);
+            return self.cancel(rec, "not sent", "the incident is closed".into());
         };
         let state = snap.recipients.iter().find(|r| r.lead == rec.lead);
         let answered = match state {
@@ -217,13 +218,7 @@ impl Webhook {
             Some(_) => None,
         };
         if let Some(why) = answered {
-            let why = stop(&mut rec, why);
-            let e = self.event(
-                &rec,
-                "fallback_cancelled",
-                format!("{} not sent: {why}", what(&rec)),
-            );
-            return Decision::Record(rec, vec![e]);
+            return self.cancel(rec, "not sent", why);
         }
         if rec.channel == Channel::Voice {
             let previous = format!(
@@ -245,13 +240,7 @@ impl Webhook {
                 None
             };
             if let Some(why) = why {
-                let why = stop(&mut rec, why);
-                let e = self.event(
-                    &rec,
-                    "fallback_cancelled",
-                    format!("{} not made: {why}", what(&rec)),
-                );
-                return Decision::Record(rec, vec![e]);
+                return self.cancel(rec, "not made", why);
             }
         }
         let registry = self.registry.current();
