@@ -185,6 +185,14 @@ impl Webhook {
         Some(tag.iter().take(12).map(|b| format!("{b:02x}")).collect())
     }
 
+    /// `rec` given up (refused, or out of tries): its timeline event.
+    fn give_up(&self, rec: &mut FallbackRecord, why: String, detail: String) -> TimelineEvent {
+        self.metrics.fallback_failed.fetch_add(1, Relaxed);
+        rec.state = FallbackState::Failed;
+        rec.error = Some(why);
+        self.event(rec, "fallback_failed", detail)
+    }
+
     /// `rec` not sent (`verb`: "not sent", "not made") because `why`, on the timeline.
     fn cancel(&self, mut rec: FallbackRecord, verb: &str, why: String) -> Decision {
         rec.state = FallbackState::Cancelled;
@@ -385,31 +393,19 @@ impl Webhook {
                 )
             }
             Answer::Again(why, _) => {
-                self.metrics.fallback_failed.fetch_add(1, Relaxed);
-                rec.state = FallbackState::Failed;
-                rec.error = Some(why.clone());
-                self.event(
-                    &rec,
-                    "fallback_failed",
-                    format!(
-                        "{} given up after {} tries (last: {why})",
-                        what(&rec),
-                        rec.attempts
-                    ),
-                )
+                let detail = format!(
+                    "{} given up after {} tries (last: {why})",
+                    what(&rec),
+                    rec.attempts
+                );
+                self.give_up(&mut rec, why, detail)
             }
             Answer::Refused(why) => {
-                self.metrics.fallback_failed.fetch_add(1, Relaxed);
-                rec.state = FallbackState::Failed;
-                rec.error = Some(why.clone());
-                self.event(
-                    &rec,
-                    "fallback_failed",
-                    format!(
-                        "{} refused by the gateway ({why}); not tried again",
-                        what(&rec)
-                    ),
-                )
+                let detail = format!(
+                    "{} refused by the gateway ({why}); not tried again",
+                    what(&rec)
+                );
+                self.give_up(&mut rec, why, detail)
             }
         };
         // A 叫应 goes on after a call the gateway took or gave up on, until the lead
