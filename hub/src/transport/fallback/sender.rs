@@ -114,6 +114,11 @@ pub(super) async fn run(gw: Arc<Webhook>, shutdown: CancellationToken) {
         while let Some(done) = flying.next().await {
             forget_refused(Some(done), &mut numbers);
         }
+        // A number past its gap needs no entry: the map holds only the numbers texted
+        // in the last gap, not every number ever texted.
+        let gap = gw.config.fallback_number_gap_s * 1000;
+        let now = gw.clock.now_ms();
+        numbers.retain(|_, last| *last + gap > now);
     }
 }
 
